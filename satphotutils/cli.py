@@ -21,6 +21,7 @@ __all__ = ['build_parser', 'main']
 # The pipeline order, which is also the order of ``satphot --help``.
 _SUBCOMMAND_MODULES = (
     'satphotutils.utils._cli',
+    'satphotutils.simulation._cli',
     'satphotutils.photometry._cli',
 )
 

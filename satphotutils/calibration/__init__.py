@@ -6,4 +6,5 @@ Stage 2 of the pipeline (simulate, *calibrate*, stamps, network,
 photometry, light curves, intercalibration).
 """
 
-__all__ = []
+from .crowding import *
+from .gaia import *

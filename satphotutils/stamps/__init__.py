@@ -6,4 +6,4 @@ Stage 3 of the pipeline (simulate, calibrate, *stamps*, network,
 photometry, light curves, intercalibration).
 """
 
-__all__ = []
+from .table import *

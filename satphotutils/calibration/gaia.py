@@ -1,0 +1,168 @@
+# Licensed under a 3-clause BSD style license - see LICENSE.rst
+"""
+Gaia (E)DR3 photometric relations: Gaia magnitudes to SDSS and Johnson.
+
+The relations are the polynomials of Riello et al. (2021, A&A 649, A3,
+Appendix C) in x = G_BP - G_RP, as given in the Gaia EDR3/DR3
+documentation (section 5.5.1). A target magnitude is X = G - P(x); the
+relation's population scatter is returned as its uncertainty. Apply the
+bright-star saturation corrections to G, BP and RP first.
+"""
+
+import numpy as np
+from astropy import units as u
+from astropy.utils.masked import Masked
+
+__all__ = ['GAIA_RELATIONS', 'GaiaRelation', 'gaia_to_johnson_v',
+           'gaia_to_sdss_g', 'gaia_to_sdss_i', 'gaia_to_sdss_r']
+
+
+class GaiaRelation:
+    """
+    A colour relation ``G - X = P(x)`` with its scatter and validity range.
+
+    Parameters
+    ----------
+    band : str
+        The target band, e.g. ``'g'``.
+
+    coefficients : tuple of float
+        Polynomial coefficients of ``G - X`` in increasing powers of
+        ``x = BP - RP``.
+
+    scatter : float
+        The relation's scatter in magnitudes.
+
+    x_range : tuple of float
+        The closed interval of ``x`` in which the relation is valid.
+    """
+
+    def __init__(self, band, coefficients, scatter, x_range):
+        self.band = band
+        self.coefficients = tuple(coefficients)
+        self.scatter = float(scatter)
+        self.x_range = tuple(x_range)
+
+    def __repr__(self):
+        return (f'<GaiaRelation G-{self.band}: x in {self.x_range}, '
+                f'scatter {self.scatter} mag>')
+
+    def g_minus_x(self, bp_rp):
+        """Evaluate ``G - X`` at ``bp_rp`` (no validity check)."""
+        return np.polynomial.polynomial.polyval(
+            np.asarray(bp_rp, dtype=float), self.coefficients)
+
+    def valid(self, bp_rp):
+        """Return a boolean array: is ``bp_rp`` inside the valid range."""
+        x = np.asarray(bp_rp, dtype=float)
+        lo, hi = self.x_range
+        return np.isfinite(x) & (x >= lo) & (x <= hi)
+
+    def __call__(self, G, bp_rp):
+        """
+        Transform Gaia ``G`` and ``bp_rp`` to this band.
+
+        Returns
+        -------
+        mag : `~numpy.ma.MaskedArray` or `~astropy.units.Quantity`
+            The magnitude, masked where ``bp_rp`` is outside the valid
+            range (never extrapolated). A Quantity if ``G`` is one.
+
+        err : `~numpy.ndarray` or `~astropy.units.Quantity`
+            The relation's scatter, the uncertainty of ``mag``.
+        """
+        return _transform(self, G, bp_rp)
+
+
+def _strip(value, name):
+    if isinstance(value, u.Quantity):
+        if not value.unit.is_equivalent(u.mag):
+            msg = f'{name} must be in magnitudes, not {value.unit}'
+            raise u.UnitsError(msg)
+        return np.asarray(value.to_value(u.mag), dtype=float), True
+    return np.asarray(np.ma.filled(np.ma.asarray(value, dtype=float),
+                                   np.nan)), False
+
+
+def _transform(relation, G, bp_rp):
+    g_arr, g_unit = _strip(G, 'G')
+    x_arr, _ = _strip(bp_rp, 'bp_rp')
+    mag = g_arr - relation.g_minus_x(x_arr)
+    bad = ~relation.valid(x_arr) | ~np.isfinite(g_arr)
+    err = np.broadcast_to(relation.scatter, mag.shape).copy()
+    if g_unit:
+        return Masked(mag * u.mag, mask=bad), err * u.mag
+    return np.ma.MaskedArray(mag, mask=bad), err
+
+
+GAIA_RELATIONS = {
+    'g': GaiaRelation('g', (0.2199, -0.6365, -0.1548, 0.0064), 0.0745,
+                      (0.3, 3.0)),
+    'r': GaiaRelation('r', (-0.09837, 0.08592, 0.1907, -0.1701, 0.02263),
+                      0.03776, (0.0, 3.0)),
+    'i': GaiaRelation('i', (-0.293, 0.6404, -0.09609, -0.002104), 0.04092,
+                      (0.5, 2.0)),
+    'V': GaiaRelation('V', (-0.02704, 0.01424, -0.2156, 0.01426), 0.03017,
+                      (-0.5, 5.0)),
+}
+
+
+def gaia_to_sdss_g(G, bp_rp):
+    """
+    Estimate SDSS g from Gaia G and BP-RP (Riello et al. 2021).
+
+    Parameters
+    ----------
+    G : array-like or `~astropy.units.Quantity`
+        Gaia G magnitude, with the saturation correction already applied
+        for G < 8.
+
+    bp_rp : array-like or `~astropy.units.Quantity`
+        Gaia BP - RP colour. Valid for 0.3 < BP - RP < 3.0.
+
+    Returns
+    -------
+    g : `~numpy.ma.MaskedArray` or masked `~astropy.units.Quantity`
+        SDSS g, masked where the colour is outside the valid range or G
+        is not finite.
+
+    g_err : `~numpy.ndarray` or `~astropy.units.Quantity`
+        The relation's scatter, 0.0745 mag.
+
+    Examples
+    --------
+    >>> from satphotutils.calibration import gaia_to_sdss_g
+    >>> g, err = gaia_to_sdss_g([10.0, 10.0], [1.0, 3.5])
+    >>> print(g)
+    [10.565 --]
+    >>> print(err)
+    [0.0745 0.0745]
+    """
+    return GAIA_RELATIONS['g'](G, bp_rp)
+
+
+def gaia_to_sdss_r(G, bp_rp):
+    """Estimate SDSS r from Gaia G and BP-RP; see `gaia_to_sdss_g`."""
+    return GAIA_RELATIONS['r'](G, bp_rp)
+
+
+def gaia_to_sdss_i(G, bp_rp):
+    """Estimate SDSS i from Gaia G and BP-RP; see `gaia_to_sdss_g`."""
+    return GAIA_RELATIONS['i'](G, bp_rp)
+
+
+def gaia_to_johnson_v(G, bp_rp):
+    """
+    Estimate Johnson V from Gaia G and BP-RP (Riello et al. 2021).
+
+    Valid for -0.5 < BP - RP < 5.0; scatter 0.030 mag. See
+    `gaia_to_sdss_g` for the parameters and returns.
+
+    Examples
+    --------
+    >>> from satphotutils.calibration import gaia_to_johnson_v
+    >>> v, err = gaia_to_johnson_v(10.0, 1.0)
+    >>> print(round(float(v), 3))
+    10.214
+    """
+    return GAIA_RELATIONS['V'](G, bp_rp)

@@ -1,0 +1,308 @@
+# Licensed under a 3-clause BSD style license - see LICENSE.rst
+"""
+One exposure of a window of the sky, from photons to the reduced frame.
+
+`observe` is the physics core shared by the frame simulator and the
+stamp-set generator: both call it, the first on the whole detector, the
+second on a strip of columns around each target (tall enough to hold its
+bleed trail), so stamps and frames come from the same model.
+"""
+
+import dataclasses
+import functools
+
+import numpy as np
+from scipy import ndimage
+
+from .exposure import bleed_columns, expose, read_out
+from .psf import MoffatPSF, render_stars
+
+__all__ = ['ExposureConditions', 'Observation', 'draw_conditions',
+           'observe']
+
+_MARGIN = 3  # detector pixels around a window, for the interpolation
+_PSF_ZONES = 5
+
+
+@dataclasses.dataclass
+class ExposureConditions:
+    """
+    The circumstances of one exposure.
+
+    Attributes
+    ----------
+    mjd : float
+        Mid-exposure time (MJD, UTC).
+    zeropoint : float
+        Zero point Z of the frame (magnitude of a star giving 1 count).
+    transparency : float
+        Transparency t: a star gives ``10**(-0.4 (m - Z)) / t`` counts.
+    sky : float
+        Sky level in counts per pixel (flat-fielded).
+    fwhm : float
+        PSF FWHM at the detector centre, in pixels.
+    ellipticity, theta : float
+        PSF shape.
+    beta : float
+        Moffat index of the PSF.
+    fwhm_gradient : float
+        Fractional FWHM increase from the centre to the corners.
+    dither : tuple of float
+        ``(dy, dx)``: detector pixel on which reference pixel (0, 0) falls.
+    damaged : bool
+        Whether the frame is stored with the integer-overflow damage.
+    exptime : float
+        Exposure time in seconds.
+    """
+
+    mjd: float
+    zeropoint: float
+    transparency: float = 1.0
+    sky: float = 250.0
+    fwhm: float = 1.8
+    ellipticity: float = 0.05
+    theta: float = 0.0
+    beta: float = 2.5
+    fwhm_gradient: float = 0.1
+    dither: tuple = (0.0, 0.0)
+    damaged: bool = False
+    exptime: float = 90.0
+
+    def psf(self, detector, y=None, x=None):
+        """
+        Return the PSF at detector position ``(y, x)`` (centre if `None`).
+
+        The FWHM grows quadratically with radius by ``fwhm_gradient`` at
+        the corners, in five zones of equal radius squared, so that PSFs
+        (and their rendering tables) are shared between nearby windows.
+        """
+        scale = 1.0
+        if y is not None:
+            ny, nx = detector.shape
+            r2 = (((y - (ny - 1) / 2) ** 2 + (x - (nx - 1) / 2) ** 2)
+                  / (((ny - 1) / 2) ** 2 + ((nx - 1) / 2) ** 2))
+            scale = 1 + self.fwhm_gradient * np.round(
+                min(float(r2), 1.0) * (_PSF_ZONES - 1)) / (_PSF_ZONES - 1)
+        return _cached_psf(round(self.fwhm * scale, 2), self.beta,
+                           self.ellipticity, self.theta)
+
+    def counts(self, mag):
+        """Total counts of stars of magnitude ``mag`` (Eq. 1)."""
+        return 10 ** (-0.4 * (np.asarray(mag) - self.zeropoint)) \
+            / self.transparency
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_psf(fwhm, beta, ellipticity, theta):
+    return MoffatPSF(fwhm=fwhm, beta=beta, ellipticity=ellipticity,
+                     theta=theta)
+
+
+def draw_conditions(rng, *, mjd, zeropoint=25.5, damage_fraction=0.2,
+                    max_dither=12.0):
+    """
+    Draw realistic exposure conditions.
+
+    FWHM follows the survey's distribution (median about 1.7 px, 10-90%
+    about 1.5-2.1, a tail to 2.8); transparency is mostly near 1 with a
+    tail from thin cloud; the sky is 150-450 counts.
+
+    Parameters
+    ----------
+    rng : `~numpy.random.Generator`
+        Random generator.
+
+    mjd : float
+        Exposure time (MJD).
+
+    zeropoint : float, optional
+        Zero point of the camera's reference image.
+
+    damage_fraction : float, optional
+        Probability that the frame carries the overflow damage.
+
+    max_dither : float, optional
+        Largest dither offset in pixels along each axis.
+
+    Returns
+    -------
+    conditions : `ExposureConditions`
+    """
+    fwhm = min(1.35 + rng.lognormal(np.log(0.35), 0.6), 2.8)
+    cloud = rng.exponential(0.04) if rng.random() < 0.3 else 0.0
+    transparency = 10 ** (0.4 * (abs(rng.normal(0, 0.02)) + cloud))
+    return ExposureConditions(
+        mjd=float(mjd), zeropoint=float(zeropoint),
+        transparency=float(transparency),
+        sky=float(rng.uniform(150, 450)), fwhm=float(fwhm),
+        ellipticity=float(rng.uniform(0, 0.12)),
+        theta=float(rng.uniform(0, np.pi)),
+        dither=tuple(rng.uniform(-max_dither, max_dither, 2)),
+        damaged=bool(rng.random() < damage_fraction))
+
+
+@dataclasses.dataclass
+class Observation:
+    """
+    What `observe` returns.
+
+    Attributes
+    ----------
+    image : `~numpy.ndarray` of float32
+        The reduced window on the reference grid, in counts; NaN where no
+        exposure pixel maps.
+    bad : `~numpy.ndarray` of bool
+        Pixels set to 1 by the overflow damage.
+    regions : dict of `~numpy.ndarray`
+        The saturation correction's record of each saturated region.
+    saturated : `~numpy.ndarray` of bool
+        Per star: a raw pixel within 2 px of it hit the ADC maximum.
+    outcome : `~numpy.ndarray` of str
+        Per star: the correction outcome of the region it lies in
+        ('none' if it is in no saturated region).
+    received : `~numpy.ndarray` of bool
+        Per star: it was given another star's misplaced flux.
+    lost_charge : float
+        Electrons that ran off the ends of the detector window.
+    truncated : bool
+        Charge ran off a window end that is not a detector edge: the
+        window was too short for the trails.
+    """
+
+    image: np.ndarray
+    bad: np.ndarray
+    regions: object
+    saturated: np.ndarray
+    outcome: np.ndarray
+    received: np.ndarray
+    lost_charge: float
+    truncated: bool
+
+
+def observe(x, y, flux, *, window, camera, conditions, pipeline, rng,
+            catalog_mag=None, trail_rows=0, trail_cols=0):
+    """
+    Simulate one exposure of a window of the reference grid.
+
+    Parameters
+    ----------
+    x, y : `~numpy.ndarray`
+        Star positions on the reference grid (pixels).
+
+    flux : `~numpy.ndarray`
+        True total counts of each star in this exposure (flat-fielded
+        units, i.e. before vignetting).
+
+    window : tuple of int
+        ``(y0, x0, ny, nx)``: the part of the reference grid to produce.
+
+    camera : `~satphotutils.simulation.Camera`
+        The camera.
+
+    conditions : `ExposureConditions`
+        The exposure.
+
+    pipeline : `~satphotutils.simulation.SurveyPipeline`
+        The reduction.
+
+    rng : `~numpy.random.Generator`
+        Random generator.
+
+    catalog_mag : `~numpy.ndarray`, optional
+        The reference catalogue's magnitude of each star (NaN for stars
+        it lacks); the correction puts a region's flux at the brightest
+        catalogue star in it. By default every star, with
+        ``-2.5 log10(flux)``.
+
+    trail_rows : int, optional
+        Extra detector rows simulated above and below the window so that
+        bleed trails (and the correction's estimate of their flux) are
+        complete.
+
+    trail_cols : int, optional
+        Extra detector columns on each side, so that the correction finds
+        unsaturated columns beside a wide saturated core.
+
+    Returns
+    -------
+    observation : `Observation`
+    """
+    detector = camera.detector
+    det_ny, det_nx = detector.shape
+    y0, x0, ny, nx = window
+    dy, dx = conditions.dither
+    iy, ix = int(np.floor(dy)), int(np.floor(dx))
+    fy, fx = dy - iy, dx - ix
+    # Detector rows/columns simulated: the window plus margins, clipped
+    # to the detector.
+    ry0 = max(y0 + iy - _MARGIN - trail_rows, 0)
+    ry1 = min(y0 + iy + ny + _MARGIN + trail_rows + 1, det_ny)
+    rx0 = max(x0 + ix - _MARGIN - trail_cols, 0)
+    rx1 = min(x0 + ix + nx + _MARGIN + trail_cols + 1, det_nx)
+    shape = (max(ry1 - ry0, 1), max(rx1 - rx0, 1))
+
+    # Stars in the simulated detector window's own pixel coordinates.
+    sx = np.asarray(x, dtype=float) + dx - rx0
+    sy = np.asarray(y, dtype=float) + dy - ry0
+    flux = np.asarray(flux, dtype=float)
+    psf = conditions.psf(detector, ry0 + shape[0] / 2, rx0 + shape[1] / 2)
+    scene = render_stars(shape, sx, sy, flux, psf) + conditions.sky
+    yy, xx = np.mgrid[ry0:ry0 + shape[0], rx0:rx0 + shape[1]]
+    flat = detector.flat(yy, xx)
+    electrons = expose(scene * flat * detector.gain, rng)
+    lost = bleed_columns(electrons, detector.full_well)
+    at_top, at_bottom = ry0 == 0, ry1 == det_ny
+    truncated = bool(lost > 0 and not (at_top and at_bottom))
+    raw = read_out(electrons, detector, rng)
+
+    # Which stars saturated (raw ADC maximum within 2 px).
+    saturated_px = raw >= detector.adc_max
+    ix_s, iy_s = np.rint(sx).astype(int), np.rint(sy).astype(int)
+    on = (ix_s >= 0) & (ix_s < shape[1]) & (iy_s >= 0) & (iy_s < shape[0])
+    saturated = np.zeros(len(sx), dtype=bool)
+    if saturated_px.any():
+        offsets = np.arange(-2, 3)
+        py = np.clip(iy_s[:, None, None] + offsets[None, :, None], 0,
+                     shape[0] - 1)
+        px = np.clip(ix_s[:, None, None] + offsets[None, None, :], 0,
+                     shape[1] - 1)
+        saturated = on & saturated_px[py, px].any(axis=(1, 2))
+
+    counts, sat_mask = pipeline.calibrate(raw, flat, detector)
+    if catalog_mag is None:
+        with np.errstate(divide='ignore'):
+            catalog_mag = -2.5 * np.log10(flux)
+    catalog_mag = np.asarray(catalog_mag, dtype=float)
+    known = np.flatnonzero(np.isfinite(catalog_mag))
+    regions = pipeline.correct_saturation(
+        counts, sat_mask, flat=flat, detector=detector, fwhm=psf.fwhm,
+        catalog_x=sx[known], catalog_y=sy[known],
+        catalog_mag=catalog_mag[known], rng=rng)
+
+    outcome = np.full(len(sx), 'none', dtype='<U9')
+    received = np.zeros(len(sx), dtype=bool)
+    if len(regions['outcome']):
+        labels, _ = ndimage.label(sat_mask)
+        star_label = np.zeros(len(sx), dtype=int)
+        star_label[on] = labels[iy_s[on], ix_s[on]]
+        has = star_label > 0
+        outcome[has] = np.asarray(regions['outcome'])[star_label[has] - 1]
+        mis = np.asarray(regions['outcome']) == 'misplaced'
+        received[known[np.asarray(regions['assigned'])[mis]]] = True
+
+    # Onto the reference grid: reference pixel (Y, X) of the window is
+    # exposure pixel (y0 + Y + dy, x0 + X + dx).
+    crop = np.full((ny + 2 * _MARGIN, nx + 2 * _MARGIN), np.nan)
+    cy0, cx0 = y0 + iy - _MARGIN, x0 + ix - _MARGIN
+    sy0, sy1 = max(cy0, ry0), min(cy0 + crop.shape[0], ry0 + shape[0])
+    sx0, sx1 = max(cx0, rx0), min(cx0 + crop.shape[1], rx0 + shape[1])
+    if sy1 > sy0 and sx1 > sx0:
+        crop[sy0 - cy0:sy1 - cy0, sx0 - cx0:sx1 - cx0] = \
+            counts[sy0 - ry0:sy1 - ry0, sx0 - rx0:sx1 - rx0]
+    resampled = pipeline.resample(crop, (_MARGIN + fy, _MARGIN + fx))
+    image, bad = pipeline.store(resampled[:ny, :nx],
+                                damaged=conditions.damaged)
+    return Observation(image=image, bad=bad, regions=regions,
+                       saturated=saturated, outcome=outcome,
+                       received=received, lost_charge=float(lost),
+                       truncated=truncated)

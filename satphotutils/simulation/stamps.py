@@ -1,0 +1,390 @@
+# Licensed under a 3-clause BSD style license - see LICENSE.rst
+"""
+Stamp sets for training and testing: many targets, a few exposures each.
+
+The generator uses the same physics as the frame simulator (`observe`),
+on a strip of detector columns around each target that is tall enough
+for the target's bleed trail, with neighbours drawn from the luminosity
+function along the whole strip. Exposures come from a pool of frames per
+chunk, shared by many targets as on a real survey, and targets sample g
+uniformly like the paper's training set (40,000 stars per magnitude).
+"""
+
+import concurrent.futures
+import os
+
+import numpy as np
+from astropy import units as u
+
+from satphotutils.calibration.crowding import (
+    blended_flux_ratio,
+    stellar_background,
+)
+from satphotutils.calibration.gaia import GAIA_RELATIONS
+from satphotutils.stamps.table import StampTableWriter
+
+from .detector import Camera
+from .observe import draw_conditions, observe
+from .pipeline import SurveyPipeline
+from .scene import _draw_arrays, _draw_colours, latitude_factor
+
+__all__ = ['StampSimulator']
+
+_BLEND_RADIUS = 8.0 * u.arcsec
+_EDGE = 50  # stamps keep this far from the detector edges, as in the paper
+# Faintest neighbour simulated along a bleed trail, away from the stamp.
+_TRAIL_G_MAX = 15.0
+# Margin (px) around a stamp within which neighbours go to the faint limit.
+_NEAR = 10
+
+
+class StampSimulator:
+    """
+    Generate stamp tables of simulated targets.
+
+    Parameters
+    ----------
+    camera : `~satphotutils.simulation.Camera`, optional
+        The camera; the default ASAS-SN-like ``'bi'`` in g if `None`.
+
+    pipeline : `~satphotutils.simulation.SurveyPipeline`, optional
+        The survey reduction with its artefacts; defaults if `None`.
+
+    zeropoint : float, optional
+        Zero point of the camera's reference image (before the camera's
+        ``zeropoint_offset``).
+
+    stamp_size : int, optional
+        Stamp size in pixels (odd).
+
+    g_range : tuple of float, optional
+        Targets are drawn uniformly in SDSS g within this range.
+
+    images_per_star : int, optional
+        Exposures of each target.
+
+    exposures_per_chunk : int, optional
+        Size of the pool of frames the targets of one chunk are observed
+        in.
+
+    neighbour_g_max : float, optional
+        Faintest neighbour simulated.
+
+    latitude_range : tuple of float, optional
+        Galactic latitudes (degrees) the targets are spread over; the
+        neighbour density follows. The default covers plane to pole.
+
+    Examples
+    --------
+    >>> from satphotutils.simulation import StampSimulator
+    >>> stamps = StampSimulator(images_per_star=2)(3, seed=1)
+    >>> len(stamps), stamps['stamp'].shape[1:]
+    (6, (21, 21))
+    """
+
+    def __init__(self, *, camera=None, pipeline=None, zeropoint=25.5,
+                 stamp_size=21, g_range=(3.0, 15.0), images_per_star=4,
+                 exposures_per_chunk=32, neighbour_g_max=19.0,
+                 latitude_range=(0.0, 90.0)):
+        if stamp_size % 2 == 0 or stamp_size < 5:
+            msg = 'stamp_size must be an odd integer >= 5'
+            raise ValueError(msg)
+        if not g_range[0] < g_range[1]:
+            msg = 'g_range must be (gmin, gmax) with gmin < gmax'
+            raise ValueError(msg)
+        if images_per_star < 1 or exposures_per_chunk < images_per_star:
+            msg = ('images_per_star must be >= 1 and at most '
+                   'exposures_per_chunk')
+            raise ValueError(msg)
+        self.camera = Camera() if camera is None else camera
+        self.pipeline = SurveyPipeline() if pipeline is None else pipeline
+        self.zeropoint = float(zeropoint)
+        self.stamp_size = int(stamp_size)
+        self.g_range = (float(g_range[0]), float(g_range[1]))
+        self.images_per_star = int(images_per_star)
+        self.exposures_per_chunk = int(exposures_per_chunk)
+        self.neighbour_g_max = float(neighbour_g_max)
+        self.latitude_range = tuple(latitude_range)
+
+    def __repr__(self):
+        return (f'<StampSimulator {self.camera!r} g={self.g_range} '
+                f'images_per_star={self.images_per_star}>')
+
+    def __call__(self, n_stars, *, seed=None, first_star_id=0):
+        """
+        Simulate the stamps of ``n_stars`` targets in memory.
+
+        Parameters
+        ----------
+        n_stars : int
+            Number of targets.
+
+        seed : int or `~numpy.random.SeedSequence`, optional
+            Random seed.
+
+        first_star_id : int, optional
+            ``star_id`` of the first target.
+
+        Returns
+        -------
+        stamps : `~astropy.table.QTable`
+            A stamp table (see `satphotutils.stamps`) with the truth
+            columns described in `write`.
+        """
+        from astropy.table import QTable
+
+        return QTable(self._chunk(int(n_stars), np.random.SeedSequence(seed)
+                                  if not isinstance(
+                                      seed, np.random.SeedSequence)
+                                  else seed, int(first_star_id)))
+
+    def write(self, path, n_stars, *, seed=None, chunk_stars=1000,
+              n_workers=None, overwrite=False, progress=False):
+        """
+        Simulate stamps and stream them to a stamp table on disk.
+
+        Memory stays bounded whatever ``n_stars`` is: chunks are written as
+        they are made, at most two per worker in flight. The result does
+        not depend on ``n_workers``.
+
+        The truth columns added to the stamp-table columns are ``g``,
+        ``saturated`` (a raw pixel within 2 px of the target hit the ADC
+        maximum), ``damaged`` (the stamp has overflow pixels set to 1),
+        ``n_unity`` (exactly-1 pixels within 5 px), ``outcome`` (of the
+        saturation correction: ok, misplaced, lost, unmatched or none),
+        ``received`` (given another star's misplaced flux), ``true_log_counts``
+        (log10 of the target's own counts), ``G``, ``bp_rp``, ``f_c``,
+        ``b_c``, ``transparency``, ``fwhm``, ``mjd``, ``exposure``,
+        ``x_ref``, ``y_ref``.
+
+        Parameters
+        ----------
+        path : str or `~pathlib.Path`
+            Output FITS file, written atomically.
+
+        n_stars : int
+            Number of targets.
+
+        seed : int, optional
+            Random seed.
+
+        chunk_stars : int, optional
+            Targets per chunk of work.
+
+        n_workers : int, optional
+            Worker processes; all available cores if `None`, 1 for none.
+
+        overwrite : bool, optional
+            Whether to replace an existing file.
+
+        progress : bool, optional
+            Show a tqdm progress bar.
+
+        Returns
+        -------
+        n_rows : int
+            Stamps written.
+        """
+        from tqdm.auto import tqdm
+
+        n_stars = int(n_stars)
+        if n_stars < 1:
+            msg = 'n_stars must be at least 1'
+            raise ValueError(msg)
+        if n_workers is None:
+            n_workers = len(os.sched_getaffinity(0))
+        starts = list(range(0, n_stars, chunk_stars))
+        seeds = np.random.SeedSequence(seed).spawn(len(starts))
+        jobs = [(min(chunk_stars, n_stars - s), seq, s)
+                for s, seq in zip(starts, seeds, strict=True)]
+        meta = {'SIMSEED': (-1 if seed is None else int(seed),
+                            'simulation seed'),
+                'IMGPSTAR': (self.images_per_star, 'images per star'),
+                'CAMERA': self.camera.name, 'FILTER': self.camera.filter}
+        bar = tqdm(total=n_stars, unit='star', disable=not progress)
+        with StampTableWriter(path, meta=meta, overwrite=overwrite) as out:
+            if n_workers <= 1:
+                for job in jobs:
+                    out.write(self._chunk(*job))
+                    bar.update(job[0])
+            else:
+                with concurrent.futures.ProcessPoolExecutor(n_workers) as ex:
+                    pending = []
+                    for job in jobs:
+                        pending.append((job[0], ex.submit(self._chunk, *job)))
+                        if len(pending) >= 2 * n_workers:
+                            n, future = pending.pop(0)
+                            out.write(future.result())
+                            bar.update(n)
+                    for n, future in pending:
+                        out.write(future.result())
+                        bar.update(n)
+            n_rows = out.nrows
+        bar.close()
+        return n_rows
+
+    # -- the work of one chunk ------------------------------------------
+
+    def _chunk(self, n_stars, seed_sequence, first_star_id):
+        rng = np.random.default_rng(seed_sequence)
+        camera, detector = self.camera, self.camera.detector
+        half = self.stamp_size // 2
+        k = self.images_per_star
+        pool = [draw_conditions(rng, mjd=58000.0 + rng.uniform(0, 2000),
+                                zeropoint=self.zeropoint
+                                + camera.zeropoint_offset,
+                                damage_fraction=self.pipeline.damage_fraction)
+                for _ in range(self.exposures_per_chunk)]
+
+        g = rng.uniform(*self.g_range, n_stars)
+        bp_rp = _draw_colours(n_stars, rng)
+        G = g + GAIA_RELATIONS['g'].g_minus_x(bp_rp)
+        mag = g if camera.filter == 'g' else \
+            G - GAIA_RELATIONS['V'].g_minus_x(bp_rp)
+        lo, hi = np.sin(np.deg2rad(self.latitude_range))
+        # Uniform on the sky between the two latitudes.
+        density = latitude_factor(np.rad2deg(np.arcsin(
+            rng.uniform(lo, hi, n_stars))))
+        margin = _EDGE + half + 13
+        ny, nx = detector.shape
+        x_ref = rng.uniform(margin, nx - 1 - margin, n_stars)
+        y_ref = rng.uniform(margin, ny - 1 - margin, n_stars)
+        blend_px = (_BLEND_RADIUS / detector.pixel_scale).decompose().value
+
+        columns = {name: [] for name in (
+            'stamp', 'log_counts', 'star_id', 'zeropoint', 'sky', 'camera',
+            'filter', 'g', 'saturated', 'damaged', 'n_unity', 'outcome',
+            'received', 'true_log_counts', 'G', 'bp_rp', 'f_c', 'b_c',
+            'transparency', 'fwhm', 'mjd', 'exposure', 'x_ref', 'y_ref')}
+        yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
+        circle = xx**2 + yy**2 <= 25
+        for i in range(n_stars):
+            # The target's own counts for Z = 0, t = 1; the colour term is
+            # part of the truth but not of the frame zero point.
+            base = 10 ** (-0.4 * (mag[i] + camera.colour_term
+                                  * (bp_rp[i] - 1.0)))
+            # Strip sizes for the brightest exposure the pool can give; the
+            # rows are refined per exposure below.
+            peak_flux = base * 10 ** (0.4 * (self.zeropoint + 1.0))
+            trail_rows = _trail_rows(peak_flux, detector)
+            trail_cols = int(_saturated_radius(peak_flux, detector)) + 4
+            ix, iy = int(np.rint(x_ref[i])), int(np.rint(y_ref[i]))
+            window = (iy - half, ix - half, self.stamp_size, self.stamp_size)
+            # Neighbours: to the faint limit around the stamp; along the
+            # rest of the strip (the trail) only stars bright enough to
+            # add charge that matters or to confuse the correction as
+            # catalogue stars on the trail.
+            sy0 = max(iy - half - trail_rows - 16, 0)
+            sy1 = min(iy + half + trail_rows + 16, ny)
+            sx0, sx1 = ix - half - trail_cols - 16, ix + half + trail_cols + 16
+            near = (ix - half - _NEAR, ix + half + _NEAR, iy - half - _NEAR,
+                    iy + half + _NEAR)
+            nb_x, nb_y, nb_mag, nb_colour = self._neighbours(
+                rng, near, (sx0, sx1, sy0, sy1), density[i], detector)
+            nb_base = 10 ** (-0.4 * (nb_mag + camera.colour_term
+                                     * (nb_colour - 1.0)))
+            x_all = np.concatenate([[x_ref[i]], nb_x])
+            y_all = np.concatenate([[y_ref[i]], nb_y])
+            base_all = np.concatenate([[base], nb_base])
+            # The reference catalogue: the pipeline knows the stars, with
+            # their mean magnitudes, to its depth.
+            cat_mag = np.concatenate([[mag[i]], nb_mag])
+            f_c = blended_flux_ratio([[x_ref[i], y_ref[i]]], [base],
+                                     np.column_stack([x_all, y_all]),
+                                     base_all, radius=blend_px,
+                                     target_index=[0])[0]
+            b_c0 = stellar_background(
+                np.column_stack([nb_x, nb_y]), nb_base, radius=blend_px,
+                bounds=(near[0] + 2, near[1] - 2, near[2] + 2, near[3] - 2),
+                n_samples=256, seed=rng)
+            for e in rng.choice(len(pool), k, replace=False):
+                cond = pool[e]
+                scale = 10 ** (0.4 * cond.zeropoint) / cond.transparency
+                trail_rows = _trail_rows(base * scale, detector)
+                while True:
+                    obs = observe(x_all, y_all, base_all * scale,
+                                  window=window, camera=camera,
+                                  conditions=cond, pipeline=self.pipeline,
+                                  rng=rng,
+                                  catalog_mag=cat_mag,
+                                  trail_rows=trail_rows,
+                                  trail_cols=trail_cols)
+                    if not obs.truncated:
+                        break
+                    trail_rows *= 2
+                n_s = 10 ** (-0.4 * (mag[i] - cond.zeropoint)) \
+                    / cond.transparency
+                label = n_s * (1 + f_c) - b_c0 * scale
+                stamp = obs.image
+                unity = (stamp == 1.0) & circle
+                columns['stamp'].append(stamp)
+                columns['log_counts'].append(np.log10(max(label, 1e-3)))
+                columns['star_id'].append(first_star_id + i)
+                columns['zeropoint'].append(cond.zeropoint)
+                columns['sky'].append(cond.sky)
+                columns['camera'].append(camera.name)
+                columns['filter'].append(camera.filter)
+                columns['g'].append(g[i])
+                columns['saturated'].append(bool(obs.saturated[0]))
+                columns['damaged'].append(bool(obs.bad.any()))
+                columns['n_unity'].append(int(unity.sum()))
+                columns['outcome'].append(obs.outcome[0])
+                columns['received'].append(bool(obs.received[0]))
+                columns['true_log_counts'].append(np.log10(base * scale))
+                columns['G'].append(G[i])
+                columns['bp_rp'].append(bp_rp[i])
+                columns['f_c'].append(f_c)
+                columns['b_c'].append(b_c0 * scale)
+                columns['transparency'].append(cond.transparency)
+                columns['fwhm'].append(cond.fwhm)
+                columns['mjd'].append(cond.mjd)
+                columns['exposure'].append(int(e))
+                columns['x_ref'].append(x_ref[i])
+                columns['y_ref'].append(y_ref[i])
+        out = {name: np.asarray(values) for name, values in columns.items()}
+        out['stamp'] = out['stamp'].astype(np.float32)
+        out['outcome'] = out['outcome'].astype('<U9')
+        return out
+
+
+    def _neighbours(self, rng, near, strip, density, detector):
+        """Neighbour positions, magnitudes in the camera's filter, colours."""
+        pixel_area = (detector.pixel_scale**2).to_value(u.deg**2)
+
+        def patch(box, g_max):
+            x0, x1, y0, y1 = box
+            area = max(y1 - y0, 0) * max(x1 - x0, 0) * pixel_area * u.deg**2
+            g, G, bp_rp = _draw_arrays(area, 2.0, g_max, density, rng)
+            mag = g if self.camera.filter == 'g' else \
+                G - GAIA_RELATIONS['V'].g_minus_x(bp_rp)
+            return (rng.uniform(x0, x1, g.size), rng.uniform(y0, y1, g.size),
+                    mag, bp_rp)
+
+        near_stars = patch(near, self.neighbour_g_max)
+        strip_stars = patch(strip, _TRAIL_G_MAX)
+        # The bright stars of the strip that fall near the stamp are
+        # already part of the near patch.
+        x, y = strip_stars[:2]
+        outside = ~((x >= near[0]) & (x < near[1]) & (y >= near[2])
+                    & (y < near[3]))
+        return tuple(np.concatenate([a, b[outside]])
+                     for a, b in zip(near_stars, strip_stars, strict=True))
+
+
+def _trail_rows(flux, detector):
+    """
+    Guess how many rows a star's trail may reach on each side.
+
+    At most ~40% of the flux falls in the central column. `observe`
+    reports a truncated trail, and the window is then enlarged, so this
+    only needs to be a good guess.
+    """
+    return int(0.22 * flux / detector.full_well_counts) + 8
+
+
+def _saturated_radius(flux, detector):
+    """Radius (px) within which a star of ``flux`` saturates, roughly."""
+    from .psf import MoffatPSF
+
+    psf = MoffatPSF(fwhm=1.4)  # the sharpest seeing saturates widest
+    return float(psf.half_width(flux, floor=0.5 * detector.saturation_counts))

@@ -1,0 +1,305 @@
+# Licensed under a 3-clause BSD style license - see LICENSE.rst
+"""
+The stamp table: the data interchange format of satphotutils.
+
+A stamp table is a FITS file whose first extension (``STAMPS``) is a
+binary table with one row per exposure of a target:
+
+``stamp``
+    21 x 21 float32 postage stamp from the reduced frame, the target's
+    reference-frame position rounded to the nearest pixel at ``[10, 10]``.
+``log_counts``
+    The label, log10 counts (optional for prediction).
+``star_id``
+    Grouping key: all exposures of one star share it.
+``zeropoint``, ``sky``
+    The frame's zero point Z and sky level S (counts per pixel).
+``camera``, ``filter``
+    Optional camera code and filter.
+
+Any other column is carried through to outputs unchanged. The header
+keyword ``STAMPVER`` gives the format version (currently 1). Tables are
+written in chunks and read in chunks through a memory map, so their size
+is not limited by memory.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.table import QTable, Table
+
+from satphotutils.utils.exceptions import SatphotutilsError
+from satphotutils.utils.io import atomic_output
+
+__all__ = ['REQUIRED_COLUMNS', 'STAMP_FORMAT_VERSION', 'StampTableWriter',
+           'iter_stamp_table', 'read_stamp_table']
+
+STAMP_FORMAT_VERSION = 1
+REQUIRED_COLUMNS = ('stamp', 'star_id', 'zeropoint', 'sky')
+_EXTNAME = 'STAMPS'
+_BLOCK = 2880
+
+
+def _fits_dtype(array):
+    """Big-endian storage dtype of a column (bool as FITS 'T'/'F')."""
+    if array.dtype.kind == 'b':
+        return np.dtype('S1')
+    if array.dtype.kind == 'U':
+        return np.dtype(f'S{max(array.dtype.itemsize // 4, 1)}')
+    return array.dtype.newbyteorder('>')
+
+
+class StampTableWriter:
+    """
+    Write a stamp table chunk by chunk, atomically.
+
+    The file appears at ``path`` only when the writer is closed without an
+    error; until then it is written under a temporary name. The columns
+    are fixed by the first chunk.
+
+    Parameters
+    ----------
+    path : str or `~pathlib.Path`
+        Output FITS file.
+
+    meta : dict, optional
+        Header keywords (8 characters at most) recording provenance.
+
+    overwrite : bool, optional
+        Whether to replace an existing file.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> from satphotutils.stamps import StampTableWriter, read_stamp_table
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / 'stamps.fits'
+    >>> chunk = {'stamp': np.zeros((2, 21, 21), np.float32),
+    ...          'star_id': np.array([7, 7]), 'zeropoint': [25.5, 25.5],
+    ...          'sky': [200.0, 210.0], 'log_counts': [5.0, 5.1]}
+    >>> with StampTableWriter(path) as writer:
+    ...     writer.write(chunk)
+    ...     writer.write(chunk)
+    >>> table = read_stamp_table(path)
+    >>> len(table), table['stamp'].shape
+    (4, (4, 21, 21))
+    """
+
+    def __init__(self, path, *, meta=None, overwrite=False):
+        self.path = Path(path)
+        self.meta = dict(meta or {})
+        self._atomic = atomic_output(self.path, overwrite=overwrite)
+        self._file = None
+        self._dtype = None
+        self._names = None
+        self._nrows = 0
+        self._naxis2_offset = None
+
+    def __enter__(self):
+        tmp = self._atomic.__enter__()
+        # Closed in __exit__; the writer is itself the context manager.
+        self._file = open(tmp, 'wb')
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                if self._dtype is None:
+                    msg = f'no rows were written to {self.path}'
+                    raise SatphotutilsError(msg)
+                self._finish()
+        finally:
+            self._file.close()
+        return self._atomic.__exit__(exc_type, exc, tb)
+
+    @property
+    def nrows(self):
+        """Rows written so far."""
+        return self._nrows
+
+    def _start(self, columns):
+        for name in REQUIRED_COLUMNS:
+            if name not in columns:
+                msg = (f'a stamp table needs a {name!r} column; the columns '
+                       f'given were {sorted(columns)}')
+                raise SatphotutilsError(msg)
+        stamp = columns['stamp']
+        if stamp.ndim != 3 or stamp.shape[1] != stamp.shape[2] \
+                or stamp.shape[1] % 2 == 0:
+            msg = ('stamp must have shape (n, size, size) with an odd size, '
+                   f'got {stamp.shape}')
+            raise SatphotutilsError(msg)
+        self._names = list(columns)
+        self._dtype = np.dtype([(name, _fits_dtype(columns[name]),
+                                 columns[name].shape[1:])
+                                for name in self._names])
+        # Let astropy write the header for a one-row table; NAXIS2 is then
+        # patched in place when the writer closes.
+        sample = Table({name: columns[name][:1] for name in self._names})
+        hdu = fits.BinTableHDU(sample, name=_EXTNAME)
+        hdu.header['STAMPVER'] = (STAMP_FORMAT_VERSION,
+                                  'satphotutils stamp-table format')
+        hdu.header['STAMPSZ'] = (stamp.shape[1], 'stamp size in pixels')
+        for key, value in self.meta.items():
+            hdu.header[key] = value
+        primary = fits.PrimaryHDU()
+        primary.header['SATPHOT'] = ('STAMPS', 'satphotutils stamp table')
+        self._file.write(primary.header.tostring().encode('ascii'))
+        text = hdu.header.tostring()
+        card = text.index('NAXIS2  =')
+        self._naxis2_offset = self._file.tell() + card
+        self._file.write(text.encode('ascii'))
+
+    def write(self, columns):
+        """
+        Append rows.
+
+        Parameters
+        ----------
+        columns : dict or `~astropy.table.Table`
+            Column name to array, all with the same number of rows; the
+            first call fixes the names, types and shapes.
+        """
+        columns = {name: np.asarray(columns[name])
+                   for name in (columns.colnames if isinstance(columns, Table)
+                                else columns)}
+        if self._dtype is None:
+            self._start(columns)
+        elif list(columns) != self._names:
+            msg = (f'chunk columns {list(columns)} differ from the first '
+                   f'chunk {self._names}')
+            raise SatphotutilsError(msg)
+        n = len(columns['stamp'])
+        rows = np.empty(n, dtype=self._dtype)
+        for name in self._names:
+            value = columns[name]
+            if value.dtype.kind == 'b':
+                value = np.where(value, b'T', b'F')
+            elif value.dtype.kind == 'U':
+                value = np.char.encode(value, 'ascii')
+            rows[name] = value
+        self._file.write(rows.tobytes())
+        self._nrows += n
+
+    def _finish(self):
+        size = self._nrows * self._dtype.itemsize
+        self._file.write(b'\0' * (-size % _BLOCK))
+        self._file.seek(self._naxis2_offset)
+        card = fits.Card('NAXIS2', self._nrows, 'number of rows in table')
+        self._file.write(card.image.encode('ascii'))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+
+def _open(path):
+    path = Path(path)
+    if not path.exists():
+        msg = f'stamp table {path} does not exist'
+        raise SatphotutilsError(msg)
+    try:
+        hdul = fits.open(path, memmap=True)
+    except OSError as exc:
+        msg = f'{path} is not a readable FITS file ({exc})'
+        raise SatphotutilsError(msg) from None
+    if _EXTNAME not in hdul:
+        hdul.close()
+        msg = f'{path} has no {_EXTNAME} extension; it is not a stamp table'
+        raise SatphotutilsError(msg)
+    header = hdul[_EXTNAME].header
+    version = header.get('STAMPVER')
+    if version != STAMP_FORMAT_VERSION:
+        hdul.close()
+        msg = (f'{path} is stamp-table format version {version}; this '
+               f'satphotutils reads version {STAMP_FORMAT_VERSION}')
+        raise SatphotutilsError(msg)
+    missing = [c for c in REQUIRED_COLUMNS
+               if c not in hdul[_EXTNAME].columns.names]
+    if missing:
+        hdul.close()
+        msg = f'{path} lacks the required stamp-table columns {missing}'
+        raise SatphotutilsError(msg)
+    return hdul
+
+
+def _to_table(rec, names):
+    out = QTable()
+    for name in names:
+        value = np.asarray(rec[name])
+        if value.dtype.kind == 'S':
+            value = np.char.decode(value, 'ascii')
+        elif value.dtype.byteorder not in ('=', '|'):
+            value = value.astype(value.dtype.newbyteorder('='))
+        out[name] = value
+    return out
+
+
+def iter_stamp_table(path, *, chunk_size=100000, columns=None):
+    """
+    Read a stamp table in chunks, never holding it all in memory.
+
+    Parameters
+    ----------
+    path : str or `~pathlib.Path`
+        The stamp table.
+
+    chunk_size : int, optional
+        Rows per chunk.
+
+    columns : list of str, optional
+        Columns to read; all by default.
+
+    Yields
+    ------
+    chunk : `~astropy.table.QTable`
+        Consecutive rows, with the header keywords in ``meta``.
+
+    Raises
+    ------
+    SatphotutilsError
+        If the file is missing, not FITS, not a stamp table, or of another
+        format version.
+    """
+    with _open(path) as hdul:
+        hdu = hdul[_EXTNAME]
+        names = columns or hdu.columns.names
+        unknown = set(names) - set(hdu.columns.names)
+        if unknown:
+            msg = f'{path} has no columns {sorted(unknown)}'
+            raise SatphotutilsError(msg)
+        nrows = hdu.header['NAXIS2']
+        data = hdu.data
+        for start in range(0, nrows, chunk_size):
+            chunk = _to_table(data[start:start + chunk_size], names)
+            chunk.meta.update({k: v for k, v in hdu.header.items()
+                               if k in ('STAMPVER', 'STAMPSZ')})
+            yield chunk
+
+
+def read_stamp_table(path, *, columns=None):
+    """
+    Read a whole stamp table into memory.
+
+    Parameters
+    ----------
+    path : str or `~pathlib.Path`
+        The stamp table.
+
+    columns : list of str, optional
+        Columns to read; all by default.
+
+    Returns
+    -------
+    table : `~astropy.table.QTable`
+
+    Raises
+    ------
+    SatphotutilsError
+        As for `iter_stamp_table`.
+    """
+    chunks = list(iter_stamp_table(path, chunk_size=2**62, columns=columns))
+    if not chunks:
+        with _open(path) as hdul:
+            names = columns or hdul[_EXTNAME].columns.names
+        return QTable(names=names)
+    return chunks[0]

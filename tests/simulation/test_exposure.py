@@ -1,0 +1,103 @@
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from satphotutils.simulation import (
+    Detector,
+    MoffatPSF,
+    bleed_columns,
+    expose,
+    read_out,
+    render_stars,
+)
+
+
+def _star_charge(g, *, zeropoint=25.5, gain=1.5, shape=(2048, 41)):
+    psf = MoffatPSF(fwhm=1.7)
+    flux = 10 ** (-0.4 * (g - zeropoint))
+    image = render_stars(shape, [20.2], [shape[0] / 2 + 0.3], [flux], psf)
+    return (image + 250.0) * gain
+
+
+@pytest.mark.parametrize('g', [4.0, 6.0, 8.0, 10.0])
+def test_bleeding_conserves_charge(g, rng):
+    electrons = expose(_star_charge(g), rng)
+    before = electrons.sum()
+    lost = bleed_columns(electrons, 130000.0)
+    assert lost == 0
+    assert_allclose(electrons.sum(), before, rtol=1e-6)
+    assert electrons.max() <= 130000.0 * (1 + 1e-12)
+
+
+def test_charge_that_reaches_both_ends_is_counted_as_lost():
+    column = np.full((10, 1), 50.0)
+    column[5] = 5000.0
+    total = column.sum()
+    lost = bleed_columns(column, 100.0)
+    assert_allclose(column.sum() + lost, total)
+    assert np.all(column == 100.0)
+
+
+def test_trail_length_is_proportional_to_excess_charge():
+    full_well = 130000.0
+    sky = 250.0 * 1.5
+    lengths, star_charge = [], []
+    for g in (4.0, 4.5, 5.0, 5.5, 6.0):
+        charge = _star_charge(g)
+        star_charge.append(charge[:, 20].sum() - sky * charge.shape[0])
+        bleed_columns(charge, full_well)
+        lengths.append((charge[:, 20] >= full_well).sum())
+    # Every trail pixel is filled from its own sky level up to the full
+    # well, so the trail holds (full well - sky) of the star per pixel.
+    slope, intercept = np.polyfit(star_charge, lengths, 1)
+    assert_allclose(slope, 1 / (full_well - sky), rtol=0.01)
+    assert abs(intercept) < 3
+    assert lengths[0] > 1000 > lengths[-1] > 200
+
+
+def test_bleeding_runs_along_columns_only():
+    charge = _star_charge(6.0)
+    columns_before = (charge > 130000.0).any(axis=0)
+    bleed_columns(charge, 130000.0)
+    columns_after = (charge >= 130000.0).any(axis=0)
+    assert np.array_equal(columns_before, columns_after)
+    # Hundreds of rows long, a handful of columns wide.
+    rows = (charge >= 130000.0).any(axis=1).sum()
+    assert rows > 100
+    assert columns_after.sum() < 12
+
+
+def test_noise_statistics_of_the_raw_frame(rng):
+    detector = Detector(shape=(200, 200), gain=1.5, read_noise=12.0,
+                        bias=3000.0)
+    electrons = expose(np.full(detector.shape, 450.0), rng)
+    raw = read_out(electrons, detector, rng).astype(float)
+    assert_allclose(raw.mean(), 3000.0 + 450.0 / 1.5, atol=0.2)
+    expected_var = (450.0 + 12.0**2) / 1.5**2
+    assert_allclose(raw.var(), expected_var, rtol=0.03)
+
+
+def test_low_counts_are_poisson(rng):
+    electrons = expose(np.full(100000, 3.0), rng)
+    assert np.all(electrons == np.round(electrons))
+    assert_allclose(electrons.mean(), 3.0, rtol=0.02)
+    assert_allclose(electrons.var(), 3.0, rtol=0.03)
+
+
+def test_readout_clips_at_the_adc_maximum(rng):
+    detector = Detector(shape=(8, 8))
+    raw = read_out(np.full(detector.shape, 1e6), detector, rng)
+    assert raw.dtype == np.uint16
+    assert np.all(raw == detector.adc_max)
+
+
+def test_vignetting_flat():
+    detector = Detector(shape=(2048, 2048), corner_throughput=0.5)
+    assert_allclose(detector.flat(1023.5, 1023.5), 1.0)
+    assert_allclose(detector.flat(0, 0), 0.5)
+    assert_allclose(detector.flat(2047, 0), 0.5)
+    # Raw saturation near 60,000 counts; in flat-fielded units the level
+    # doubles in the corners.
+    assert 58000 < detector.saturation_counts < 64000
+    assert_allclose(detector.saturation_counts / detector.flat(0, 0),
+                    2 * detector.saturation_counts)
