@@ -86,7 +86,9 @@ def bleed_columns(charge, full_well, *, axis=0):
     cols = np.flatnonzero((data > full_well).any(axis=0))
     lost = 0.0
     for j in cols:
-        column = data[:, j].copy()
+        # Sums of many full wells need double precision, whatever the
+        # image's dtype.
+        column = data[:, j].astype(np.float64)
         lost += _bleed_one(column, full_well)
         data[:, j] = column
     return lost
@@ -110,15 +112,17 @@ def expose(expected_electrons, rng):
 
     Returns
     -------
-    electrons : `~numpy.ndarray` of float64
+    electrons : `~numpy.ndarray` of float32
+        Whole numbers of electrons (exact in float32 up to 2**24).
     """
-    lam = np.clip(expected_electrons, 0, None)
-    out = lam + np.sqrt(lam) * rng.standard_normal(lam.shape,
-                                                   dtype=np.float32)
+    lam = np.clip(expected_electrons, 0, None).astype(np.float32)
+    out = rng.standard_normal(lam.shape, dtype=np.float32)
+    out *= np.sqrt(lam)
+    out += lam
     low = lam < 100
     if low.any():
         out[low] = rng.poisson(lam[low])
-    return np.rint(out)
+    return np.rint(out, out=out)
 
 
 def read_out(electrons, detector, rng):
@@ -141,7 +145,11 @@ def read_out(electrons, detector, rng):
     raw : `~numpy.ndarray` of uint16
         The raw frame in ADU, clipped to ``[0, detector.adc_max]``.
     """
-    noise = detector.read_noise * rng.standard_normal(electrons.shape,
-                                                      dtype=np.float32)
-    adu = (electrons + noise) / detector.gain + detector.bias
-    return np.clip(np.rint(adu), 0, detector.adc_max).astype(np.uint16)
+    adu = rng.standard_normal(electrons.shape, dtype=np.float32)
+    adu *= detector.read_noise
+    adu += electrons
+    adu *= 1 / detector.gain
+    adu += detector.bias
+    np.rint(adu, out=adu)
+    np.clip(adu, 0, detector.adc_max, out=adu)
+    return adu.astype(np.uint16)

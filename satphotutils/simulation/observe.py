@@ -12,16 +12,15 @@ import dataclasses
 import functools
 
 import numpy as np
-from scipy import ndimage
 
 from .exposure import bleed_columns, expose, read_out
 from .psf import MoffatPSF, render_stars
 
 __all__ = ['ExposureConditions', 'Observation', 'draw_conditions',
-           'observe']
+           'observe', 'observe_many']
 
 _MARGIN = 3  # detector pixels around a window, for the interpolation
-_PSF_ZONES = 5
+_PSF_ZONES = 3
 
 
 @dataclasses.dataclass
@@ -73,7 +72,7 @@ class ExposureConditions:
         Return the PSF at detector position ``(y, x)`` (centre if `None`).
 
         The FWHM grows quadratically with radius by ``fwhm_gradient`` at
-        the corners, in five zones of equal radius squared, so that PSFs
+        the corners, in three zones of equal radius squared, so that PSFs
         (and their rendering tables) are shared between nearby windows.
         """
         scale = 1.0
@@ -163,10 +162,11 @@ class Observation:
     received : `~numpy.ndarray` of bool
         Per star: it was given another star's misplaced flux.
     lost_charge : float
-        Electrons that ran off the ends of the detector window.
+        Electrons that ran off the ends of the detector's columns.
     truncated : bool
-        Charge ran off a window end that is not a detector edge: the
-        window was too short for the trails.
+        A bleed trail through the window reached an end of the simulated
+        detector rows that is not a detector edge: ``trail_rows`` was too
+        small.
     """
 
     image: np.ndarray
@@ -183,6 +183,8 @@ def observe(x, y, flux, *, window, camera, conditions, pipeline, rng,
             catalog_mag=None, trail_rows=0, trail_cols=0):
     """
     Simulate one exposure of a window of the reference grid.
+
+    This is `observe_many` for a single window.
 
     Parameters
     ----------
@@ -227,82 +229,166 @@ def observe(x, y, flux, *, window, camera, conditions, pipeline, rng,
     -------
     observation : `Observation`
     """
+    if catalog_mag is None:
+        with np.errstate(divide='ignore'):
+            catalog_mag = -2.5 * np.log10(np.asarray(flux, dtype=float))
+    return observe_many([(x, y, flux, catalog_mag, window)], camera=camera,
+                        conditions=conditions, pipeline=pipeline, rng=rng,
+                        trail_rows=trail_rows, trail_cols=trail_cols)[0]
+
+
+def observe_many(requests, *, camera, conditions, pipeline, rng,
+                 trail_rows=0, trail_cols=0):
+    """
+    Simulate several windows of one exposure at once.
+
+    All windows go through the same physics and pipeline as one frame
+    would, as a stack ``(n, rows, columns)`` of detector windows, so that
+    the work is vectorised over windows. Windows are independent: no
+    light, charge or correction crosses from one to another.
+
+    Parameters
+    ----------
+    requests : list of tuple
+        ``(x, y, flux, catalog_mag, window)`` per window, as for `observe`;
+        every ``window`` has the same ``(ny, nx)``.
+
+    camera, conditions, pipeline, rng
+        As for `observe`.
+
+    trail_rows, trail_cols : int, optional
+        As for `observe`, shared by all windows.
+
+    Returns
+    -------
+    observations : list of `Observation`
+        One per request, in order.
+    """
     detector = camera.detector
     det_ny, det_nx = detector.shape
-    y0, x0, ny, nx = window
+    n_items = len(requests)
+    ny, nx = requests[0][4][2:]
+    if any(tuple(r[4][2:]) != (ny, nx) for r in requests):
+        msg = 'all windows of observe_many must have the same shape'
+        raise ValueError(msg)
     dy, dx = conditions.dither
     iy, ix = int(np.floor(dy)), int(np.floor(dx))
     fy, fx = dy - iy, dx - ix
-    # Detector rows/columns simulated: the window plus margins, clipped
-    # to the detector.
-    ry0 = max(y0 + iy - _MARGIN - trail_rows, 0)
-    ry1 = min(y0 + iy + ny + _MARGIN + trail_rows + 1, det_ny)
-    rx0 = max(x0 + ix - _MARGIN - trail_cols, 0)
-    rx1 = min(x0 + ix + nx + _MARGIN + trail_cols + 1, det_nx)
-    shape = (max(ry1 - ry0, 1), max(rx1 - rx0, 1))
+    # Detector windows: the reference window, the margins for the
+    # interpolation and the trails, moved inside the detector if needed.
+    rows = min(ny + 2 * (_MARGIN + trail_rows) + 1, det_ny)
+    cols = min(nx + 2 * (_MARGIN + trail_cols) + 1, det_nx)
+    y0 = np.array([r[4][0] for r in requests])
+    x0 = np.array([r[4][1] for r in requests])
+    ry0 = np.clip(y0 + iy - _MARGIN - trail_rows, 0, det_ny - rows)
+    rx0 = np.clip(x0 + ix - _MARGIN - trail_cols, 0, det_nx - cols)
 
-    # Stars in the simulated detector window's own pixel coordinates.
-    sx = np.asarray(x, dtype=float) + dx - rx0
-    sy = np.asarray(y, dtype=float) + dy - ry0
-    flux = np.asarray(flux, dtype=float)
-    psf = conditions.psf(detector, ry0 + shape[0] / 2, rx0 + shape[1] / 2)
-    scene = render_stars(shape, sx, sy, flux, psf) + conditions.sky
-    yy, xx = np.mgrid[ry0:ry0 + shape[0], rx0:rx0 + shape[1]]
-    flat = detector.flat(yy, xx)
-    electrons = expose(scene * flat * detector.gain, rng)
-    lost = bleed_columns(electrons, detector.full_well)
-    at_top, at_bottom = ry0 == 0, ry1 == det_ny
-    truncated = bool(lost > 0 and not (at_top and at_bottom))
+    # Stars of all windows, in their window's pixel coordinates.
+    counts_per = [len(np.atleast_1d(r[0])) for r in requests]
+    item = np.repeat(np.arange(n_items), counts_per)
+    sx = np.concatenate([np.atleast_1d(np.asarray(r[0], dtype=float))
+                         for r in requests]) + dx - rx0[item]
+    sy = np.concatenate([np.atleast_1d(np.asarray(r[1], dtype=float))
+                         for r in requests]) + dy - ry0[item]
+    flux = np.concatenate([np.atleast_1d(np.asarray(r[2], dtype=float))
+                           for r in requests])
+    catalog_mag = np.concatenate([np.atleast_1d(np.asarray(r[3],
+                                                           dtype=float))
+                                  for r in requests])
+
+    # Light: the PSF of each window's zone of the detector.
+    scene = np.empty((n_items, rows, cols))
+    psfs = [conditions.psf(detector, ry0[i] + rows / 2, rx0[i] + cols / 2)
+            for i in range(n_items)]
+    for psf in set(psfs):
+        members = np.array([i for i in range(n_items) if psfs[i] is psf])
+        local = np.full(n_items, -1)
+        local[members] = np.arange(members.size)
+        mine = local[item] >= 0
+        scene[members] = render_stars((members.size, rows, cols), sx[mine],
+                                      sy[mine], flux[mine], psf,
+                                      item=local[item[mine]])
+    yy = np.arange(rows)[None, :, None] + ry0[:, None, None]
+    xx = np.arange(cols)[None, None, :] + rx0[:, None, None]
+    flat = detector.flat(yy, xx).astype(np.float32)
+    scene += conditions.sky
+    scene *= flat
+    scene *= detector.gain
+    electrons = expose(scene, rng)
+
+    # Blooming along the columns of every window at once.
+    before = electrons.sum(axis=(1, 2), dtype=np.float64)
+    columns = np.ascontiguousarray(np.moveaxis(electrons, 0, 1)).reshape(
+        rows, n_items * cols)
+    bleed_columns(columns, detector.full_well)
+    electrons = np.moveaxis(columns.reshape(rows, n_items, cols), 1, 0)
+    lost = before - electrons.sum(axis=(1, 2), dtype=np.float64)
+    # A trail through the requested window that reaches an end of the
+    # simulated window which is not a detector edge: the window was too
+    # short (trails of other stars, in other columns, do not matter).
+    local = np.arange(cols)[None, :] - (x0 + ix - rx0)[:, None]
+    own = (local >= -1) & (local <= nx)
+    full = electrons >= detector.full_well
+    truncated = (((full[:, 0, :] & own).any(axis=1) & (ry0 > 0))
+                 | ((full[:, -1, :] & own).any(axis=1)
+                    & (ry0 + rows < det_ny)))
     raw = read_out(electrons, detector, rng)
-
-    # Which stars saturated (raw ADC maximum within 2 px).
     saturated_px = raw >= detector.adc_max
+
+    # Which stars saturated (a raw pixel at the ADC maximum within 2 px).
     ix_s, iy_s = np.rint(sx).astype(int), np.rint(sy).astype(int)
-    on = (ix_s >= 0) & (ix_s < shape[1]) & (iy_s >= 0) & (iy_s < shape[0])
+    on = (ix_s >= 0) & (ix_s < cols) & (iy_s >= 0) & (iy_s < rows)
     saturated = np.zeros(len(sx), dtype=bool)
     if saturated_px.any():
         offsets = np.arange(-2, 3)
         py = np.clip(iy_s[:, None, None] + offsets[None, :, None], 0,
-                     shape[0] - 1)
+                     rows - 1)
         px = np.clip(ix_s[:, None, None] + offsets[None, None, :], 0,
-                     shape[1] - 1)
-        saturated = on & saturated_px[py, px].any(axis=(1, 2))
+                     cols - 1)
+        saturated = on & saturated_px[item[:, None, None], py, px].any(
+            axis=(1, 2))
 
     counts, sat_mask = pipeline.calibrate(raw, flat, detector)
-    if catalog_mag is None:
-        with np.errstate(divide='ignore'):
-            catalog_mag = -2.5 * np.log10(flux)
-    catalog_mag = np.asarray(catalog_mag, dtype=float)
     known = np.flatnonzero(np.isfinite(catalog_mag))
-    regions = pipeline.correct_saturation(
-        counts, sat_mask, flat=flat, detector=detector, fwhm=psf.fwhm,
+    fwhm = np.array([p.fwhm for p in psfs])
+    regions, labels = pipeline._correct(
+        counts, sat_mask, detector=detector, fwhm=fwhm,
         catalog_x=sx[known], catalog_y=sy[known],
-        catalog_mag=catalog_mag[known], rng=rng)
-
+        catalog_mag=catalog_mag[known], catalog_item=item[known], rng=rng)
     outcome = np.full(len(sx), 'none', dtype='<U9')
     received = np.zeros(len(sx), dtype=bool)
     if len(regions['outcome']):
-        labels, _ = ndimage.label(sat_mask)
         star_label = np.zeros(len(sx), dtype=int)
-        star_label[on] = labels[iy_s[on], ix_s[on]]
+        star_label[on] = labels[item[on], iy_s[on], ix_s[on]]
         has = star_label > 0
-        outcome[has] = np.asarray(regions['outcome'])[star_label[has] - 1]
-        mis = np.asarray(regions['outcome']) == 'misplaced'
-        received[known[np.asarray(regions['assigned'])[mis]]] = True
+        outcome[has] = regions['outcome'][star_label[has] - 1]
+        mis = regions['outcome'] == 'misplaced'
+        received[known[regions['assigned'][mis]]] = True
 
-    # Onto the reference grid: reference pixel (Y, X) of the window is
+    # Onto the reference grid: reference pixel (Y, X) of a window is
     # exposure pixel (y0 + Y + dy, x0 + X + dx).
-    crop = np.full((ny + 2 * _MARGIN, nx + 2 * _MARGIN), np.nan)
-    cy0, cx0 = y0 + iy - _MARGIN, x0 + ix - _MARGIN
-    sy0, sy1 = max(cy0, ry0), min(cy0 + crop.shape[0], ry0 + shape[0])
-    sx0, sx1 = max(cx0, rx0), min(cx0 + crop.shape[1], rx0 + shape[1])
-    if sy1 > sy0 and sx1 > sx0:
-        crop[sy0 - cy0:sy1 - cy0, sx0 - cx0:sx1 - cx0] = \
-            counts[sy0 - ry0:sy1 - ry0, sx0 - rx0:sx1 - rx0]
+    crop = np.full((n_items, ny + 2 * _MARGIN, nx + 2 * _MARGIN), np.nan)
+    for i in range(n_items):
+        cy0, cx0 = y0[i] + iy - _MARGIN - ry0[i], x0[i] + ix - _MARGIN \
+            - rx0[i]
+        sy0, sy1 = max(cy0, 0), min(cy0 + crop.shape[1], rows)
+        sx0, sx1 = max(cx0, 0), min(cx0 + crop.shape[2], cols)
+        if sy1 > sy0 and sx1 > sx0:
+            crop[i, sy0 - cy0:sy1 - cy0, sx0 - cx0:sx1 - cx0] = \
+                counts[i, sy0:sy1, sx0:sx1]
     resampled = pipeline.resample(crop, (_MARGIN + fy, _MARGIN + fx))
-    image, bad = pipeline.store(resampled[:ny, :nx],
+    image, bad = pipeline.store(resampled[:, :ny, :nx],
                                 damaged=conditions.damaged)
-    return Observation(image=image, bad=bad, regions=regions,
-                       saturated=saturated, outcome=outcome,
-                       received=received, lost_charge=float(lost),
-                       truncated=truncated)
+
+    bounds = np.concatenate([[0], np.cumsum(counts_per)])
+    out = []
+    for i in range(n_items):
+        stars = slice(bounds[i], bounds[i + 1])
+        mine = regions['item'] == i
+        out.append(Observation(
+            image=image[i], bad=bad[i],
+            regions={k: v[mine] for k, v in regions.items()},
+            saturated=saturated[stars], outcome=outcome[stars],
+            received=received[stars], lost_charge=float(lost[i]),
+            truncated=bool(truncated[i])))
+    return out

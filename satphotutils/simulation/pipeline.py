@@ -102,30 +102,36 @@ class SurveyPipeline:
             Pixels at the ADC maximum.
         """
         saturated = raw >= detector.adc_max
-        counts = (raw.astype(float) - detector.bias) / flat
+        counts = raw.astype(np.float64)
+        counts -= detector.bias
+        counts /= flat
         return counts, saturated
 
     def correct_saturation(self, counts, saturated, *, flat, detector, fwhm,
-                           catalog_x, catalog_y, catalog_mag, rng):
+                           catalog_x, catalog_y, catalog_mag, rng,
+                           catalog_item=None):
         """
         Apply the ASAS-style saturation correction in place on ``counts``.
 
         Parameters
         ----------
         counts : `~numpy.ndarray`
-            Calibrated exposure (modified in place).
+            Calibrated exposure (modified in place), or a stack of
+            exposure windows of shape ``(n, ny, nx)``.
 
         saturated : `~numpy.ndarray` of bool
-            Saturated pixels.
+            Saturated pixels, shaped like ``counts``.
 
         flat : `~numpy.ndarray`
-            The flat field (to know each clipped pixel's level).
+            The flat field (unused by the algorithm, which works on
+            calibrated counts; kept for pipelines that need it).
 
         detector : `~satphotutils.simulation.Detector`
             The detector.
 
-        fwhm : float
-            The image FWHM the pipeline measured, in pixels.
+        fwhm : float or array-like
+            The image FWHM the pipeline measured, in pixels (one per image
+            of a stack, or one for all).
 
         catalog_x, catalog_y : `~numpy.ndarray`
             Reference-catalogue positions in this exposure's pixels.
@@ -137,61 +143,85 @@ class SurveyPipeline:
         rng : `~numpy.random.Generator`
             Random generator for the failure modes.
 
+        catalog_item : `~numpy.ndarray` of int, optional
+            For a stack, the image each catalogue star belongs to.
+
         Returns
         -------
         regions : dict of `~numpy.ndarray`
             Columns with one entry per saturated region (``Table(regions)``
-            makes a table): ``n_pixels``, ``flux`` (the
-            flux put back, or that should have been), ``star`` (the
-            catalogue index of the brightest star in the region, -1 if
-            none), ``assigned`` (where the flux went, -1 if nowhere),
-            ``outcome`` (ok, misplaced, lost or unmatched), ``x``, ``y``
-            (where the flux was put back).
+            makes a table): ``item`` (image of the stack), ``n_pixels``,
+            ``flux`` (the flux put back, or that should have been),
+            ``star`` (the catalogue index of the brightest star in the
+            region, -1 if none), ``assigned`` (where the flux went, -1 if
+            nowhere), ``outcome`` (ok, misplaced, lost or unmatched),
+            ``x``, ``y`` (where the flux was put back).
         """
-        labels, n_regions = ndimage.label(saturated)
+        return self._correct(counts, saturated, detector=detector,
+                             fwhm=fwhm, catalog_x=catalog_x,
+                             catalog_y=catalog_y, catalog_mag=catalog_mag,
+                             rng=rng, catalog_item=catalog_item)[0]
+
+    def _correct(self, counts, saturated, *, detector, fwhm, catalog_x,
+                 catalog_y, catalog_mag, rng, catalog_item=None):
+        """`correct_saturation`, also returning the region label image."""
+        stack = counts if counts.ndim == 3 else counts[None]
+        sat = saturated if saturated.ndim == 3 else saturated[None]
+        n_items, ny, nx = stack.shape
+        fwhm = np.broadcast_to(np.asarray(fwhm, dtype=float), (n_items,))
+        # Regions connect within an image (4-connectivity), never across
+        # the images of a stack.
+        structure = np.zeros((3, 3, 3), dtype=bool)
+        structure[1] = ndimage.generate_binary_structure(2, 1)
+        labels, n_regions = ndimage.label(sat, structure)
         scale = (detector.full_well_counts / detector.saturation_counts
                  if self.bleed_flux_scale is None else self.bleed_flux_scale)
-        rows = {'n_pixels': [], 'flux': [], 'star': [], 'assigned': [],
-                'outcome': [], 'x': [], 'y': []}
+        rows = {'item': [], 'n_pixels': [], 'flux': [], 'star': [],
+                'assigned': [], 'outcome': [], 'x': [], 'y': []}
         if n_regions == 0:
-            return _as_arrays(rows)
-        ny, nx = counts.shape
+            return _as_arrays(rows), labels
+        catalog_item = (np.zeros(len(catalog_x), dtype=int)
+                        if catalog_item is None
+                        else np.asarray(catalog_item, dtype=int))
         cat_ix = np.rint(catalog_x).astype(int)
         cat_iy = np.rint(catalog_y).astype(int)
         on_image = ((cat_ix >= 0) & (cat_ix < nx) & (cat_iy >= 0)
                     & (cat_iy < ny))
         cat_label = np.zeros(len(catalog_x), dtype=int)
-        cat_label[on_image] = labels[cat_iy[on_image], cat_ix[on_image]]
+        cat_label[on_image] = labels[catalog_item[on_image],
+                                     cat_iy[on_image], cat_ix[on_image]]
+        # Catalogue stars of each region, brightest first.
+        order = np.lexsort((catalog_mag, cat_label))
+        order = order[cat_label[order] > 0]
+        bounds = np.searchsorted(cat_label[order], np.arange(n_regions + 2))
         putback = []
-        for k, (sy, sx) in enumerate(ndimage.find_objects(labels), start=1):
-            flux, n_pix = self._interpolate_region(counts, labels, k, sy, sx,
-                                                   scale)
-            members = np.flatnonzero(cat_label == k)
-            if members.size:
-                members = members[np.argsort(catalog_mag[members],
-                                             kind='stable')]
-                star = members[0]
-            else:
-                star = -1
-            if star < 0:
+        for k, (si, sy, sx) in enumerate(ndimage.find_objects(labels),
+                                         start=1):
+            it = si.start
+            flux, n_pix = self._interpolate_region(stack[it], labels[it], k,
+                                                   sy, sx, scale)
+            members = order[bounds[k]:bounds[k + 1]]
+            if members.size == 0:
                 outcome, assigned = UNMATCHED, -1
             elif rng.random() < self.lost_rate:
                 outcome, assigned = LOST, -1
             elif members.size > 1 and rng.random() < self.misplace_rate:
                 outcome, assigned = MISPLACED, members[1]
             else:
-                outcome, assigned = OK, star
+                outcome, assigned = OK, members[0]
             px = py = np.nan
             if assigned >= 0 and flux > 0:
                 px, py = catalog_x[assigned], catalog_y[assigned]
-                putback.append((px, py, flux))
-            for key, value in (('n_pixels', n_pix), ('flux', flux),
-                               ('star', star), ('assigned', assigned),
-                               ('outcome', outcome), ('x', px), ('y', py)):
+                putback.append((it, px, py, flux))
+            for key, value in (('item', it), ('n_pixels', n_pix),
+                               ('flux', flux),
+                               ('star', members[0] if members.size else -1),
+                               ('assigned', assigned), ('outcome', outcome),
+                               ('x', px), ('y', py)):
                 rows[key].append(value)
-        for px, py, flux in putback:
-            _add_gaussian(counts, px, py, flux, fwhm)
-        return _as_arrays(rows)
+        for it, px, py, flux in putback:
+            _add_gaussian(stack[it], px, py, flux, fwhm[it])
+        return _as_arrays(rows), labels
 
     @staticmethod
     def _interpolate_region(counts, labels, k, sy, sx, scale):
@@ -207,12 +237,13 @@ class SurveyPipeline:
         left = np.argmax(member, axis=1) - 1
         right = width - np.argmax(member[:, ::-1], axis=1)
         # At the image edge use the one neighbouring column there is.
-        left_ok = left >= 0
-        right_ok = right < width
-        lval = np.where(left_ok, box[np.arange(len(box)),
-                                     np.clip(left, 0, width - 1)], np.nan)
-        rval = np.where(right_ok, box[np.arange(len(box)),
-                                      np.clip(right, 0, width - 1)], np.nan)
+        rows = np.arange(len(box))
+        lval = np.where(left >= 0, box[rows, np.clip(left, 0, width - 1)],
+                        np.nan)
+        rval = np.where(right < width,
+                        box[rows, np.clip(right, 0, width - 1)], np.nan)
+        left_ok = np.isfinite(lval)
+        right_ok = np.isfinite(rval)
         lval = np.where(left_ok, lval, rval)
         rval = np.where(right_ok, rval, lval)
         span = (cols[None, :] > left[:, None]) & (cols[None, :]
@@ -233,7 +264,8 @@ class SurveyPipeline:
         Parameters
         ----------
         image : `~numpy.ndarray`
-            The exposure in its own pixels.
+            The exposure in its own pixels, or a stack ``(n, ny, nx)`` of
+            windows of one exposure.
 
         shift : tuple of float
             ``(dy, dx)``: the exposure pixel that the reference pixel
@@ -245,13 +277,15 @@ class SurveyPipeline:
             The image on the reference grid; pixels with no data are NaN.
         """
         dy, dx = shift
+        # A stack of images shares the shift; never interpolate across it.
+        offset = (0.0,) * (image.ndim - 2) + (-dy, -dx)
         missing = ~np.isfinite(image)
         # Splines would spread a NaN over the whole image: interpolate
         # zeros there, then blank every pixel the gap touches.
-        out = ndimage.shift(np.where(missing, 0.0, image), (-dy, -dx),
+        out = ndimage.shift(np.where(missing, 0.0, image), offset,
                             order=self.resample_order, mode='constant',
                             cval=0.0)
-        touched = ndimage.shift(missing.astype(float), (-dy, -dx), order=1,
+        touched = ndimage.shift(missing.astype(float), offset, order=1,
                                 mode='constant', cval=1.0)
         out[touched > 0] = np.nan
         return out
@@ -287,8 +321,8 @@ class SurveyPipeline:
 
 
 def _as_arrays(rows):
-    dtypes = {'n_pixels': int, 'flux': float, 'star': int, 'assigned': int,
-              'outcome': '<U9', 'x': float, 'y': float}
+    dtypes = {'item': int, 'n_pixels': int, 'flux': float, 'star': int,
+              'assigned': int, 'outcome': '<U9', 'x': float, 'y': float}
     return {k: np.asarray(v, dtype=dtypes[k]) for k, v in rows.items()}
 
 

@@ -18,11 +18,15 @@ _NODES = {n: np.polynomial.legendre.leggauss(n) for n in (1, 3, 5)}
 # Star footprints: (largest flux in counts, half-width, sub-pixel phases).
 # Fainter stars use precomputed tables for speed; the flux outside a
 # footprint is not dropped but spread over a coarse grid (_BLOCK pixels).
-_TIERS = ((2e3, 5, 8), (2e4, 7, 8), (1e6, 15, 8))
+_TIERS = ((2e3, 5, 8), (2e4, 7, 8), (1e6, 15, 8), (1e7, 24, 4),
+          (1e8, 48, 4))
 _BLOCK = 32
 _WING_FLOOR = 0.02  # counts per pixel where a direct footprint ends
 _MAX_HALF_WIDTH = 400
-_CORE = 3  # half-width of the quadrature region of a footprint
+_CORE = 3  # half-width of the 5x5-quadrature region of a footprint
+_MID = 12  # half-width of the 3x3-quadrature region
+# Footprints wider than this are added star by star, clipped to the image.
+_VECTOR_MAX = 15
 
 
 class MoffatPSF:
@@ -117,16 +121,19 @@ class MoffatPSF:
         """
         Pixel-integrated values on a square grid of offsets.
 
-        ``dx`` and ``dy`` have shape ``(..., K, K)``. Quadrature is used
-        within 3 pixels of the centre of the grid, where the profile
-        curves; the smooth wings are point-sampled, which is accurate to
-        a fraction of a per cent there.
+        ``dx`` and ``dy`` have shape ``(..., K, K)`` (a square grid centred
+        on the star). Point sampling errs by several per cent where the
+        profile curves (4.5% at 4 px, 1.8% at 8 px for a 1.6-px FWHM), so
+        5x5 quadrature is used within 3.5 px, 3x3 within 12.5 px, and
+        point sampling only beyond, where the error is below 1% of a
+        pixel holding under 0.3% of the flux.
         """
         values = self.integrate(dx, dy, n=1)
         k = dx.shape[-1] // 2
-        core = slice(max(k - _CORE, 0), k + _CORE + 1)
-        values[..., core, core] = self.integrate(dx[..., core, core],
-                                                 dy[..., core, core])
+        for reach, n in ((_MID, 3), (_CORE, 5)):
+            box = slice(max(k - reach, 0), k + reach + 1)
+            values[..., box, box] = self.integrate(dx[..., box, box],
+                                                   dy[..., box, box], n=n)
         return values
 
     def table(self, half_width, phases):
@@ -138,34 +145,28 @@ class MoffatPSF:
         """
         key = (half_width, phases)
         if key not in self._tables:
-            offsets = -0.5 + (np.arange(phases) + 0.5) / phases
-            grid = np.arange(-half_width, half_width + 1, dtype=float)
-            dx, dy = np.broadcast_arrays(
-                grid[None, None, None, :] - offsets[None, :, None, None],
-                grid[None, None, :, None] - offsets[:, None, None, None])
-            table = self.footprint(dx, dy).astype(np.float32)
-            self._tables[key] = (table, table.sum(axis=(2, 3),
-                                                  dtype=float))
+            # Smaller tables are central cuts of the largest one with the
+            # same phases: compute that once.
+            full = max([half_width] + [h for _, h, p in _TIERS
+                                        if p == phases])
+            if (full, phases) not in self._tables:
+                offsets = -0.5 + (np.arange(phases) + 0.5) / phases
+                grid = np.arange(-full, full + 1, dtype=float)
+                dx, dy = np.broadcast_arrays(
+                    grid[None, None, None, :] - offsets[None, :, None, None],
+                    grid[None, None, :, None] - offsets[:, None, None, None])
+                table = self.footprint(dx, dy).astype(np.float32)
+                self._tables[full, phases] = (
+                    table, table.sum(axis=(2, 3), dtype=float))
+            cut = slice(full - half_width, full + half_width + 1)
+            table = self._tables[full, phases][0][:, :, cut, cut]
+            self._tables[key] = (table, table.sum(axis=(2, 3), dtype=float))
         return self._tables[key]
 
 
-def _accumulate(image, flat_index, weights):
-    image += np.bincount(flat_index, weights=weights,
-                         minlength=image.size).reshape(image.shape)
-
-
-def _footprint_indices(shape, iy, ix, half_width):
-    """Flat indices and in-window mask of square footprints."""
-    grid = np.arange(-half_width, half_width + 1)
-    yy = iy[:, None, None] + grid[None, :, None]
-    xx = ix[:, None, None] + grid[None, None, :]
-    inside = (yy >= 0) & (yy < shape[0]) & (xx >= 0) & (xx < shape[1])
-    return yy * shape[1] + xx, inside
-
-
-def render_stars(shape, x, y, flux, psf, *, chunk=20000):
+def render_stars(shape, x, y, flux, psf, *, item=None, chunk=20000):
     """
-    Render point sources into an image of ``shape``.
+    Render point sources into an image, or into a stack of images.
 
     Every source deposits exactly its flux: what falls outside its
     footprint is spread over a coarse grid of 32-pixel blocks, and what
@@ -174,10 +175,12 @@ def render_stars(shape, x, y, flux, psf, *, chunk=20000):
     Parameters
     ----------
     shape : tuple of int
-        ``(ny, nx)`` of the image.
+        ``(ny, nx)`` of the image, or ``(n, ny, nx)`` for a stack of ``n``
+        images; no light crosses from one image of a stack to another.
 
     x, y : array-like
-        Source positions in pixels (0-based, pixel centres at integers).
+        Source positions in pixels (0-based, pixel centres at integers),
+        in the coordinates of their own image.
 
     flux : array-like
         Total source fluxes.
@@ -185,73 +188,113 @@ def render_stars(shape, x, y, flux, psf, *, chunk=20000):
     psf : `MoffatPSF`
         The point-spread function.
 
+    item : array-like of int, optional
+        For a stack, the image each source belongs to.
+
     chunk : int, optional
         Sources per vectorised batch, bounding memory.
 
     Returns
     -------
     image : `~numpy.ndarray`
-        The rendered image (float64).
+        The rendered image or stack (float64).
     """
     x, y, flux = (np.atleast_1d(np.asarray(a, dtype=float))
                   for a in (x, y, flux))
-    image = np.zeros(shape)
-    wings = np.zeros(((shape[0] + _BLOCK - 1) // _BLOCK,
-                      (shape[1] + _BLOCK - 1) // _BLOCK))
+    stacked = len(shape) == 3
+    n_items, ny, nx = shape if stacked else (1, *shape)
+    item = (np.zeros(x.size, dtype=int) if item is None
+            else np.asarray(item, dtype=int))
+    nby, nbx = (ny + _BLOCK - 1) // _BLOCK, (nx + _BLOCK - 1) // _BLOCK
+    wings = np.zeros((n_items, nby, nbx))
+    flat_parts, weight_parts = [], []
     ix = np.rint(x).astype(int)
     iy = np.rint(y).astype(int)
     lower = 0.0
+    sliced = []
     for upper, half_width, phases in _TIERS:
         sel = np.flatnonzero((flux > lower) & (flux <= upper))
         lower = upper
         if sel.size == 0:
             continue
         table, totals = psf.table(half_width, phases)
+        kx = np.clip(((x[sel] - ix[sel] + 0.5) * phases).astype(int), 0,
+                     phases - 1)
+        ky = np.clip(((y[sel] - iy[sel] + 0.5) * phases).astype(int), 0,
+                     phases - 1)
+        _add_wings(wings, item[sel], iy[sel], ix[sel],
+                   flux[sel] * (1 - totals[ky, kx]))
+        if half_width > _VECTOR_MAX:
+            # Few, large footprints: add each one's part on the image.
+            sliced += [(table[a, b], half_width, i)
+                       for a, b, i in zip(ky, kx, sel, strict=True)]
+            continue
+        grid = np.arange(-half_width, half_width + 1)
+        offsets = grid[:, None] * nx + grid[None, :]
         for start in range(0, sel.size, chunk):
-            idx = sel[start:start + chunk]
-            kx = np.clip(((x[idx] - ix[idx] + 0.5) * phases).astype(int),
-                         0, phases - 1)
-            ky = np.clip(((y[idx] - iy[idx] + 0.5) * phases).astype(int),
-                         0, phases - 1)
-            values = table[ky, kx] * flux[idx, None, None].astype(np.float32)
-            flat, inside = _footprint_indices(shape, iy[idx], ix[idx],
-                                              half_width)
-            _accumulate(image, flat[inside], values[inside])
-            _add_wings(wings, iy[idx], ix[idx],
-                       flux[idx] * (1 - totals[ky, kx]))
+            part = slice(start, start + chunk)
+            idx = sel[part]
+            values = table[ky[part], kx[part]] \
+                * flux[idx, None, None].astype(np.float32)
+            yy = iy[idx, None] + grid[None, :]
+            xx = ix[idx, None] + grid[None, :]
+            inside = (((yy >= 0) & (yy < ny))[:, :, None]
+                      & ((xx >= 0) & (xx < nx))[:, None, :])
+            flat = ((item[idx] * ny + iy[idx]) * nx + ix[idx])[:, None, None] \
+                + offsets[None]
+            flat_parts.append(flat[inside])
+            weight_parts.append(values[inside])
+    # One pass over the image for all the tabulated footprints, into a
+    # buffer padded to whole blocks so the wing grid adds in place.
+    padded = np.bincount(
+        np.concatenate(flat_parts) if flat_parts else np.zeros(0, int),
+        weights=(np.concatenate(weight_parts) if weight_parts
+                 else np.zeros(0)), minlength=n_items * ny * nx)
+    image = np.zeros((n_items, nby * _BLOCK, nbx * _BLOCK))
+    image[:, :ny, :nx] = padded.reshape(n_items, ny, nx)
+    for footprint, h, i in sliced:
+        ylo, yhi = max(iy[i] - h, 0), min(iy[i] + h + 1, ny)
+        xlo, xhi = max(ix[i] - h, 0), min(ix[i] + h + 1, nx)
+        if ylo < yhi and xlo < xhi:
+            image[item[i], ylo:yhi, xlo:xhi] += flux[i] * footprint[
+                ylo - iy[i] + h:yhi - iy[i] + h,
+                xlo - ix[i] + h:xhi - ix[i] + h]
     for i in np.flatnonzero(flux > lower):
         half_width = int(min(_MAX_HALF_WIDTH,
                              max(_TIERS[-1][1], psf.half_width(flux[i]))))
         # Evaluate only the part of the footprint that lands on the image.
         ylo, yhi = max(iy[i] - half_width, 0), min(iy[i] + half_width + 1,
-                                                    shape[0])
+                                                    ny)
         xlo, xhi = max(ix[i] - half_width, 0), min(ix[i] + half_width + 1,
-                                                    shape[1])
+                                                    nx)
         outside = flux[i] * psf.outside_fraction(half_width + 0.5)
         if ylo < yhi and xlo < xhi:
             dy, dx = np.meshgrid(np.arange(ylo, yhi) - y[i],
                                  np.arange(xlo, xhi) - x[i], indexing='ij')
             values = psf.integrate(dx, dy, n=1)
-            # Quadrature where the profile curves: point sampling the inner
-            # wings would lose ~0.1% of the flux of the brightest stars.
+            # Quadrature where the profile curves, as in `footprint`.
             r = np.maximum(np.abs(dx), np.abs(dy))
-            mid = r <= 12.5
+            mid = r <= _MID + 0.5
             values[mid] = psf.integrate(dx[mid], dy[mid], n=3)
             near = r <= _CORE + 0.5
             values[near] = psf.integrate(dx[near], dy[near])
-            image[ylo:yhi, xlo:xhi] += flux[i] * values
-        _add_wings(wings, iy[i:i + 1], ix[i:i + 1], np.array([outside]))
-    image += np.repeat(np.repeat(wings, _BLOCK, 0), _BLOCK, 1)[
-        :shape[0], :shape[1]] / _BLOCK**2
-    return image
+            image[item[i], ylo:yhi, xlo:xhi] += flux[i] * values
+        _add_wings(wings, item[i:i + 1], iy[i:i + 1], ix[i:i + 1],
+                   np.array([outside]))
+    blocks = image.reshape(n_items, nby, _BLOCK, nbx, _BLOCK)
+    blocks += wings[:, :, None, :, None] / _BLOCK**2
+    image = image[:, :ny, :nx]
+    return image if stacked else image[0]
 
 
-def _add_wings(wings, iy, ix, flux):
+def _add_wings(wings, item, iy, ix, flux):
+    _, nby, nbx = wings.shape
     by = iy // _BLOCK
     bx = ix // _BLOCK
-    ok = (by >= 0) & (by < wings.shape[0]) & (bx >= 0) & (bx < wings.shape[1])
-    wings += np.bincount(by[ok] * wings.shape[1] + bx[ok], weights=flux[ok],
-                         minlength=wings.size).reshape(wings.shape)
+    ok = (by >= 0) & (by < nby) & (bx >= 0) & (bx < nbx)
+    index = (item[ok] * nby + by[ok]) * nbx + bx[ok]
+    wings.ravel()[:] += np.bincount(index, weights=flux[ok],
+                                    minlength=wings.size)
 
 
 def render_gaussian(shape, x, y, flux, fwhm):

@@ -11,6 +11,7 @@ uniformly like the paper's training set (40,000 stars per magnitude).
 """
 
 import concurrent.futures
+import functools
 import os
 
 import numpy as np
@@ -24,7 +25,7 @@ from satphotutils.calibration.gaia import GAIA_RELATIONS
 from satphotutils.stamps.table import StampTableWriter
 
 from .detector import Camera
-from .observe import draw_conditions, observe
+from .observe import draw_conditions, observe_many
 from .pipeline import SurveyPipeline
 from .scene import _draw_arrays, _draw_colours, latitude_factor
 
@@ -36,6 +37,8 @@ _EDGE = 50  # stamps keep this far from the detector edges, as in the paper
 _TRAIL_G_MAX = 15.0
 # Margin (px) around a stamp within which neighbours go to the faint limit.
 _NEAR = 10
+# Pixels of one batch of windows (bounds the memory of a batch).
+_BATCH_PIXELS = 300000
 
 
 class StampSimulator:
@@ -138,7 +141,7 @@ class StampSimulator:
                                       seed, np.random.SeedSequence)
                                   else seed, int(first_star_id)))
 
-    def write(self, path, n_stars, *, seed=None, chunk_stars=1000,
+    def write(self, path, n_stars, *, seed=None, chunk_stars=2000,
               n_workers=None, overwrite=False, progress=False):
         """
         Simulate stamps and stream them to a stamp table on disk.
@@ -251,25 +254,19 @@ class StampSimulator:
         y_ref = rng.uniform(margin, ny - 1 - margin, n_stars)
         blend_px = (_BLEND_RADIUS / detector.pixel_scale).decompose().value
 
-        columns = {name: [] for name in (
-            'stamp', 'log_counts', 'star_id', 'zeropoint', 'sky', 'camera',
-            'filter', 'g', 'saturated', 'damaged', 'n_unity', 'outcome',
-            'received', 'true_log_counts', 'G', 'bp_rp', 'f_c', 'b_c',
-            'transparency', 'fwhm', 'mjd', 'exposure', 'x_ref', 'y_ref')}
-        yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
-        circle = xx**2 + yy**2 <= 25
+        # First the stars, their neighbours and their exposures ...
+        stars = []
         for i in range(n_stars):
             # The target's own counts for Z = 0, t = 1; the colour term is
             # part of the truth but not of the frame zero point.
             base = 10 ** (-0.4 * (mag[i] + camera.colour_term
                                   * (bp_rp[i] - 1.0)))
-            # Strip sizes for the brightest exposure the pool can give; the
-            # rows are refined per exposure below.
+            # Strip sizes for the brightest exposure the pool can give.
             peak_flux = base * 10 ** (0.4 * (self.zeropoint + 1.0))
             trail_rows = _trail_rows(peak_flux, detector)
-            trail_cols = int(_saturated_radius(peak_flux, detector)) + 4
+            trail_cols = _col_class(_saturated_radius(peak_flux, detector),
+                                    half)
             ix, iy = int(np.rint(x_ref[i])), int(np.rint(y_ref[i]))
-            window = (iy - half, ix - half, self.stamp_size, self.stamp_size)
             # Neighbours: to the faint limit around the stamp; along the
             # rest of the strip (the trail) only stars bright enough to
             # add charge that matters or to confuse the correction as
@@ -286,9 +283,6 @@ class StampSimulator:
             x_all = np.concatenate([[x_ref[i]], nb_x])
             y_all = np.concatenate([[y_ref[i]], nb_y])
             base_all = np.concatenate([[base], nb_base])
-            # The reference catalogue: the pipeline knows the stars, with
-            # their mean magnitudes, to its depth.
-            cat_mag = np.concatenate([[mag[i]], nb_mag])
             f_c = blended_flux_ratio([[x_ref[i], y_ref[i]]], [base],
                                      np.column_stack([x_all, y_all]),
                                      base_all, radius=blend_px,
@@ -297,24 +291,70 @@ class StampSimulator:
                 np.column_stack([nb_x, nb_y]), nb_base, radius=blend_px,
                 bounds=(near[0] + 2, near[1] - 2, near[2] + 2, near[3] - 2),
                 n_samples=256, seed=rng)
-            for e in rng.choice(len(pool), k, replace=False):
+            stars.append({
+                'x': x_all, 'y': y_all, 'base': base_all,
+                # The reference catalogue knows every star's mean magnitude.
+                'cat': np.concatenate([[mag[i]], nb_mag]),
+                'window': (iy - half, ix - half, self.stamp_size,
+                           self.stamp_size),
+                'cols': trail_cols, 'f_c': f_c, 'b_c': b_c0,
+                'exposures': rng.choice(len(pool), k, replace=False)})
+
+        # ... then every exposure observes its targets in batches of
+        # windows of one size.
+        batches = {}
+        for i, star in enumerate(stars):
+            for j, e in enumerate(star['exposures']):
                 cond = pool[e]
                 scale = 10 ** (0.4 * cond.zeropoint) / cond.transparency
-                trail_rows = _trail_rows(base * scale, detector)
-                while True:
-                    obs = observe(x_all, y_all, base_all * scale,
-                                  window=window, camera=camera,
-                                  conditions=cond, pipeline=self.pipeline,
-                                  rng=rng,
-                                  catalog_mag=cat_mag,
-                                  trail_rows=trail_rows,
-                                  trail_cols=trail_cols)
-                    if not obs.truncated:
-                        break
-                    trail_rows *= 2
+                key = (e, _size_class(_trail_rows(star['base'][0] * scale,
+                                                  detector, cond), ny),
+                       star['cols'])
+                batches.setdefault(key, []).append((i, j))
+        observations = {}
+        for (e, trail_rows, trail_cols), members in sorted(batches.items()):
+            cond = pool[e]
+            scale = 10 ** (0.4 * cond.zeropoint) / cond.transparency
+            per_batch = max(1, _BATCH_PIXELS // (
+                (2 * trail_rows + self.stamp_size + 8)
+                * (2 * trail_cols + self.stamp_size + 8)))
+            for start in range(0, len(members), per_batch):
+                batch = members[start:start + per_batch]
+                requests = [(stars[i]['x'], stars[i]['y'],
+                             stars[i]['base'] * scale, stars[i]['cat'],
+                             stars[i]['window']) for i, _ in batch]
+                results = observe_many(
+                    requests, camera=camera, conditions=cond,
+                    pipeline=self.pipeline, rng=rng, trail_rows=trail_rows,
+                    trail_cols=trail_cols)
+                for (i, j), request, obs in zip(batch, requests, results,
+                                                strict=True):
+                    rows, cols = trail_rows, trail_cols
+                    # A window too small for this exposure's trail: redo
+                    # it alone in a larger one.
+                    while obs.truncated and rows < ny:
+                        rows = min(2 * rows, ny)
+                        obs = observe_many(
+                            [request], camera=camera, conditions=cond,
+                            pipeline=self.pipeline, rng=rng,
+                            trail_rows=rows, trail_cols=cols)[0]
+                    observations[i, j] = obs
+
+        columns = {name: [] for name in (
+            'stamp', 'log_counts', 'star_id', 'zeropoint', 'sky', 'camera',
+            'filter', 'g', 'saturated', 'damaged', 'n_unity', 'outcome',
+            'received', 'true_log_counts', 'G', 'bp_rp', 'f_c', 'b_c',
+            'transparency', 'fwhm', 'mjd', 'exposure', 'x_ref', 'y_ref')}
+        yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
+        circle = xx**2 + yy**2 <= 25
+        for i, star in enumerate(stars):
+            for j, e in enumerate(star['exposures']):
+                cond = pool[e]
+                obs = observations[i, j]
+                scale = 10 ** (0.4 * cond.zeropoint) / cond.transparency
                 n_s = 10 ** (-0.4 * (mag[i] - cond.zeropoint)) \
                     / cond.transparency
-                label = n_s * (1 + f_c) - b_c0 * scale
+                label = n_s * (1 + star['f_c']) - star['b_c'] * scale
                 stamp = obs.image
                 unity = (stamp == 1.0) & circle
                 columns['stamp'].append(stamp)
@@ -330,11 +370,12 @@ class StampSimulator:
                 columns['n_unity'].append(int(unity.sum()))
                 columns['outcome'].append(obs.outcome[0])
                 columns['received'].append(bool(obs.received[0]))
-                columns['true_log_counts'].append(np.log10(base * scale))
+                columns['true_log_counts'].append(
+                    np.log10(star['base'][0] * scale))
                 columns['G'].append(G[i])
                 columns['bp_rp'].append(bp_rp[i])
-                columns['f_c'].append(f_c)
-                columns['b_c'].append(b_c0 * scale)
+                columns['f_c'].append(star['f_c'])
+                columns['b_c'].append(star['b_c'] * scale)
                 columns['transparency'].append(cond.transparency)
                 columns['fwhm'].append(cond.fwhm)
                 columns['mjd'].append(cond.mjd)
@@ -345,7 +386,6 @@ class StampSimulator:
         out['stamp'] = out['stamp'].astype(np.float32)
         out['outcome'] = out['outcome'].astype('<U9')
         return out
-
 
     def _neighbours(self, rng, near, strip, density, detector):
         """Neighbour positions, magnitudes in the camera's filter, colours."""
@@ -371,15 +411,40 @@ class StampSimulator:
                      for a, b in zip(near_stars, strip_stars, strict=True))
 
 
-def _trail_rows(flux, detector):
+def _trail_rows(flux, detector, conditions=None):
     """
     Guess how many rows a star's trail may reach on each side.
 
-    At most ~40% of the flux falls in the central column. `observe`
-    reports a truncated trail, and the window is then enlarged, so this
-    only needs to be a good guess.
+    The trail holds the charge of the central column beyond the full
+    well, spilled equally both ways; the column's share of the flux comes
+    from the exposure's PSF (the sharpest seeing if no ``conditions``).
+    `observe_many` reports a truncated trail, and the window is then
+    enlarged, so this only needs to be a good guess.
     """
-    return int(0.22 * flux / detector.full_well_counts) + 8
+    fwhm = 1.35 if conditions is None else conditions.fwhm
+    share = _column_share(round(fwhm, 2))
+    return int(0.5 * share * flux / detector.full_well_counts * 1.1) + 8
+
+
+@functools.lru_cache(maxsize=512)
+def _column_share(fwhm):
+    from .psf import MoffatPSF
+
+    rows = np.arange(-60.0, 61.0)
+    return float(MoffatPSF(fwhm=fwhm).integrate(np.zeros_like(rows),
+                                                rows).sum())
+
+
+def _size_class(trail_rows, limit):
+    """Round rows up in steps of 1.25x, so that windows batch together."""
+    steps = np.ceil(np.log(max(trail_rows, 8) / 8) / np.log(1.25))
+    return int(min(np.ceil(8 * 1.25**steps), limit))
+
+
+def _col_class(radius, half):
+    """Extra columns so a saturated core of ``radius`` fits with margin."""
+    need = int(np.ceil(radius)) + 3 - half
+    return 0 if need <= 0 else 4 * int(np.ceil(need / 4))
 
 
 def _saturated_radius(flux, detector):

