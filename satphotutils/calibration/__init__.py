@@ -6,5 +6,13 @@ Stage 2 of the pipeline (simulate, *calibrate*, stamps, network,
 photometry, light curves, intercalibration).
 """
 
-from .crowding import *
-from .gaia import *
+from satphotutils.utils._lazy import lazy_namespace
+
+# Public names and their modules, imported on first use.
+__getattr__, __dir__, __all__ = lazy_namespace(__name__, {
+    'crowding': [
+        'blended_flux_ratio', 'stellar_background'],
+    'gaia': [
+        'GAIA_RELATIONS', 'GaiaRelation', 'gaia_to_johnson_v',
+        'gaia_to_sdss_g', 'gaia_to_sdss_i', 'gaia_to_sdss_r'],
+})

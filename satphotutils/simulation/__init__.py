@@ -13,12 +13,29 @@ failure modes, integer-overflow damage, resampling, cadence, cameras and
 variability.
 """
 
-from .detector import *
-from .exposure import *
-from .frames import *
-from .observe import *
-from .pipeline import *
-from .psf import *
-from .scene import *
-from .stamps import *
-from .variability import *
+from satphotutils.utils._lazy import lazy_namespace
+
+# Public names and their modules, imported on first use.
+__getattr__, __dir__, __all__ = lazy_namespace(__name__, {
+    'detector': [
+        'Camera', 'Detector'],
+    'exposure': [
+        'bleed_columns', 'expose', 'read_out'],
+    'frames': [
+        'FrameSimulator', 'Scene', 'simulate_field'],
+    'observation': [
+        'ExposureConditions', 'Observation', 'draw_conditions',
+        'observe', 'observe_many'],
+    'pipeline': [
+        'SurveyPipeline'],
+    'psf': [
+        'MoffatPSF', 'render_gaussian', 'render_stars'],
+    'scene': [
+        'cumulative_star_density', 'draw_stars',
+        'galactic_density_factor', 'latitude_factor'],
+    'stamps': [
+        'StampSimulator'],
+    'variability': [
+        'Constant', 'DampedRandomWalk', 'EclipsingBinary',
+        'PulsatingStar'],
+})

@@ -21,7 +21,7 @@ from satphotutils.utils.exceptions import SatphotutilsError
 from satphotutils.utils.io import atomic_output
 
 from .detector import Camera
-from .observe import draw_conditions, observe
+from .observation import draw_conditions, observe
 from .pipeline import SurveyPipeline
 from .scene import _draw_arrays, galactic_density_factor
 
@@ -67,12 +67,16 @@ class Scene:
             raise ValueError(msg)
         self.G = self.g + GAIA_RELATIONS['g'].g_minus_x(self.bp_rp)
         self.V = self.G - GAIA_RELATIONS['V'].g_minus_x(self.bp_rp)
+        if variability is not None and not isinstance(variability,
+                                                      (list, tuple)):
+            variability = [variability]
         self.variability = (list(variability) if variability is not None
                             else [None] * n)
         if len(self.variability) != n:
             msg = 'variability must have one entry per star'
             raise ValueError(msg)
-        self.name = (np.asarray(name, dtype=str) if name is not None
+        self.name = (np.atleast_1d(np.asarray(name, dtype=str))
+                     if name is not None
                      else np.full(n, 'field', dtype='<U5'))
 
     def __len__(self):

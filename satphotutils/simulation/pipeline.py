@@ -164,7 +164,12 @@ class SurveyPipeline:
 
     def _correct(self, counts, saturated, *, detector, fwhm, catalog_x,
                  catalog_y, catalog_mag, rng, catalog_item=None):
-        """`correct_saturation`, also returning the region label image."""
+        """
+        Run `correct_saturation` and return more.
+
+        Also returns the region labels and the pixels the correction
+        changed (the regions and the put-back footprints).
+        """
         stack = counts if counts.ndim == 3 else counts[None]
         sat = saturated if saturated.ndim == 3 else saturated[None]
         n_items, ny, nx = stack.shape
@@ -178,8 +183,9 @@ class SurveyPipeline:
                  if self.bleed_flux_scale is None else self.bleed_flux_scale)
         rows = {'item': [], 'n_pixels': [], 'flux': [], 'star': [],
                 'assigned': [], 'outcome': [], 'x': [], 'y': []}
+        corrected = labels > 0
         if n_regions == 0:
-            return _as_arrays(rows), labels
+            return _as_arrays(rows), labels, corrected
         catalog_item = (np.zeros(len(catalog_x), dtype=int)
                         if catalog_item is None
                         else np.asarray(catalog_item, dtype=int))
@@ -220,8 +226,10 @@ class SurveyPipeline:
                                ('x', px), ('y', py)):
                 rows[key].append(value)
         for it, px, py, flux in putback:
-            _add_gaussian(stack[it], px, py, flux, fwhm[it])
-        return _as_arrays(rows), labels
+            box = _add_gaussian(stack[it], px, py, flux, fwhm[it])
+            if box is not None:
+                corrected[it][box] = True
+        return _as_arrays(rows), labels, corrected
 
     @staticmethod
     def _interpolate_region(counts, labels, k, sy, sx, scale):
@@ -290,7 +298,7 @@ class SurveyPipeline:
         out[touched > 0] = np.nan
         return out
 
-    def store(self, image, *, damaged):
+    def store(self, image, *, damaged, corrected=None):
         """
         Store a reduced frame as integers, with the overflow damage.
 
@@ -303,11 +311,16 @@ class SurveyPipeline:
             Whether this exposure went through the bias-correction
             pipeline whose 16-bit storage overflows.
 
+        corrected : `~numpy.ndarray` of bool, optional
+            Pixels the saturation correction changed. The overflow comes
+            from processing corrected saturated stars, so only these
+            pixels can be damaged; all pixels if `None`.
+
         Returns
         -------
         stored : `~numpy.ndarray` of float32
-            Rounded values; overflowing pixels are exactly 1 when
-            ``damaged``.
+            Rounded values; overflowing corrected pixels are exactly 1
+            when ``damaged``.
 
         bad : `~numpy.ndarray` of bool
             The pixels set to 1.
@@ -316,6 +329,8 @@ class SurveyPipeline:
         bad = np.zeros(image.shape, dtype=bool)
         if damaged:
             bad = np.isfinite(stored) & (stored > self.storage_max)
+            if corrected is not None:
+                bad &= corrected
             stored[bad] = 1.0
         return stored.astype(np.float32), bad
 
@@ -334,6 +349,7 @@ def _add_gaussian(counts, x, y, flux, fwhm):
     y0, y1 = max(iy - half, 0), min(iy + half + 1, ny)
     x0, x1 = max(ix - half, 0), min(ix + half + 1, nx)
     if y0 >= y1 or x0 >= x1:
-        return
+        return None
     counts[y0:y1, x0:x1] += render_gaussian((y1 - y0, x1 - x0), x - x0,
                                             y - y0, flux, fwhm)
+    return slice(y0, y1), slice(x0, x1)

@@ -27,6 +27,8 @@ _CORE = 3  # half-width of the 5x5-quadrature region of a footprint
 _MID = 12  # half-width of the 3x3-quadrature region
 # Footprints wider than this are added star by star, clipped to the image.
 _VECTOR_MAX = 15
+# Footprint pixels gathered before they are summed into the image.
+_FLUSH = 4_000_000
 
 
 class MoffatPSF:
@@ -208,6 +210,18 @@ def render_stars(shape, x, y, flux, psf, *, item=None, chunk=20000):
     nby, nbx = (ny + _BLOCK - 1) // _BLOCK, (nx + _BLOCK - 1) // _BLOCK
     wings = np.zeros((n_items, nby, nbx))
     flat_parts, weight_parts = [], []
+    accumulated = np.zeros(n_items * ny * nx)
+
+    def flush():
+        # Sum footprints in bounded batches: one bincount per batch, and
+        # memory independent of the number of stars.
+        if flat_parts:
+            accumulated[:] += np.bincount(
+                np.concatenate(flat_parts), weights=np.concatenate(
+                    weight_parts), minlength=accumulated.size)
+            flat_parts.clear()
+            weight_parts.clear()
+
     ix = np.rint(x).astype(int)
     iy = np.rint(y).astype(int)
     lower = 0.0
@@ -244,14 +258,12 @@ def render_stars(shape, x, y, flux, psf, *, item=None, chunk=20000):
                 + offsets[None]
             flat_parts.append(flat[inside])
             weight_parts.append(values[inside])
-    # One pass over the image for all the tabulated footprints, into a
-    # buffer padded to whole blocks so the wing grid adds in place.
-    padded = np.bincount(
-        np.concatenate(flat_parts) if flat_parts else np.zeros(0, int),
-        weights=(np.concatenate(weight_parts) if weight_parts
-                 else np.zeros(0)), minlength=n_items * ny * nx)
+            if sum(p.size for p in flat_parts) > _FLUSH:
+                flush()
+    flush()
+    # A buffer padded to whole blocks, so the wing grid adds in place.
     image = np.zeros((n_items, nby * _BLOCK, nbx * _BLOCK))
-    image[:, :ny, :nx] = padded.reshape(n_items, ny, nx)
+    image[:, :ny, :nx] = accumulated.reshape(n_items, ny, nx)
     for footprint, h, i in sliced:
         ylo, yhi = max(iy[i] - h, 0), min(iy[i] + h + 1, ny)
         xlo, xhi = max(ix[i] - h, 0), min(ix[i] + h + 1, nx)

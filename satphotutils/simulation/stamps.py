@@ -25,7 +25,7 @@ from satphotutils.calibration.gaia import GAIA_RELATIONS
 from satphotutils.stamps.table import StampTableWriter
 
 from .detector import Camera
-from .observe import draw_conditions, observe_many
+from .observation import draw_conditions, observe_many
 from .pipeline import SurveyPipeline
 from .scene import _draw_arrays, _draw_colours, latitude_factor
 
@@ -39,6 +39,8 @@ _TRAIL_G_MAX = 15.0
 _NEAR = 10
 # Pixels of one batch of windows (bounds the memory of a batch).
 _BATCH_PIXELS = 300000
+# Largest default chunk of targets.
+_CHUNK = 3000
 
 
 class StampSimulator:
@@ -87,7 +89,7 @@ class StampSimulator:
 
     def __init__(self, *, camera=None, pipeline=None, zeropoint=25.5,
                  stamp_size=21, g_range=(3.0, 15.0), images_per_star=4,
-                 exposures_per_chunk=32, neighbour_g_max=19.0,
+                 exposures_per_chunk=24, neighbour_g_max=19.0,
                  latitude_range=(0.0, 90.0)):
         if stamp_size % 2 == 0 or stamp_size < 5:
             msg = 'stamp_size must be an odd integer >= 5'
@@ -141,7 +143,7 @@ class StampSimulator:
                                       seed, np.random.SeedSequence)
                                   else seed, int(first_star_id)))
 
-    def write(self, path, n_stars, *, seed=None, chunk_stars=2000,
+    def write(self, path, n_stars, *, seed=None, chunk_stars=None,
               n_workers=None, overwrite=False, progress=False):
         """
         Simulate stamps and stream them to a stamp table on disk.
@@ -172,7 +174,9 @@ class StampSimulator:
             Random seed.
 
         chunk_stars : int, optional
-            Targets per chunk of work.
+            Targets per chunk of work; by default up to 3,000, in equal
+            shares for the workers. The result depends on it (each chunk
+            has its own seed and pool of frames), not on ``n_workers``.
 
         n_workers : int, optional
             Worker processes; all available cores if `None`, 1 for none.
@@ -196,6 +200,12 @@ class StampSimulator:
             raise ValueError(msg)
         if n_workers is None:
             n_workers = len(os.sched_getaffinity(0))
+        if chunk_stars is None:
+            # Whole rounds of equal chunks keep every worker busy; chunks
+            # of up to 3,000 amortise each pool of frames over enough stamps.
+            rounds = -(-n_stars // (_CHUNK * max(n_workers, 1)))
+            chunk_stars = max(-(-n_stars // (rounds * max(n_workers, 1))),
+                              min(n_stars, 250))
         starts = list(range(0, n_stars, chunk_stars))
         seeds = np.random.SeedSequence(seed).spawn(len(starts))
         jobs = [(min(chunk_stars, n_stars - s), seq, s)

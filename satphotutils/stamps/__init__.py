@@ -6,4 +6,11 @@ Stage 3 of the pipeline (simulate, calibrate, *stamps*, network,
 photometry, light curves, intercalibration).
 """
 
-from .table import *
+from satphotutils.utils._lazy import lazy_namespace
+
+# Public names and their modules, imported on first use.
+__getattr__, __dir__, __all__ = lazy_namespace(__name__, {
+    'table': [
+        'REQUIRED_COLUMNS', 'STAMP_FORMAT_VERSION', 'StampTableWriter',
+        'iter_stamp_table', 'read_stamp_table'],
+})

@@ -351,7 +351,7 @@ def observe_many(requests, *, camera, conditions, pipeline, rng,
     counts, sat_mask = pipeline.calibrate(raw, flat, detector)
     known = np.flatnonzero(np.isfinite(catalog_mag))
     fwhm = np.array([p.fwhm for p in psfs])
-    regions, labels = pipeline._correct(
+    regions, labels, corrected = pipeline._correct(
         counts, sat_mask, detector=detector, fwhm=fwhm,
         catalog_x=sx[known], catalog_y=sy[known],
         catalog_mag=catalog_mag[known], catalog_item=item[known], rng=rng)
@@ -368,6 +368,7 @@ def observe_many(requests, *, camera, conditions, pipeline, rng,
     # Onto the reference grid: reference pixel (Y, X) of a window is
     # exposure pixel (y0 + Y + dy, x0 + X + dx).
     crop = np.full((n_items, ny + 2 * _MARGIN, nx + 2 * _MARGIN), np.nan)
+    crop_corrected = np.zeros(crop.shape, dtype=bool)
     for i in range(n_items):
         cy0, cx0 = y0[i] + iy - _MARGIN - ry0[i], x0[i] + ix - _MARGIN \
             - rx0[i]
@@ -376,9 +377,16 @@ def observe_many(requests, *, camera, conditions, pipeline, rng,
         if sy1 > sy0 and sx1 > sx0:
             crop[i, sy0 - cy0:sy1 - cy0, sx0 - cx0:sx1 - cx0] = \
                 counts[i, sy0:sy1, sx0:sx1]
-    resampled = pipeline.resample(crop, (_MARGIN + fy, _MARGIN + fx))
+            crop_corrected[i, sy0 - cy0:sy1 - cy0, sx0 - cx0:sx1 - cx0] = \
+                corrected[i, sy0:sy1, sx0:sx1]
+    shift = (_MARGIN + fy, _MARGIN + fx)
+    resampled = pipeline.resample(crop, shift)
+    # A reference pixel is corrected if any corrected exposure pixel
+    # contributes to it.
+    touched = pipeline.resample(crop_corrected.astype(float), shift) > 0.01
     image, bad = pipeline.store(resampled[:, :ny, :nx],
-                                damaged=conditions.damaged)
+                                damaged=conditions.damaged,
+                                corrected=touched[:, :ny, :nx])
 
     bounds = np.concatenate([[0], np.cumsum(counts_per)])
     out = []
