@@ -321,7 +321,7 @@ class FrameSimulator:
                                  bounds=(blend_px, nx - 1 - blend_px,
                                          blend_px, ny - 1 - blend_px),
                                  seed=0)
-        n_s = 10 ** (-0.4 * (mag[sel] - c.zeropoint)) / c.transparency
+        n_s = c.counts(mag[sel])  # Eq. 1, without the colour term
         label = n_s * (1 + f_c) - b_c
         ix, iy = np.rint(x[sel]).astype(int), np.rint(y[sel]).astype(int)
         n_unity = np.zeros(sel.size, dtype=int)

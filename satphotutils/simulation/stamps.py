@@ -362,8 +362,7 @@ class StampSimulator:
                 cond = pool[e]
                 obs = observations[i, j]
                 scale = 10 ** (0.4 * cond.zeropoint) / cond.transparency
-                n_s = 10 ** (-0.4 * (mag[i] - cond.zeropoint)) \
-                    / cond.transparency
+                n_s = cond.counts(mag[i])  # Eq. 1, without the colour term
                 label = n_s * (1 + star['f_c']) - star['b_c'] * scale
                 stamp = obs.image
                 unity = (stamp == 1.0) & circle
