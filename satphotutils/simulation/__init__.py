@@ -20,7 +20,7 @@ __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
     'detector': [
         'Camera', 'Detector'],
     'exposure': [
-        'bleed_columns', 'expose', 'read_out'],
+        'bleed_columns', 'expose', 'expose_and_read', 'read_out'],
     'frames': [
         'FrameSimulator', 'Scene', 'simulate_field'],
     'observation': [

@@ -13,7 +13,7 @@ import functools
 
 import numpy as np
 
-from .exposure import bleed_columns, expose, read_out
+from .exposure import expose_and_read
 from .psf import MoffatPSF, render_stars
 
 __all__ = ['ExposureConditions', 'Observation', 'draw_conditions',
@@ -314,25 +314,15 @@ def observe_many(requests, *, camera, conditions, pipeline, rng,
     scene += conditions.sky
     scene *= flat
     scene *= detector.gain
-    electrons = expose(scene, rng)
-
-    # Blooming along the columns of every window at once.
-    before = electrons.sum(axis=(1, 2), dtype=np.float64)
-    columns = np.ascontiguousarray(np.moveaxis(electrons, 0, 1)).reshape(
-        rows, n_items * cols)
-    bleed_columns(columns, detector.full_well)
-    electrons = np.moveaxis(columns.reshape(rows, n_items, cols), 1, 0)
-    lost = before - electrons.sum(axis=(1, 2), dtype=np.float64)
+    raw, lost, full_ends = expose_and_read(scene, detector, rng)
     # A trail through the requested window that reaches an end of the
     # simulated window which is not a detector edge: the window was too
     # short (trails of other stars, in other columns, do not matter).
     local = np.arange(cols)[None, :] - (x0 + ix - rx0)[:, None]
     own = (local >= -1) & (local <= nx)
-    full = electrons >= detector.full_well
-    truncated = (((full[:, 0, :] & own).any(axis=1) & (ry0 > 0))
-                 | ((full[:, -1, :] & own).any(axis=1)
+    truncated = (((full_ends[:, 0] & own).any(axis=1) & (ry0 > 0))
+                 | ((full_ends[:, 1] & own).any(axis=1)
                     & (ry0 + rows < det_ny)))
-    raw = read_out(electrons, detector, rng)
     saturated_px = raw >= detector.adc_max
 
     # Which stars saturated (a raw pixel at the ADC maximum within 2 px).

@@ -278,12 +278,16 @@ class StampSimulator:
                                     half)
             ix, iy = int(np.rint(x_ref[i])), int(np.rint(y_ref[i]))
             # Neighbours: to the faint limit around the stamp; along the
-            # rest of the strip (the trail) only stars bright enough to
-            # add charge that matters or to confuse the correction as
-            # catalogue stars on the trail.
+            # trail, only stars bright enough to add charge that matters or
+            # to confuse the correction as catalogue stars on the trail,
+            # and only in the columns that can reach the stamp: the
+            # saturated ones and those next to them, which the correction
+            # interpolates from.
+            radius = _saturated_radius(peak_flux, detector)
+            reach = int(np.ceil(radius)) + 3
             sy0 = max(iy - half - trail_rows - 16, 0)
             sy1 = min(iy + half + trail_rows + 16, ny)
-            sx0, sx1 = ix - half - trail_cols - 16, ix + half + trail_cols + 16
+            sx0, sx1 = ix - reach, ix + reach + 1
             near = (ix - half - _NEAR, ix + half + _NEAR, iy - half - _NEAR,
                     iy + half + _NEAR)
             nb_x, nb_y, nb_mag, nb_colour = self._neighbours(

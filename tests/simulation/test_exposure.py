@@ -7,6 +7,7 @@ from satphotutils.simulation import (
     MoffatPSF,
     bleed_columns,
     expose,
+    expose_and_read,
     read_out,
     render_stars,
 )
@@ -101,3 +102,32 @@ def test_vignetting_flat():
     assert 58000 < detector.saturation_counts < 64000
     assert_allclose(detector.saturation_counts / detector.flat(0, 0),
                     2 * detector.saturation_counts)
+
+
+def test_fused_exposure_matches_the_separate_steps(rng):
+    detector = Detector(shape=(2048, 2048))
+    sky = np.full((2, 300, 40), 450.0)
+    star = _star_charge(6.0, shape=(300, 40))[None]
+    expected = np.concatenate([sky, star])
+    raw, lost, ends = expose_and_read(expected, detector, rng)
+    assert raw.dtype == np.uint16
+    # Sky columns: Poisson plus read noise, as expose + read_out give:
+    # both against the analytic mean and variance (24,000 pixels, so the
+    # standard error of the mean is 0.1 ADU).
+    reference = read_out(expose(sky, rng), detector, rng).astype(float)
+    fused = raw[:2].astype(float)
+    mean = detector.bias + 450.0 / detector.gain
+    var = (450.0 + detector.read_noise**2) / detector.gain**2 + 1 / 12
+    for sample in (fused, reference):
+        assert_allclose(sample.mean(), mean, atol=0.45)
+        assert_allclose(sample.var(), var, rtol=0.03)
+    # The star's columns bleed: the same trail as bleed_columns gives.
+    electrons = expose(star[0], rng)
+    total = electrons.sum()
+    bleed_columns(electrons, detector.full_well)
+    assert_allclose(electrons.sum(), total, rtol=1e-6)
+    trail = (raw[2] == detector.adc_max).sum(axis=0)
+    assert abs(trail.max() - (electrons >= detector.full_well).sum(
+        axis=0).max()) <= 2
+    assert np.all(lost == 0)
+    assert not ends.any()

@@ -16,6 +16,19 @@ def test_every_public_name_resolves(package):
         module.no_such_name  # noqa: B018
 
 
+@pytest.mark.parametrize('package', ['simulation', 'calibration', 'stamps'])
+def test_namespace_lists_every_module_export(package):
+    import pkgutil
+
+    module = importlib.import_module(f'satphotutils.{package}')
+    exported = set()
+    for info in pkgutil.iter_modules(module.__path__):
+        if not info.name.startswith('_'):
+            sub = importlib.import_module(f'{module.__name__}.{info.name}')
+            exported |= set(getattr(sub, '__all__', []))
+    assert set(module.__all__) == exported
+
+
 def test_observe_is_the_function_after_its_module_is_imported():
     import satphotutils.simulation.observation  # noqa: F401
     from satphotutils.simulation import observe
