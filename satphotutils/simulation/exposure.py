@@ -22,10 +22,8 @@ def _bleed_one(column, full_well):
     """
     n = column.size
     lost = 0.0
-    while True:
-        over = np.flatnonzero(column > full_well)
-        if over.size == 0:
-            return lost
+    over = np.flatnonzero(column > full_well)
+    while over.size:
         # The first saturated run: contiguous indices starting at over[0].
         start = over[0]
         breaks = np.flatnonzero(np.diff(over) > 1)
@@ -34,21 +32,33 @@ def _bleed_one(column, full_well):
         column[start:stop + 1] = full_well
         # Pixels outward in the order the charge reaches them: one below,
         # one above, two below, ... Missing ones past an end are skipped.
-        k = np.arange(1, max(start, n - 1 - stop) + 1)
-        order = np.column_stack([start - k, stop + k]).ravel()
-        order = order[(order >= 0) & (order < n)]
-        # Capacity may be negative where the spill meets another run:
-        # that run's excess then joins this one.
-        capacity = np.cumsum(full_well - column[order])
-        last = np.searchsorted(capacity, excess)
+        # A first guess of the reach avoids ordering the whole column.
+        reach = max(start, n - 1 - stop)
+        guess = min(reach, int(excess / full_well) + 16)
+        while True:
+            k = np.arange(1, guess + 1)
+            order = np.column_stack([start - k, stop + k]).ravel()
+            order = order[(order >= 0) & (order < n)]
+            # Capacity may be negative where the spill meets another run:
+            # that run's excess then joins this one.
+            capacity = np.cumsum(full_well - column[order])
+            last = np.searchsorted(capacity, excess)
+            if last < order.size or guess == reach:
+                break
+            guess = reach
         if last >= order.size:
             column[order] = full_well
-            lost += excess - capacity[-1]
-            continue
-        filled = order[:last]
-        before = capacity[last - 1] if last > 0 else 0.0
-        column[filled] = full_well
-        column[order[last]] += excess - before
+            lost += excess - (capacity[-1] if capacity.size else 0.0)
+        else:
+            before = capacity[last - 1] if last > 0 else 0.0
+            column[order[:last]] = full_well
+            column[order[last]] += excess - before
+        if not breaks.size:
+            # A lone run spills into pixels below the full well and leaves
+            # none above it.
+            return lost
+        over = np.flatnonzero(column > full_well)
+    return lost
 
 
 def bleed_columns(charge, full_well, *, axis=0):

@@ -12,6 +12,7 @@ import dataclasses
 import functools
 
 import numpy as np
+from scipy import ndimage
 
 from .exposure import expose_and_read
 from .psf import MoffatPSF, render_stars
@@ -373,7 +374,8 @@ def observe_many(requests, *, camera, conditions, pipeline, rng,
     resampled = pipeline.resample(crop, shift)
     # A reference pixel is corrected if any corrected exposure pixel
     # contributes to it.
-    touched = pipeline.resample(crop_corrected.astype(float), shift) > 0.01
+    touched = ndimage.shift(crop_corrected.astype(np.float32),
+                            (0.0, -shift[0], -shift[1]), order=1) > 0.01
     image, bad = pipeline.store(resampled[:, :ny, :nx],
                                 damaged=conditions.damaged,
                                 corrected=touched[:, :ny, :nx])

@@ -210,15 +210,19 @@ def render_stars(shape, x, y, flux, psf, *, item=None, chunk=20000):
     nby, nbx = (ny + _BLOCK - 1) // _BLOCK, (nx + _BLOCK - 1) // _BLOCK
     wings = np.zeros((n_items, nby, nbx))
     flat_parts, weight_parts = [], []
-    accumulated = np.zeros(n_items * ny * nx)
+    accumulated = []
 
     def flush():
         # Sum footprints in bounded batches: one bincount per batch, and
         # memory independent of the number of stars.
         if flat_parts:
-            accumulated[:] += np.bincount(
-                np.concatenate(flat_parts), weights=np.concatenate(
-                    weight_parts), minlength=accumulated.size)
+            total = np.bincount(np.concatenate(flat_parts),
+                                weights=np.concatenate(weight_parts),
+                                minlength=n_items * ny * nx)
+            if accumulated:
+                accumulated[0] += total
+            else:
+                accumulated.append(total)
             flat_parts.clear()
             weight_parts.clear()
 
@@ -263,7 +267,8 @@ def render_stars(shape, x, y, flux, psf, *, item=None, chunk=20000):
     flush()
     # A buffer padded to whole blocks, so the wing grid adds in place.
     image = np.zeros((n_items, nby * _BLOCK, nbx * _BLOCK))
-    image[:, :ny, :nx] = accumulated.reshape(n_items, ny, nx)
+    if accumulated:
+        image[:, :ny, :nx] = accumulated[0].reshape(n_items, ny, nx)
     for footprint, h, i in sliced:
         ylo, yhi = max(iy[i] - h, 0), min(iy[i] + h + 1, ny)
         xlo, xhi = max(ix[i] - h, 0), min(ix[i] + h + 1, nx)

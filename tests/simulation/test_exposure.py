@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 
 from satphotutils.simulation import (
@@ -131,3 +133,19 @@ def test_fused_exposure_matches_the_separate_steps(rng):
         axis=0).max()) <= 2
     assert np.all(lost == 0)
     assert not ends.any()
+
+
+@settings(max_examples=60, deadline=None)
+@given(stars=st.lists(st.tuples(st.integers(0, 299), st.integers(0, 2),
+                                st.floats(1e3, 3e5)), min_size=1,
+                      max_size=5),
+       seed=st.integers(0, 2**32 - 1))
+def test_bleeding_conserves_charge_and_caps_every_pixel(stars, seed):
+    charge = np.random.default_rng(seed).uniform(0, 900, (300, 3))
+    for row, col, q in stars:
+        charge[row, col] += q
+    total = charge.sum()
+    lost = bleed_columns(charge, 1000.0)
+    assert charge.max() <= 1000.0 * (1 + 1e-12)
+    assert lost >= 0
+    assert_allclose(charge.sum() + lost, total, rtol=1e-9)
