@@ -158,11 +158,16 @@ def read_out(electrons, detector, rng):
     adu = rng.standard_normal(electrons.shape, dtype=np.float32)
     adu *= detector.read_noise
     adu += electrons
-    adu *= 1 / detector.gain
-    adu += detector.bias
-    np.rint(adu, out=adu)
-    np.clip(adu, 0, detector.adc_max, out=adu)
-    return adu.astype(np.uint16)
+    return _digitise(adu, detector)
+
+
+def _digitise(charge, detector):
+    """Convert noisy charge (float32, modified in place) to raw ADU."""
+    charge *= 1 / detector.gain
+    charge += detector.bias
+    np.rint(charge, out=charge)
+    np.clip(charge, 0, detector.adc_max, out=charge)
+    return charge.astype(np.uint16)
 
 
 def expose_and_read(expected_electrons, detector, rng):
@@ -223,8 +228,4 @@ def expose_and_read(expected_electrons, detector, rng):
         charge += detector.read_noise * rng.standard_normal(
             charge.shape, dtype=np.float32)
         adu[item, :, col] = charge.T
-    adu *= 1 / detector.gain
-    adu += detector.bias
-    np.rint(adu, out=adu)
-    np.clip(adu, 0, detector.adc_max, out=adu)
-    return adu.astype(np.uint16), lost, full_ends
+    return _digitise(adu, detector), lost, full_ends
