@@ -107,7 +107,7 @@ class SurveyPipeline:
         counts /= flat
         return counts, saturated
 
-    def correct_saturation(self, counts, saturated, *, flat, detector, fwhm,
+    def correct_saturation(self, counts, saturated, *, detector, fwhm,
                            catalog_x, catalog_y, catalog_mag, rng,
                            catalog_item=None):
         """
@@ -121,10 +121,6 @@ class SurveyPipeline:
 
         saturated : `~numpy.ndarray` of bool
             Saturated pixels, shaped like ``counts``.
-
-        flat : `~numpy.ndarray`
-            The flat field (unused by the algorithm, which works on
-            calibrated counts; kept for pipelines that need it).
 
         detector : `~satphotutils.simulation.Detector`
             The detector.

@@ -138,10 +138,9 @@ class StampSimulator:
         """
         from astropy.table import QTable
 
-        return QTable(self._chunk(int(n_stars), np.random.SeedSequence(seed)
-                                  if not isinstance(
-                                      seed, np.random.SeedSequence)
-                                  else seed, int(first_star_id)))
+        if not isinstance(seed, np.random.SeedSequence):
+            seed = np.random.SeedSequence(seed)
+        return QTable(self._chunk(int(n_stars), seed, int(first_star_id)))
 
     def write(self, path, n_stars, *, seed=None, chunk_stars=None,
               n_workers=None, overwrite=False, progress=False):
@@ -274,8 +273,8 @@ class StampSimulator:
             # Strip sizes for the brightest exposure the pool can give.
             peak_flux = base * 10 ** (0.4 * (self.zeropoint + 1.0))
             trail_rows = _trail_rows(peak_flux, detector)
-            trail_cols = _col_class(_saturated_radius(peak_flux, detector),
-                                    half)
+            radius = _saturated_radius(peak_flux, detector)
+            trail_cols = _col_class(radius, half)
             ix, iy = int(np.rint(x_ref[i])), int(np.rint(y_ref[i]))
             # Neighbours: to the faint limit around the stamp; along the
             # trail, only stars bright enough to add charge that matters or
@@ -283,7 +282,6 @@ class StampSimulator:
             # and only in the columns that can reach the stamp: the
             # saturated ones and those next to them, which the correction
             # interpolates from.
-            radius = _saturated_radius(peak_flux, detector)
             reach = int(np.ceil(radius)) + 3
             sy0 = max(iy - half - trail_rows - 16, 0)
             sy1 = min(iy + half + trail_rows + 16, ny)

@@ -74,11 +74,11 @@ def test_correction_adds_back_exactly_the_estimated_flux(camera, rng):
     # The same correction without putting anything back, for comparison.
     no_putback = counts.copy()
     SurveyPipeline(lost_rate=1.0).correct_saturation(
-        no_putback, saturated, flat=flat, detector=detector, fwhm=1.7,
+        no_putback, saturated, detector=detector, fwhm=1.7,
         catalog_x=np.array([30.3]), catalog_y=np.array([300.2]),
         catalog_mag=np.array([6.0]), rng=rng)
     regions = pipeline.correct_saturation(
-        counts, saturated, flat=flat, detector=detector, fwhm=1.7,
+        counts, saturated, detector=detector, fwhm=1.7,
         catalog_x=np.array([30.3]), catalog_y=np.array([300.2]),
         catalog_mag=np.array([6.0]), rng=rng)
     assert list(regions['outcome']) == ['ok']
