@@ -9,15 +9,22 @@ median contribution of stars to a region of that radius at a random
 position: the stellar part of the background, which a local background
 estimate removes.
 
-These functions work on positions in any flat coordinate system (pixels,
-or tangent-plane offsets); they are the numerical core used by both the
-simulator and the Gaia-based calibration.
+`blended_flux_ratio` and `stellar_background` work on positions in any
+flat coordinate system (pixels, tangent-plane offsets) and are shared with
+the simulator; `gaia_crowding` computes both terms on the sky from Gaia
+neighbours, with KD-trees of unit vectors (exact chord distances, no
+projection, any part of the sky).
 """
 
 import numpy as np
+from astropy import units as u
+from astropy.coordinates import SkyCoord
 from scipy.spatial import cKDTree
 
-__all__ = ['blended_flux_ratio', 'stellar_background']
+from .gaia import GAIA_RELATIONS, gaia_saturation_correction
+
+__all__ = ['blended_flux_ratio', 'gaia_crowding', 'neighbour_flux',
+           'stellar_background']
 
 
 def _as_points(pos, name):
@@ -148,3 +155,217 @@ def stellar_background(source_pos, source_flux, *, radius, bounds,
     total = np.bincount(pairs['i'], weights=source_flux[pairs['j']],
                         minlength=n_samples)
     return float(np.median(total))
+
+
+def _unit_vectors(coord):
+    cart = coord.icrs.cartesian
+    xyz = np.column_stack([cart.x.value, cart.y.value, cart.z.value])
+    return xyz / np.linalg.norm(xyz, axis=1, keepdims=True)
+
+
+def _chord(angle):
+    return 2.0 * np.sin(0.5 * angle.to_value(u.rad))
+
+
+def neighbour_flux(table, *, band='g'):
+    """
+    Estimate the flux of Gaia sources in a band from G and BP - RP.
+
+    The saturation correction is applied, then the colour relation for
+    ``band``; where the colour is missing or outside the relation's
+    range, the corrected G is used instead (the paper's choice for all
+    stars).
+
+    Parameters
+    ----------
+    table : `~astropy.table.Table`
+        Gaia DR3 columns ``phot_g_mean_mag`` and ``bp_rp``.
+
+    band : {'g', 'r', 'i', 'V'}, optional
+        The band.
+
+    Returns
+    -------
+    flux : `~numpy.ndarray`
+        Flux relative to a zero-magnitude star, ``10**(-0.4 m)``.
+
+    from_colour : `~numpy.ndarray` of bool
+        Whether the colour relation was used.
+    """
+    G = np.ma.filled(np.ma.asarray(_column(table, 'phot_g_mean_mag'),
+                                   dtype=float), np.nan)
+    G = G + np.ma.filled(gaia_saturation_correction(G=G), 0.0)
+    x = np.ma.filled(np.ma.asarray(_column(table, 'bp_rp'), dtype=float),
+                     np.nan)
+    mag, _ = GAIA_RELATIONS[band](G, x)
+    from_colour = ~np.ma.getmaskarray(mag)
+    mag = np.where(from_colour, np.ma.filled(mag, np.nan), G)
+    return 10 ** (-0.4 * mag), from_colour
+
+
+def _column(table, name):
+    if name not in table.colnames:
+        msg = (f'the neighbour table needs a {name!r} column (Gaia DR3 '
+               f'names); it has {table.colnames}')
+        raise ValueError(msg)
+    col = table[name]
+    return col.value if isinstance(col, u.Quantity) else col
+
+
+def gaia_crowding(targets, target_mag, neighbours, *, radius=8 * u.arcsec,
+                  search_radius=1 * u.arcmin, g_max=20.0, band='g',
+                  n_probes=32, seed=None, chunk_size=2_000_000):
+    """
+    Compute the crowding terms of Eq. 2 from Gaia neighbours.
+
+    ``f_c`` is the flux of the other sources within ``radius`` of each
+    target relative to the target; ``b_c`` is the median flux of sources
+    within ``radius`` of random points within ``search_radius -
+    radius`` of the target (the stellar background a local background
+    estimate removes). Neighbour fluxes are the estimated ``band``
+    magnitudes where the Gaia colour allows (the paper used G).
+
+    Parameters
+    ----------
+    targets : `~astropy.coordinates.SkyCoord`
+        Target positions.
+
+    target_mag : array-like
+        Target magnitudes in ``band``.
+
+    neighbours : `~astropy.table.Table`
+        Gaia sources around the targets: ``ra``, ``dec`` (deg),
+        ``phot_g_mean_mag`` and ``bp_rp``. A source within 1 arcsec of
+        a target and within 0.75 mag of its magnitude is the target
+        itself and is excluded.
+
+    radius : `~astropy.units.Quantity`, optional
+        The blending (signal) radius.
+
+    search_radius : `~astropy.units.Quantity`, optional
+        The neighbourhood used for ``b_c``.
+
+    g_max : float, optional
+        Faintest neighbour (Gaia G) counted.
+
+    band : {'g', 'r', 'i', 'V'}, optional
+        The band of ``target_mag`` and of the fluxes.
+
+    n_probes : int, optional
+        Random positions per target for ``b_c``.
+
+    seed : int or `~numpy.random.Generator`, optional
+        Random seed of the probe positions.
+
+    chunk_size : int, optional
+        Probes per KD-tree query; bounds the memory.
+
+    Returns
+    -------
+    result : `~astropy.table.QTable`
+        One row per target: ``f_c``; ``b_c`` (flux relative to a
+        zero-magnitude star; multiply by ``10**(0.4 Z) / t`` for
+        counts); ``n_blend`` (neighbours within ``radius``) and
+        ``n_blend_no_colour`` (of those, how many used G for want of a
+        colour).
+
+    Examples
+    --------
+    >>> from astropy.coordinates import SkyCoord
+    >>> from astropy.table import Table
+    >>> from satphotutils.calibration import gaia_crowding
+    >>> target = SkyCoord([10.0], [-30.0], unit='deg')
+    >>> gaia = Table({'ra': [10.0, 10.001], 'dec': [-30.0, -30.0],
+    ...               'phot_g_mean_mag': [9.0, 11.5],
+    ...               'bp_rp': [1.0, 1.0]})
+    >>> result = gaia_crowding(target, [9.565], gaia, seed=1)
+    >>> print(round(float(result['f_c'][0]), 3), int(result['n_blend'][0]))
+    0.1 1
+    """
+    from astropy.table import QTable
+
+    if not isinstance(targets, SkyCoord):
+        msg = 'targets must be a SkyCoord'
+        raise TypeError(msg)
+    targets = targets.reshape(-1)
+    target_mag = np.asarray(target_mag, dtype=float).reshape(-1)
+    if target_mag.shape != (len(targets),):
+        msg = 'target_mag must have one value per target'
+        raise ValueError(msg)
+    if not radius < search_radius:
+        msg = 'radius must be smaller than search_radius'
+        raise ValueError(msg)
+    G = np.ma.filled(np.ma.asarray(_column(neighbours, 'phot_g_mean_mag'),
+                                   dtype=float), np.nan)
+    keep = np.isfinite(G) & (g_max > G)
+    nb = neighbours[keep]
+    flux, from_colour = neighbour_flux(nb, band=band)
+    nb_xyz = _unit_vectors(SkyCoord(_column(nb, 'ra'), _column(nb, 'dec'),
+                                    unit='deg'))
+    t_xyz = _unit_vectors(targets)
+    target_flux = 10 ** (-0.4 * target_mag)
+    n = len(targets)
+    result = QTable()
+    if len(nb) == 0 or n == 0:
+        for name in ('f_c', 'b_c'):
+            result[name] = np.zeros(n)
+        for name in ('n_blend', 'n_blend_no_colour'):
+            result[name] = np.zeros(n, dtype=int)
+        return result
+
+    nb_tree = cKDTree(nb_xyz)
+    chord = _chord(radius)
+    # The target itself: a source within 1" whose flux is within 0.75 mag.
+    pairs = cKDTree(t_xyz).sparse_distance_matrix(
+        nb_tree, chord, output_type='ndarray')
+    rows, cols = pairs['i'], pairs['j']
+    self_match = ((pairs['v'] < _chord(1 * u.arcsec))
+                  & (np.abs(np.log10(flux[cols] / target_flux[rows]))
+                     < 0.3))
+    owner = np.full(len(nb), -1)
+    owner[cols[self_match]] = rows[self_match]
+    rows, cols = rows[~self_match], cols[~self_match]
+    result['f_c'] = np.bincount(rows, weights=flux[cols], minlength=n) \
+        / target_flux
+    result['b_c'] = _median_background(
+        targets, nb_tree, flux, owner, radius=radius,
+        search_radius=search_radius, n_probes=n_probes, seed=seed,
+        chunk_size=chunk_size)
+    result['n_blend'] = np.bincount(rows, minlength=n)
+    result['n_blend_no_colour'] = np.bincount(
+        rows, weights=~from_colour[cols], minlength=n).astype(int)
+    return result
+
+
+def _median_background(targets, nb_tree, flux, owner, *, radius,
+                       search_radius, n_probes, seed, chunk_size):
+    rng = np.random.default_rng(seed)
+    n = len(targets)
+    limit = (search_radius - radius).to_value(u.rad)
+    # Uniform over the spherical cap of the probes' centres.
+    sep = np.arccos(1 - rng.uniform(0, 1, (n, n_probes))
+                    * (1 - np.cos(limit)))
+    pa = rng.uniform(0, 2 * np.pi, (n, n_probes))
+    ra0 = targets.icrs.ra.rad[:, None]
+    dec0 = targets.icrs.dec.rad[:, None]
+    dec = np.arcsin(np.sin(dec0) * np.cos(sep)
+                    + np.cos(dec0) * np.sin(sep) * np.cos(pa))
+    ra = ra0 + np.arctan2(np.sin(pa) * np.sin(sep) * np.cos(dec0),
+                          np.cos(sep) - np.sin(dec0) * np.sin(dec))
+    probes = np.column_stack([
+        (np.cos(dec) * np.cos(ra)).ravel(),
+        (np.cos(dec) * np.sin(ra)).ravel(),
+        np.sin(dec).ravel()])
+    probe_owner = np.repeat(np.arange(n), n_probes)
+    total = np.zeros(len(probes))
+    chord = _chord(radius)
+    for start in range(0, len(probes), chunk_size):
+        chunk = probes[start:start + chunk_size]
+        pairs = cKDTree(chunk).sparse_distance_matrix(
+            nb_tree, chord, output_type='ndarray')
+        i, j = pairs['i'], pairs['j']
+        # Each target's own light is signal, not background.
+        other = owner[j] != probe_owner[start + i]
+        total[start:start + len(chunk)] = np.bincount(
+            i[other], weights=flux[j[other]], minlength=len(chunk))
+    return np.median(total.reshape(n, n_probes), axis=1)

@@ -13,8 +13,20 @@ import numpy as np
 from astropy import units as u
 from astropy.utils.masked import Masked
 
-__all__ = ['GAIA_RELATIONS', 'GaiaRelation', 'gaia_to_johnson_v',
-           'gaia_to_sdss_g', 'gaia_to_sdss_i', 'gaia_to_sdss_r']
+__all__ = ['GAIA_RELATIONS', 'GaiaRelation', 'gaia_saturation_correction',
+           'gaia_to_johnson_v', 'gaia_to_sdss_g', 'gaia_to_sdss_i',
+           'gaia_to_sdss_r']
+
+# Gaia (E)DR3 bright-star saturation corrections (Riello et al. 2021,
+# Eq. C.1 for G; EDR3 documentation Eqs. 5.29-5.31): X_corr = X + P(X) for
+# lower < X < upper, in increasing powers of X. The DR2 versions differ and
+# must not be mixed in. Each polynomial is ~0 (|P| < 0.001) at its upper
+# limit, so the correction is continuous there.
+_SATURATION = {
+    'G': ((-0.09892, 0.059, -0.009775, 0.0004934), (2.0, 8.0)),
+    'BP': ((-0.9921, -0.02598, 0.1833, -0.02862), (2.0, 3.94)),
+    'RP': ((-14.94, 14.41, -4.657, 0.503), (2.0, 3.45)),
+}
 
 
 class GaiaRelation:
@@ -75,6 +87,8 @@ class GaiaRelation:
 
 
 def _strip(value, name):
+    if isinstance(value, Masked):
+        value = value.filled(np.nan)
     if isinstance(value, u.Quantity):
         if not value.unit.is_equivalent(u.mag):
             msg = f'{name} must be in magnitudes, not {value.unit}'
@@ -166,3 +180,72 @@ def gaia_to_johnson_v(G, bp_rp):
     10.214
     """
     return GAIA_RELATIONS['V'](G, bp_rp)
+
+
+def gaia_saturation_correction(G=None, BP=None, RP=None):
+    """
+    Compute the Gaia (E)DR3 bright-star saturation corrections.
+
+    Gaia DR3 ``gaia_source`` magnitudes do not include them. The corrected
+    magnitude is the catalogue magnitude plus the correction returned
+    here (Riello et al. 2021, Appendix C; Gaia EDR3 documentation section
+    5.5.2). Apply them before `gaia_to_sdss_g` and the other colour
+    relations.
+
+    ========  ==================  ======================
+    band      corrected range     correction at 2.0 mag
+    ========  ==================  ======================
+    G         2.0 < G < 8.0       -0.016
+    BP        2.0 < BP < 3.94     -0.540
+    RP        2.0 < RP < 3.45     -0.724
+    ========  ==================  ======================
+
+    Parameters
+    ----------
+    G, BP, RP : array-like, `~astropy.units.Quantity` or Table column, optional
+        Gaia ``phot_g_mean_mag``, ``phot_bp_mean_mag`` and
+        ``phot_rp_mean_mag``. Give at least one.
+
+    Returns
+    -------
+    correction : `~numpy.ma.MaskedArray`, `~astropy.units.Quantity` or tuple
+        The correction to add, zero fainter than the corrected range. It
+        is masked where the magnitude is missing or brighter than 2.0,
+        where the published fits stop (Gaia is incomplete there and
+        the fits are not extrapolated). With several bands given, a
+        tuple in the order G, BP, RP of the bands given.
+
+    Raises
+    ------
+    ValueError
+        If no band is given.
+
+    Examples
+    --------
+    >>> from satphotutils.calibration import gaia_saturation_correction
+    >>> print(gaia_saturation_correction(G=[2.0, 5.0, 9.0]).round(3))
+    [-0.016 0.013 0.0]
+    >>> dg, dbp = gaia_saturation_correction(G=3.0, BP=3.0)
+    >>> print(round(float(dg), 3), round(float(dbp), 3))
+    0.003 -0.193
+    """
+    given = [(band, value) for band, value in
+             (('G', G), ('BP', BP), ('RP', RP)) if value is not None]
+    if not given:
+        msg = 'give at least one of G, BP and RP'
+        raise ValueError(msg)
+    out = tuple(_saturation_correction(band, value)
+                for band, value in given)
+    return out[0] if len(out) == 1 else out
+
+
+def _saturation_correction(band, value):
+    mag, has_unit = _strip(value, band)
+    coefficients, (lower, upper) = _SATURATION[band]
+    inside = (mag >= lower) & (mag < upper)
+    correction = np.where(
+        inside, np.polynomial.polynomial.polyval(mag, coefficients), 0.0)
+    bad = ~np.isfinite(mag) | (mag < lower)
+    if has_unit:
+        return Masked(correction * u.mag, mask=bad)
+    return np.ma.MaskedArray(correction, mask=bad)

@@ -72,6 +72,10 @@ def register(subparsers, formatter_class):
                         help='number of targets')
     stamps.add_argument('--images-per-star', type=int, default=4,
                         help='exposures of each target')
+    stamps.add_argument('--exposures-per-epoch', type=int, default=1,
+                        help=('consecutive exposures per epoch (3 for '
+                              'ASAS-SN light curves); must divide '
+                              '--images-per-star'))
     stamps.add_argument('--seed', type=int, default=None, help='random seed')
     stamps.add_argument('--gmin', type=float, default=3.0,
                         help='brightest target (SDSS g)')
@@ -109,9 +113,14 @@ def _stamps(args):
     pipeline = SurveyPipeline(damage_fraction=args.damage_fraction,
                               misplace_rate=args.misplace_rate,
                               lost_rate=args.lost_rate)
+    per_epoch = args.exposures_per_epoch
+    # A frame pool large enough that targets share few frames.
+    pool = per_epoch * -(-max(24, 2 * args.images_per_star) // per_epoch)
     sim = StampSimulator(camera=camera, pipeline=pipeline,
                          g_range=(args.gmin, args.gmax),
-                         images_per_star=args.images_per_star)
+                         images_per_star=args.images_per_star,
+                         exposures_per_epoch=per_epoch,
+                         exposures_per_chunk=pool)
     n = sim.write(args.out, args.n_stars, seed=args.seed,
                   n_workers=args.workers, overwrite=args.overwrite,
                   progress=True)

@@ -11,6 +11,7 @@ uniformly like the paper's training set (40,000 stars per magnitude).
 """
 
 import concurrent.futures
+import dataclasses
 import functools
 import os
 
@@ -72,6 +73,12 @@ class StampSimulator:
         Size of the pool of frames the targets of one chunk are observed
         in.
 
+    exposures_per_epoch : int, optional
+        Consecutive exposures per epoch (ASAS-SN takes three): they share
+        the night's conditions to a few per cent, and a target observed
+        in an epoch gets all of its exposures. It must divide
+        ``images_per_star`` and ``exposures_per_chunk``.
+
     neighbour_g_max : float, optional
         Faintest neighbour simulated.
 
@@ -89,8 +96,8 @@ class StampSimulator:
 
     def __init__(self, *, camera=None, pipeline=None, zeropoint=25.5,
                  stamp_size=21, g_range=(3.0, 15.0), images_per_star=4,
-                 exposures_per_chunk=24, neighbour_g_max=19.0,
-                 latitude_range=(0.0, 90.0)):
+                 exposures_per_chunk=24, exposures_per_epoch=1,
+                 neighbour_g_max=19.0, latitude_range=(0.0, 90.0)):
         if stamp_size % 2 == 0 or stamp_size < 5:
             msg = 'stamp_size must be an odd integer >= 5'
             raise ValueError(msg)
@@ -101,6 +108,12 @@ class StampSimulator:
             msg = ('images_per_star must be >= 1 and at most '
                    'exposures_per_chunk')
             raise ValueError(msg)
+        if (exposures_per_epoch < 1
+                or images_per_star % exposures_per_epoch
+                or exposures_per_chunk % exposures_per_epoch):
+            msg = ('exposures_per_epoch must divide images_per_star and '
+                   'exposures_per_chunk')
+            raise ValueError(msg)
         self.camera = Camera() if camera is None else camera
         self.pipeline = SurveyPipeline() if pipeline is None else pipeline
         self.zeropoint = float(zeropoint)
@@ -108,6 +121,7 @@ class StampSimulator:
         self.g_range = (float(g_range[0]), float(g_range[1]))
         self.images_per_star = int(images_per_star)
         self.exposures_per_chunk = int(exposures_per_chunk)
+        self.exposures_per_epoch = int(exposures_per_epoch)
         self.neighbour_g_max = float(neighbour_g_max)
         self.latitude_range = tuple(latitude_range)
 
@@ -158,7 +172,9 @@ class StampSimulator:
         saturation correction: ok, misplaced, lost, unmatched or none),
         ``received`` (given another star's misplaced flux), ``true_log_counts``
         (log10 of the target's own counts), ``G``, ``bp_rp``, ``f_c``,
-        ``b_c``, ``transparency``, ``fwhm``, ``mjd``, ``exposure``,
+        ``b_c``, ``transparency``, ``fwhm``, ``mjd``, ``exposure`` and
+        ``epoch`` (indices of the frame and of its epoch in the pool of
+        the target's chunk: group by ``star_id`` and ``epoch``),
         ``x_ref``, ``y_ref``.
 
         Parameters
@@ -242,11 +258,22 @@ class StampSimulator:
         camera, detector = self.camera, self.camera.detector
         half = self.stamp_size // 2
         k = self.images_per_star
-        pool = [draw_conditions(rng, mjd=58000.0 + rng.uniform(0, 2000),
-                                zeropoint=self.zeropoint
-                                + camera.zeropoint_offset,
-                                damage_fraction=self.pipeline.damage_fraction)
-                for _ in range(self.exposures_per_chunk)]
+        per_epoch = self.exposures_per_epoch
+        pool = []
+        for _ in range(self.exposures_per_chunk // per_epoch):
+            first = self._conditions(rng, 58000.0 + rng.uniform(0, 2000))
+            pool.append(first)
+            for j in range(1, per_epoch):
+                # Consecutive exposures of an epoch share the night's sky,
+                # seeing and transparency to a few per cent; dither, noise
+                # and damage are their own.
+                other = self._conditions(rng, first.mjd + j * 110 / 86400)
+                pool.append(dataclasses.replace(
+                    other, fwhm=float(first.fwhm * rng.normal(1, 0.03)),
+                    transparency=float(first.transparency
+                                       * 10 ** (0.4 * rng.normal(0, 0.01))),
+                    sky=float(first.sky * rng.normal(1, 0.02)),
+                    ellipticity=first.ellipticity, theta=first.theta))
 
         g = rng.uniform(*self.g_range, n_stars)
         bp_rp = _draw_colours(n_stars, rng)
@@ -310,7 +337,9 @@ class StampSimulator:
                 'window': (iy - half, ix - half, self.stamp_size,
                            self.stamp_size),
                 'cols': trail_cols, 'f_c': f_c, 'b_c': b_c0,
-                'exposures': rng.choice(len(pool), k, replace=False)})
+                'exposures': (per_epoch * rng.choice(
+                    len(pool) // per_epoch, k // per_epoch, replace=False
+                )[:, None] + np.arange(per_epoch)).ravel()})
 
         # ... then every exposure observes its targets in batches of
         # windows of one size.
@@ -356,7 +385,8 @@ class StampSimulator:
             'stamp', 'log_counts', 'star_id', 'zeropoint', 'sky', 'camera',
             'filter', 'g', 'saturated', 'damaged', 'n_unity', 'outcome',
             'received', 'true_log_counts', 'G', 'bp_rp', 'f_c', 'b_c',
-            'transparency', 'fwhm', 'mjd', 'exposure', 'x_ref', 'y_ref')}
+            'transparency', 'fwhm', 'mjd', 'exposure', 'epoch', 'x_ref',
+            'y_ref')}
         yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
         circle = xx**2 + yy**2 <= 25
         for i, star in enumerate(stars):
@@ -391,12 +421,19 @@ class StampSimulator:
                 columns['fwhm'].append(cond.fwhm)
                 columns['mjd'].append(cond.mjd)
                 columns['exposure'].append(int(e))
+                columns['epoch'].append(int(e) // per_epoch)
                 columns['x_ref'].append(x_ref[i])
                 columns['y_ref'].append(y_ref[i])
         out = {name: np.asarray(values) for name, values in columns.items()}
         out['stamp'] = out['stamp'].astype(np.float32)
         out['outcome'] = out['outcome'].astype('<U9')
         return out
+
+    def _conditions(self, rng, mjd):
+        return draw_conditions(
+            rng, mjd=mjd, zeropoint=self.zeropoint
+            + self.camera.zeropoint_offset,
+            damage_fraction=self.pipeline.damage_fraction)
 
     def _neighbours(self, rng, near, strip, density, detector):
         """Neighbour positions, magnitudes in the camera's filter, colours."""

@@ -165,3 +165,21 @@ def test_label_relates_to_true_counts(stamps):
     n_s = 10 ** stamps['true_log_counts']
     label = n_s * (1 + stamps['f_c']) - stamps['b_c']
     assert_allclose(10 ** stamps['log_counts'], label, rtol=1e-9)
+
+
+def test_epochs_group_consecutive_exposures():
+    sim = StampSimulator(images_per_star=6, exposures_per_epoch=3,
+                         exposures_per_chunk=12, g_range=(12.0, 14.0))
+    table = sim(5, seed=3)
+    for star in np.unique(table['star_id']):
+        rows = table[table['star_id'] == star]
+        epochs, counts = np.unique(rows['epoch'], return_counts=True)
+        assert list(counts) == [3, 3]
+        for epoch in epochs:
+            same = rows[rows['epoch'] == epoch]
+            assert np.ptp(same['mjd']) * 86400 < 300
+            assert len(np.unique(same['exposure'])) == 3
+            # One night: transparency within a few per cent.
+            assert np.ptp(np.log10(same['transparency'])) < 0.05
+    with pytest.raises(ValueError, match='exposures_per_epoch must divide'):
+        StampSimulator(images_per_star=4, exposures_per_epoch=3)
