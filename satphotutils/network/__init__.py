@@ -6,4 +6,19 @@ Stage 4 of the pipeline (simulate, calibrate, stamps, *network*,
 photometry, light curves, intercalibration).
 """
 
-__all__ = []
+from satphotutils.utils._lazy import lazy_namespace
+
+# Public names and their modules, imported on first use (torch is slow to
+# import, and only these modules need it).
+__getattr__, __dir__, __all__ = lazy_namespace(__name__, {
+    'dataset': [
+        'camera_codes', 'load_features', 'split_by_star'],
+    'features': [
+        'FEATURE_VERSION', 'StampFeatures'],
+    'model': [
+        'StampMLP'],
+    'modelfile': [
+        'MODEL_FORMAT', 'MODEL_FORMAT_VERSION', 'SaturatedStarModel'],
+    'training': [
+        'PRESETS', 'Trainer', 'TrainingConfig', 'dispersion'],
+})

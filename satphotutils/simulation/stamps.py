@@ -175,7 +175,8 @@ class StampSimulator:
         ``b_c``, ``transparency``, ``fwhm``, ``mjd``, ``exposure`` and
         ``epoch`` (indices of the frame and of its epoch in the pool of
         the target's chunk: group by ``star_id`` and ``epoch``),
-        ``x_ref``, ``y_ref``.
+        ``x_ref``, ``y_ref`` (reference-frame position) and ``dx``,
+        ``dy`` (its offset from the stamp's central pixel).
 
         Parameters
         ----------
@@ -386,7 +387,7 @@ class StampSimulator:
             'filter', 'g', 'saturated', 'damaged', 'n_unity', 'outcome',
             'received', 'true_log_counts', 'G', 'bp_rp', 'f_c', 'b_c',
             'transparency', 'fwhm', 'mjd', 'exposure', 'epoch', 'x_ref',
-            'y_ref')}
+            'y_ref', 'dx', 'dy')}
         yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
         circle = xx**2 + yy**2 <= 25
         for i, star in enumerate(stars):
@@ -424,6 +425,8 @@ class StampSimulator:
                 columns['epoch'].append(int(e) // per_epoch)
                 columns['x_ref'].append(x_ref[i])
                 columns['y_ref'].append(y_ref[i])
+                columns['dx'].append(x_ref[i] - np.rint(x_ref[i]))
+                columns['dy'].append(y_ref[i] - np.rint(y_ref[i]))
         out = {name: np.asarray(values) for name, values in columns.items()}
         out['stamp'] = out['stamp'].astype(np.float32)
         out['outcome'] = out['outcome'].astype('<U9')

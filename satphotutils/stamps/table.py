@@ -16,6 +16,13 @@ binary table with one row per exposure of a target:
     The frame's zero point Z and sky level S (counts per pixel).
 ``camera``, ``filter``
     Optional camera code and filter.
+``dx``, ``dy``
+    Optional offset (pixels) of the target's position from the centre
+    of pixel ``[10, 10]``, within +-0.5; the network and the aperture
+    baselines use it when present.
+``epoch``
+    Optional epoch index: exposures of a star with the same ``epoch``
+    are combined by their median in light curves.
 
 Any other column is carried through to outputs unchanged. The header
 keyword ``STAMPVER`` gives the format version (currently 1). Tables are
@@ -34,7 +41,7 @@ from satphotutils.utils.exceptions import SatphotutilsError
 from satphotutils.utils.io import atomic_output
 
 __all__ = ['REQUIRED_COLUMNS', 'STAMP_FORMAT_VERSION', 'StampTableWriter',
-           'iter_stamp_table', 'read_stamp_table']
+           'iter_stamp_table', 'read_stamp_table', 'stamp_table_columns']
 
 STAMP_FORMAT_VERSION = 1
 REQUIRED_COLUMNS = ('stamp', 'star_id', 'zeropoint', 'sky')
@@ -274,6 +281,28 @@ def iter_stamp_table(path, *, chunk_size=100000, columns=None):
             chunk.meta.update({k: v for k, v in hdu.header.items()
                                if k in ('STAMPVER', 'STAMPSZ')})
             yield chunk
+
+
+def stamp_table_columns(path):
+    """
+    Return the column names of a stamp table without reading its rows.
+
+    Parameters
+    ----------
+    path : str or `~pathlib.Path`
+        The stamp table.
+
+    Returns
+    -------
+    names : list of str
+
+    Raises
+    ------
+    SatphotutilsError
+        As for `iter_stamp_table`.
+    """
+    with _open(path) as hdul:
+        return list(hdul[_EXTNAME].columns.names)
 
 
 def read_stamp_table(path, *, columns=None):

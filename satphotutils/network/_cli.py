@@ -1,0 +1,148 @@
+# Licensed under a 3-clause BSD style license - see LICENSE.rst
+"""Subcommands of the network stage: ``train``, ``predict``, ``evaluate``."""
+
+import sys
+
+
+def register(subparsers, formatter_class):
+    """Add the ``train``, ``predict`` and ``evaluate`` subcommands."""
+    train = subparsers.add_parser(
+        'train', formatter_class=formatter_class,
+        help='train a model on a labelled stamp table',
+        description=('Train the network on a stamp table with log_counts '
+                     'labels (star-grouped 60/20/20 split, reflections, '
+                     'early stopping, checkpoints every epoch: rerun the '
+                     'same command to resume after an interruption).'))
+    train.add_argument('stamps', metavar='STAMPS.fits')
+    train.add_argument('-o', '--output', required=True, metavar='MODEL_DIR',
+                       help='directory for the model and its checkpoints')
+    train.add_argument('--preset', default='default',
+                       choices=['default', 'paper'],
+                       help=("option set; 'paper' is Winecki & Kochanek's "
+                             'recipe (Adam, lr 1e-4, batch 128, MSE, 150 '
+                             'epochs, 24 seeds)'))
+    train.add_argument('--epochs', type=int, help='maximum epochs')
+    train.add_argument('--seeds', type=int,
+                       help='networks trained from different seeds')
+    train.add_argument('--batch-size', type=int, help='minibatch size')
+    train.add_argument('--lr', type=float, help='(peak) learning rate')
+    train.add_argument('--seed', type=int, help='base random seed')
+    train.add_argument('--depth', type=int, help='hidden layers')
+    train.add_argument('--device', default=None,
+                       help='torch device (default: GPU if present)')
+    train.add_argument('--no-resume', action='store_true',
+                       help='ignore checkpoints of an interrupted run')
+    train.add_argument('--overwrite', action='store_true',
+                       help='replace a finished model in MODEL_DIR')
+    train.set_defaults(func=_train)
+
+    predict = subparsers.add_parser(
+        'predict', formatter_class=formatter_class,
+        help='predict log counts for a stamp table',
+        description=('Write the stamp table with log_counts_pred, '
+                     'log_counts_pred_err (calibrated 1-sigma, dex) and '
+                     'pred_flags added; all input columns are kept.'))
+    predict.add_argument('stamps', metavar='STAMPS.fits')
+    predict.add_argument('-o', '--output', required=True,
+                         metavar='OUT.fits')
+    _model_options(predict)
+    predict.add_argument('--overwrite', action='store_true',
+                         help='replace an existing output file')
+    predict.set_defaults(func=_predict)
+
+    evaluate = subparsers.add_parser(
+        'evaluate', formatter_class=formatter_class,
+        help='evaluate a model on a labelled stamp table',
+        description=("The paper's statistics (median, 68%% and 95%% "
+                     'ranges, RMS, in 0.25-mag bins), light-curve '
+                     'dispersions for multi-epoch data and the Fig. 3 and '
+                     'Fig. 4 analogues, each against aperture photometry '
+                     'of the same stamps.'))
+    evaluate.add_argument('stamps', metavar='STAMPS.fits')
+    evaluate.add_argument('--report', required=True, metavar='DIR',
+                          help='directory for the report')
+    _model_options(evaluate)
+    evaluate.set_defaults(func=_evaluate)
+
+
+def _model_options(parser):
+    parser.add_argument('--model', metavar='MODEL_DIR', default=None,
+                        help='model directory (default: the bundled model)')
+    parser.add_argument('--ensemble', action='store_true',
+                        help='average all ensemble members')
+    parser.add_argument('--reflections', action='store_true',
+                        help='average the four reflections of each stamp')
+
+
+def _load_model(args):
+    from satphotutils.network import SaturatedStarModel
+
+    if args.model is None:
+        return SaturatedStarModel.default()
+    return SaturatedStarModel.read(args.model)
+
+
+def _train(args):
+    import dataclasses
+
+    from satphotutils.network import PRESETS, Trainer
+
+    changes = {name: getattr(args, name) for name in
+               ('epochs', 'seeds', 'batch_size', 'lr', 'seed', 'depth')
+               if getattr(args, name) is not None}
+    config = dataclasses.replace(PRESETS[args.preset], **changes)
+    trainer = Trainer(config, device=args.device, progress=True)
+    model = trainer(args.stamps, args.output, resume=not args.no_resume,
+                    overwrite=args.overwrite,
+                    provenance={'command': ' '.join(
+                        ['satphot', *sys.argv[1:]])})
+    val = model.metadata['validation']
+    print(f'wrote {args.output}: {model!r}')
+    for group, stats in val.items():
+        print(f"  validation {group}: dispersion {stats['dispersion']:.4f} "
+              f"mag, median {stats['median']:+.4f} mag, "
+              f"1-sigma coverage {stats['coverage_1sigma']:.2f}")
+
+
+def _predict(args):
+    import numpy as np
+
+    from satphotutils.network.dataset import features_of
+    from satphotutils.stamps.table import StampTableWriter, iter_stamp_table
+
+    model = _load_model(args)
+    n = 0
+    with StampTableWriter(args.output, overwrite=args.overwrite,
+                          meta={'MODEL': str(args.model or 'default')[:60]}
+                          ) as writer:
+        for chunk in iter_stamp_table(args.stamps, chunk_size=100_000):
+            pred = model.predict_prepared(
+                features_of(chunk, model.features), ensemble=args.ensemble,
+                reflections=args.reflections)
+            columns = {name: np.asarray(chunk[name])
+                       for name in chunk.colnames}
+            columns['log_counts_pred'] = pred['log_counts']
+            columns['log_counts_pred_err'] = pred['log_counts_err']
+            columns['pred_flags'] = pred['flags']
+            writer.write(columns)
+            n += len(chunk)
+    print(f'wrote {n} predictions to {args.output}')
+
+
+def _evaluate(args):
+    from satphotutils.network.evaluate import Evaluation
+
+    model = _load_model(args)
+    summary = Evaluation(model, ensemble=args.ensemble,
+                         reflections=args.reflections).report(
+        args.stamps, args.report)
+    for group, methods in summary['single'].items():
+        s = methods['network']
+        print(f"{group}: single-exposure dispersion {s['dispersion']:.4f} "
+              f"mag (2-px aperture {methods['ap2']['dispersion']:.4f}), "
+              f"median {s['median']:+.4f}")
+    for group, methods in summary['lightcurves'].items():
+        print(f"{group}: light-curve dispersion {methods['network']:.4f} "
+              f"mag (best aperture "
+              f"{min(v for k, v in methods.items() if k != 'network'):.4f})")
+    print(f'report: {args.report}/report.md')

@@ -1,0 +1,144 @@
+# Licensed under a 3-clause BSD style license - see LICENSE.rst
+"""Stamp tables to feature arrays, chunk by chunk; star-grouped splits."""
+
+import numpy as np
+from astropy.table import Table
+
+from satphotutils.stamps.table import iter_stamp_table
+
+__all__ = ['camera_codes', 'load_features', 'split_by_star']
+
+SPLIT_NAMES = ('train', 'test', 'validation')
+
+
+def camera_codes(table):
+    """
+    Return the ``'camera/filter'`` code of each row, or `None`.
+
+    Parameters
+    ----------
+    table : `~astropy.table.Table`
+        A stamp table (chunk).
+
+    Returns
+    -------
+    codes : `~numpy.ndarray` of str or None
+        `None` when the table has no ``camera`` column.
+    """
+    if 'camera' not in table.colnames:
+        return None
+    camera = np.char.strip(np.asarray(table['camera'], dtype=str))
+    if 'filter' in table.colnames:
+        filt = np.char.strip(np.asarray(table['filter'], dtype=str))
+        return np.char.add(np.char.add(camera, '/'), filt)
+    return camera
+
+
+def _columns(table, name, default=None):
+    if name in table.colnames:
+        return np.asarray(table[name])
+    return default
+
+
+def features_of(table, features):
+    """Compute `StampFeatures` for one table (chunk) of stamps."""
+    result = features(
+        np.asarray(table['stamp']), zeropoint=_columns(table, 'zeropoint'),
+        sky=_columns(table, 'sky'), dx=_columns(table, 'dx'),
+        dy=_columns(table, 'dy'), camera=camera_codes(table))
+    return result
+
+
+def load_features(source, features, *, chunk_size=50_000,
+                  extra_columns=('log_counts', 'star_id', 'saturated',
+                                 'epoch', 'g')):
+    """
+    Compute the features of every row of a stamp table, chunk by chunk.
+
+    Only the features (about 0.7 kB per row) are held in memory, never
+    all the stamps.
+
+    Parameters
+    ----------
+    source : path-like or `~astropy.table.Table`
+        The stamp table.
+
+    features : `~satphotutils.network.StampFeatures`
+        The preprocessing.
+
+    chunk_size : int, optional
+        Rows read at a time.
+
+    extra_columns : tuple of str, optional
+        Columns to return as well, when present.
+
+    Returns
+    -------
+    data : dict of `~numpy.ndarray`
+        The output of `StampFeatures` for all rows, plus the extra
+        columns present in the table.
+    """
+    if isinstance(source, Table):
+        chunks = (source[i:i + chunk_size]
+                  for i in range(0, len(source), chunk_size))
+    else:
+        chunks = iter_stamp_table(source, chunk_size=chunk_size)
+    parts = []
+    for chunk in chunks:
+        result = features_of(chunk, features)
+        for name in extra_columns:
+            if name in chunk.colnames:
+                result[name] = np.asarray(chunk[name])
+        parts.append(result)
+    if not parts:
+        msg = 'the stamp table has no rows'
+        raise ValueError(msg)
+    return {key: np.concatenate([p[key] for p in parts])
+            for key in parts[0]}
+
+
+def split_by_star(star_id, *, fractions=(0.6, 0.2, 0.2), seed=0):
+    """
+    Split rows into training, test and validation sets by star.
+
+    All exposures of a star fall into the same set, so that a network
+    cannot be validated on a star whose surroundings it memorised.
+
+    Parameters
+    ----------
+    star_id : array-like
+        The grouping key of each row.
+
+    fractions : tuple of float, optional
+        Fractions of the *stars* in the training, test and validation
+        sets.
+
+    seed : int, optional
+        Random seed.
+
+    Returns
+    -------
+    subset : `~numpy.ndarray` of int
+        0 (train), 1 (test) or 2 (validation) per row.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from satphotutils.network import split_by_star
+    >>> subset = split_by_star(np.repeat(np.arange(1000), 4), seed=1)
+    >>> np.bincount(subset) // 4
+    array([600, 200, 200])
+    """
+    fractions = np.asarray(fractions, dtype=float)
+    if fractions.shape != (3,) or np.any(fractions < 0) or \
+            not np.isclose(fractions.sum(), 1):
+        msg = 'fractions must be three non-negative numbers summing to 1'
+        raise ValueError(msg)
+    stars, inverse = np.unique(np.asarray(star_id), return_inverse=True)
+    order = np.random.default_rng(seed).permutation(len(stars))
+    edges = np.rint(np.cumsum(fractions) * len(stars)).astype(int)
+    assign = np.empty(len(stars), dtype=np.int8)
+    rank = np.empty(len(stars), dtype=int)
+    rank[order] = np.arange(len(stars))
+    assign[:] = np.searchsorted(edges, rank, side='right')
+    return np.minimum(assign, 2)[inverse]

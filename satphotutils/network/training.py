@@ -1,0 +1,583 @@
+# Licensed under a 3-clause BSD style license - see LICENSE.rst
+"""
+Training: configuration presets, the resumable runner, model selection.
+
+Each seed trains one network with checkpoints after every epoch (weights,
+optimiser and progress, in safetensors and JSON: resumable after a kill),
+early stopping on the validation loss, and the four reflections drawn at
+random per sample. The members are ranked by their best validation loss;
+the uncertainties are then calibrated on the validation set, separately
+for saturated and unsaturated stars.
+"""
+
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from satphotutils.utils._misc import get_versions
+from satphotutils.utils.exceptions import SatphotutilsError
+from satphotutils.utils.io import atomic_output
+
+from .dataset import load_features, split_by_star
+from .features import StampFeatures
+from .modelfile import SaturatedStarModel
+
+__all__ = ['PRESETS', 'Trainer', 'TrainingConfig', 'dispersion']
+
+log = logging.getLogger(__name__)
+
+
+def dispersion(values, axis=None):
+    """
+    Return half of the 15-85 per cent range: a robust 1-sigma.
+
+    Parameters
+    ----------
+    values : array-like
+        The values.
+
+    axis : int, optional
+        Axis along which to compute it.
+
+    Returns
+    -------
+    dispersion : float or `~numpy.ndarray`
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from satphotutils.network import dispersion
+    >>> x = np.random.default_rng(1).normal(0, 2.0, 200000)
+    >>> print(round(float(dispersion(x)), 2))
+    2.07
+    """
+    lo, hi = np.nanpercentile(values, [15, 85], axis=axis)
+    return 0.5 * (hi - lo)
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+    """
+    Hyper-parameters of a training run.
+
+    Parameters
+    ----------
+    epochs : int
+        Maximum number of epochs.
+    batch_size : int
+        Minibatch size.
+    lr : float
+        (Peak) learning rate.
+    weight_decay : float
+        AdamW weight decay.
+    optimizer : {'adamw', 'adam'}
+        Optimiser.
+    schedule : {'onecycle', 'constant'}
+        Learning-rate schedule.
+    loss : {'huber', 'mse'}
+        Loss of the mean head; Huber (robust to the survey's corrupted
+        exposures) with width ``huber_delta`` dex, or the paper's MSE.
+    huber_delta : float
+        Huber width (dex).
+    width, depth : int
+        Network shape.
+    seeds : int
+        Networks trained from different seeds; the best on the
+        validation set comes first, and all form the ensemble.
+    seed : int
+        Base random seed (split, initialisation, minibatches).
+    patience : int
+        Epochs without improvement of the validation loss before
+        stopping.
+    reflections : bool
+        Augment with the four reflections of each stamp.
+    camera_dropout : float
+        Fraction of samples shown with the camera-agnostic encoding, so
+        that unknown cameras get a trained fallback.
+    max_unity : int
+        Stamps with more pixels exactly equal to 1 are left out (the
+        paper's four).
+    fractions : tuple of float
+        Star-grouped train/test/validation fractions.
+    """
+
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-5
+    optimizer: str = 'adamw'
+    schedule: str = 'onecycle'
+    loss: str = 'huber'
+    huber_delta: float = 0.01
+    width: int = 256
+    depth: int = 3
+    seeds: int = 1
+    seed: int = 0
+    patience: int = 8
+    reflections: bool = True
+    camera_dropout: float = 0.1
+    max_unity: int = 4
+    fractions: tuple = (0.6, 0.2, 0.2)
+
+    def __post_init__(self):
+        checks = {
+            'epochs': self.epochs >= 1, 'batch_size': self.batch_size >= 1,
+            'lr': self.lr > 0, 'seeds': self.seeds >= 1,
+            'optimizer': self.optimizer in ('adamw', 'adam'),
+            'schedule': self.schedule in ('onecycle', 'constant'),
+            'loss': self.loss in ('huber', 'mse'),
+            'camera_dropout': 0 <= self.camera_dropout < 1}
+        for name, ok in checks.items():
+            if not ok:
+                msg = f'invalid training option {name}={getattr(self, name)!r}'
+                raise ValueError(msg)
+        self.fractions = tuple(self.fractions)
+
+    def to_dict(self):
+        """Return the options as a dict."""
+        return dataclasses.asdict(self)
+
+
+#: Named configurations. ``'paper'`` is Winecki & Kochanek's recipe
+#: (Adam, lr 1e-4, batch 128, MSE, 150 epochs, best of 24 seeds);
+#: ``'default'`` converges in a few minutes on two cores.
+PRESETS = {
+    'default': TrainingConfig(),
+    'paper': TrainingConfig(epochs=150, batch_size=128, lr=1e-4,
+                            weight_decay=0.0, optimizer='adam',
+                            schedule='constant', loss='mse', seeds=24,
+                            patience=150, camera_dropout=0.0),
+}
+
+
+def _device(device):
+    import torch
+
+    if device is None:
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    return torch.device(device)
+
+
+def _symmetric_stats(x, features, reflections):
+    mean = x.mean(axis=0, dtype=np.float64)
+    std = x.std(axis=0, dtype=np.float64)
+    if reflections:
+        # Standardisation must commute with the reflections.
+        perms = features.reflections()
+        signs = features.reflection_signs().astype(np.float64)
+        mean = np.mean([mean[p] * s for p, s in zip(perms, signs,
+                                                    strict=True)], axis=0)
+        std = np.mean([std[p] for p in perms], axis=0)
+    std = np.where(std > 1e-6, std, 1.0)
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+class Trainer:
+    """
+    Train a `~satphotutils.network.SaturatedStarModel` on a stamp table.
+
+    Parameters
+    ----------
+    config : `TrainingConfig` or str, optional
+        Options, or the name of a preset in `PRESETS`; ``'default'`` if
+        `None`.
+
+    features : `~satphotutils.network.StampFeatures`, optional
+        Preprocessing. By default, a camera encoding is learnt for each
+        ``camera/filter`` in the table.
+
+    device : str, optional
+        Torch device; the GPU when present, else the CPU.
+
+    progress : bool, optional
+        Show tqdm progress bars.
+
+    Examples
+    --------
+    >>> from satphotutils.network import Trainer
+    >>> Trainer('paper').config.lr
+    0.0001
+    """
+
+    def __init__(self, config=None, *, features=None, device=None,
+                 progress=False):
+        if config is None:
+            config = 'default'
+        if isinstance(config, str):
+            if config not in PRESETS:
+                msg = f'unknown preset {config!r}; use one of {list(PRESETS)}'
+                raise ValueError(msg)
+            config = dataclasses.replace(PRESETS[config])
+        self.config = config
+        self.features = features
+        self.device = device
+        self.progress = progress
+
+    def __call__(self, stamps, output_dir, *, resume=True, overwrite=False,
+                 provenance=None):
+        """
+        Train on a stamp table and write the model to ``output_dir``.
+
+        Parameters
+        ----------
+        stamps : path-like or `~astropy.table.Table`
+            The stamp table, with labels ``log_counts``.
+
+        output_dir : path-like
+            Directory for the model and the per-epoch checkpoints
+            (``checkpoints/``).
+
+        resume : bool, optional
+            Continue from the checkpoints of an interrupted run with the
+            same data and options.
+
+        overwrite : bool, optional
+            Replace a finished model in ``output_dir``.
+
+        provenance : dict, optional
+            Extra provenance for the model metadata (e.g. the command).
+
+        Returns
+        -------
+        model : `~satphotutils.network.SaturatedStarModel`
+        """
+        cfg = self.config
+        out = Path(output_dir)
+        if (out / 'model.json').exists() and not overwrite:
+            msg = (f'{out} already holds a model; choose another directory '
+                   'or use overwrite')
+            raise SatphotutilsError(msg)
+        start_time = time.perf_counter()
+        data, features = self._load(stamps)
+        subset = split_by_star(data['star_id'], fractions=cfg.fractions,
+                               seed=cfg.seed)
+        usable = (np.isfinite(data['label']) & data['finite']
+                  & (data['n_unity'] <= cfg.max_unity))
+        train = np.flatnonzero(usable & (subset == 0))
+        valid = np.flatnonzero(usable & (subset == 2))
+        test = np.flatnonzero(usable & (subset == 1))
+        if len(train) == 0 or len(valid) == 0:
+            msg = 'too few usable labelled stamps to train and validate'
+            raise SatphotutilsError(msg)
+        x = data['features']
+        mean, std = _symmetric_stats(x[train], features, cfg.reflections)
+        key = self._run_key(stamps, len(x), features, mean)
+        device = _device(self.device)
+        ckpt = out / 'checkpoints'
+        ckpt.mkdir(parents=True, exist_ok=True)
+
+        members, losses = [], []
+        for k in range(cfg.seeds):
+            net, best = self._train_one(
+                k, x, data['target'], train, valid, mean, std, features,
+                device, ckpt, key, resume)
+            members.append(net.cpu())
+            losses.append(best)
+        order = np.argsort(losses)
+        members = [members[i] for i in order]
+        log.info('validation losses: %s', sorted(losses))
+
+        model = SaturatedStarModel(
+            features, members, input_mean=mean, input_std=std, metadata={})
+        label = data['label']
+        model.metadata.update({
+            'saturation_log_counts': _saturation_threshold(data, usable),
+            'label_range': [float(np.min(label[train])),
+                            float(np.max(label[train]))]})
+        model.metadata['uncertainty_scale'] = _calibrate(model, data, valid)
+        model.metadata['validation'] = _metrics(model, data, valid)
+        model.metadata['test'] = _metrics(model, data, test)
+        model.metadata['training'] = {
+            'source': str(stamps) if not hasattr(stamps, 'colnames')
+            else 'in-memory table',
+            'rows': len(x), 'rows_used': {'train': len(train),
+                                          'validation': len(valid),
+                                          'test': len(test)},
+            'config': cfg.to_dict(),
+            'validation_loss': [float(v) for v in sorted(losses)],
+            'seconds': round(time.perf_counter() - start_time, 1),
+            'device': str(device),
+            'versions': get_versions(),
+            **(provenance or {})}
+        model.write(out, overwrite=True)
+        return model
+
+    # -- steps ------------------------------------------------------------
+
+    def _load(self, stamps):
+        features = self.features
+        if features is None:
+            features = StampFeatures(cameras=_cameras_in(stamps))
+        data = load_features(stamps, features)
+        if 'log_counts' not in data:
+            msg = 'the stamp table has no log_counts labels to train on'
+            raise SatphotutilsError(msg)
+        data['label'] = data['log_counts'].astype(float)
+        data['target'] = (data['label'] - data['base']).astype(np.float32)
+        return data, features
+
+    def _run_key(self, stamps, n_rows, features, mean):
+        text = json.dumps({'config': self.config.to_dict(),
+                           'features': features.to_dict(), 'rows': n_rows,
+                           'mean': float(np.sum(mean))}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def _train_one(self, k, x, target, train, valid, mean, std, features,
+                   device, ckpt, key, resume):
+        import torch
+        from torch.nn import functional as F
+
+        from .model import StampMLP
+
+        cfg = self.config
+        seed = cfg.seed * 1000 + k
+        torch.manual_seed(seed)
+        net = StampMLP(features.n_features, width=cfg.width,
+                       depth=cfg.depth).to(device)
+        opt_cls = torch.optim.AdamW if cfg.optimizer == 'adamw' else \
+            torch.optim.Adam
+        opt = opt_cls(net.parameters(), lr=cfg.lr,
+                      weight_decay=cfg.weight_decay)
+        steps = int(np.ceil(len(train) / cfg.batch_size))
+        sched = None
+        if cfg.schedule == 'onecycle':
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps,
+                pct_start=0.15)
+        state = {'epoch': 0, 'best': np.inf, 'bad': 0, 'key': key,
+                 'history': []}
+        paths = _ckpt_paths(ckpt, k)
+        if resume and paths['state'].exists():
+            saved = json.loads(paths['state'].read_text())
+            if saved.get('key') == key:
+                _load_checkpoint(net, opt, sched, paths, device)
+                state = saved
+                log.info('seed %d: resuming after epoch %d', k,
+                         state['epoch'])
+        mean_t = torch.from_numpy(mean).to(device)
+        std_t = torch.from_numpy(std).to(device)
+        x_t = torch.from_numpy(x)
+        y_t = torch.from_numpy(target)
+        perms = torch.from_numpy(features.reflections()).to(device)
+        signs = torch.from_numpy(features.reflection_signs()).to(device)
+        n_cam = len(features.cameras) + 1
+        cam0 = features.n_features - n_cam
+
+        def prepare(idx, rng=None):
+            xb = x_t[idx].to(device)
+            if rng is not None and cfg.reflections:
+                r = torch.from_numpy(rng.integers(0, 4, len(idx))).to(device)
+                xb = torch.gather(xb, 1, perms[r]) * signs[r]
+            if rng is not None and cfg.camera_dropout > 0 and n_cam > 1:
+                drop = torch.from_numpy(
+                    rng.random(len(idx)) < cfg.camera_dropout).to(device)
+                xb[drop, cam0:] = 0.0
+                xb[drop, -1] = 1.0
+            return (xb - mean_t) / std_t
+
+        def loss_fn(mu, log_sigma, y):
+            if cfg.loss == 'huber':
+                mean_loss = F.huber_loss(mu, y, delta=cfg.huber_delta) \
+                    / cfg.huber_delta
+            else:
+                mean_loss = F.mse_loss(mu, y)
+            resid = (y - mu.detach()) / torch.exp(log_sigma)
+            nll = (log_sigma + 0.5 * resid**2).mean()
+            return mean_loss, nll
+
+        def validate():
+            net.eval()
+            total, n = 0.0, 0
+            with torch.inference_mode():
+                for s in range(0, len(valid), 65536):
+                    idx = valid[s:s + 65536]
+                    mu, log_sigma = net(prepare(idx))
+                    mean_loss, _ = loss_fn(mu, log_sigma,
+                                           y_t[idx].to(device))
+                    total += float(mean_loss) * len(idx)
+                    n += len(idx)
+            net.train()
+            return total / n
+
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=cfg.epochs, initial=state['epoch'],
+                       desc=f'seed {k + 1}/{cfg.seeds}', unit='epoch')
+        net.train()
+        while state['epoch'] < cfg.epochs and state['bad'] < cfg.patience:
+            epoch = state['epoch']
+            rng = np.random.default_rng([cfg.seed, k, epoch])
+            order = train[rng.permutation(len(train))]
+            t0 = time.perf_counter()
+            for s in range(0, len(order), cfg.batch_size):
+                idx = order[s:s + cfg.batch_size]
+                mu, log_sigma = net(prepare(idx, rng))
+                mean_loss, nll = loss_fn(mu, log_sigma, y_t[idx].to(device))
+                opt.zero_grad(set_to_none=True)
+                (mean_loss + nll).backward()
+                opt.step()
+                if sched is not None:
+                    sched.step()
+            val = validate()
+            rate = len(order) / (time.perf_counter() - t0)
+            state['epoch'] = epoch + 1
+            state['history'].append({'epoch': epoch + 1, 'val_loss': val,
+                                     'stamps_per_s': rate})
+            if val < state['best']:
+                state['best'], state['bad'] = val, 0
+                _save_weights(net, paths['best'])
+            else:
+                state['bad'] += 1
+            _save_checkpoint(net, opt, sched, state, paths)
+            if bar is not None:
+                bar.set_postfix(val=f'{val:.4g}', rate=f'{rate:.0f}/s')
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        _load_weights(net, paths['best'], device)
+        return net, state['best']
+
+
+def _cameras_in(stamps):
+    """Return the sorted 'camera/filter' codes of a stamp table."""
+    from astropy.table import Table
+
+    from satphotutils.stamps.table import (
+        read_stamp_table,
+        stamp_table_columns,
+    )
+
+    from .dataset import camera_codes
+
+    if isinstance(stamps, Table):
+        head = stamps
+    else:
+        wanted = [c for c in ('camera', 'filter')
+                  if c in stamp_table_columns(stamps)]
+        if not wanted:
+            return ()
+        head = read_stamp_table(stamps, columns=wanted)
+    codes = camera_codes(head)
+    return () if codes is None else tuple(sorted({str(c) for c in codes}))
+
+
+def _ckpt_paths(ckpt, k):
+    return {'weights': ckpt / f'seed{k}.safetensors',
+            'optimizer': ckpt / f'seed{k}.optimizer.safetensors',
+            'state': ckpt / f'seed{k}.json',
+            'best': ckpt / f'seed{k}.best.safetensors'}
+
+
+def _save_weights(net, path):
+    from safetensors.torch import save_file
+
+    with atomic_output(path, overwrite=True) as tmp:
+        save_file({k: v.detach().cpu().contiguous()
+                   for k, v in net.state_dict().items()}, str(tmp))
+
+
+def _load_weights(net, path, device):
+    from safetensors.torch import load_file
+
+    net.load_state_dict(load_file(str(path), device=str(device)))
+
+
+def _save_checkpoint(net, opt, sched, state, paths):
+    import torch
+    from safetensors.torch import save_file
+
+    _save_weights(net, paths['weights'])
+    # The optimiser state flattened to named tensors: no pickle.
+    tensors = {}
+    for i, (pid, pstate) in enumerate(opt.state_dict()['state'].items()):
+        for name, value in pstate.items():
+            value = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f'{i}.{pid}.{name}'] = value.detach().cpu().contiguous()
+    with atomic_output(paths['optimizer'], overwrite=True) as tmp:
+        save_file(tensors, str(tmp))
+    state = dict(state)
+    state['scheduler'] = None if sched is None else {
+        k: v for k, v in sched.state_dict().items()
+        if isinstance(v, (int, float, str, bool, list)) or v is None}
+    with atomic_output(paths['state'], overwrite=True) as tmp:
+        Path(tmp).write_text(json.dumps(state, default=float))
+
+
+def _load_checkpoint(net, opt, sched, paths, device):
+    from safetensors.torch import load_file
+
+    _load_weights(net, paths['weights'], device)
+    tensors = load_file(str(paths['optimizer']), device=str(device))
+    opt_state = opt.state_dict()
+    for key, value in tensors.items():
+        _, pid, name = key.split('.', 2)
+        opt_state['state'].setdefault(int(pid), {})[name] = value
+    opt.load_state_dict(opt_state)
+    saved = json.loads(paths['state'].read_text())
+    if sched is not None and saved.get('scheduler'):
+        sched_state = sched.state_dict()
+        sched_state.update(saved['scheduler'])
+        sched.load_state_dict(sched_state)
+
+
+def _saturation_threshold(data, usable):
+    """Return the label above which most stamps are saturated."""
+    if 'saturated' in data:
+        label = data['label'][usable]
+        sat = data['saturated'][usable].astype(bool)
+        grid = np.linspace(np.nanmin(label), np.nanmax(label), 400)
+        errors = [np.count_nonzero(sat != (label > t)) for t in grid]
+        return float(grid[int(np.argmin(errors))])
+    return float(np.median(-0.4 * (11.5 - data['zeropoint']))) \
+        if 'zeropoint' in data else 5.6
+
+
+def _groups(model, data, rows, pred):
+    if 'saturated' in data:
+        return data['saturated'][rows].astype(bool)
+    return pred > model.saturation_log_counts
+
+
+def _calibrate(model, data, rows):
+    """Scale the uncertainties so that 68% of |z| < 1 in each group."""
+    x = {k: v[rows] for k, v in data.items() if len(v) == len(data['label'])}
+    scales = {}
+    for mode in ('single', 'ensemble'):
+        delta, sigma = model.predict_features(
+            x['features'], ensemble=(mode == 'ensemble'))
+        pred = x['base'] + delta
+        z = np.abs(x['label'] - pred) / sigma
+        sat = _groups(model, data, rows, pred)
+        scales[mode] = {
+            name: float(np.percentile(z[group], 68.27)) if group.any()
+            else 1.0 for name, group in (('saturated', sat),
+                                         ('unsaturated', ~sat))}
+    return scales
+
+
+def _metrics(model, data, rows):
+    """Single-exposure statistics (mag) of the best member on ``rows``."""
+    if len(rows) == 0:
+        return {}
+    pred = model.predict_prepared({k: v[rows] for k, v in data.items()
+                                   if len(v) == len(data['label'])})
+    diff = -2.5 * (pred['log_counts'] - data['label'][rows])
+    z = np.abs(data['label'][rows] - pred['log_counts']) \
+        / pred['log_counts_err']
+    sat = _groups(model, data, rows, pred['log_counts'])
+    out = {}
+    for name, group in (('saturated', sat), ('unsaturated', ~sat)):
+        if group.any():
+            out[name] = {
+                'n': int(group.sum()),
+                'median': float(np.median(diff[group])),
+                'dispersion': float(dispersion(diff[group])),
+                'coverage_1sigma': float(np.mean(z[group] < 1))}
+    return out

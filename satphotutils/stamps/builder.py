@@ -1,0 +1,354 @@
+# Licensed under a 3-clause BSD style license - see LICENSE.rst
+"""
+Stamp tables from real data: reduced frames with a WCS plus a target list.
+
+Labels come from `satphotutils.calibration.training_labels` (Gaia
+saturation corrections, the colour relation, Eq. 1 with each frame's zero
+point and transparency, Eq. 2 crowding from Gaia neighbours). Stamps
+closer than ``edge`` pixels to the detector edge or with more than
+``max_unity`` pixels exactly equal to 1 are rejected, and at most
+``max_exposures`` random exposures are kept per target. Unreadable frames
+are skipped and reported, never fatal.
+"""
+
+import dataclasses
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+from astropy.coordinates import SkyCoord
+from astropy.io import fits
+from astropy.nddata import Cutout2D
+from astropy.stats import sigma_clipped_stats
+from astropy.table import Table
+from astropy.wcs import WCS, FITSFixedWarning
+
+from satphotutils.utils.exceptions import SatphotutilsError
+
+from .table import StampTableWriter
+
+__all__ = ['BuildReport', 'StampBuilder']
+
+log = logging.getLogger(__name__)
+
+_EPOCH_GAP = 0.02  # days between frames that starts a new epoch
+
+
+@dataclasses.dataclass
+class BuildReport:
+    """What a `StampBuilder` run did."""
+
+    rows: int = 0
+    frames_used: int = 0
+    skipped_files: dict = dataclasses.field(default_factory=dict)
+    rejected_edge: int = 0
+    rejected_unity: int = 0
+    rejected_no_label: int = 0
+    dropped_over_limit: int = 0
+
+
+class StampBuilder:
+    """
+    Build a labelled stamp table from reduced frames and a target list.
+
+    Parameters
+    ----------
+    stamp_size : int, optional
+        Stamp size (odd).
+
+    edge : int, optional
+        Smallest distance (pixels) of a target from the detector edge.
+
+    max_unity : int, optional
+        Stamps with more pixels exactly equal to 1 within 5 px of the
+        centre are rejected (the survey pipeline damaged their core).
+
+    max_exposures : int, optional
+        Keep at most this many random exposures per target.
+
+    band : {'g', 'V'}, optional
+        The cameras' band, for the Gaia colour relation.
+
+    zeropoint_key, transparency_key, sky_key, camera_key, filter_key : str
+        Header keywords of the zero point Z of the reference image, the
+        transparency t, the sky level, the camera and the filter.
+        A ``frame_table`` given to `__call__` takes precedence.
+
+    seed : int, optional
+        Random seed of the exposure selection.
+    """
+
+    def __init__(self, *, stamp_size=21, edge=50, max_unity=4,
+                 max_exposures=None, band='g', zeropoint_key='ZP',
+                 transparency_key='TRANSP', sky_key='SKY',
+                 camera_key='CAMERA', filter_key='FILTER', seed=None):
+        if stamp_size % 2 == 0:
+            msg = 'stamp_size must be odd'
+            raise ValueError(msg)
+        self.stamp_size = int(stamp_size)
+        self.edge = int(edge)
+        self.max_unity = int(max_unity)
+        self.max_exposures = max_exposures
+        self.band = band
+        self.keys = {'zeropoint': zeropoint_key,
+                     'transparency': transparency_key, 'sky': sky_key,
+                     'camera': camera_key, 'filter': filter_key}
+        self.seed = seed
+
+    def __call__(self, frames, targets, output, *, frame_table=None,
+                 neighbours=None, overwrite=False, progress=False):
+        """
+        Write the stamp table.
+
+        Parameters
+        ----------
+        frames : path-like or list of path-like
+            A directory of FITS frames (read through
+            `ccdproc.ImageFileCollection`) or a list of files.
+
+        targets : `~astropy.table.Table`
+            ``ra``, ``dec`` (deg) and Gaia DR3 ``phot_g_mean_mag`` with
+            ``phot_bp_mean_mag`` and ``phot_rp_mean_mag`` or ``bp_rp``;
+            ``source_id`` becomes ``star_id`` when present.
+
+        output : path-like
+            The stamp table to write (atomically).
+
+        frame_table : `~astropy.table.Table`, optional
+            Per-frame ``file`` (name), ``zeropoint``, ``transparency``
+            and optional ``good`` (bool) columns, instead of headers.
+
+        neighbours : `~astropy.table.Table`, optional
+            Gaia sources around the targets for the crowding terms.
+
+        overwrite : bool, optional
+            Replace an existing output.
+
+        progress : bool, optional
+            Show progress bars.
+
+        Returns
+        -------
+        report : `BuildReport`
+        """
+        from tqdm.auto import tqdm
+
+        from satphotutils.calibration.labels import training_labels
+
+        files = _list_frames(frames)
+        report = BuildReport()
+        labels = training_labels(targets, zeropoint=0.0, band=self.band,
+                                 neighbours=neighbours, seed=self.seed)
+        coords = SkyCoord(np.asarray(targets['ra'], float),
+                          np.asarray(targets['dec'], float), unit='deg')
+        star_id = (np.asarray(targets['source_id'])
+                   if 'source_id' in targets.colnames
+                   else np.arange(len(targets)))
+        overrides = _frame_overrides(frame_table)
+
+        # Pass 1: headers only, to find which targets each frame holds.
+        candidates, info = [], {}
+        for path in tqdm(files, desc='headers', disable=not progress):
+            try:
+                meta = self._frame_meta(path, overrides)
+            except (OSError, ValueError, KeyError, SatphotutilsError) as exc:
+                report.skipped_files[str(path)] = str(exc)
+                log.warning('skipping %s: %s', path, exc)
+                continue
+            if not meta['good']:
+                report.skipped_files[str(path)] = 'marked bad'
+                continue
+            x, y = meta['wcs'].world_to_pixel(coords)
+            ny, nx = meta['shape']
+            inside = ((x >= self.edge) & (x <= nx - 1 - self.edge)
+                      & (y >= self.edge) & (y <= ny - 1 - self.edge))
+            on_frame = (x >= 0) & (x <= nx - 1) & (y >= 0) & (y <= ny - 1)
+            report.rejected_edge += int(np.count_nonzero(on_frame & ~inside))
+            ok = inside & np.asarray(labels['valid'])
+            report.rejected_no_label += int(np.count_nonzero(
+                inside & ~np.asarray(labels['valid'])))
+            info[path] = meta
+            candidates += [(path, int(i), float(x[i]), float(y[i]))
+                           for i in np.flatnonzero(ok)]
+        candidates = self._limit(candidates, report)
+        epochs = _epochs({p: m['mjd'] for p, m in info.items()})
+
+        # Pass 2: cut the stamps, frame by frame.
+        by_frame = {}
+        for path, i, x, y in candidates:
+            by_frame.setdefault(path, []).append((i, x, y))
+        mag = np.ma.filled(np.asarray(labels['mag'].value), np.nan)
+        with StampTableWriter(output, overwrite=overwrite,
+                              meta={'ORIGIN': 'StampBuilder'}) as writer:
+            for path in tqdm(sorted(by_frame), desc='frames',
+                             disable=not progress):
+                try:
+                    rows = self._frame_rows(path, info[path], by_frame[path],
+                                            labels, mag, star_id, coords,
+                                            epochs[path], report)
+                except (OSError, ValueError) as exc:
+                    report.skipped_files[str(path)] = str(exc)
+                    log.warning('skipping %s: %s', path, exc)
+                    continue
+                if rows is not None:
+                    writer.write(rows)
+                    report.rows += len(rows['stamp'])
+                    report.frames_used += 1
+            if report.rows == 0:
+                msg = ('no stamps passed the selection; see the report of '
+                       f'skipped files: {report.skipped_files}')
+                raise SatphotutilsError(msg)
+        return report
+
+    def _frame_meta(self, path, overrides):
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', FITSFixedWarning)
+            header = fits.getheader(path, 0)
+            if header.get('NAXIS', 0) != 2:
+                header = fits.getheader(path, 1)
+            wcs = WCS(header)
+        if not wcs.has_celestial:
+            msg = 'no celestial WCS in the header'
+            raise SatphotutilsError(msg)
+        name = Path(path).name
+        row = overrides.get(name, {})
+        meta = {'wcs': wcs, 'shape': (header['NAXIS2'], header['NAXIS1']),
+                'good': bool(row.get('good', True)),
+                'mjd': float(header.get('MJD-OBS', np.nan))}
+        for key in ('zeropoint', 'transparency'):
+            if key in row:
+                meta[key] = float(row[key])
+            elif self.keys[key] in header:
+                meta[key] = float(header[self.keys[key]])
+            elif key == 'transparency':
+                meta[key] = 1.0
+            else:
+                msg = (f'no {key}: neither the header keyword '
+                       f'{self.keys[key]!r} nor a frame_table row')
+                raise SatphotutilsError(msg)
+        meta['sky'] = header.get(self.keys['sky'])
+        meta['camera'] = str(header.get(self.keys['camera'], ''))
+        meta['filter'] = str(header.get(self.keys['filter'], self.band))
+        return meta
+
+    def _limit(self, candidates, report):
+        if self.max_exposures is None:
+            return candidates
+        rng = np.random.default_rng(self.seed)
+        by_target = {}
+        for c in candidates:
+            by_target.setdefault(c[1], []).append(c)
+        kept = []
+        for i in sorted(by_target):
+            rows = by_target[i]
+            if len(rows) > self.max_exposures:
+                pick = rng.choice(len(rows), self.max_exposures,
+                                  replace=False)
+                report.dropped_over_limit += len(rows) - self.max_exposures
+                rows = [rows[k] for k in sorted(pick)]
+            kept += rows
+        return kept
+
+    def _frame_rows(self, path, meta, targets, labels, mag, star_id, coords,
+                    epoch, report):
+        from satphotutils.calibration.counts import (
+            crowded_log_counts,
+            expected_log_counts,
+        )
+
+        with fits.open(path, memmap=True) as hdul:
+            hdu = hdul[0] if hdul[0].data is not None else hdul[1]
+            data = np.asarray(hdu.data, dtype=np.float32)
+        sky = meta['sky']
+        if sky is None:
+            _, sky, _ = sigma_clipped_stats(data[::4, ::4])
+        size = self.stamp_size
+        half = size // 2
+        yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
+        circle = xx**2 + yy**2 <= 25
+        out = {k: [] for k in ('stamp', 'star_id', 'target', 'dx', 'dy',
+                               'x', 'y', 'n_unity')}
+        for i, x, y in targets:
+            ix, iy = int(np.rint(x)), int(np.rint(y))
+            cut = Cutout2D(data, (ix, iy), (size, size), mode='strict',
+                           copy=True)
+            n_unity = int(np.count_nonzero((cut.data == 1.0) & circle))
+            if n_unity > self.max_unity:
+                report.rejected_unity += 1
+                continue
+            out['stamp'].append(cut.data)
+            out['star_id'].append(star_id[i])
+            out['target'].append(i)
+            out['dx'].append(x - ix)
+            out['dy'].append(y - iy)
+            out['x'].append(x)
+            out['y'].append(y)
+            out['n_unity'].append(n_unity)
+        if not out['stamp']:
+            return None
+        idx = np.asarray(out.pop('target'))
+        zp, t = meta['zeropoint'], meta['transparency']
+        n = len(idx)
+        # b_c was computed for Z = 0 and t = 1: scale to this frame.
+        b_c = np.asarray(labels['b_c'])[idx] * 10 ** (0.4 * zp) / t
+        log_counts = crowded_log_counts(
+            expected_log_counts(mag[idx], zp, t),
+            np.asarray(labels['f_c'])[idx], b_c)
+        rows = {'stamp': np.asarray(out['stamp'], dtype=np.float32),
+                'log_counts': log_counts,
+                'star_id': np.asarray(out['star_id']),
+                'zeropoint': np.full(n, zp), 'sky': np.full(n, float(sky)),
+                'camera': np.full(n, meta['camera']),
+                'filter': np.full(n, meta['filter']),
+                'dx': np.asarray(out['dx']), 'dy': np.asarray(out['dy']),
+                'x': np.asarray(out['x']), 'y': np.asarray(out['y']),
+                'ra': coords.ra.deg[idx], 'dec': coords.dec.deg[idx],
+                'mag': mag[idx], 'f_c': np.asarray(labels['f_c'])[idx],
+                'b_c': b_c, 'transparency': np.full(n, t),
+                'mjd': np.full(n, meta['mjd']),
+                'epoch': np.full(n, epoch),
+                'n_unity': np.asarray(out['n_unity']),
+                'file': np.full(n, Path(path).name)}
+        return rows
+
+
+def _list_frames(frames):
+    if isinstance(frames, (str, Path)) and Path(frames).is_dir():
+        from ccdproc import ImageFileCollection
+
+        collection = ImageFileCollection(str(frames),
+                                         glob_include='*.fits*')
+        files = collection.files_filtered(include_path=True)
+        return sorted(Path(f) for f in files)
+    if isinstance(frames, (str, Path)):
+        msg = f'frames must be a directory or a list of files, not {frames}'
+        raise SatphotutilsError(msg)
+    return [Path(f) for f in frames]
+
+
+def _frame_overrides(frame_table):
+    if frame_table is None:
+        return {}
+    if not isinstance(frame_table, Table):
+        frame_table = Table.read(frame_table)
+    if 'file' not in frame_table.colnames:
+        msg = 'frame_table needs a file column (frame file names)'
+        raise ValueError(msg)
+    keys = [c for c in ('zeropoint', 'transparency', 'good')
+            if c in frame_table.colnames]
+    return {Path(str(r['file'])).name: {k: r[k] for k in keys}
+            for r in frame_table}
+
+
+def _epochs(mjds):
+    """Return epoch numbers: frames closer than _EPOCH_GAP days share one."""
+    order = sorted(mjds, key=lambda p: (np.nan_to_num(mjds[p]), str(p)))
+    out, epoch, last = {}, -1, None
+    for p in order:
+        m = mjds[p]
+        if last is None or not np.isfinite(m) or m - last > _EPOCH_GAP:
+            epoch += 1
+        out[p] = epoch
+        last = m
+    return out

@@ -1,0 +1,121 @@
+# Licensed under a 3-clause BSD style license - see LICENSE.rst
+"""
+Bit flags of satphotutils results.
+
+One integer ``flags`` column holds photutils-compatible bits (the
+aperture-photometry meanings, below 65536) and satphotutils bits from
+65536 up, so that photutils' decoders still read the low bits.
+"""
+
+import dataclasses
+
+import numpy as np
+
+__all__ = ['SATPHOT_FLAGS', 'FlagDefinition', 'decode_flags']
+
+
+@dataclasses.dataclass(frozen=True)
+class FlagDefinition:
+    """One flag bit: its value, name and meaning."""
+
+    bit_value: int
+    name: str
+    description: str
+
+
+_DEFINITIONS = (
+    # photutils aperture-photometry bits (same values and meanings).
+    FlagDefinition(1, 'no_overlap',
+                   'the aperture or stamp does not overlap the data'),
+    FlagDefinition(2, 'partial_overlap',
+                   'the aperture or stamp is cut by the image edge'),
+    FlagDefinition(8, 'masked_pixels',
+                   'masked pixels inside the aperture or stamp'),
+    FlagDefinition(16, 'non_finite_data',
+                   'non-finite pixels (NaN or inf), set to 0 for the '
+                   'network'),
+    # satphotutils bits.
+    FlagDefinition(65536, 'damaged_core',
+                   'more than four pixels within 5 px are exactly 1: the '
+                   'survey pipeline damaged the core (the paper rejects '
+                   'such stamps)'),
+    FlagDefinition(131072, 'outside_training_range',
+                   "the prediction is outside the range of the model's "
+                   'training labels'),
+    FlagDefinition(262144, 'hybrid_classical',
+                   'the classical (aperture/PSF) estimate was returned '
+                   'instead of the network: it was the better one'),
+    FlagDefinition(524288, 'unknown_camera',
+                   "the camera/filter is not in the model's encoding; the "
+                   'camera-agnostic encoding was used'),
+    FlagDefinition(1048576, 'near_edge',
+                   'the target is closer to the image edge than the '
+                   'stamp half-size'),
+)
+
+
+class _Registry:
+    """The flag definitions, with upper-case constants by name."""
+
+    def __init__(self, definitions):
+        self.definitions = tuple(definitions)
+        for d in self.definitions:
+            setattr(self, d.name.upper(), d.bit_value)
+
+    def __iter__(self):
+        return iter(self.definitions)
+
+    def get_name(self, bit_value):
+        """Return the name of a bit."""
+        for d in self.definitions:
+            if d.bit_value == bit_value:
+                return d.name
+        msg = f'unknown flag bit {bit_value}'
+        raise KeyError(msg)
+
+    def get_description(self, bit_value):
+        """Return the description of a bit."""
+        for d in self.definitions:
+            if d.bit_value == bit_value:
+                return d.description
+        msg = f'unknown flag bit {bit_value}'
+        raise KeyError(msg)
+
+
+#: The registry of flag bits; ``SATPHOT_FLAGS.DAMAGED_CORE == 65536``.
+SATPHOT_FLAGS = _Registry(_DEFINITIONS)
+
+
+def decode_flags(flags, *, return_bit_values=False):
+    """
+    Decode a flags value or column into flag names.
+
+    Parameters
+    ----------
+    flags : int or array-like of int
+        Flag values.
+
+    return_bit_values : bool, optional
+        Return the bit values instead of the names.
+
+    Returns
+    -------
+    decoded : list or list of lists
+        The set flags of a scalar, or of each element.
+
+    Examples
+    --------
+    >>> from satphotutils.utils.flags import decode_flags
+    >>> decode_flags(65536 + 2)
+    ['partial_overlap', 'damaged_core']
+    >>> decode_flags([0, 262144])
+    [[], ['hybrid_classical']]
+    """
+    def one(value):
+        value = int(value)
+        return [d.bit_value if return_bit_values else d.name
+                for d in SATPHOT_FLAGS if value & d.bit_value]
+
+    if np.ndim(flags) == 0:
+        return one(flags)
+    return [one(v) for v in np.ravel(flags)]

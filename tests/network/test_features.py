@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from satphotutils.network import StampFeatures, split_by_star
+
+
+def star(flux, dx=0.0, dy=0.0, sky=200.0, fwhm=1.8):
+    yy, xx = np.mgrid[-10:11, -10:11]
+    s = fwhm / 2.3548
+    img = np.exp(-0.5 * ((xx - dx) ** 2 + (yy - dy) ** 2) / s**2)
+    return sky + flux * img / img.sum()
+
+
+def test_feature_names_and_scale_invariance():
+    f = StampFeatures()
+    assert f.n_pixels == 81  # the paper's 5-px circle
+    assert len(f.names) == f.n_features
+    stamps = np.array([star(1e3), star(1e6), star(1e8)])
+    out = f(stamps, zeropoint=[25.5] * 3, sky=[200.0] * 3)
+    # log10 A is the aperture sum of the star, whatever its flux ...
+    assert_allclose(out['base'], [3, 6, 8], atol=2e-3)
+    # ... and the pixel block is scale-free: the same star shape gives the
+    # same normalised pixels.
+    pix = out['features'][:, :81]
+    assert_allclose(pix[0], pix[2], atol=1e-4)
+    psf = out['features'][:, f.names.index('psf_ratio')]
+    assert_allclose(psf, 1.0, atol=0.02)
+
+
+def test_unity_pixels_are_visible_and_counted():
+    f = StampFeatures()
+    s = star(1e5)
+    s[10, 9:12] = 1.0
+    s[9, 10] = s[11, 10] = 1.0
+    out = f(s[None], zeropoint=[25.5], sky=[200.0])
+    assert out['n_unity'][0] == 5
+    unity = out['features'][0, 81:162]
+    assert unity.sum() == 5
+
+
+@pytest.mark.parametrize('k', [1, 2, 3])
+def test_reflection_permutation_equals_features_of_reflected_stamp(k, rng):
+    f = StampFeatures(cameras=('bi/g',))
+    s = star(1e5, dx=0.3, dy=-0.2) + rng.normal(0, 5, (21, 21))
+    s[3, 4] += 3000.0  # an asymmetric neighbour
+    flip = {1: (1,), 2: (0,), 3: (0, 1)}[k]
+    sx = {1: -1, 2: 1, 3: -1}[k]
+    sy = {1: 1, 2: -1, 3: -1}[k]
+    a = f(s[None], zeropoint=[25.5], sky=[200.0], dx=[0.3], dy=[-0.2],
+          camera=['bi/g'])['features'][0]
+    b = f(np.flip(s, axis=flip)[None], zeropoint=[25.5], sky=[200.0],
+          dx=[0.3 * sx], dy=[-0.2 * sy], camera=['bi/g'])['features'][0]
+    perm = f.reflections()[k]
+    sign = f.reflection_signs()[k]
+    assert_allclose(a[perm] * sign, b, atol=1e-5)
+
+
+def test_unknown_camera_uses_agnostic_encoding():
+    f = StampFeatures(cameras=('bi/g', 'bj/g'))
+    out = f(np.array([star(1e5)] * 3), zeropoint=[25.5] * 3,
+            sky=[200.0] * 3, camera=['bj/g', 'zz/V', 'bi/g'])
+    onehot = out['features'][:, -3:]
+    assert_allclose(onehot, [[0, 1, 0], [0, 0, 1], [1, 0, 0]])
+    assert list(out['known_camera']) == [True, False, True]
+
+
+def test_non_finite_pixels_are_reported_not_propagated():
+    f = StampFeatures()
+    s = star(1e5)
+    s[0, 0] = np.nan
+    out = f(s[None], zeropoint=[25.5], sky=[200.0])
+    assert not out['finite'][0]
+    assert np.isfinite(out['features']).all()
+
+
+def test_configuration_round_trip_and_validation():
+    f = StampFeatures(cameras=('bi/g',))
+    assert StampFeatures.from_dict(f.to_dict()) == f
+    bad = f.to_dict() | {'version': 99}
+    with pytest.raises(ValueError, match='feature version 99'):
+        StampFeatures.from_dict(bad)
+    with pytest.raises(ValueError, match='shape'):
+        f(np.zeros((2, 15, 15)), zeropoint=[0, 0], sky=[0, 0])
+
+
+def test_split_keeps_each_star_in_one_subset():
+    star_id = np.repeat(np.arange(500), 3)
+    subset = split_by_star(star_id, seed=3)
+    for s in range(500):
+        assert len(set(subset[star_id == s])) == 1
+    counts = np.bincount(subset) // 3
+    assert list(counts) == [300, 100, 100]
+    assert not np.array_equal(subset, split_by_star(star_id, seed=4))
+    assert np.array_equal(subset, split_by_star(star_id, seed=3))

@@ -1,0 +1,161 @@
+import json
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from satphotutils.network import (
+    PRESETS,
+    SaturatedStarModel,
+    Trainer,
+    TrainingConfig,
+)
+from satphotutils.utils.exceptions import SatphotutilsError
+
+from .conftest import camera_codes
+
+
+def test_trained_model_beats_its_starting_point(tiny_model, small_stamps):
+    model, _ = tiny_model
+    history = model.metadata['training']
+    assert history['rows_used']['train'] > 0
+    # The network improves on the raw 5-px aperture sum it starts from on
+    # saturated stars, for which that sum misses much of the flux.
+    t = small_stamps
+    out = model(np.asarray(t['stamp']), zeropoint=t['zeropoint'],
+                sky=t['sky'], dx=t['dx'], dy=t['dy'],
+                camera=camera_codes(t))
+    sat = np.asarray(t['saturated']) & (np.asarray(t['n_unity']) <= 4)
+    err_net = np.abs(out['log_counts'] - t['log_counts'])[sat]
+    err_ap = np.abs(out['aperture_log_counts'] - t['log_counts'])[sat]
+    assert np.median(err_net) < 0.7 * np.median(err_ap)
+
+
+def test_model_files_round_trip(tiny_model, small_stamps):
+    model, path = tiny_model
+    assert (path / 'model.safetensors').is_file()
+    meta = json.loads((path / 'model.json').read_text())
+    for key in ('format_version', 'features', 'feature_names',
+                'architecture', 'uncertainty_scale', 'validation',
+                'training'):
+        assert key in meta
+    assert meta['training']['versions']['satphotutils']
+    again = SaturatedStarModel.read(path)
+    t = small_stamps[:50]
+    kw = {'zeropoint': t['zeropoint'], 'sky': t['sky'], 'dx': t['dx'],
+          'dy': t['dy'], 'camera': camera_codes(t)}
+    a = model(np.asarray(t['stamp']), **kw, ensemble=True)
+    b = again(np.asarray(t['stamp']), **kw, ensemble=True)
+    assert_allclose(a['log_counts'], b['log_counts'], rtol=0, atol=1e-6)
+    assert_allclose(a['log_counts_err'], b['log_counts_err'], rtol=1e-6)
+    # No pickle anywhere: the weights file is safetensors (a JSON header).
+    head = (path / 'model.safetensors').read_bytes()[:64]
+    assert b'__' in head or b'{' in head
+    assert not any(p.suffix in ('.pt', '.pth', '.pkl')
+                   for p in path.rglob('*'))
+
+
+def test_reflection_and_ensemble_options(tiny_model, small_stamps):
+    model, _ = tiny_model
+    t = small_stamps[:40]
+    kw = {'zeropoint': t['zeropoint'], 'sky': t['sky'], 'dx': t['dx'],
+          'dy': t['dy'], 'camera': camera_codes(t)}
+    plain = model(np.asarray(t['stamp']), **kw)
+    both = model(np.asarray(t['stamp']), **kw, reflections=True,
+                 ensemble=True)
+    assert np.all(np.isfinite(both['log_counts']))
+    # Averaging views and members changes predictions only slightly.
+    assert np.median(np.abs(both['log_counts'] - plain['log_counts'])) < 0.05
+
+
+def test_bad_model_directories_give_clear_errors(tiny_model, tmp_path):
+    _, path = tiny_model
+    with pytest.raises(SatphotutilsError, match='not a satphotutils model'):
+        SaturatedStarModel.read(tmp_path)
+    bad = tmp_path / 'bad'
+    bad.mkdir()
+    (bad / 'model.safetensors').write_bytes(
+        (path / 'model.safetensors').read_bytes())
+    meta = json.loads((path / 'model.json').read_text())
+    (bad / 'model.json').write_text(json.dumps(meta | {'format_version': 7}))
+    with pytest.raises(SatphotutilsError, match='format version 7'):
+        SaturatedStarModel.read(bad)
+    names = [*meta['feature_names'][:-1], 'something_else']
+    (bad / 'model.json').write_text(json.dumps(meta | {'feature_names':
+                                                       names}))
+    with pytest.raises(SatphotutilsError, match='features that differ'):
+        SaturatedStarModel.read(bad)
+    (bad / 'model.json').write_text(json.dumps(meta))
+    (bad / 'model.safetensors').write_bytes(b'\x80\x04not safetensors')
+    with pytest.raises(SatphotutilsError, match='safetensors'):
+        SaturatedStarModel.read(bad)
+
+
+def test_resume_after_interruption_matches_uninterrupted(small_stamps,
+                                                         tmp_path):
+    import satphotutils.network.training as training
+
+    config = TrainingConfig(epochs=3, batch_size=256, seed=5)
+    full = Trainer(config)(small_stamps, tmp_path / 'full')
+    # Killed after two epochs ...
+    part_dir = tmp_path / 'part'
+    state = _train_epochs(Trainer(config), small_stamps, part_dir, 2)
+    assert state['epoch'] == 2
+    # ... the same command resumes: only the third epoch is trained.
+    saved = []
+    original = training._save_checkpoint
+
+    def count(net, opt, sched, state, paths):
+        saved.append(state['epoch'])
+        original(net, opt, sched, state, paths)
+
+    training._save_checkpoint = count
+    try:
+        resumed = Trainer(config)(small_stamps, part_dir)
+    finally:
+        training._save_checkpoint = original
+    assert saved == [3]
+    t = small_stamps[:30]
+    kw = {'zeropoint': t['zeropoint'], 'sky': t['sky'], 'dx': t['dx'],
+          'dy': t['dy'], 'camera': camera_codes(t)}
+    assert_allclose(resumed(np.asarray(t['stamp']), **kw)['log_counts'],
+                    full(np.asarray(t['stamp']), **kw)['log_counts'],
+                    atol=1e-5)
+
+
+def _train_epochs(trainer, stamps, out, n):
+    """Run a trainer but stop after n epochs, leaving its checkpoints."""
+    import satphotutils.network.training as training
+
+    original = training._save_checkpoint
+    calls = []
+
+    def stop_after(net, opt, sched, state, paths):
+        original(net, opt, sched, state, paths)
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+
+    training._save_checkpoint = stop_after
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            trainer(stamps, out)
+    finally:
+        training._save_checkpoint = original
+    return json.loads((out / 'checkpoints' / 'seed0.json').read_text())
+
+
+def test_presets_and_validation():
+    paper = PRESETS['paper']
+    assert (paper.optimizer, paper.lr, paper.batch_size, paper.loss,
+            paper.epochs, paper.seeds) == ('adam', 1e-4, 128, 'mse', 150, 24)
+    with pytest.raises(ValueError, match='optimizer'):
+        TrainingConfig(optimizer='sgd')
+    with pytest.raises(ValueError, match='unknown preset'):
+        Trainer('fastest')
+
+
+def test_refuses_to_overwrite_a_model(tiny_model, small_stamps):
+    _, path = tiny_model
+    with pytest.raises(SatphotutilsError, match='already holds a model'):
+        Trainer(TrainingConfig(epochs=1))(small_stamps, path)

@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+from astropy.table import Table
+from numpy.testing import assert_allclose
+
+from satphotutils.simulation import (
+    Camera,
+    Detector,
+    FrameSimulator,
+    Scene,
+    simulate_field,
+)
+from satphotutils.stamps import StampBuilder, read_stamp_table
+from satphotutils.utils.exceptions import SatphotutilsError
+
+CENTRE = SkyCoord(200.0, -30.0, unit='deg')
+
+
+@pytest.fixture(scope='module', name='field')
+def fixture_field(tmp_path_factory):
+    directory = tmp_path_factory.mktemp('field')
+    scene = Scene.random(CENTRE, radius=0.5 * u.deg, g_max=17.0, seed=3)
+    offsets = [(0, 0), (0.1, 0.05), (-0.08, 0.1), (0.05, -0.1)]
+    coord = SkyCoord([CENTRE.ra.deg + dx for dx, _ in offsets],
+                     [CENTRE.dec.deg + dy for _, dy in offsets], unit='deg')
+    scene.add(coord, [7.0, 9.5, 11.0, 12.5], [1.0, 0.8, 1.4, 0.9],
+              name=['t0', 't1', 't2', 't3'])
+    camera = Camera(detector=Detector(shape=(300, 300)))
+    sim = FrameSimulator(camera=camera, pointing=CENTRE)
+    simulate_field(directory, scene, [sim], n_epochs=2,
+                   exposures_per_epoch=3, seed=5)
+    targets = Table({
+        'source_id': [100, 101, 102, 103], 'ra': coord.ra.deg,
+        'dec': coord.dec.deg,
+        'phot_g_mean_mag': scene.G[-4:], 'bp_rp': scene.bp_rp[-4:]})
+    gaia = Table({'ra': scene.coord.ra.deg, 'dec': scene.coord.dec.deg,
+                  'phot_g_mean_mag': scene.G, 'bp_rp': scene.bp_rp})
+    return directory, targets, gaia
+
+
+def test_builds_labelled_stamps_that_match_the_truth(field, tmp_path):
+    directory, targets, gaia = field
+    out = tmp_path / 'stamps.fits'
+    report = StampBuilder(edge=30)(directory, targets, out, neighbours=gaia)
+    table = read_stamp_table(out)
+    assert report.rows == len(table) > 0
+    assert report.frames_used == 6
+    truth = Table.read(directory / 'truth.ecsv')
+    for row in table:
+        t = truth[(truth['file'] == row['file'])
+                  & (truth['name'] == f"t{row['star_id'] - 100}")][0]
+        # The Gaia-based label agrees with the simulator's truth label.
+        assert row['log_counts'] == pytest.approx(t['log_counts'],
+                                                  abs=0.01)
+        assert row['x'] == pytest.approx(t['x'], abs=0.01)
+        assert abs(row['dx']) <= 0.5
+    # Three exposures per epoch, two epochs.
+    per_star = table[table['star_id'] == 100]
+    assert sorted(np.bincount(per_star['epoch'])) == [3, 3]
+
+
+def test_edge_unity_limit_and_bad_files(field, tmp_path):
+    directory, targets, _ = field
+    files = sorted(directory.glob('*.fits'))
+    broken = tmp_path / 'broken.fits'
+    broken.write_bytes(b'not a fits file')
+    # A huge edge rejects everything but the central target.
+    builder = StampBuilder(edge=140, max_exposures=2, seed=1)
+    report = builder([*files, broken], targets, tmp_path / 'a.fits')
+    table = read_stamp_table(tmp_path / 'a.fits')
+    assert set(table['star_id']) == {100}
+    assert len(table) == 2  # at most two exposures per target
+    assert report.dropped_over_limit == 4
+    assert report.rejected_edge > 0
+    assert str(broken) in report.skipped_files
+    # Damaged cores (more than four pixels exactly 1) are rejected.
+    builder = StampBuilder(edge=30, max_unity=-1)
+    with pytest.raises(SatphotutilsError, match='no stamps passed'):
+        builder(files, targets, tmp_path / 'b.fits')
+
+
+def test_frame_table_overrides_headers(field, tmp_path):
+    directory, targets, _ = field
+    frames = Table.read(directory / 'frames.ecsv')
+    frame_table = Table({'file': frames['file'],
+                         'zeropoint': np.full(len(frames), 20.0),
+                         'transparency': np.ones(len(frames)),
+                         'good': np.arange(len(frames)) > 0})
+    report = StampBuilder(edge=30)(directory, targets, tmp_path / 'c.fits',
+                                   frame_table=frame_table)
+    table = read_stamp_table(tmp_path / 'c.fits')
+    assert report.frames_used == 5
+    assert_allclose(table['zeropoint'], 20.0)
