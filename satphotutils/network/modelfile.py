@@ -188,8 +188,16 @@ class SaturatedStarModel:
                                      batch_size=batch_size)
 
     def predict_prepared(self, x, *, ensemble=False, reflections=False,
-                         batch_size=65536):
-        """Predict from the output of ``self.features``; see `__call__`."""
+                         hybrid=False, batch_size=65536):
+        """
+        Predict from the output of ``self.features``; see `__call__`.
+
+        With ``hybrid``, an unsaturated star gets the classical estimate
+        (aperture or PSF-weighted sum, offset-corrected) that had a
+        smaller dispersion than the network on the validation stars of
+        its brightness, flagged ``hybrid_classical``; ``method`` says
+        which estimate each row got.
+        """
         delta, sigma = self.predict_features(
             x['features'], ensemble=ensemble, reflections=reflections,
             batch_size=batch_size)
@@ -208,10 +216,39 @@ class SaturatedStarModel:
         lo, hi = self.metadata.get('label_range', (-np.inf, np.inf))
         flags[(log_counts < lo) | (log_counts > hi)] |= \
             SATPHOT_FLAGS.OUTSIDE_TRAINING_RANGE
-        return {'log_counts': log_counts, 'log_counts_err': sigma * scale,
+        err = sigma * scale
+        method = np.full(len(log_counts), 'network', dtype='<U7')
+        if hybrid:
+            self._hybrid(x, log_counts, err, saturated, flags, method)
+        return {'log_counts': log_counts, 'log_counts_err': err,
                 'flags': flags, 'aperture_log_counts': x['base'],
                 'local_bkg': x['local_bkg'], 'n_unity': x['n_unity'],
-                'saturated': saturated}
+                'saturated': saturated, 'method': method}
+
+    def _hybrid(self, x, log_counts, err, saturated, flags, method):
+        from .training import classical_estimates
+
+        table = self.metadata.get('classical', [])
+        if not table:
+            return
+        estimates = classical_estimates(x, self.features)
+        for entry in table:
+            scores = {name: value['dispersion']
+                      for name, value in entry.items()
+                      if isinstance(value, dict)}
+            best = min(scores, key=scores.get)
+            if scores[best] >= entry['network']:
+                continue
+            sel = (~saturated & (log_counts >= entry['lo'])
+                   & (log_counts < entry['hi'])
+                   & np.isfinite(estimates[best]))
+            if not sel.any():
+                continue
+            ratio = scores[best] / entry['network']
+            log_counts[sel] = estimates[best][sel] + entry[best]['offset']
+            err[sel] *= ratio
+            flags[sel] |= SATPHOT_FLAGS.HYBRID_CLASSICAL
+            method[sel] = best
 
     # -- files --------------------------------------------------------------
 

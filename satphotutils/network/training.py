@@ -27,7 +27,8 @@ from .dataset import load_features, split_by_star
 from .features import StampFeatures
 from .modelfile import SaturatedStarModel
 
-__all__ = ['PRESETS', 'Trainer', 'TrainingConfig', 'dispersion']
+__all__ = ['PRESETS', 'Trainer', 'TrainingConfig', 'classical_estimates',
+           'dispersion']
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +291,7 @@ class Trainer:
             'label_range': [float(np.min(label[train])),
                             float(np.max(label[train]))]})
         model.metadata['uncertainty_scale'] = _calibrate(model, data, valid)
+        model.metadata['classical'] = _classical_table(model, data, valid)
         model.metadata['validation'] = _metrics(model, data, valid)
         model.metadata['test'] = _metrics(model, data, test)
         model.metadata['training'] = {
@@ -560,6 +562,69 @@ def _calibrate(model, data, rows):
             else 1.0 for name, group in (('saturated', sat),
                                          ('unsaturated', ~sat))}
     return scales
+
+
+def _classical_table(model, data, rows, *, step=0.25, min_rows=50):
+    """
+    Compare the network with classical estimates on validation stars.
+
+    For unsaturated stars, in bins of the network's log counts, the
+    single-exposure dispersion of the network and of each classical
+    estimate (aperture sums of 2, 3 and 5 px, the PSF-weighted sum) after
+    its median offset; the hybrid mode uses the best one per bin.
+    """
+    x = {k: v[rows] for k, v in data.items() if len(v) == len(data['label'])}
+    pred = model.predict_prepared(x)
+    sat = _groups(model, data, rows, pred['log_counts'])
+    estimates = classical_estimates(x, model.features)
+    label = x['label']
+    lo = np.floor(np.min(pred['log_counts'][~sat]) / step) * step \
+        if (~sat).any() else 0.0
+    table = []
+    for start in np.arange(lo, model.saturation_log_counts + step, step):
+        sel = (~sat & (pred['log_counts'] >= start)
+               & (pred['log_counts'] < start + step))
+        if sel.sum() < min_rows:
+            continue
+        entry = {'lo': float(start), 'hi': float(start + step),
+                 'network': float(dispersion(label[sel]
+                                             - pred['log_counts'][sel]))}
+        for name, est in estimates.items():
+            offset = float(np.nanmedian(label[sel] - est[sel]))
+            entry[name] = {'offset': offset, 'dispersion': float(
+                dispersion(label[sel] - est[sel] - offset))}
+        table.append(entry)
+    return table
+
+
+def classical_estimates(x, features):
+    """
+    Return classical log10 flux estimates from prepared features.
+
+    Parameters
+    ----------
+    x : dict
+        Output of `~satphotutils.network.StampFeatures`.
+
+    features : `~satphotutils.network.StampFeatures`
+        The preprocessing.
+
+    Returns
+    -------
+    estimates : dict of `~numpy.ndarray`
+        ``ap2``, ``ap3`` and ``ap5`` (pixel-centre apertures with the
+        annulus background) and ``psf`` (Gaussian-weighted sum).
+    """
+    names = list(features.names)
+    scale = 10 ** x['base']
+    out = {'ap5': x['base']}
+    with np.errstate(invalid='ignore', divide='ignore'):
+        for key, name in (('ap2', 'ap2_ratio'), ('ap3', 'ap3_ratio'),
+                          ('psf', 'psf_ratio')):
+            flux = x['features'][:, names.index(name)] * scale
+            out[key] = np.where(flux > 0, np.log10(np.where(flux > 0, flux,
+                                                            1)), np.nan)
+    return out
 
 
 def _metrics(model, data, rows):

@@ -12,4 +12,7 @@ from satphotutils.utils._lazy import lazy_namespace
 __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
     'baselines': [
         'stamp_aperture_photometry'],
+    'core': [
+        'AperturePhotometryBaseline', 'PSFWingPhotometry',
+        'SaturatedStarPhotometry'],
 })

@@ -1,0 +1,585 @@
+# Licensed under a 3-clause BSD style license - see LICENSE.rst
+"""
+Photometry of saturated stars on images, and classical baselines.
+
+All three classes share one call pattern (photutils' ``PSFPhotometry``):
+configure in ``__init__``, call on an image with target positions, get a
+`~astropy.table.QTable` in photutils' ``AperturePhotometry.to_table()``
+layout with satphotutils columns after ``flags``.
+"""
+
+import datetime
+import warnings
+
+import numpy as np
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+from astropy.nddata import NDData, StdDevUncertainty
+from astropy.stats import sigma_clipped_stats
+from astropy.table import QTable
+from astropy.utils.exceptions import AstropyUserWarning
+
+from satphotutils.utils._misc import get_versions
+from satphotutils.utils.flags import SATPHOT_FLAGS
+
+__all__ = ['AperturePhotometryBaseline', 'PSFWingPhotometry',
+           'SaturatedStarPhotometry']
+
+_X_ALIASES = ('x_init', 'xinit', 'x', 'x_0', 'x0', 'xcentroid',
+              'x_centroid', 'x_center', 'xcen', 'x_cen', 'xpos', 'x_pos')
+_Y_ALIASES = tuple(a.replace('x', 'y', 1) for a in _X_ALIASES)
+
+
+class _Photometry:
+    """Input handling and output layout shared by the photometry classes."""
+
+    method = ''
+
+    def __init__(self, *, stamp_size=21, zeropoint_key='ZP',
+                 transparency_key='TRANSP', sky_key='SKY',
+                 camera_key='CAMERA', filter_key='FILTER',
+                 saturation_level=None):
+        if stamp_size % 2 == 0 or stamp_size < 11:
+            msg = 'stamp_size must be an odd integer >= 11'
+            raise ValueError(msg)
+        self.stamp_size = int(stamp_size)
+        self.keys = {'zeropoint': zeropoint_key,
+                     'transparency': transparency_key, 'sky': sky_key,
+                     'camera': camera_key, 'filter': filter_key}
+        self.saturation_level = saturation_level
+
+    def _config(self):
+        return {'stamp_size': self.stamp_size, 'keys': dict(self.keys),
+                'saturation_level': self.saturation_level}
+
+    def __call__(self, data, *, positions=None, skycoord=None,
+                 init_params=None, mask=None, error=None, wcs=None,
+                 zeropoint=None):
+        """
+        Measure the targets on an image.
+
+        Parameters
+        ----------
+        data : 2D `~numpy.ndarray`, `~astropy.units.Quantity`, `~astropy.nddata.NDData` or `~astropy.nddata.CCDData`
+            The image in counts (ADU), sky included. An NDData brings its
+            own ``mask``, ``uncertainty``, ``wcs``, ``unit`` and ``meta``
+            (header keywords for the zero point, transparency, sky and
+            camera).
+
+        positions : array-like, shape (N, 2), optional
+            Pixel positions ``(x, y)`` of the targets.
+
+        skycoord : `~astropy.coordinates.SkyCoord`, optional
+            Sky positions of the targets (needs a WCS).
+
+        init_params : `~astropy.table.Table`, optional
+            A table with photutils' position columns (``x_init``,
+            ``x``, ``xcentroid``, ... and the same for y) or a
+            ``sky_center``/``skycoord`` column. Give exactly one of
+            ``positions``, ``skycoord`` and ``init_params``.
+
+        mask : 2D bool array, optional
+            Bad pixels (`True`); not with an NDData.
+
+        error : 2D array, optional
+            1-sigma errors of ``data``; not with an NDData.
+
+        wcs : WCS, optional
+            The image's WCS, unless ``data`` carries one.
+
+        zeropoint : float, optional
+            Zero point Z of the reference image; otherwise from the
+            header keyword. Without one, no magnitudes are given.
+
+        Returns
+        -------
+        table : `~astropy.table.QTable`
+            ``id``, ``x_center``, ``y_center``, ``sky_center`` (with a
+            WCS), ``local_bkg``, ``flux``, ``flux_err``, ``flags``,
+            ``log_counts``, ``log_counts_err``, ``mag``, ``mag_err``
+            (with a zero point), ``n_saturated``, ``n_unity``,
+            ``method``; ``meta`` holds the date, versions and
+            configuration. Decode ``flags`` with
+            `~satphotutils.utils.flags.decode_flags`.
+
+        Raises
+        ------
+        ValueError
+            For NDData with an explicit ``mask`` or ``error``, for
+            inconsistent positions, or for shapes that do not match.
+        """
+        image, unit, mask, error, wcs, meta = _unpack(data, mask, error,
+                                                      wcs)
+        x, y, sky_center = _positions(positions, skycoord, init_params, wcs)
+        frame = self._frame_values(image, mask, meta, zeropoint)
+        stamps, stamp_flags, n_sat = self._stamps(image, mask, x, y)
+        result = self._measure(image, mask, error, x, y, stamps, frame)
+        flags = result['flags'] | stamp_flags
+        return self._table(x, y, sky_center, unit, result, flags, n_sat,
+                           frame)
+
+    # -- steps --------------------------------------------------------------
+
+    def _frame_values(self, image, mask, meta, zeropoint):
+        def header(key):
+            name = self.keys[key]
+            return meta.get(name) if name else None
+
+        sky = header('sky')
+        if sky is None:
+            good = np.isfinite(image) if mask is None else \
+                np.isfinite(image) & ~mask
+            _, sky, _ = sigma_clipped_stats(image[::4, ::4][good[::4, ::4]])
+        zp = zeropoint if zeropoint is not None else header('zeropoint')
+        camera, filt = header('camera'), header('filter')
+        code = None if camera is None else \
+            f'{camera}/{filt}' if filt is not None else str(camera)
+        return {'sky': float(sky),
+                'zeropoint': None if zp is None else float(zp),
+                'transparency': float(header('transparency') or 1.0),
+                'camera': code}
+
+    def _stamps(self, image, mask, x, y):
+        """Cut stamps centred on the rounded positions (NaN off the image)."""
+        size = self.stamp_size
+        half = size // 2
+        ny, nx = image.shape
+        ix, iy = np.rint(x).astype(int), np.rint(y).astype(int)
+        offsets = np.arange(-half, half + 1)
+        rows = iy[:, None] + offsets[None, :]
+        cols = ix[:, None] + offsets[None, :]
+        row_ok = (rows >= 0) & (rows < ny)
+        col_ok = (cols >= 0) & (cols < nx)
+        inside = row_ok[:, :, None] & col_ok[:, None, :]
+        stamps = image[np.clip(rows, 0, ny - 1)[:, :, None],
+                       np.clip(cols, 0, nx - 1)[:, None, :]].astype(
+            np.float32)
+        stamps[~inside] = np.nan
+        flags = np.zeros(len(x), dtype=np.int64)
+        partial = ~inside.all(axis=(1, 2))
+        none = ~inside.any(axis=(1, 2))
+        flags[partial] |= 2
+        flags[none] |= 1
+        yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
+        circle = (xx**2 + yy**2 <= 25)[None]
+        if mask is not None:
+            masked = mask[np.clip(rows, 0, ny - 1)[:, :, None],
+                          np.clip(cols, 0, nx - 1)[:, None, :]] & inside
+            flags[(masked & circle).any(axis=(1, 2))] |= 8
+            stamps[masked] = np.nan
+        nonfinite = ~np.isfinite(stamps) & inside
+        flags[(nonfinite & circle).any(axis=(1, 2))] |= 16
+        near = ((x < half) | (y < half) | (x > nx - 1 - half)
+                | (y > ny - 1 - half))
+        flags[near] |= SATPHOT_FLAGS.NEAR_EDGE
+        level = self.saturation_level
+        n_sat = (np.zeros(len(x), dtype=int) if level is None else
+                 np.count_nonzero((stamps >= level) & circle, axis=(1, 2)))
+        return stamps, flags, n_sat
+
+    def _table(self, x, y, sky_center, unit, result, flags, n_sat, frame):
+        table = QTable()
+        table['id'] = np.arange(1, len(x) + 1)
+        table['x_center'] = x
+        table['y_center'] = y
+        if sky_center is not None:
+            table['sky_center'] = sky_center
+        unit = u.dimensionless_unscaled if unit is None else unit
+        log_counts = result['log_counts']
+        err = result['log_counts_err']
+        flux = 10 ** log_counts
+        table['local_bkg'] = result['local_bkg'] * unit
+        table['flux'] = flux * unit
+        table['flux_err'] = flux * np.log(10) * err * unit
+        table['flags'] = flags.astype(np.int64)
+        table['log_counts'] = log_counts
+        table['log_counts_err'] = err
+        if frame['zeropoint'] is not None:
+            from satphotutils.calibration.counts import counts_to_magnitude
+
+            mag, mag_err = counts_to_magnitude(
+                log_counts, frame['zeropoint'], frame['transparency'],
+                log_counts_err=err)
+            table['mag'] = mag * u.mag
+            table['mag_err'] = mag_err * u.mag
+        table['n_saturated'] = n_sat
+        table['n_unity'] = result['n_unity']
+        table['method'] = result['method']
+        table.meta.update({
+            'date': datetime.datetime.now(datetime.UTC).isoformat(
+                timespec='seconds'),
+            'version': get_versions(),
+            'photometry': type(self).__name__,
+            'config': self._config(), 'frame': frame})
+        return table
+
+
+class SaturatedStarPhotometry(_Photometry):
+    """
+    Photometry of saturated (and unsaturated) stars with the network.
+
+    Parameters
+    ----------
+    model : `~satphotutils.network.SaturatedStarModel` or path-like, optional
+        The trained model or its directory; the bundled default if
+        `None`.
+
+    stamp_size : int, optional
+        Stamp size; must match the model's.
+
+    radius : float, optional
+        Radius of the circle of pixels the network uses; must match the
+        model's (the paper's 5 px). `None` takes the model's.
+
+    local_bkg_estimator : callable, optional
+        A photutils ``LocalBackground``-like callable ``(data, x, y,
+        mask=)`` whose value is reported as ``local_bkg``; the network
+        uses its own annulus (part of its preprocessing), which is
+        reported if `None`.
+
+    zeropoint_key, transparency_key, sky_key, camera_key, filter_key : str, optional
+        Header keywords read from an NDData's ``meta``.
+
+    saturation_level : float, optional
+        Counts at and above which a pixel counts as saturated in
+        ``n_saturated``.
+
+    hybrid : bool, optional
+        For unsaturated stars, use the classical estimate that beat the
+        network on the model's validation stars of the same brightness,
+        if any (flagged ``hybrid_classical``).
+
+    ensemble, reflections : bool, optional
+        Average all ensemble members / the four reflections.
+
+    batch_size : int, optional
+        Stamps per forward pass (bounds the memory).
+
+    device : str, optional
+        Accepted for symmetry with training; inference runs on the CPU.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from satphotutils.photometry import SaturatedStarPhotometry
+    >>> from satphotutils.simulation import (Camera, Detector,
+    ...                                      FrameSimulator, Scene)
+    >>> from astropy.coordinates import SkyCoord
+    >>> from astropy import units as u
+    >>> centre = SkyCoord(150, -40, unit='deg')
+    >>> scene = Scene(centre.directional_offset_by([0, 90] * u.deg,
+    ...               [1, 3] * u.arcmin), [7.0, 10.0], [1.0, 1.0])
+    >>> camera = Camera(detector=Detector(shape=(200, 200)))
+    >>> frame, truth = FrameSimulator(camera=camera, pointing=centre)(
+    ...     scene, mjd=59000.0, seed=1)
+    >>> phot = SaturatedStarPhotometry()
+    >>> table = phot(frame, skycoord=scene.coord)
+    >>> table['mag'].round(1).value.tolist()
+    [7.0, 10.0]
+    """
+
+    method = 'network'
+
+    def __init__(self, model=None, *, stamp_size=21, radius=None,
+                 local_bkg_estimator=None, zeropoint_key='ZP',
+                 transparency_key='TRANSP', sky_key='SKY',
+                 camera_key='CAMERA', filter_key='FILTER',
+                 saturation_level=None, hybrid=True, ensemble=False,
+                 reflections=False, batch_size=65536, device=None):
+        super().__init__(stamp_size=stamp_size, zeropoint_key=zeropoint_key,
+                         transparency_key=transparency_key, sky_key=sky_key,
+                         camera_key=camera_key, filter_key=filter_key,
+                         saturation_level=saturation_level)
+        from satphotutils.network import SaturatedStarModel
+
+        if model is None:
+            model = SaturatedStarModel.default()
+        elif not isinstance(model, SaturatedStarModel):
+            model = SaturatedStarModel.read(model)
+        self.model = model
+        features = model.features
+        if features.stamp_size != self.stamp_size:
+            msg = (f'stamp_size={stamp_size} does not match the model '
+                   f'({features.stamp_size})')
+            raise ValueError(msg)
+        if radius is not None and radius != features.radius:
+            msg = (f'radius={radius} does not match the model '
+                   f'({features.radius}); retrain to use another circle')
+            raise ValueError(msg)
+        self.radius = features.radius
+        self.local_bkg_estimator = local_bkg_estimator
+        self.hybrid = hybrid
+        self.ensemble = ensemble
+        self.reflections = reflections
+        self.batch_size = int(batch_size)
+        self.device = device
+
+    def __repr__(self):
+        return f'<SaturatedStarPhotometry {self.model!r}>'
+
+    def _config(self):
+        config = super()._config()
+        config.update({'radius': self.radius, 'hybrid': self.hybrid,
+                       'ensemble': self.ensemble,
+                       'reflections': self.reflections,
+                       'batch_size': self.batch_size,
+                       'model': {k: self.model.metadata.get(k) for k in
+                                 ('created', 'format_version')}})
+        config['model']['training_command'] = self.model.metadata.get(
+            'training', {}).get('command')
+        return config
+
+    def _measure(self, image, mask, error, x, y, stamps, frame):
+        n = len(x)
+        dx = x - np.rint(x)
+        dy = y - np.rint(y)
+        zp = frame['zeropoint'] if frame['zeropoint'] is not None else 25.5
+        camera = None if frame['camera'] is None else \
+            np.full(n, frame['camera'])
+        x_feat = self.model.features(
+            stamps, zeropoint=np.full(n, zp), sky=np.full(n, frame['sky']),
+            dx=dx, dy=dy, camera=camera)
+        pred = self.model.predict_prepared(
+            x_feat, ensemble=self.ensemble, reflections=self.reflections,
+            hybrid=self.hybrid, batch_size=self.batch_size)
+        flags = pred['flags'] & ~np.int64(16)  # re-derived from the mask
+        local_bkg = pred['local_bkg']
+        if self.local_bkg_estimator is not None:
+            local_bkg = np.asarray(self.local_bkg_estimator(
+                image, x, y, mask=mask), dtype=float)
+        return {'log_counts': pred['log_counts'],
+                'log_counts_err': pred['log_counts_err'], 'flags': flags,
+                'local_bkg': local_bkg, 'n_unity': pred['n_unity'],
+                'method': pred['method']}
+
+
+class AperturePhotometryBaseline(_Photometry):
+    """
+    Classical aperture photometry with a local background (photutils).
+
+    ``radius=2`` is the survey-style aperture. Parameters not listed are
+    as for `SaturatedStarPhotometry`.
+
+    Parameters
+    ----------
+    radius : float, optional
+        Aperture radius (pixels).
+
+    annulus : tuple of float, optional
+        Inner and outer radius of the background annulus (sigma-clipped
+        median, photutils ``LocalBackground``).
+
+    aperture_correction : float, optional
+        Magnitudes added for the light outside the aperture (a constant,
+        as a survey would determine it from bright unsaturated stars).
+    """
+
+    method = 'aperture'
+
+    def __init__(self, *, radius=2.0, annulus=(7.0, 10.0),
+                 aperture_correction=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.radius = float(radius)
+        self.annulus = tuple(annulus)
+        self.aperture_correction = float(aperture_correction)
+
+    def _config(self):
+        return super()._config() | {'radius': self.radius,
+                                    'annulus': self.annulus}
+
+    def _measure(self, image, mask, error, x, y, stamps, frame):
+        from photutils.aperture import CircularAperture, aperture_photometry
+        from photutils.background import LocalBackground
+
+        bkg = LocalBackground(*self.annulus)(image, x, y, mask=mask)
+        aperture = CircularAperture(np.column_stack([x, y]), r=self.radius)
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', AstropyUserWarning)
+            phot = aperture_photometry(image, aperture, mask=mask,
+                                       error=error)
+        flux = np.asarray(phot['aperture_sum'], dtype=float) \
+            - bkg * aperture.area
+        flux *= 10 ** (0.4 * self.aperture_correction)
+        with np.errstate(invalid='ignore', divide='ignore'):
+            log_counts = np.where(flux > 0, np.log10(np.abs(flux)), np.nan)
+            if error is not None:
+                ferr = np.asarray(phot['aperture_sum_err'], dtype=float)
+            else:
+                # Poisson of the star plus the sky, read noise unknown.
+                ferr = np.sqrt(np.abs(flux) + aperture.area
+                               * np.maximum(bkg, 0))
+            err = ferr / np.abs(flux) / np.log(10)
+        flags = np.zeros(len(x), dtype=np.int64)
+        flags[~np.isfinite(log_counts)] |= 16
+        unity = (stamps == 1.0).sum(axis=(1, 2))
+        return {'log_counts': log_counts, 'log_counts_err': err,
+                'flags': flags, 'local_bkg': bkg, 'n_unity': unity,
+                'method': np.full(len(x), f'ap{self.radius:g}')}
+
+
+class PSFWingPhotometry(_Photometry):
+    """
+    PSF fitting of the unsaturated wings (photutils ``PSFPhotometry``).
+
+    Pixels at or above ``saturation_level`` and the columns of their
+    bleed trails within the fit box are masked, the position is held at
+    the target's, and only the flux is fitted. Parameters not listed are
+    as for `SaturatedStarPhotometry`.
+
+    Parameters
+    ----------
+    psf_model : `astropy.modeling.Fittable2DModel`
+        A photutils PSF model with ``x_0``, ``y_0`` and ``flux`` (e.g. an
+        ``ImagePSF`` from ``EPSFBuilder`` on unsaturated stars of the
+        frame).
+
+    fit_shape : int, optional
+        Size of the fit box (odd).
+
+    saturation_level : float
+        Counts from which pixels are masked.
+
+    core_radius : float, optional
+        Pixels within this radius of the target are masked as well (the
+        survey pipeline rewrites saturated cores).
+
+    annulus : tuple of float, optional
+        Local-background annulus.
+    """
+
+    method = 'psf_wings'
+
+    def __init__(self, psf_model, *, fit_shape=15, saturation_level,
+                 core_radius=0.0, annulus=(7.0, 10.0), **kwargs):
+        super().__init__(saturation_level=saturation_level, **kwargs)
+        if fit_shape % 2 == 0:
+            msg = 'fit_shape must be odd'
+            raise ValueError(msg)
+        self.psf_model = psf_model
+        self.fit_shape = int(fit_shape)
+        self.core_radius = float(core_radius)
+        self.annulus = tuple(annulus)
+
+    def _config(self):
+        return super()._config() | {'fit_shape': self.fit_shape,
+                                    'core_radius': self.core_radius}
+
+    def _measure(self, image, mask, error, x, y, stamps, frame):
+        from photutils.background import LocalBackground
+        from photutils.psf import PSFPhotometry
+
+        model = self.psf_model.copy()
+        model.x_0.fixed = True
+        model.y_0.fixed = True
+        bad = ~np.isfinite(image) | (image >= self.saturation_level)
+        # Mask the bleed columns of saturated pixels near each target.
+        half = self.fit_shape // 2
+        ny, nx = image.shape
+        for xi, yi in zip(np.rint(x).astype(int), np.rint(y).astype(int),
+                          strict=True):
+            y0, y1 = max(yi - half, 0), min(yi + half + 1, ny)
+            x0, x1 = max(xi - half, 0), min(xi + half + 1, nx)
+            box = bad[y0:y1, x0:x1]
+            cols = box.any(axis=0)
+            box[:, cols] = True
+            if self.core_radius > 0:
+                yy, xx = np.mgrid[y0:y1, x0:x1]
+                box |= np.hypot(xx - xi, yy - yi) <= self.core_radius
+        if mask is not None:
+            bad |= mask
+        init = QTable({'x': x, 'y': y})
+        phot = PSFPhotometry(model, self.fit_shape, aperture_radius=3,
+                             local_bkg_estimator=LocalBackground(
+                                 *self.annulus))
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', AstropyUserWarning)
+            res = phot(np.where(bad, 0.0, image), mask=bad, error=error,
+                       init_params=init)
+        flux = np.asarray(res['flux_fit'], dtype=float)
+        with np.errstate(invalid='ignore', divide='ignore'):
+            log_counts = np.where(flux > 0, np.log10(np.abs(flux)), np.nan)
+            err = np.asarray(res['flux_err'], dtype=float) / np.abs(flux) \
+                / np.log(10)
+        flags = np.asarray(res['flags'], dtype=np.int64)
+        unity = (stamps == 1.0).sum(axis=(1, 2))
+        return {'log_counts': log_counts, 'log_counts_err': err,
+                'flags': flags, 'local_bkg': np.asarray(res['local_bkg']),
+                'n_unity': unity,
+                'method': np.full(len(x), 'psf_wings')}
+
+
+def _unpack(data, mask, error, wcs):
+    meta = {}
+    unit = None
+    if isinstance(data, NDData):
+        if mask is not None or error is not None:
+            msg = ('The mask and error keywords must be None when data is '
+                   'an NDData instance. Define the mask and uncertainty in '
+                   'the NDData object instead.')
+            raise ValueError(msg)
+        mask = None if data.mask is None else np.asarray(data.mask, bool)
+        if data.uncertainty is not None:
+            error = np.asarray(
+                data.uncertainty.represent_as(StdDevUncertainty).array)
+        wcs = data.wcs if wcs is None else wcs
+        unit = data.unit
+        meta = dict(data.meta) if data.meta is not None else {}
+        image = np.asarray(data.data, dtype=float)
+    elif isinstance(data, u.Quantity):
+        unit = data.unit
+        image = np.asarray(data.value, dtype=float)
+    else:
+        image = np.asarray(data, dtype=float)
+    if image.ndim != 2:
+        msg = f'data must be a 2D image, got shape {image.shape}'
+        raise ValueError(msg)
+    for name, value in (('mask', mask), ('error', error)):
+        if value is not None and np.shape(value) != image.shape:
+            msg = (f'{name} must have the shape of data {image.shape}, '
+                   f'got {np.shape(value)}')
+            raise ValueError(msg)
+    if isinstance(error, u.Quantity):
+        error = error.to_value(unit) if unit is not None else error.value
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+    return image, unit, mask, error, wcs, meta
+
+
+def _positions(positions, skycoord, init_params, wcs):
+    given = [p is not None for p in (positions, skycoord, init_params)]
+    if sum(given) != 1:
+        msg = 'give exactly one of positions, skycoord and init_params'
+        raise ValueError(msg)
+    if init_params is not None:
+        cols = init_params.colnames
+        xname = next((c for c in _X_ALIASES if c in cols), None)
+        yname = next((c for c in _Y_ALIASES if c in cols), None)
+        if xname and yname:
+            positions = np.column_stack([np.asarray(init_params[xname],
+                                                    float),
+                                         np.asarray(init_params[yname],
+                                                    float)])
+        elif any(c in cols for c in ('sky_center', 'skycoord')):
+            skycoord = init_params['sky_center' if 'sky_center' in cols
+                                   else 'skycoord']
+        elif 'ra' in cols and 'dec' in cols:
+            skycoord = SkyCoord(init_params['ra'], init_params['dec'],
+                                unit='deg')
+        else:
+            msg = ('init_params needs x/y columns (x_init, x, xcentroid, '
+                   '...), a sky_center column, or ra and dec')
+            raise ValueError(msg)
+    if skycoord is not None:
+        if wcs is None:
+            msg = 'skycoord needs a WCS: pass wcs= or data with a wcs'
+            raise ValueError(msg)
+        skycoord = SkyCoord(skycoord).reshape(-1)
+        x, y = wcs.world_to_pixel(skycoord)
+        return np.asarray(x, float), np.asarray(y, float), skycoord
+    positions = np.atleast_2d(np.asarray(positions, dtype=float))
+    if positions.ndim != 2 or positions.shape[1] != 2:
+        msg = 'positions must have shape (N, 2): x, y'
+        raise ValueError(msg)
+    x, y = positions[:, 0], positions[:, 1]
+    sky = None if wcs is None else wcs.pixel_to_world(x, y)
+    return x, y, sky

@@ -1,0 +1,162 @@
+import numpy as np
+import pytest
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+from astropy.nddata import CCDData, NDData, StdDevUncertainty
+from astropy.table import QTable, Table
+from numpy.testing import assert_allclose
+
+from satphotutils.cli import main
+from satphotutils.photometry import (
+    AperturePhotometryBaseline,
+    PSFWingPhotometry,
+    SaturatedStarPhotometry,
+)
+from satphotutils.simulation import Camera, Detector, FrameSimulator, Scene
+from satphotutils.utils.flags import SATPHOT_FLAGS, decode_flags
+
+CENTRE = SkyCoord(60.0, -30.0, unit='deg')
+
+
+@pytest.fixture(scope='module', name='frame')
+def fixture_frame():
+    detector = Detector(shape=(1024, 400))
+    rng = np.random.default_rng(3)
+    x = np.linspace(40, 360, 12) + rng.uniform(-0.5, 0.5, 12)
+    y = rng.uniform(450, 570, 12)
+    coords = detector.wcs(CENTRE).pixel_to_world(x, y)
+    scene = Scene.random(CENTRE, radius=1.0 * u.deg, g_max=15.0, seed=2)
+    scene.add(coords, np.linspace(5.0, 13.5, 12), np.full(12, 1.0),
+              name=[f't{i}' for i in range(12)])
+    sim = FrameSimulator(camera=Camera(detector=detector), pointing=CENTRE)
+    frame, truth = sim(scene, mjd=59500.0, seed=4)
+    truth = truth[np.char.startswith(np.asarray(truth['name'], str), 't')]
+    return frame, truth
+
+
+@pytest.fixture(scope='module', name='phot')
+def fixture_phot():
+    return SaturatedStarPhotometry()
+
+
+def test_measures_saturated_stars_against_truth(frame, phot):
+    ccd, truth = frame
+    table = phot(ccd, skycoord=truth['sky_coord'])
+    assert isinstance(table, QTable)
+    assert table.colnames[:9] == ['id', 'x_center', 'y_center',
+                                  'sky_center', 'local_bkg', 'flux',
+                                  'flux_err', 'flags', 'log_counts']
+    assert {'mag', 'mag_err', 'n_saturated', 'n_unity',
+            'method'} <= set(table.colnames)
+    assert table['flux'].unit == u.adu
+    assert table['mag'].unit == u.mag
+    assert list(table['id']) == list(range(1, 13))
+    assert_allclose(table['x_center'], truth['x'], atol=1e-6)
+    ok = np.isin(truth['outcome'], ['ok', 'none'])
+    diff = (table['mag'] - truth['mag']).value[ok]
+    assert np.median(np.abs(diff)) < 0.03
+    # The 2-px aperture is far worse on the saturated stars.
+    ap = AperturePhotometryBaseline(radius=2.0)(ccd, skycoord=truth[
+        'sky_coord'])
+    sat = np.asarray(truth['saturated'])[ok]
+    ap_diff = (ap['mag'] - truth['mag']).value[ok]
+    assert np.median(np.abs(ap_diff[sat] - np.median(ap_diff))) > \
+        3 * np.median(np.abs(diff[sat]))
+    assert table.meta['version']['satphotutils']
+    assert table.meta['config']['radius'] == 5.0
+
+
+def test_positions_skycoord_and_init_params_agree(frame, phot):
+    ccd, truth = frame
+    by_sky = phot(ccd, skycoord=truth['sky_coord'])
+    by_xy = phot(ccd, positions=np.column_stack([truth['x'], truth['y']]))
+    by_init = phot(ccd, init_params=Table({'x_init': truth['x'],
+                                           'y_init': truth['y']}))
+    radec = Table({'ra': truth['sky_coord'].ra.deg,
+                   'dec': truth['sky_coord'].dec.deg})
+    by_radec = phot(ccd, init_params=radec)
+    for other in (by_xy, by_init, by_radec):
+        assert_allclose(other['log_counts'], by_sky['log_counts'],
+                        atol=1e-6)
+    assert 'sky_center' in by_xy.colnames
+
+
+def test_plain_arrays_quantities_and_explicit_zeropoint(frame, phot):
+    ccd, truth = frame
+    pos = np.column_stack([truth['x'], truth['y']])
+    plain = phot(np.asarray(ccd.data), positions=pos)
+    assert 'mag' not in plain.colnames  # no header, no zero point
+    assert 'sky_center' not in plain.colnames
+    quantity = phot(ccd.data * u.adu, positions=pos,
+                    zeropoint=ccd.meta['ZP'])
+    assert quantity['flux'].unit == u.adu
+    assert 'mag' in quantity.colnames
+
+
+def test_nddata_rules(frame, phot):
+    ccd, truth = frame
+    pos = np.column_stack([truth['x'], truth['y']])
+    with pytest.raises(ValueError, match='must be None when data is an'):
+        phot(ccd, positions=pos, mask=np.zeros(ccd.shape, bool))
+    with pytest.raises(ValueError, match='exactly one of'):
+        phot(ccd, positions=pos, skycoord=truth['sky_coord'])
+    with pytest.raises(ValueError, match='needs a WCS'):
+        phot(np.asarray(ccd.data), skycoord=truth['sky_coord'])
+    mask = np.zeros(ccd.shape, bool)
+    iy, ix = int(round(truth['y'][3])), int(round(truth['x'][3]))
+    mask[iy, ix + 1] = True
+    nd = NDData(ccd.data, mask=mask, wcs=ccd.wcs, meta=ccd.meta,
+                uncertainty=StdDevUncertainty(np.ones(ccd.shape)),
+                unit=u.adu)
+    table = phot(nd, positions=pos)
+    assert 'masked_pixels' in decode_flags(table['flags'][3])
+    assert table['flags'][2] & 8 == 0
+
+
+def test_edge_targets_are_flagged_not_lost(frame, phot):
+    ccd, _ = frame
+    table = phot(ccd, positions=[[3.0, 500.0], [200.0, 500.0],
+                                 [-50.0, -50.0]])
+    assert table['flags'][0] & 2
+    assert table['flags'][0] & SATPHOT_FLAGS.NEAR_EDGE
+    assert table['flags'][1] & 3 == 0
+    assert table['flags'][2] & 1
+    assert len(table) == 3
+
+
+def test_model_configuration_is_checked():
+    with pytest.raises(ValueError, match='radius=4'):
+        SaturatedStarPhotometry(radius=4)
+    with pytest.raises(ValueError, match='stamp_size'):
+        SaturatedStarPhotometry(stamp_size=25)
+
+
+def test_psf_wing_baseline_runs_on_the_same_api(frame):
+    from photutils.psf import CircularGaussianPRF
+
+    ccd, truth = frame
+    wings = PSFWingPhotometry(CircularGaussianPRF(fwhm=ccd.meta['FWHM']),
+                              saturation_level=40000, core_radius=1.5)
+    table = wings(ccd, skycoord=truth['sky_coord'])
+    assert table['method'][0] == 'psf_wings'
+    faint = np.asarray(truth['mag']) > 12
+    diff = (table['mag'] - truth['mag']).value[faint]
+    assert np.all(np.isfinite(diff))
+
+
+def test_photometry_command(frame, tmp_path, capsys):
+    ccd, truth = frame
+    image = tmp_path / 'frame.fits'
+    ccd.write(image)
+    targets = tmp_path / 'targets.ecsv'
+    Table({'name': truth['name'], 'ra': truth['sky_coord'].ra.deg,
+           'dec': truth['sky_coord'].dec.deg}).write(targets)
+    out = tmp_path / 'out.ecsv'
+    assert main(['photometry', str(image), '--targets', str(targets),
+                 '-o', str(out)]) == 0
+    table = QTable.read(out)
+    assert list(table['name']) == list(truth['name'])
+    assert 'mag' in table.colnames
+    read = CCDData.read(image)
+    direct = SaturatedStarPhotometry()(read, skycoord=truth['sky_coord'])
+    assert_allclose(table['log_counts'], direct['log_counts'], atol=1e-6)
