@@ -88,8 +88,7 @@ def _demo(args):
         AperturePhotometryBaseline,
         SaturatedStarPhotometry,
     )
-    from satphotutils.simulation import Camera, Detector, FrameSimulator
-    from satphotutils.simulation import Scene
+    from satphotutils.simulation import Camera, Detector, FrameSimulator, Scene
     from satphotutils.utils.flags import decode_flags
 
     start = time.perf_counter()
@@ -134,11 +133,10 @@ def _demo(args):
     # Exposures whose trail flux the pipeline lost or misplaced cannot be
     # recovered by anyone; they are left out of the summary.
     ok = (table['flags'] == 0) & np.isin(table['pipeline'], ['ok', 'none'])
+    ap_68 = np.nanpercentile(np.abs(ap_diff - np.nanmedian(ap_diff)), 68)
     print(f'network minus truth: median {np.nanmedian(diff[ok]):+.3f} mag, '
           f'68% within {np.nanpercentile(np.abs(diff[ok]), 68):.3f} mag; '
-          f'2-px aperture: 68% within '
-          f'{np.nanpercentile(np.abs(ap_diff - np.nanmedian(ap_diff)), 68):.3f}'
-          ' mag')
+          f'2-px aperture: 68% within {ap_68:.3f} mag')
     flagged = [f"{i}: {', '.join(decode_flags(f))}"
                for i, f in zip(table['id'], table['flags'], strict=True)
                if f]

@@ -60,8 +60,9 @@ class _Photometry:
 
         Parameters
         ----------
-        data : 2D `~numpy.ndarray`, `~astropy.units.Quantity`, `~astropy.nddata.NDData` or `~astropy.nddata.CCDData`
-            The image in counts (ADU), sky included. An NDData brings its
+        data : 2D array, `~astropy.units.Quantity` or `~astropy.nddata.NDData`
+            The image in counts (ADU), sky included. An NDData (or
+            `~astropy.nddata.CCDData`) brings its
             own ``mask``, ``uncertainty``, ``wcs``, ``unit`` and ``meta``
             (header keywords for the zero point, transparency, sky and
             camera).
@@ -237,8 +238,11 @@ class SaturatedStarPhotometry(_Photometry):
         uses its own annulus (part of its preprocessing), which is
         reported if `None`.
 
-    zeropoint_key, transparency_key, sky_key, camera_key, filter_key : str, optional
+    zeropoint_key, transparency_key, sky_key : str, optional
         Header keywords read from an NDData's ``meta``.
+
+    camera_key, filter_key : str, optional
+        Header keywords of the camera and filter.
 
     saturation_level : float, optional
         Counts at and above which a pixel counts as saturated in

@@ -103,7 +103,7 @@ def test_nddata_rules(frame, phot):
     with pytest.raises(ValueError, match='needs a WCS'):
         phot(np.asarray(ccd.data), skycoord=truth['sky_coord'])
     mask = np.zeros(ccd.shape, bool)
-    iy, ix = int(round(truth['y'][3])), int(round(truth['x'][3]))
+    iy, ix = np.rint([truth['y'][3], truth['x'][3]]).astype(int)
     mask[iy, ix + 1] = True
     nd = NDData(ccd.data, mask=mask, wcs=ccd.wcs, meta=ccd.meta,
                 uncertainty=StdDevUncertainty(np.ones(ccd.shape)),
