@@ -24,6 +24,7 @@ _SUBCOMMAND_MODULES = (
     'satphotutils.simulation._cli',
     'satphotutils.network._cli',
     'satphotutils.photometry._cli',
+    'satphotutils.lightcurves._cli',
 )
 
 # Exit statuses: 1 for a failure of the requested work, 2 for a usage

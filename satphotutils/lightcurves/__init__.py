@@ -6,4 +6,15 @@ Stage 6 of the pipeline (simulate, calibrate, stamps, network,
 photometry, *light curves*, intercalibration).
 """
 
-__all__ = []
+from satphotutils.utils._lazy import lazy_namespace
+
+# Public names and their modules, imported on first use.
+__getattr__, __dir__, __all__ = lazy_namespace(__name__, {
+    'epochs': [
+        'REJECT_FLAGS', 'assign_epochs', 'combine_epochs',
+        'lightcurve_statistics'],
+    'pipeline': [
+        'LightCurvePipeline', 'LightCurveRun', 'list_frames'],
+    'plotting': [
+        'plot_lightcurve'],
+})

@@ -13,7 +13,8 @@ def register(subparsers, formatter_class):
                      'labels (star-grouped 60/20/20 split, reflections, '
                      'early stopping, checkpoints every epoch: rerun the '
                      'same command to resume after an interruption).'))
-    train.add_argument('stamps', metavar='STAMPS.fits')
+    train.add_argument('stamps', metavar='STAMPS.fits', nargs='+',
+                       help='one or more stamp tables')
     train.add_argument('-o', '--output', required=True, metavar='MODEL_DIR',
                        help='directory for the model and its checkpoints')
     train.add_argument('--preset', default='default',
@@ -92,7 +93,8 @@ def _train(args):
                if getattr(args, name) is not None}
     config = dataclasses.replace(PRESETS[args.preset], **changes)
     trainer = Trainer(config, device=args.device, progress=True)
-    model = trainer(args.stamps, args.output, resume=not args.no_resume,
+    stamps = args.stamps[0] if len(args.stamps) == 1 else args.stamps
+    model = trainer(stamps, args.output, resume=not args.no_resume,
                     overwrite=args.overwrite,
                     provenance={'command': ' '.join(
                         ['satphot', *sys.argv[1:]])})

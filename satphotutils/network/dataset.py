@@ -60,8 +60,9 @@ def load_features(source, features, *, chunk_size=50_000,
 
     Parameters
     ----------
-    source : path-like or `~astropy.table.Table`
-        The stamp table.
+    source : path-like, `~astropy.table.Table`, or a list of them
+        The stamp table(s). With several, ``star_id`` values are offset
+        per table so that stars of different tables stay distinct.
 
     features : `~satphotutils.network.StampFeatures`
         The preprocessing.
@@ -78,18 +79,27 @@ def load_features(source, features, *, chunk_size=50_000,
         The output of `StampFeatures` for all rows, plus the extra
         columns present in the table.
     """
-    if isinstance(source, Table):
-        chunks = (source[i:i + chunk_size]
-                  for i in range(0, len(source), chunk_size))
-    else:
-        chunks = iter_stamp_table(source, chunk_size=chunk_size)
+    sources = source if isinstance(source, (list, tuple)) else [source]
     parts = []
-    for chunk in chunks:
-        result = features_of(chunk, features)
-        for name in extra_columns:
-            if name in chunk.colnames:
-                result[name] = np.asarray(chunk[name])
-        parts.append(result)
+    offset = 0
+    for src in sources:
+        if isinstance(src, Table):
+            chunks = (src[i:i + chunk_size]
+                      for i in range(0, len(src), chunk_size))
+        else:
+            chunks = iter_stamp_table(src, chunk_size=chunk_size)
+        largest = -1
+        for chunk in chunks:
+            result = features_of(chunk, features)
+            for name in extra_columns:
+                if name in chunk.colnames:
+                    result[name] = np.asarray(chunk[name])
+            if 'star_id' in result:
+                result['star_id'] = result['star_id'].astype(np.int64) \
+                    + offset
+                largest = max(largest, int(result['star_id'].max()))
+            parts.append(result)
+        offset = largest + 1
     if not parts:
         msg = 'the stamp table has no rows'
         raise ValueError(msg)

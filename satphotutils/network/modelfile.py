@@ -10,6 +10,7 @@ architecture, uncertainty calibration, training provenance, validation
 metrics and the package version).
 """
 
+import concurrent.futures
 import datetime
 import json
 from importlib import resources
@@ -148,7 +149,7 @@ class SaturatedStarModel:
 
     def __call__(self, stamps, *, zeropoint, sky, dx=None, dy=None,
                  camera=None, ensemble=False, reflections=False,
-                 batch_size=65536):
+                 batch_size=16384):
         """
         Predict the log10 counts of the targets of a batch of stamps.
 
@@ -181,11 +182,34 @@ class SaturatedStarModel:
             ``aperture_log_counts`` (the 5-px aperture sum the network
             corrects), ``local_bkg`` and ``n_unity``.
         """
-        x = self.features(stamps, zeropoint=zeropoint, sky=sky, dx=dx,
-                          dy=dy, camera=camera)
-        return self.predict_prepared(x, ensemble=ensemble,
-                                     reflections=reflections,
-                                     batch_size=batch_size)
+        n = len(stamps)
+        columns = {'zeropoint': zeropoint, 'sky': sky, 'dx': dx, 'dy': dy,
+                   'camera': camera}
+        columns = {k: None if v is None else np.broadcast_to(
+            np.asarray(v), (n,)) for k, v in columns.items()}
+
+        def prepare(start):
+            sl = slice(start, start + batch_size)
+            return self.features(
+                stamps[sl], **{k: None if v is None else v[sl]
+                               for k, v in columns.items()})
+
+        # Preprocessing (NumPy, one thread) of the next batch overlaps the
+        # network (torch, all threads) on the current one.
+        starts = list(range(0, n, batch_size)) or [0]
+        parts = []
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            future = pool.submit(prepare, starts[0])
+            for i, _ in enumerate(starts):
+                x = future.result()
+                if i + 1 < len(starts):
+                    future = pool.submit(prepare, starts[i + 1])
+                parts.append(self.predict_prepared(
+                    x, ensemble=ensemble, reflections=reflections,
+                    batch_size=batch_size))
+        if len(parts) == 1:
+            return parts[0]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def predict_prepared(self, x, *, ensemble=False, reflections=False,
                          hybrid=False, batch_size=65536):

@@ -226,8 +226,8 @@ class Trainer:
 
         Parameters
         ----------
-        stamps : path-like or `~astropy.table.Table`
-            The stamp table, with labels ``log_counts``.
+        stamps : path-like, `~astropy.table.Table` or list of them
+            The stamp table(s), with labels ``log_counts``.
 
         output_dir : path-like
             Directory for the model and the per-epoch checkpoints
@@ -295,8 +295,7 @@ class Trainer:
         model.metadata['validation'] = _metrics(model, data, valid)
         model.metadata['test'] = _metrics(model, data, test)
         model.metadata['training'] = {
-            'source': str(stamps) if not hasattr(stamps, 'colnames')
-            else 'in-memory table',
+            'source': _describe(stamps),
             'rows': len(x), 'rows_used': {'train': len(train),
                                           'validation': len(valid),
                                           'test': len(test)},
@@ -447,6 +446,13 @@ class Trainer:
         return net, state['best']
 
 
+def _describe(stamps):
+    if isinstance(stamps, (list, tuple)):
+        return [_describe(s) for s in stamps]
+    return 'in-memory table' if hasattr(stamps, 'colnames') else \
+        Path(stamps).name
+
+
 def _cameras_in(stamps):
     """Return the sorted 'camera/filter' codes of a stamp table."""
     from astropy.table import Table
@@ -458,6 +464,8 @@ def _cameras_in(stamps):
 
     from .dataset import camera_codes
 
+    if isinstance(stamps, (list, tuple)):
+        return tuple(sorted({c for s in stamps for c in _cameras_in(s)}))
     if isinstance(stamps, Table):
         head = stamps
     else:

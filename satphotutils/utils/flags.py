@@ -51,6 +51,12 @@ _DEFINITIONS = (
     FlagDefinition(1048576, 'near_edge',
                    'the target is closer to the image edge than the '
                    'stamp half-size'),
+    FlagDefinition(2097152, 'lightcurve_outlier',
+                   'a light-curve point rejected by sigma clipping (MAD '
+                   'standard deviation) about the median'),
+    FlagDefinition(4194304, 'no_calibration',
+                   'the frame could not be calibrated (no zero point, or '
+                   'too few comparison stars)'),
 )
 
 

@@ -1,0 +1,480 @@
+# Licensed under a 3-clause BSD style license - see LICENSE.rst
+"""
+Light curves of many targets from many frames.
+
+The unit of work is a frame: it is read once, all targets on it are
+measured in one batched call, and the result is written atomically to
+``OUTDIR/frames/`` before the next. A rerun with ``resume`` skips frames
+already done, so an interrupted run continues without duplicating rows.
+Frames that cannot be read, have no WCS or lack a needed keyword are
+skipped and listed in ``report.json``. Serially by default; with a Dask
+scheduler (``'threads'``, ``'processes'``, a ``distributed.Client`` or
+its address) through the same per-frame function.
+"""
+
+import dataclasses
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+from astropy.io import fits
+from astropy.io.fits.verify import VerifyWarning
+from astropy.stats import sigma_clipped_stats
+from astropy.table import QTable, Table, vstack
+from astropy.time import Time
+from astropy.wcs import FITSFixedWarning
+
+from satphotutils.utils.exceptions import SatphotutilsError
+from satphotutils.utils.flags import SATPHOT_FLAGS
+from satphotutils.utils.io import atomic_output
+
+from .epochs import combine_epochs, lightcurve_statistics
+
+__all__ = ['LightCurvePipeline', 'LightCurveRun', 'list_frames']
+
+log = logging.getLogger(__name__)
+
+
+def list_frames(frames, **filters):
+    """
+    List FITS frames from a directory, a glob pattern or a list.
+
+    Parameters
+    ----------
+    frames : path-like, str or list
+        A directory (read with `ccdproc.ImageFileCollection`), a glob
+        pattern, or a list of files.
+
+    **filters
+        Header keyword values a frame must have (e.g. ``FILTER='g'``),
+        applied through `ccdproc.ImageFileCollection.files_filtered`.
+
+    Returns
+    -------
+    files : list of `~pathlib.Path`
+    """
+    from ccdproc import ImageFileCollection
+
+    if isinstance(frames, (str, Path)) and Path(frames).is_dir():
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            collection = ImageFileCollection(str(frames),
+                                             glob_include='*.fit*')
+            if not len(collection.summary or []):
+                return []
+            files = collection.files_filtered(include_path=True, **filters)
+        return sorted(Path(f) for f in files)
+    if isinstance(frames, (str, Path)):
+        import glob
+
+        files = [Path(f) for f in sorted(glob.glob(str(frames)))]
+    else:
+        files = [Path(f) for f in frames]
+    if filters:
+        keep = []
+        for f in files:
+            try:
+                header = fits.getheader(f)
+            except OSError:
+                keep.append(f)  # reported as unreadable by the run
+                continue
+            if all(str(header.get(k)) == str(v) for k, v in filters.items()):
+                keep.append(f)
+        files = keep
+    return files
+
+
+def _read_targets(targets):
+    if not isinstance(targets, Table):
+        targets = QTable.read(targets)
+    if 'skycoord' in targets.colnames:
+        coord = SkyCoord(targets['skycoord'])
+    elif 'ra' in targets.colnames and 'dec' in targets.colnames:
+        ra, dec = targets['ra'], targets['dec']
+        coord = SkyCoord(ra if hasattr(ra, 'unit') and ra.unit else
+                         np.asarray(ra) * u.deg,
+                         dec if hasattr(dec, 'unit') and dec.unit else
+                         np.asarray(dec) * u.deg)
+    else:
+        msg = 'the target table needs ra and dec (deg) or a skycoord column'
+        raise ValueError(msg)
+    if 'name' in targets.colnames:
+        names = [str(n) for n in targets['name']]
+    else:
+        names = [f'target{i:05d}' for i in range(len(targets))]
+    if len(set(names)) != len(names):
+        msg = 'target names must be unique'
+        raise ValueError(msg)
+    return coord, names
+
+
+@dataclasses.dataclass
+class LightCurveRun:
+    """The result of a `LightCurvePipeline` run."""
+
+    lightcurves: dict
+    statistics: dict
+    skipped: dict
+    frames_measured: int
+    frames_resumed: int
+    output: object = None
+
+
+class LightCurvePipeline:
+    """
+    Measure targets on many frames and build their light curves.
+
+    Parameters
+    ----------
+    photometry : callable, optional
+        A satphotutils photometry object (`SaturatedStarPhotometry` by
+        default, or a baseline such as `AperturePhotometryBaseline`).
+
+    epoch_window : float, optional
+        Exposures closer than this (days) form one epoch.
+
+    epoch_key : str, optional
+        Header keyword numbering epochs, used instead of the window.
+
+    time_key : str, optional
+        Header keyword of the mid-exposure time (MJD).
+
+    time_scale : str, optional
+        Time scale of ``time_key``.
+
+    zeropoint_key, transparency_key, camera_key, filter_key : str, optional
+        Header keywords.
+
+    comparison : `~astropy.table.Table`, optional
+        Comparison stars (``ra``, ``dec``, ``mag`` in the frames' band),
+        unsaturated: each frame's zero point is then the sigma-clipped
+        median of ``mag + 2.5 log10(counts)`` over them (needs at least
+        ``min_comparison``), instead of the header keywords.
+
+    min_comparison : int, optional
+        Fewest comparison stars for an ensemble calibration.
+
+    clip_sigma : float, optional
+        Threshold of the light-curve outlier flags.
+    """
+
+    def __init__(self, photometry=None, *, epoch_window=0.1, epoch_key=None,
+                 time_key='MJD-OBS', time_scale='utc', zeropoint_key='ZP',
+                 transparency_key='TRANSP', camera_key='CAMERA',
+                 filter_key='FILTER', comparison=None, min_comparison=5,
+                 clip_sigma=5.0):
+        if photometry is None:
+            from satphotutils.photometry import SaturatedStarPhotometry
+
+            photometry = SaturatedStarPhotometry()
+        self.photometry = photometry
+        self.epoch_window = float(epoch_window)
+        self.epoch_key = epoch_key
+        self.keys = {'time': time_key, 'zeropoint': zeropoint_key,
+                     'transparency': transparency_key,
+                     'camera': camera_key, 'filter': filter_key}
+        self.time_scale = time_scale
+        self.comparison = comparison
+        self.min_comparison = int(min_comparison)
+        self.clip_sigma = float(clip_sigma)
+
+    # -- one frame ------------------------------------------------------------
+
+    def measure_frame(self, path, coords):
+        """
+        Measure all targets on one frame.
+
+        Parameters
+        ----------
+        path : path-like
+            The FITS frame.
+
+        coords : `~astropy.coordinates.SkyCoord`
+            Target positions.
+
+        Returns
+        -------
+        rows : `~astropy.table.QTable`
+            One row per target on the frame: ``target`` (index),
+            ``time`` (MJD), ``mag``, ``mag_err``, ``flux``, ``flux_err``,
+            ``flags``, ``camera``, ``filter``, ``epoch`` (from the header
+            keyword, if configured) and ``file``.
+
+        Raises
+        ------
+        SatphotutilsError
+            If the frame cannot be used (no WCS, no time, no
+            calibration).
+        """
+        from astropy.nddata import CCDData
+
+        with warnings.catch_warnings():
+            # A damaged file fails below with an OSError that is reported.
+            warnings.simplefilter('ignore', FITSFixedWarning)
+            warnings.simplefilter('ignore', VerifyWarning)
+            header = fits.getheader(path)
+            unit = header.get('BUNIT', 'adu')
+            frame = CCDData.read(path, unit=unit)
+        if frame.wcs is None or not frame.wcs.has_celestial:
+            msg = 'no celestial WCS'
+            raise SatphotutilsError(msg)
+        meta = frame.meta
+        if self.keys['time'] not in meta:
+            msg = f'no {self.keys["time"]} keyword'
+            raise SatphotutilsError(msg)
+        x, y = frame.wcs.world_to_pixel(coords)
+        ny, nx = frame.shape
+        on = (x >= 0) & (x <= nx - 1) & (y >= 0) & (y <= ny - 1)
+        index = np.flatnonzero(on)
+        if not len(index):
+            return None
+        zeropoint = None
+        if self.comparison is None and self.keys['zeropoint'] not in meta:
+            msg = (f'no {self.keys["zeropoint"]} keyword and no comparison '
+                   'catalogue to calibrate with')
+            raise SatphotutilsError(msg)
+        result = self.photometry(frame, positions=np.column_stack(
+            [x[index], y[index]]))
+        log_counts = np.asarray(result['log_counts'])
+        err = np.asarray(result['log_counts_err'])
+        flags = np.asarray(result['flags'], dtype=np.int64)
+        t = float(meta.get(self.keys['transparency'], 1.0))
+        if self.comparison is not None:
+            zeropoint = self._ensemble_zeropoint(frame)
+            if zeropoint is None:
+                flags |= SATPHOT_FLAGS.NO_CALIBRATION
+                mag = np.full(len(index), np.nan)
+            else:
+                mag = zeropoint - 2.5 * log_counts
+        else:
+            mag = float(meta[self.keys['zeropoint']]) \
+                - 2.5 * (log_counts + np.log10(t))
+        flux = np.asarray(getattr(result['flux'], 'value', result['flux']))
+        rows = QTable()
+        rows['target'] = index
+        rows['time'] = np.full(len(index), float(meta[self.keys['time']]))
+        rows['mag'] = mag
+        rows['mag_err'] = 2.5 * err
+        rows['flux'] = flux
+        rows['flux_err'] = np.asarray(getattr(result['flux_err'], 'value',
+                                              result['flux_err']))
+        rows['flags'] = flags
+        rows['camera'] = str(meta.get(self.keys['camera'], ''))
+        rows['filter'] = str(meta.get(self.keys['filter'], ''))
+        if self.epoch_key is not None:
+            rows['epoch'] = int(meta.get(self.epoch_key, -1))
+        rows['file'] = Path(path).name
+        return rows
+
+    def _ensemble_zeropoint(self, frame):
+        comp = self.comparison
+        coords = SkyCoord(np.asarray(comp['ra']) * u.deg,
+                          np.asarray(comp['dec']) * u.deg)
+        x, y = frame.wcs.world_to_pixel(coords)
+        ny, nx = frame.shape
+        on = (x >= 12) & (x <= nx - 13) & (y >= 12) & (y <= ny - 13)
+        if on.sum() < self.min_comparison:
+            return None
+        res = self.photometry(frame, positions=np.column_stack([x[on],
+                                                                y[on]]))
+        good = (np.asarray(res['flags']) == 0) & np.isfinite(
+            res['log_counts'])
+        if good.sum() < self.min_comparison:
+            return None
+        zp = np.asarray(comp['mag'], dtype=float)[on][good] \
+            + 2.5 * np.asarray(res['log_counts'])[good]
+        _, median, _ = sigma_clipped_stats(zp, sigma=3.0, stdfunc='mad_std')
+        return float(median)
+
+    # -- a run ----------------------------------------------------------------
+
+    def __call__(self, frames, targets, output=None, *, resume=False,
+                 scheduler=None, progress=False, plot=False, baseline=None,
+                 long_table=True, **filters):
+        """
+        Build the light curves of the targets.
+
+        Parameters
+        ----------
+        frames : path-like, str or list
+            Frames (see `list_frames`).
+
+        targets : `~astropy.table.Table` or path-like
+            ``ra``, ``dec`` (deg) or a ``skycoord`` column, optional
+            ``name``.
+
+        output : path-like, optional
+            Output directory: ``frames/`` (per-frame results, the resume
+            state), one ECSV light curve per target, ``all.ecsv`` (every
+            target, with a ``name`` column), ``statistics.ecsv`` and
+            ``report.json``; plots with ``plot``. Nothing is written if
+            `None` (no resume possible).
+
+        resume : bool, optional
+            Skip frames whose results are already in ``output``.
+
+        scheduler : str or `distributed.Client`, optional
+            Run the frames on Dask: ``'threads'``, ``'processes'``, a
+            ``distributed.Client`` or a scheduler address.
+
+        progress : bool, optional
+            Show a tqdm progress bar (serial runs).
+
+        plot : bool, optional
+            Write a PNG light curve per target.
+
+        baseline : dict, optional
+            Light curves of a baseline method by target name, drawn next
+            to the network's in the plots.
+
+        long_table : bool, optional
+            Write ``all.ecsv``.
+
+        **filters
+            Header keyword values the frames must have.
+
+        Returns
+        -------
+        run : `LightCurveRun`
+        """
+        coords, names = _read_targets(targets)
+        files = list_frames(frames, **filters)
+        out = None if output is None else Path(output)
+        done, rows = {}, []
+        if out is not None:
+            (out / 'frames').mkdir(parents=True, exist_ok=True)
+        skipped = {}
+        todo = []
+        for f in files:
+            state = None if out is None else \
+                out / 'frames' / f'{Path(f).name}.ecsv'
+            if resume and state is not None and state.exists():
+                done[str(f)] = state
+            else:
+                todo.append(f)
+        for path, result in self._map(todo, coords, scheduler, progress):
+            if isinstance(result, Exception):
+                skipped[str(path)] = f'{type(result).__name__}: {result}'
+                log.warning('skipping %s: %s', path, result)
+                continue
+            if result is None:
+                result = QTable(names=['target'], dtype=[int])
+            if out is not None:
+                with atomic_output(out / 'frames' / f'{Path(path).name}.ecsv',
+                                   overwrite=True) as tmp:
+                    result.write(tmp, format='ascii.ecsv')
+            rows.append(result)
+        for state in done.values():
+            rows.append(QTable.read(state, format='ascii.ecsv'))
+        rows = [r for r in rows if len(r)]
+        for r in rows:
+            r.meta.clear()
+        exposures = vstack(rows) if rows else None
+        lightcurves, stats = {}, {}
+        if exposures is not None:
+            exposures['time'] = Time(np.asarray(exposures['time'], float),
+                                     format='mjd', scale=self.time_scale)
+            for i in np.unique(exposures['target']):
+                sel = exposures[exposures['target'] == i]
+                ts = combine_epochs(sel, window=self.epoch_window)
+                ts.meta['name'] = names[i]
+                ts.meta['ra'] = float(coords[i].ra.deg)
+                ts.meta['dec'] = float(coords[i].dec.deg)
+                stats[names[i]] = lightcurve_statistics(
+                    ts, sigma=self.clip_sigma)
+                lightcurves[names[i]] = ts
+        run = LightCurveRun(lightcurves=lightcurves, statistics=stats,
+                            skipped=skipped, frames_measured=len(rows),
+                            frames_resumed=len(done), output=out)
+        if out is not None:
+            self._write(run, out, plot=plot, baseline=baseline,
+                        long_table=long_table)
+        return run
+
+    def _map(self, files, coords, scheduler, progress):
+        """Yield (file, rows or exception) for each frame."""
+        if scheduler is None:
+            from tqdm.auto import tqdm
+
+            for f in tqdm(files, desc='frames', unit='frame',
+                          disable=not progress):
+                yield f, _safe_measure(self, f, coords)
+            return
+        yield from _dask_map(self, files, coords, scheduler)
+
+    def _write(self, run, out, *, plot, baseline, long_table):
+        from .plotting import plot_lightcurve
+
+        for name, ts in run.lightcurves.items():
+            with atomic_output(out / f'{_safe(name)}.ecsv',
+                               overwrite=True) as tmp:
+                ts.write(tmp, format='ascii.ecsv')
+            if plot:
+                base = None if baseline is None else baseline.get(name)
+                plot_lightcurve(ts, baseline=base,
+                                path=out / f'{_safe(name)}.png')
+        if long_table and run.lightcurves:
+            parts = []
+            for name, ts in run.lightcurves.items():
+                t = QTable(ts)
+                t.meta.clear()
+                t['name'] = name
+                parts.append(t)
+            with atomic_output(out / 'all.ecsv', overwrite=True) as tmp:
+                vstack(parts).write(tmp, format='ascii.ecsv')
+        if run.statistics:
+            stats = QTable(rows=[{'name': n, **s} for n, s in
+                                 run.statistics.items()])
+            with atomic_output(out / 'statistics.ecsv',
+                               overwrite=True) as tmp:
+                stats.write(tmp, format='ascii.ecsv')
+        report = {'frames_measured': run.frames_measured,
+                  'frames_resumed': run.frames_resumed,
+                  'skipped': run.skipped,
+                  'targets_with_data': len(run.lightcurves)}
+        with atomic_output(out / 'report.json', overwrite=True) as tmp:
+            Path(tmp).write_text(json.dumps(report, indent=1))
+
+
+def _safe(name):
+    return ''.join(c if c.isalnum() or c in '-_.+' else '_' for c in name)
+
+
+def _safe_measure(pipeline, path, coords):
+    try:
+        return pipeline.measure_frame(path, coords)
+    except (OSError, ValueError, KeyError, TypeError,
+            SatphotutilsError) as exc:
+        return exc
+
+
+def _dask_map(pipeline, files, coords, scheduler):
+    import dask
+
+    if isinstance(scheduler, str) and scheduler in ('threads', 'processes',
+                                                    'sync'):
+        tasks = [dask.delayed(_safe_measure)(pipeline, f, coords)
+                 for f in files]
+        results = dask.compute(*tasks, scheduler=scheduler)
+        yield from zip(files, results, strict=True)
+        return
+    from distributed import Client, as_completed
+
+    client = scheduler if isinstance(scheduler, Client) else \
+        Client(scheduler)
+    try:
+        # Scatter the pipeline once (the model weights), not per task.
+        remote = client.scatter(pipeline, broadcast=True)
+        futures = client.map(_safe_measure, [remote] * len(files), files,
+                             [coords] * len(files), pure=False)
+        where = {f.key: path for f, path in zip(futures, files,
+                                                strict=True)}
+        for future in as_completed(futures):
+            yield where[future.key], future.result()
+    finally:
+        if not isinstance(scheduler, Client):
+            client.close()

@@ -1,0 +1,175 @@
+import json
+
+import numpy as np
+import pytest
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+from astropy.table import QTable, Table
+from astropy.time import Time
+from astropy.timeseries import TimeSeries
+from numpy.testing import assert_allclose
+
+from satphotutils.cli import main
+from satphotutils.lightcurves import (
+    LightCurvePipeline,
+    assign_epochs,
+    combine_epochs,
+    lightcurve_statistics,
+)
+from satphotutils.simulation import (
+    Camera,
+    Detector,
+    EclipsingBinary,
+    FrameSimulator,
+    Scene,
+    simulate_field,
+)
+from satphotutils.utils.flags import SATPHOT_FLAGS
+
+CENTRE = SkyCoord(250.0, -45.0, unit='deg')
+
+
+@pytest.fixture(scope='module', name='field')
+def fixture_field(tmp_path_factory):
+    directory = tmp_path_factory.mktemp('lc_field')
+    detector = Detector(shape=(1024, 300))
+    x = np.array([60.0, 130.0, 200.0, 250.0])
+    y = np.array([500.0, 480.0, 530.0, 510.0])
+    coords = detector.wcs(CENTRE).pixel_to_world(x, y)
+    scene = Scene.random(CENTRE, radius=0.8 * u.deg, g_max=15.0, seed=1)
+    binary = EclipsingBinary(period=1.7, primary_depth=0.6,
+                             secondary_depth=0.2, width=0.12, t0=0.3)
+    scene.add(coords, [7.0, 9.0, 10.5, 12.0], [1.0, 1.2, 0.8, 1.0],
+              variability=[None, binary, None, None],
+              name=['const7', 'eb9', 'const10', 'const12'])
+    sim = FrameSimulator(camera=Camera(detector=detector), pointing=CENTRE)
+    simulate_field(directory, scene, [sim], n_epochs=12,
+                   exposures_per_epoch=3, cadence=0.7, seed=2)
+    targets = Table({'name': ['const7', 'eb9', 'const10', 'const12'],
+                     'ra': coords.ra.deg, 'dec': coords.dec.deg})
+    return directory, targets, scene, binary
+
+
+def test_light_curves_of_constant_and_variable_stars(field, tmp_path):
+    directory, targets, _, binary = field
+    broken = tmp_path / 'frames'
+    broken.mkdir()
+    frames = sorted(directory.glob('*.fits'))
+    bad = broken / 'corrupt.fits'
+    bad.write_bytes(b'SIMPLE  =    T' + b' ' * 100)
+    # Epochs of three exposures 110 s apart; epochs >= 0.01 d apart.
+    run = LightCurvePipeline(epoch_window=0.01)(
+        [*frames, bad], targets, tmp_path / 'out')
+    assert str(bad) in run.skipped
+    assert run.frames_measured == 36
+    lc = run.lightcurves['const7']
+    assert isinstance(lc, TimeSeries)
+    assert lc.colnames[0] == 'time'
+    assert lc['time'].scale == 'utc'
+    assert list(np.unique(lc['n_exposures'])) == [3]
+    assert len(lc) == 12
+    for name in ('const7', 'const10', 'const12'):
+        stats = run.statistics[name]
+        assert stats['dispersion'] < 0.03
+    # The eclipsing binary: the measured light curve follows the truth.
+    eb = run.lightcurves['eb9']
+    truth = 9.0 + np.array([binary(t) for t in eb['time'].mjd])
+    assert np.median(np.abs(eb['mag'].value - truth)) < 0.03
+    assert np.ptp(truth) > 0.15
+    # Outputs on disk, and a lossless round trip.
+    out = tmp_path / 'out'
+    read = TimeSeries.read(out / 'eb9.ecsv', format='ascii.ecsv')
+    assert_allclose(read['mag'].value, eb['mag'].value)
+    assert read['time'].scale == 'utc'
+    assert (out / 'all.ecsv').is_file()
+    report = json.loads((out / 'report.json').read_text())
+    assert report['skipped'][str(bad)].startswith('OSError') or \
+        report['skipped'][str(bad)]
+
+
+def test_resume_does_not_duplicate(field, tmp_path):
+    directory, targets, _, _ = field
+    frames = sorted(directory.glob('*.fits'))
+    out = tmp_path / 'out'
+    pipeline = LightCurvePipeline(epoch_window=0.01)
+    first = pipeline(frames[:15], targets, out)
+    again = pipeline(frames, targets, out, resume=True)
+    assert again.frames_resumed == 15
+    assert again.frames_measured == len(frames) - 15 + 15
+    full = pipeline(frames, targets, tmp_path / 'fresh')
+    for name in full.lightcurves:
+        assert len(again.lightcurves[name]) == len(full.lightcurves[name])
+        assert_allclose(again.lightcurves[name]['mag'].value,
+                        full.lightcurves[name]['mag'].value)
+    assert len(first.lightcurves['const7']) == 5
+
+
+def test_dask_local_cluster_gives_the_serial_answer(field, tmp_path):
+    distributed = pytest.importorskip('distributed')
+    directory, targets, _, _ = field
+    frames = sorted(directory.glob('*.fits'))[:9]
+    serial = LightCurvePipeline()(frames, targets)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1,
+                                  host='127.0.0.1', dashboard_address=None,
+                                  processes=True) as cluster, \
+            distributed.Client(cluster) as client:
+        parallel = LightCurvePipeline()(frames, targets, scheduler=client)
+    for name, lc in serial.lightcurves.items():
+        assert_allclose(parallel.lightcurves[name]['mag'].value,
+                        lc['mag'].value, atol=1e-9)
+    threads = LightCurvePipeline()(frames, targets, scheduler='threads')
+    assert_allclose(threads.lightcurves['const7']['mag'].value,
+                    serial.lightcurves['const7']['mag'].value, atol=1e-9)
+
+
+def test_ensemble_calibration_with_comparison_stars(field, tmp_path):
+    directory, targets, scene, _ = field
+    frames = sorted(directory.glob('*.fits'))[:6]
+    # Comparison stars: unsaturated scene stars, catalogue g.
+    sel = (scene.g > 12.5) & (scene.g < 13.5) \
+        & np.array([v is None for v in scene.variability])
+    comp = Table({'ra': scene.coord.ra.deg[sel],
+                  'dec': scene.coord.dec.deg[sel], 'mag': scene.g[sel]})
+    by_header = LightCurvePipeline()(frames, targets)
+    by_comp = LightCurvePipeline(comparison=comp)(frames, targets)
+    diff = by_comp.lightcurves['const10']['mag'].value \
+        - by_header.lightcurves['const10']['mag'].value
+    assert np.all(np.abs(diff) < 0.05)
+
+
+def test_epoch_rules():
+    assert assign_epochs([5.0, 1.0, 1.01, 5.02]).tolist() == [1, 0, 0, 1]
+    t = Time([1.0, 1.001, 1.002, 2.0, 2.001, 3.0], format='mjd')
+    exp = QTable({'time': t, 'mag': [10.0, 10.2, 13.0, 11.0, 11.2, 12.0],
+                  'mag_err': np.full(6, 0.01),
+                  'flux': np.ones(6), 'flux_err': np.ones(6),
+                  'flags': [0, 0, 4, 0, 0, 0]})
+    lc = combine_epochs(exp)
+    # Median of three, mean of two, the value of one.
+    assert_allclose(lc['mag'].value, [10.2, 11.1, 12.0])
+    assert list(lc['n_exposures']) == [3, 2, 1]
+    assert list(lc['flags']) == [4, 0, 0]
+
+
+def test_outliers_are_flagged_not_dropped():
+    mag = np.r_[np.random.default_rng(1).normal(8, 0.01, 50), 6.0]
+    lc = Table({'mag': mag, 'flags': np.zeros(51, int)})
+    stats = lightcurve_statistics(lc)
+    assert len(lc) == 51
+    assert lc['flags'][-1] & SATPHOT_FLAGS.LIGHTCURVE_OUTLIER
+    assert stats['n_outliers'] == 1
+    assert stats['rms'] < 0.02
+
+
+def test_lightcurve_command(field, tmp_path, capsys):
+    directory, targets, _, _ = field
+    tfile = tmp_path / 'targets.ecsv'
+    targets.write(tfile)
+    out = tmp_path / 'cli'
+    frames = [str(p) for p in sorted(directory.glob('*.fits'))[:6]]
+    assert main(['lightcurve', *frames, '--targets', str(tfile), '-o',
+                 str(out), '--plot']) == 0
+    assert (out / 'const7.png').is_file()
+    assert main(['lightcurve', str(directory / '*.fits'), '--targets',
+                 str(tfile), '-o', str(out), '--resume']) == 0
+    assert '6 resumed' in capsys.readouterr().out
