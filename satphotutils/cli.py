@@ -25,6 +25,7 @@ _SUBCOMMAND_MODULES = (
     'satphotutils.network._cli',
     'satphotutils.photometry._cli',
     'satphotutils.lightcurves._cli',
+    'satphotutils.intercalibration._cli',
 )
 
 # Exit statuses: 1 for a failure of the requested work, 2 for a usage

@@ -6,4 +6,15 @@ Stage 7 of the pipeline (simulate, calibrate, stamps, network,
 photometry, light curves, *intercalibration*).
 """
 
-__all__ = []
+from satphotutils.utils._lazy import lazy_namespace
+
+# Public names and their modules, imported on first use.
+__getattr__, __dir__, __all__ = lazy_namespace(__name__, {
+    'drw': [
+        'DRWIntercalibrator', 'IntercalibrationResult',
+        'marginal_log_likelihood'],
+    'plotting': [
+        'plot_intercalibration'],
+    'readers': [
+        'read_lightcurve'],
+})
