@@ -275,7 +275,7 @@ class SaturatedStarPhotometry(_Photometry):
     ...               [1, 3] * u.arcmin), [7.0, 10.0], [1.0, 1.0])
     >>> camera = Camera(detector=Detector(shape=(200, 200)))
     >>> frame, truth = FrameSimulator(camera=camera, pointing=centre)(
-    ...     scene, mjd=59000.0, seed=1)
+    ...     scene, mjd=59000.0, seed=2)
     >>> phot = SaturatedStarPhotometry()
     >>> table = phot(frame, skycoord=scene.coord)
     >>> table['mag'].round(1).value.tolist()
