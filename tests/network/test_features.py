@@ -1,5 +1,8 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_allclose
 
 from satphotutils.network import StampFeatures, split_by_star
@@ -93,3 +96,41 @@ def test_split_keeps_each_star_in_one_subset():
     assert list(counts) == [300, 100, 100]
     assert not np.array_equal(subset, split_by_star(star_id, seed=4))
     assert np.array_equal(subset, split_by_star(star_id, seed=3))
+
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(np.float32, (2, 21, 21),
+              elements=st.one_of(
+                  st.floats(-1e3, 1e7, width=32),
+                  st.sampled_from([np.nan, np.inf, -np.inf, 1.0]))),
+       st.floats(-0.5, 0.5), st.integers(0, 3))
+def test_features_are_finite_and_reflection_equivariant(stamps, dx, k):
+    f = StampFeatures(cameras=('bi/g',))
+    kw = {'zeropoint': [25.5, 25.5], 'sky': [200.0, 200.0],
+          'camera': ['bi/g', 'xx/V']}
+    out = f(stamps, dx=[dx, dx], dy=[0.1, 0.1], **kw)
+    # No NaN or inf ever reaches the network, whatever the pixels.
+    assert np.isfinite(out['features']).all()
+    assert np.isfinite(out['base']).all()
+    flip = {0: (), 1: (2,), 2: (1,), 3: (1, 2)}[k]
+    sx = -1 if k in (1, 3) else 1
+    sy = -1 if k in (2, 3) else 1
+    flipped = np.flip(stamps, axis=flip) if flip else stamps
+    out2 = f(np.ascontiguousarray(flipped), dx=[sx * dx] * 2,
+             dy=[sy * 0.1] * 2, **kw)
+    perm, sign = f.reflections()[k], f.reflection_signs()[k]
+    assert_allclose(out['features'][:, perm] * sign, out2['features'],
+                    rtol=1e-4, atol=1e-4)
+
+
+def test_dtype_and_endianness_do_not_change_features(rng):
+    f = StampFeatures()
+    base = rng.normal(300, 10, (3, 21, 21)) + 0.0
+    base[:, 10, 10] += 5e4
+    kw = {'zeropoint': [25.5] * 3, 'sky': [300.0] * 3}
+    ref = f(base.astype(np.float32), **kw)['features']
+    for stamps in (np.rint(base).astype(np.int32).astype('>i4'),
+                   base.astype('>f8'), base.astype(np.float64)):
+        got = f(stamps, **kw)['features']
+        assert_allclose(got, ref, rtol=1e-3, atol=2e-3)
