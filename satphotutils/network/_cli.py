@@ -73,6 +73,10 @@ def _model_options(parser):
                         help='average all ensemble members')
     parser.add_argument('--reflections', action='store_true',
                         help='average the four reflections of each stamp')
+    parser.add_argument('--hybrid', action='store_true',
+                        help=('for unsaturated stars, use a classical '
+                              'estimate where it beat the network on the '
+                              "model's validation stars"))
 
 
 def _load_model(args):
@@ -120,7 +124,7 @@ def _predict(args):
         for chunk in iter_stamp_table(args.stamps, chunk_size=100_000):
             pred = model.predict_prepared(
                 features_of(chunk, model.features), ensemble=args.ensemble,
-                reflections=args.reflections)
+                reflections=args.reflections, hybrid=args.hybrid)
             columns = {name: np.asarray(chunk[name])
                        for name in chunk.colnames}
             columns['log_counts_pred'] = pred['log_counts']
@@ -136,7 +140,8 @@ def _evaluate(args):
 
     model = _load_model(args)
     summary = Evaluation(model, ensemble=args.ensemble,
-                         reflections=args.reflections).report(
+                         reflections=args.reflections,
+                         hybrid=args.hybrid).report(
         args.stamps, args.report)
     for group, methods in summary['single'].items():
         s = methods['network']

@@ -120,17 +120,18 @@ class Evaluation:
     model : `~satphotutils.network.SaturatedStarModel`
         The model.
 
-    ensemble, reflections : bool, optional
+    ensemble, reflections, hybrid : bool, optional
         Prediction options (see
-        `~satphotutils.network.SaturatedStarModel.predict_features`).
+        `~satphotutils.network.SaturatedStarModel.predict_prepared`).
 
     bin_width : float, optional
         Width (mag) of the magnitude bins of the statistics.
     """
 
     def __init__(self, model, *, ensemble=False, reflections=False,
-                 bin_width=0.25):
+                 hybrid=False, bin_width=0.25):
         self.model = model
+        self.hybrid = hybrid
         self.ensemble = ensemble
         self.reflections = reflections
         self.bin_width = bin_width
@@ -173,7 +174,8 @@ class Evaluation:
                 raise ValueError(msg)
             x = features_of(chunk, self.model.features)
             pred = self.model.predict_prepared(
-                x, ensemble=self.ensemble, reflections=self.reflections)
+                x, ensemble=self.ensemble, reflections=self.reflections,
+                hybrid=self.hybrid)
             label = np.asarray(chunk['log_counts'], dtype=float)
             dx = np.asarray(chunk['dx']) if 'dx' in chunk.colnames else None
             dy = np.asarray(chunk['dy']) if 'dy' in chunk.colnames else None
@@ -403,7 +405,8 @@ def _figure4(per_star, path):
 def _markdown(summary, figures, evaluation):
     lines = ['# satphotutils evaluation', '',
              f'Model: `{evaluation.model!r}`; ensemble='
-             f'{evaluation.ensemble}, reflections={evaluation.reflections}.',
+             f'{evaluation.ensemble}, reflections={evaluation.reflections}, '
+             f'hybrid={evaluation.hybrid}.',
              '', 'Differences are measured minus expected magnitude; '
              'dispersion is half the 15-85% range; the aperture baselines '
              'are shifted by their median offset on unsaturated stars.', '',
