@@ -25,6 +25,7 @@ from satphotutils.utils.flags import SATPHOT_FLAGS
 __all__ = ['AperturePhotometryBaseline', 'PSFWingPhotometry',
            'SaturatedStarPhotometry']
 
+_CHUNK = 65536  # targets measured at a time
 _X_ALIASES = ('x_init', 'xinit', 'x', 'x_0', 'x0', 'xcentroid',
               'x_centroid', 'x_center', 'xcen', 'x_cen', 'xpos', 'x_pos')
 _Y_ALIASES = tuple(a.replace('x', 'y', 1) for a in _X_ALIASES)
@@ -113,11 +114,22 @@ class _Photometry:
                                                       wcs)
         x, y, sky_center = _positions(positions, skycoord, init_params, wcs)
         frame = self._frame_values(image, mask, meta, zeropoint)
-        stamps, stamp_flags, n_sat = self._stamps(image, mask, x, y)
-        result = self._measure(image, mask, error, x, y, stamps, frame)
-        flags = result['flags'] | stamp_flags
-        return self._table(x, y, sky_center, unit, result, flags, n_sat,
-                           frame)
+        # Targets in chunks: the stamps of one chunk at a time bound the
+        # memory whatever the number of targets.
+        parts = []
+        for start in range(0, max(len(x), 1), _CHUNK):
+            sl = slice(start, start + _CHUNK)
+            stamps, stamp_flags, n_sat = self._stamps(image, mask, x[sl],
+                                                      y[sl])
+            result = self._measure(image, mask, error, x[sl], y[sl],
+                                   stamps, frame)
+            result['flags'] = result['flags'] | stamp_flags
+            result['n_saturated'] = n_sat
+            parts.append(result)
+        result = {k: np.concatenate([p[k] for p in parts])
+                  for k in parts[0]}
+        return self._table(x, y, sky_center, unit, result, result['flags'],
+                           result['n_saturated'], frame)
 
     # -- steps --------------------------------------------------------------
 
@@ -578,9 +590,16 @@ def _positions(positions, skycoord, init_params, wcs):
             msg = 'skycoord needs a WCS: pass wcs= or data with a wcs'
             raise ValueError(msg)
         skycoord = SkyCoord(skycoord).reshape(-1)
+        if len(skycoord) == 0:
+            msg = 'no targets: skycoord is empty'
+            raise ValueError(msg)
         x, y = wcs.world_to_pixel(skycoord)
         return np.asarray(x, float), np.asarray(y, float), skycoord
-    positions = np.atleast_2d(np.asarray(positions, dtype=float))
+    positions = np.asarray(positions, dtype=float)
+    if positions.size == 0:
+        msg = 'no targets: positions is empty'
+        raise ValueError(msg)
+    positions = np.atleast_2d(positions)
     if positions.ndim != 2 or positions.shape[1] != 2:
         msg = 'positions must have shape (N, 2): x, y'
         raise ValueError(msg)

@@ -100,6 +100,10 @@ def test_nddata_rules(frame, phot):
         phot(ccd, positions=pos, mask=np.zeros(ccd.shape, bool))
     with pytest.raises(ValueError, match='exactly one of'):
         phot(ccd, positions=pos, skycoord=truth['sky_coord'])
+    with pytest.raises(ValueError, match='no targets'):
+        phot(ccd, positions=np.zeros((0, 2)))
+    with pytest.raises(ValueError, match='2D image'):
+        phot(np.zeros((3, 20, 20)), positions=pos)
     with pytest.raises(ValueError, match='needs a WCS'):
         phot(np.asarray(ccd.data), skycoord=truth['sky_coord'])
     mask = np.zeros(ccd.shape, bool)
