@@ -93,7 +93,8 @@ def lightcurve_throughput(ctx):
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, host='127.0.0.1',
-                      dashboard_address=None) as cluster, \
+                      dashboard_address=None,
+                      worker_dashboard_address=None) as cluster, \
             Client(cluster) as client:
         client.run(torch.set_num_threads, 1)
         net(frames[:2], targets, scheduler=client)  # ship the model

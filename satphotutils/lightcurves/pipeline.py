@@ -216,7 +216,9 @@ class LightCurvePipeline:
             # A damaged file fails below with an OSError that is reported.
             warnings.simplefilter('ignore', FITSFixedWarning)
             warnings.simplefilter('ignore', VerifyWarning)
-            header = fits.getheader(path)
+            # Our own file object: closed even when astropy fails on it.
+            with open(path, 'rb') as fh:
+                header = fits.getheader(fh)
             unit = header.get('BUNIT', 'adu')
             frame = CCDData.read(path, unit=unit)
         if frame.wcs is None or not frame.wcs.has_celestial:

@@ -111,6 +111,7 @@ def test_dask_local_cluster_gives_the_serial_answer(field, tmp_path):
     serial = LightCurvePipeline()(frames, targets)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1,
                                   host='127.0.0.1', dashboard_address=None,
+                                  worker_dashboard_address=None,
                                   processes=True) as cluster, \
             distributed.Client(cluster) as client:
         parallel = LightCurvePipeline()(frames, targets, scheduler=client)
