@@ -92,8 +92,8 @@ def lightcurve_throughput(ctx):
     t_serial = time.perf_counter() - start
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, host='127.0.0.1',
-                      dashboard_address=None,
+    with LocalCluster(n_workers=2, threads_per_worker=1, interface='lo',
+                      dashboard_address='127.0.0.1:0',
                       worker_dashboard_address=None) as cluster, \
             Client(cluster) as client:
         client.run(torch.set_num_threads, 1)

@@ -109,8 +109,10 @@ def test_dask_local_cluster_gives_the_serial_answer(field, tmp_path):
     directory, targets, _, _ = field
     frames = sorted(directory.glob('*.fits'))[:9]
     serial = LightCurvePipeline()(frames, targets)
+    # Loopback only: scheduler, nannies and workers all bind to 'lo'.
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1,
-                                  host='127.0.0.1', dashboard_address=None,
+                                  interface='lo',
+                                  dashboard_address='127.0.0.1:0',
                                   worker_dashboard_address=None,
                                   processes=True) as cluster, \
             distributed.Client(cluster) as client:
