@@ -265,8 +265,12 @@ class SaturatedStarPhotometry(_Photometry):
         network on the model's validation stars of the same brightness,
         if any (flagged ``hybrid_classical``).
 
-    ensemble, reflections : bool, optional
-        Average all ensemble members / the four reflections.
+    ensemble : bool, optional
+        Average all ensemble members (their spread adds to the
+        uncertainty); a per-image call is cheap, so this is the default.
+
+    reflections : bool, optional
+        Average the four reflections of each stamp.
 
     batch_size : int, optional
         Stamps per forward pass (bounds the memory).
@@ -300,7 +304,7 @@ class SaturatedStarPhotometry(_Photometry):
                  local_bkg_estimator=None, zeropoint_key='ZP',
                  transparency_key='TRANSP', sky_key='SKY',
                  camera_key='CAMERA', filter_key='FILTER',
-                 saturation_level=None, hybrid=True, ensemble=False,
+                 saturation_level=None, hybrid=True, ensemble=True,
                  reflections=False, batch_size=65536, device=None):
         super().__init__(stamp_size=stamp_size, zeropoint_key=zeropoint_key,
                          transparency_key=transparency_key, sky_key=sky_key,
