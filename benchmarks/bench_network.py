@@ -45,8 +45,8 @@ def _evaluate(model, path, *, ensemble=False):
 @benchmark('network_accuracy', description=(
     'The bundled default model (both ensemble members, as '
     'SaturatedStarPhotometry uses it, and the best member alone) on a '
-    'simulated verification set never used in training (3,000 constant stars, g = 3-15, ten epochs of three '
-    'exposures), against aperture photometry (2, 3 and 5 px, local '
+    'simulated verification set never used in training (3,000 constant '
+    'stars, g = 3-15, ten epochs of three exposures), against aperture photometry (2, 3 and 5 px, local '
     'background) of the same stamps. Targets (issue #5): saturated '
     'single-exposure dispersion <= 0.02 mag and |median bias| <= 0.005 mag '
     'in every 1-mag bin from g = 4 to 14; saturated light-curve dispersion '
@@ -196,9 +196,13 @@ def network_user_training(ctx):
     metrics = [Metric('training time, 25k stamps x 15 epochs', minutes,
                       'min', '< 10', minutes < 10)]
     for m in _accuracy_metrics(rows, stats, 'user model: '):
+        # This scenario's targets: saturated light curves and calibrated
+        # uncertainties; the bundled model's other targets do not apply.
         if 'saturated light-curve dispersion' in m.name \
                 and 'unsaturated' not in m.name:
             m.target, m.passed = '<= 0.015', m.value <= 0.015
+        elif 'fraction' not in m.name:
+            m.target, m.passed = '', None
         metrics.append(m)
     (ctx.output / 'network_user_training.json').write_text(
         json.dumps(model.metadata['validation'], indent=1))

@@ -378,10 +378,16 @@ class LightCurvePipeline:
         exposures = vstack(rows) if rows else None
         lightcurves, stats = {}, {}
         if exposures is not None:
+            # One sort, then contiguous slices per target.
+            exposures = exposures[np.argsort(exposures['target'],
+                                             kind='stable')]
             exposures['time'] = Time(np.asarray(exposures['time'], float),
                                      format='mjd', scale=self.time_scale)
-            for i in np.unique(exposures['target']):
-                sel = exposures[exposures['target'] == i]
+            target = np.asarray(exposures['target'])
+            ids, first = np.unique(target, return_index=True)
+            bounds = np.append(first, len(target))
+            for k, i in enumerate(ids):
+                sel = exposures[bounds[k]:bounds[k + 1]]
                 ts = combine_epochs(sel, window=self.epoch_window)
                 ts.meta['name'] = names[i]
                 ts.meta['ra'] = float(coords[i].ra.deg)
@@ -454,29 +460,48 @@ def _safe_measure(pipeline, path, coords):
         return exc
 
 
+def _measure_batch(pipeline, paths, coords):
+    return [_safe_measure(pipeline, p, coords) for p in paths]
+
+
+def _batches(files, n_workers):
+    # A few tasks per worker: each task measures several frames, so the
+    # per-task overhead is paid a few times, not once per frame.
+    size = max(1, -(-len(files) // (4 * max(n_workers, 1))))
+    return [files[i:i + size] for i in range(0, len(files), size)]
+
+
 def _dask_map(pipeline, files, coords, scheduler):
     import dask
 
     if isinstance(scheduler, str) and scheduler in ('threads', 'processes',
                                                     'sync'):
-        tasks = [dask.delayed(_safe_measure)(pipeline, f, coords)
-                 for f in files]
+        import os
+
+        batches = _batches(files, os.cpu_count() or 1)
+        tasks = [dask.delayed(_measure_batch)(pipeline, b, coords)
+                 for b in batches]
         results = dask.compute(*tasks, scheduler=scheduler)
-        yield from zip(files, results, strict=True)
+        for batch, result in zip(batches, results, strict=True):
+            yield from zip(batch, result, strict=True)
         return
     from distributed import Client, as_completed
 
     client = scheduler if isinstance(scheduler, Client) else \
         Client(scheduler)
     try:
-        # Scatter the pipeline once (the model weights), not per task.
-        remote = client.scatter(pipeline, broadcast=True)
-        futures = client.map(_safe_measure, [remote] * len(files), files,
-                             [coords] * len(files), pure=False)
-        where = {f.key: path for f, path in zip(futures, files,
-                                                strict=True)}
+        # Scatter the pipeline and targets once (the model weights), not
+        # per task.
+        remote, remote_coords = client.scatter([pipeline, coords],
+                                               broadcast=True)
+        batches = _batches(files, len(client.scheduler_info()['workers']))
+        futures = client.map(_measure_batch, [remote] * len(batches),
+                             batches, [remote_coords] * len(batches),
+                             pure=False)
+        where = {f.key: batch for f, batch in zip(futures, batches,
+                                                  strict=True)}
         for future in as_completed(futures):
-            yield where[future.key], future.result()
+            yield from zip(where[future.key], future.result(), strict=True)
     finally:
         if not isinstance(scheduler, Client):
             client.close()

@@ -1,6 +1,7 @@
 # Licensed under a 3-clause BSD style license - see LICENSE.rst
 """Provenance metadata attached to every table satphotutils writes."""
 
+import functools
 import platform
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -27,13 +28,20 @@ def get_versions():
     >>> sorted(get_versions())[:3]
     ['Python', 'astropy', 'celerite2']
     """
+    return dict(_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _versions():
+    # Reading package metadata costs ~20 ms; photometry tables and model
+    # files ask for it on every call.
     versions = {'Python': platform.python_version()}
     for name in _PACKAGES:
         try:
             versions[name] = version(name)
         except PackageNotFoundError:
             versions[name] = None
-    return versions
+    return tuple(versions.items())
 
 
 def get_meta(**extra):
