@@ -138,7 +138,11 @@ def lightcurve_throughput(ctx):
     'figures are shown in the documentation. Reports the median absolute '
     'deviation of each light curve from the true one.'))
 def lightcurve_variables(ctx):
-    from satphotutils.lightcurves import LightCurvePipeline, plot_lightcurve
+    from satphotutils.lightcurves import (
+        REJECT_FLAGS,
+        LightCurvePipeline,
+        plot_lightcurve,
+    )
     from satphotutils.photometry import AperturePhotometryBaseline
     from satphotutils.simulation import EclipsingBinary, PulsatingStar
 
@@ -167,13 +171,23 @@ def lightcurve_variables(ctx):
         lc = net.lightcurves[name]
         true = g + (np.array([model(t) for t in lc['time'].mjd])
                     if model is not None else 0.0)
-        good = lc['flags'] == 0
+        good = (lc['flags'] & REJECT_FLAGS) == 0
         dev = np.nanmedian(np.abs(lc['mag'].value - true)[good])
         base = ap.lightcurves[name]
         true_b = g + (np.array([model(t) for t in base['time'].mjd])
                       if model is not None else 0.0)
-        offset = np.nanmedian(base['mag'].value - true_b)
-        dev_b = np.nanmedian(np.abs(base['mag'].value - offset - true_b))
+        good_b = (base['flags'] & REJECT_FLAGS) == 0
+        offset = np.nanmedian((base['mag'].value - true_b)[good_b])
+        dev_b = np.nanmedian(np.abs(base['mag'].value - offset
+                                    - true_b)[good_b])
+        if model is not None:
+            # The variability itself: the faintest tenth of the light
+            # curve against the truth there.
+            faint = good & (true > np.percentile(true, 90))
+            metrics.append(Metric(
+                f'{name}: network, faintest 10% of the truth, median '
+                'difference', float(np.nanmedian(
+                    (lc['mag'].value - true)[faint])), 'mag'))
         metrics += [Metric(f'{name}: network |measured - true|', dev,
                            'mag'),
                     Metric(f'{name}: 2-px aperture |measured - true| '

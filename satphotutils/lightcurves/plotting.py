@@ -5,34 +5,52 @@ import numpy as np
 
 from satphotutils.utils.flags import SATPHOT_FLAGS
 
+from .epochs import REJECT_FLAGS
+
 __all__ = ['plot_lightcurve']
 
 
-def _panel(ax, ts, *, period, ylim, label):
+def _values(ts):
     mag = np.asarray(getattr(ts['mag'], 'value', ts['mag']), dtype=float)
     err = np.asarray(getattr(ts['mag_err'], 'value', ts['mag_err']),
                      dtype=float)
+    flags = np.asarray(ts['flags'])
+    usable = np.isfinite(mag) & ((flags & REJECT_FLAGS) == 0)
+    clipped = (flags & SATPHOT_FLAGS.LIGHTCURVE_OUTLIER) > 0
+    return mag, err, usable, clipped
+
+
+def _limits(*lightcurves):
+    values = np.concatenate([_values(ts)[0][_values(ts)[2]]
+                             for ts in lightcurves if ts is not None])
+    if not values.size:
+        return (1.0, 0.0)
+    lo, hi = np.percentile(values, [0.5, 99.5])
+    pad = 0.1 * max(hi - lo, 0.1)
+    return (hi + pad, lo - pad)
+
+
+def _panel(ax, ts, *, period, ylim, label):
+    mag, err, usable, clipped = _values(ts)
     t = ts['time'].mjd
     x = ((t - t.min()) / period) % 1.0 if period else t
-    outlier = (np.asarray(ts['flags']) & SATPHOT_FLAGS.LIGHTCURVE_OUTLIER) \
-        > 0
-    good = np.isfinite(mag) & ~outlier
-    if ylim is None:
-        lo, hi = np.nanpercentile(mag[good], [1, 99]) if good.any() else \
-            (0, 1)
-        pad = 0.15 * max(hi - lo, 0.1)
-        ylim = (hi + pad, lo - pad)
-    ax.errorbar(x[good], mag[good], err[good], fmt='o', ms=2, lw=0.5,
-                color='tab:red' if label == 'network' else 'k')
-    # Outliers and points beyond the range sit along the bottom edge.
-    beyond = np.isfinite(mag) & ~outlier & (mag > ylim[0])
-    edge = outlier | beyond
-    ax.plot(x[edge], np.full(edge.sum(), ylim[0]), 'v', ms=3,
-            color='tab:red' if label == 'network' else 'k', alpha=0.7)
+    colour = 'tab:red' if label == 'network' else 'k'
+    inside = usable & (mag <= ylim[0]) & (mag >= ylim[1])
+    keep = inside & ~clipped
+    ax.errorbar(x[keep], mag[keep], err[keep], fmt='o', ms=2, lw=0.5,
+                color=colour)
+    # Sigma-clipped points stay in place, open: they may be real
+    # (eclipses, flares).
+    ax.plot(x[inside & clipped], mag[inside & clipped], 'o', ms=4,
+            mfc='none', color=colour)
+    # Unusable points and points beyond the range sit along the bottom
+    # edge, as in the paper's figures.
+    edge = ~inside & np.isfinite(mag)
+    ax.plot(x[edge], np.full(edge.sum(), ylim[0]), 'v', ms=3, color=colour,
+            alpha=0.7)
     ax.set_ylim(*ylim)
     ax.set_xlabel(f'phase (P = {period:g} d)' if period else 'MJD')
     ax.set_title(label)
-    return ylim
 
 
 def plot_lightcurve(lightcurve, *, baseline=None, period=None, path=None,
@@ -68,8 +86,10 @@ def plot_lightcurve(lightcurve, *, baseline=None, period=None, path=None,
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.5),
                              squeeze=False, sharey=True,
                              layout='constrained')
-    ylim = _panel(axes[0, 0], lightcurve, period=period, ylim=None,
-                  label='network')
+    # One vertical scale for both panels, from the main light curve.
+    ylim = _limits(lightcurve)
+    _panel(axes[0, 0], lightcurve, period=period, ylim=ylim,
+           label='network')
     if baseline is not None:
         _panel(axes[0, 1], baseline, period=period, ylim=ylim,
                label='baseline')
