@@ -10,7 +10,7 @@ from astropy.time import Time
 
 from benchmarks import Metric, Result, benchmark, best_time
 
-_SHARED = Path(__file__).parents[2] / 'shared' / 'data' / 'asassn_lc'
+_SHARED = Path(__file__).parents[1] / 'tests' / 'data' / 'asassn_lc'
 
 
 def _drw(rng, n, *, groups=5, sigma=0.2, tau=150.0, years=6):

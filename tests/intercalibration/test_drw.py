@@ -13,7 +13,7 @@ from satphotutils.intercalibration import (
     read_lightcurve,
 )
 
-SHARED = Path(__file__).parents[3] / 'shared' / 'data' / 'asassn_lc'
+SHARED = Path(__file__).parents[1] / 'data' / 'asassn_lc'
 OFFSETS = {'bi/g': 0.0, 'bj/g': 0.12, 'bm/g': -0.07, 'ba/V': 0.35,
            'bE/g': 0.03}
 
@@ -131,8 +131,6 @@ def test_robust_mode_survives_outliers_and_a_wild_group(rng):
                                   'sp2web_352187470767.csv'])
 def test_readers_on_real_files(name):
     path = SHARED / name
-    if not path.exists():
-        pytest.skip('shared data not available')
     lc = read_lightcurve(path)
     expected = {'sp1_V765Cas_EB.csv': 2764,
                 'sp1_ASASSN-J060000.76-310027.83.csv': 2719,
@@ -148,8 +146,6 @@ def test_readers_on_real_files(name):
 
 def test_real_multi_filter_file_pairs_agree_after(tmp_path):
     path = SHARED / 'sp1_ASASSN-J060000.76-310027.83.csv'
-    if not path.exists():
-        pytest.skip('shared data not available')
     result = DRWIntercalibrator(robust=True)(read_lightcurve(path))
     out = result.lightcurve
     jd, group = out['time'].jd, np.asarray(out['group'])
@@ -175,8 +171,6 @@ def test_real_multi_filter_file_pairs_agree_after(tmp_path):
 
 def test_command(tmp_path, capsys):
     path = SHARED / 'sp2web_352187470767.csv'
-    if not path.exists():
-        pytest.skip('shared data not available')
     out = tmp_path / 'lc.ecsv'
     assert main(['intercalibrate', str(path), '-o', str(out), '--plot',
                  str(tmp_path / 'p.png'), '--drop-faintest', '0.1',
