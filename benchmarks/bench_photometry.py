@@ -68,12 +68,12 @@ def _epsf(frame, truth):
 def photometry_frames(ctx):
     import matplotlib.pyplot as plt
 
-    from satphotutils.network import dispersion
     from satphotutils.photometry import (
         AperturePhotometryBaseline,
         PSFWingPhotometry,
         SaturatedStarPhotometry,
     )
+    from satphotutils.utils.stats import dispersion
 
     phot = SaturatedStarPhotometry()
     aperture = AperturePhotometryBaseline(radius=2.0)

@@ -12,6 +12,7 @@ from astropy.time import Time
 from astropy.timeseries import TimeSeries
 
 from satphotutils.utils.flags import SATPHOT_FLAGS
+from satphotutils.utils.stats import dispersion
 
 __all__ = ['REJECT_FLAGS', 'assign_epochs', 'combine_epochs',
            'lightcurve_statistics']
@@ -222,12 +223,10 @@ def lightcurve_statistics(lightcurve, *, sigma=5.0):
     outlier[np.flatnonzero(finite)[np.ma.getmaskarray(clipped)]] = True
     flags[outlier] |= SATPHOT_FLAGS.LIGHTCURVE_OUTLIER
     lightcurve['flags'] = flags
-    values = mag[finite]
-    med = float(np.median(values))
-    lo, hi = np.percentile(values - med, [15, 85])
+    med = float(np.median(mag[finite]))
     kept = mag[finite & ~outlier]
     return {'n': int(finite.sum()), 'median': med,
-            'dispersion': float(0.5 * (hi - lo)),
+            'dispersion': float(dispersion(mag[finite])),
             'rms': float(np.sqrt(np.mean((kept - med) ** 2))),
             'n_outliers': int(outlier.sum()),
             'n_rejected': int(rejected.sum())}

@@ -20,5 +20,5 @@ __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
     'modelfile': [
         'MODEL_FORMAT', 'MODEL_FORMAT_VERSION', 'SaturatedStarModel'],
     'training': [
-        'PRESETS', 'Trainer', 'TrainingConfig', 'dispersion'],
+        'PRESETS', 'Trainer', 'TrainingConfig'],
 })

@@ -12,8 +12,7 @@ import numpy as np
 from astropy.table import QTable
 
 from satphotutils.utils.io import atomic_output
-
-from .training import dispersion
+from satphotutils.utils.stats import dispersion
 
 __all__ = ['Evaluation', 'lightcurve_dispersion', 'summary_statistics']
 

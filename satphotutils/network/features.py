@@ -147,6 +147,31 @@ class StampFeatures:
                    psf_fwhm=config['psf_fwhm'],
                    cameras=tuple(config['cameras']))
 
+    def classical_estimates(self, x):
+        """
+        Return classical log10 flux estimates from computed features.
+
+        Parameters
+        ----------
+        x : dict
+            Output of this object's `__call__`.
+
+        Returns
+        -------
+        estimates : dict of `~numpy.ndarray`
+            ``ap2``, ``ap3`` and ``ap5`` (pixel-centre apertures with the
+            annulus background) and ``psf`` (Gaussian-weighted sum); NaN
+            where the sum is not positive.
+        """
+        names = list(self.names)
+        scale = 10 ** x['base']
+        out = {'ap5': x['base']}
+        for key, name in (('ap2', 'ap2_ratio'), ('ap3', 'ap3_ratio'),
+                          ('psf', 'psf_ratio')):
+            flux = x['features'][:, names.index(name)] * scale
+            out[key] = np.log10(np.where(flux > 0, flux, np.nan))
+        return out
+
     def reflections(self):
         """
         Return the pixel permutations of the four reflections.

@@ -250,12 +250,10 @@ class SaturatedStarModel:
                 'saturated': saturated, 'method': method}
 
     def _hybrid(self, x, log_counts, err, saturated, flags, method):
-        from .training import classical_estimates
-
         table = self.metadata.get('classical', [])
         if not table:
             return
-        estimates = classical_estimates(x, self.features)
+        estimates = self.features.classical_estimates(x)
         for entry in table:
             scores = {name: value['dispersion']
                       for name, value in entry.items()

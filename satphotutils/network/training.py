@@ -22,43 +22,15 @@ import numpy as np
 from satphotutils.utils._misc import get_versions
 from satphotutils.utils.exceptions import SatphotutilsError
 from satphotutils.utils.io import atomic_output
+from satphotutils.utils.stats import dispersion
 
 from .dataset import load_features, split_by_star
 from .features import StampFeatures
 from .modelfile import SaturatedStarModel
 
-__all__ = ['PRESETS', 'Trainer', 'TrainingConfig', 'classical_estimates',
-           'dispersion']
+__all__ = ['PRESETS', 'Trainer', 'TrainingConfig']
 
 log = logging.getLogger(__name__)
-
-
-def dispersion(values, axis=None):
-    """
-    Return half of the 15-85 per cent range: a robust 1-sigma.
-
-    Parameters
-    ----------
-    values : array-like
-        The values.
-
-    axis : int, optional
-        Axis along which to compute it.
-
-    Returns
-    -------
-    dispersion : float or `~numpy.ndarray`
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from satphotutils.network import dispersion
-    >>> x = np.random.default_rng(1).normal(0, 2.0, 200000)
-    >>> print(round(float(dispersion(x)), 2))
-    2.07
-    """
-    lo, hi = np.nanpercentile(values, [15, 85], axis=axis)
-    return 0.5 * (hi - lo)
 
 
 @dataclasses.dataclass
@@ -584,7 +556,7 @@ def _classical_table(model, data, rows, *, step=0.25, min_rows=50):
     x = {k: v[rows] for k, v in data.items() if len(v) == len(data['label'])}
     pred = model.predict_prepared(x)
     sat = _groups(model, data, rows, pred['log_counts'])
-    estimates = classical_estimates(x, model.features)
+    estimates = model.features.classical_estimates(x)
     label = x['label']
     lo = np.floor(np.min(pred['log_counts'][~sat]) / step) * step \
         if (~sat).any() else 0.0
@@ -603,36 +575,6 @@ def _classical_table(model, data, rows, *, step=0.25, min_rows=50):
                 dispersion(label[sel] - est[sel] - offset))}
         table.append(entry)
     return table
-
-
-def classical_estimates(x, features):
-    """
-    Return classical log10 flux estimates from prepared features.
-
-    Parameters
-    ----------
-    x : dict
-        Output of `~satphotutils.network.StampFeatures`.
-
-    features : `~satphotutils.network.StampFeatures`
-        The preprocessing.
-
-    Returns
-    -------
-    estimates : dict of `~numpy.ndarray`
-        ``ap2``, ``ap3`` and ``ap5`` (pixel-centre apertures with the
-        annulus background) and ``psf`` (Gaussian-weighted sum).
-    """
-    names = list(features.names)
-    scale = 10 ** x['base']
-    out = {'ap5': x['base']}
-    with np.errstate(invalid='ignore', divide='ignore'):
-        for key, name in (('ap2', 'ap2_ratio'), ('ap3', 'ap3_ratio'),
-                          ('psf', 'psf_ratio')):
-            flux = x['features'][:, names.index(name)] * scale
-            out[key] = np.where(flux > 0, np.log10(np.where(flux > 0, flux,
-                                                            1)), np.nan)
-    return out
 
 
 def _metrics(model, data, rows):

@@ -3,3 +3,4 @@
 
 from .exceptions import *
 from .io import *
+from .stats import *

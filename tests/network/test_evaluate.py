@@ -1,11 +1,11 @@
 import numpy as np
 from numpy.testing import assert_allclose
 
-from satphotutils.network import dispersion
 from satphotutils.network.evaluate import (
     lightcurve_dispersion,
     summary_statistics,
 )
+from satphotutils.utils.stats import dispersion
 
 
 def test_summary_statistics_of_a_normal_sample(rng):
