@@ -111,11 +111,13 @@ def main(argv=None):
 
 def _one_line(command, exc):
     """Describe an exception in one line, without a traceback."""
+    from astropy.units import UnitsError
+
     from satphotutils.utils.exceptions import SatphotutilsError
 
     message = ' '.join(str(exc).split()) or exc.__class__.__name__
     if isinstance(exc, (SatphotutilsError, ValueError, TypeError, OSError,
-                        KeyError)):
+                        KeyError, UnitsError)):
         return f'satphot {command}: error: {message}'
     return (f'satphot {command}: unexpected error '
             f'({exc.__class__.__name__}: {message}); this is a bug in '

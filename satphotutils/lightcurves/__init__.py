@@ -12,7 +12,7 @@ from satphotutils.utils._lazy import lazy_namespace
 __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
     'epochs': [
         'REJECT_FLAGS', 'assign_epochs', 'combine_epochs',
-        'lightcurve_statistics'],
+        'combine_exposures', 'lightcurve_statistics'],
     'pipeline': [
         'LightCurvePipeline', 'LightCurveRun', 'list_frames'],
     'plotting': [

@@ -5,17 +5,21 @@ Per-exposure measurements to per-epoch light curves, and their statistics.
 Pure NumPy/astropy: no I/O.
 """
 
+import warnings
+
 import numpy as np
 from astropy import units as u
-from astropy.stats import mad_std, sigma_clip
+from astropy.stats import sigma_clip
+from astropy.table import QTable
 from astropy.time import Time
 from astropy.timeseries import TimeSeries
+from astropy.utils.exceptions import AstropyUserWarning
 
 from satphotutils.utils.flags import SATPHOT_FLAGS
 from satphotutils.utils.stats import dispersion
 
 __all__ = ['REJECT_FLAGS', 'assign_epochs', 'combine_epochs',
-           'lightcurve_statistics']
+           'combine_exposures', 'lightcurve_statistics']
 
 #: Exposure flags that keep an exposure out of its epoch's median when the
 #: epoch has exposures without them (and out of the statistics).
@@ -58,41 +62,215 @@ def assign_epochs(times, *, window=0.1):
     return epoch
 
 
-def _combine(values, errors):
-    """Combine by the paper's rule: median, mean of two, value of one."""
-    n = len(values)
-    if n == 1:
-        return values[0], errors[0]
-    if n == 2:
-        return values.mean(), max(0.5 * np.sqrt(np.sum(errors**2)),
-                                  0.5 * abs(values[0] - values[1]))
-    # A median is 1.2533x noisier than a mean of Gaussian values; the
-    # scatter of the exposures is used when it exceeds their errors.
-    stat = np.sqrt(np.mean(errors**2) / n)
-    spread = mad_std(values) / np.sqrt(n)
-    return np.median(values), 1.2533 * max(stat, spread)
+# astropy.stats.mad_std's scale: MAD to Gaussian sigma.
+_MAD_TO_SIGMA = 1.482602218505602
+
+
+def _sorted_groups(group, values, n_groups):
+    """Sort values within groups; return them with group starts and sizes."""
+    order = np.lexsort((values, group))
+    counts = np.bincount(group, minlength=n_groups)
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return values[order], start, counts
+
+
+def _group_median(group, values, n_groups):
+    v, start, counts = _sorted_groups(group, values, n_groups)
+    med = np.full(n_groups, np.nan)
+    ok = counts > 0
+    lo = start[ok] + (counts[ok] - 1) // 2
+    hi = start[ok] + counts[ok] // 2
+    med[ok] = 0.5 * (v[lo] + v[hi])
+    return med, v, start, counts
+
+
+def _combine_groups(group, values, errors, n_groups):
+    """
+    Combine values by group with the paper's rule, all groups at once.
+
+    The median of each group, the mean of two, the value of one. The
+    uncertainty is the propagated error of that estimate or, when larger,
+    the scatter of the exposures (a median is 1.2533x noisier than the
+    mean of Gaussian values). Groups without values give NaN.
+    """
+    med, v, start, n = _group_median(group, values, n_groups)
+    sum_e2 = np.bincount(group, weights=errors**2, minlength=n_groups)
+    value = np.full(n_groups, np.nan)
+    error = np.full(n_groups, np.nan)
+    one, two, many = n == 1, n == 2, n >= 3
+    value[one] = v[start[one]]
+    error[one] = np.sqrt(sum_e2[one])
+    value[two] = med[two]
+    error[two] = np.maximum(
+        0.5 * np.sqrt(sum_e2[two]),
+        0.5 * (v[start[two] + 1] - v[start[two]]))
+    if many.any():
+        dev, _, _, _ = _group_median(group, np.abs(values - med[group]),
+                                     n_groups)
+        stat = np.sqrt(sum_e2[many] / n[many] / n[many])
+        spread = _MAD_TO_SIGMA * dev[many] / np.sqrt(n[many])
+        value[many] = med[many]
+        error[many] = 1.2533 * np.maximum(stat, spread)
+    # A NaN anywhere in a group makes its estimate NaN, as np.median does.
+    bad = np.bincount(group, weights=~np.isfinite(values),
+                      minlength=n_groups) > 0
+    value[bad] = np.nan
+    error[bad] = np.nan
+    return value, error
+
+
+def _codes(values):
+    uniq, inverse = np.unique(values, return_inverse=True)
+    return uniq, inverse.ravel()
+
+
+def combine_exposures(exposures, *, window=0.1):
+    """
+    Combine the exposures of many targets into per-epoch measurements.
+
+    Exposures are grouped by target (``target`` column, if any), epoch
+    (``epoch`` column, or times of one target within ``window`` days),
+    camera and filter, and combined by the paper's rule: the median of
+    the exposures, the mean of two, the value of one; the uncertainty is
+    robust (the larger of the propagated errors and the scatter of the
+    exposures). Exposures with a flag in `REJECT_FLAGS` (damaged core,
+    no overlap, non-finite data, no calibration) are left out when the
+    epoch has others, and counted in ``n_rejected``; so are rows with a
+    non-finite magnitude. Flags of the exposures used are OR-ed. All
+    targets are combined in one vectorised pass.
+
+    Parameters
+    ----------
+    exposures : `~astropy.table.Table`
+        ``time`` (`~astropy.time.Time`), ``mag``, ``mag_err``, ``flux``,
+        ``flux_err``, ``flags`` and optional ``target``, ``camera``,
+        ``filter`` and ``epoch``.
+
+    window : float, optional
+        Largest gap (days) within an epoch when there is no ``epoch``
+        column.
+
+    Returns
+    -------
+    epochs : `~astropy.table.QTable`
+        One row per target and epoch, sorted by target and time:
+        ``target`` (when given), ``time`` (mean time of the epoch's
+        exposures, in the scale of the input), ``mag``, ``mag_err``,
+        ``flux``, ``flux_err``, ``camera``, ``filter``, ``n_exposures``,
+        ``n_rejected`` and ``flags``.
+
+    Raises
+    ------
+    TypeError
+        If ``time`` is not an astropy `~astropy.time.Time` column.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astropy.table import Table
+    >>> from astropy.time import Time
+    >>> from satphotutils.lightcurves import combine_exposures
+    >>> exp = Table({'target': [0, 0, 0, 1, 1],
+    ...              'time': Time([1.0, 1.01, 1.02, 1.0, 1.01],
+    ...                           format='mjd'),
+    ...              'mag': [8.0, 8.1, 9.0, 10.0, 10.2],
+    ...              'mag_err': np.full(5, 0.01),
+    ...              'flux': np.ones(5), 'flux_err': np.ones(5),
+    ...              'flags': np.zeros(5, int)})
+    >>> ep = combine_exposures(exp)
+    >>> ep['target'].tolist(), np.round(ep['mag'].value, 3).tolist()
+    ([0, 1], [8.1, 10.1])
+    """
+    t = exposures['time']
+    if not isinstance(t, Time):
+        msg = ('exposures need a time column of astropy Time; convert it '
+               "with Time(table['time'], format='mjd')")
+        raise TypeError(msg)
+    n = len(exposures)
+    mjd = np.asarray(t.mjd, dtype=float).reshape(n)
+    target = np.asarray(exposures['target'], dtype=np.int64) \
+        if 'target' in exposures.colnames else np.zeros(n, np.int64)
+    camera = np.asarray(exposures['camera'], dtype=str) \
+        if 'camera' in exposures.colnames else np.full(n, '')
+    filt = np.asarray(exposures['filter'], dtype=str) \
+        if 'filter' in exposures.colnames else np.full(n, '')
+    if 'epoch' in exposures.colnames:
+        epoch = np.asarray(exposures['epoch'], dtype=np.int64)
+    else:
+        # Epochs per target: a new one at each gap wider than the window.
+        order = np.lexsort((mjd, target))
+        new = np.ones(n, dtype=bool)
+        new[1:] = (np.diff(target[order]) != 0) \
+            | (np.diff(mjd[order]) > window)
+        epoch = np.empty(n, dtype=np.int64)
+        epoch[order] = np.cumsum(new) - 1
+    cameras, cam_code = _codes(camera)
+    filters, filt_code = _codes(filt)
+    order = np.lexsort((filt_code, cam_code, epoch, target))
+    key = np.column_stack([target, epoch, cam_code, filt_code])[order]
+    new = np.ones(n, dtype=bool)
+    new[1:] = np.any(np.diff(key, axis=0) != 0, axis=1)
+    group = np.empty(n, dtype=np.int64)
+    group[order] = np.cumsum(new) - 1
+    n_groups = int(new.sum())
+    first = order[new]  # the first member of each group
+
+    mag = _value(exposures['mag'])
+    flags = np.asarray(exposures['flags'], dtype=np.int64)
+    good = np.isfinite(mag)
+    clean = good & ((flags & REJECT_FLAGS) == 0)
+    has_clean = np.bincount(group, weights=clean, minlength=n_groups) > 0
+    use = np.where(has_clean[group], clean, good)
+    n_members = np.bincount(group, minlength=n_groups)
+    n_used = np.bincount(group, weights=use, minlength=n_groups
+                         ).astype(np.int64)
+    has_used = n_used > 0
+    # OR of the used exposures' flags, or of all when none is usable.
+    contributing = np.where(has_used[group], use, True)
+    grouped = np.where(contributing, flags, 0)[order]
+    combined_flags = np.bitwise_or.reduceat(grouped, np.flatnonzero(new))
+
+    g = group[use]
+    out = {}
+    for name in ('mag', 'flux'):
+        values = _value(exposures[name])
+        errors = _value(exposures[f'{name}_err'])
+        out[name], out[f'{name}_err'] = _combine_groups(
+            g, values[use], errors[use], n_groups)
+    time = np.bincount(group, weights=mjd, minlength=n_groups) / n_members
+    result_order = np.lexsort((time, target[first]))
+    table = QTable()
+    if 'target' in exposures.colnames:
+        table['target'] = target[first][result_order]
+    table['time'] = Time(time[result_order], format='mjd', scale=t.scale)
+    mag_unit = getattr(exposures['mag'], 'unit', None) or u.mag
+    flux_unit = getattr(exposures['flux'], 'unit', None) or 1
+    table['mag'] = out['mag'][result_order] * mag_unit
+    table['mag_err'] = out['mag_err'][result_order] * mag_unit
+    table['flux'] = out['flux'][result_order] * flux_unit
+    table['flux_err'] = out['flux_err'][result_order] * flux_unit
+    table['camera'] = cameras[cam_code[first]][result_order]
+    table['filter'] = filters[filt_code[first]][result_order]
+    table['n_exposures'] = n_used[result_order]
+    table['n_rejected'] = (n_members - n_used)[result_order]
+    table['flags'] = combined_flags[result_order]
+    return table
 
 
 def combine_epochs(exposures, *, window=0.1):
     """
     Combine the exposures of one target into a per-epoch light curve.
 
-    Exposures are grouped by epoch (``epoch`` column, or times within
-    ``window`` days) and by camera and filter, and combined by the
-    paper's rule: the median of the exposures, the mean of two, the value
-    of one; the uncertainty is robust (the larger of the propagated
-    errors and the scatter of the exposures). Exposures with a flag in
-    `REJECT_FLAGS` (damaged core, no overlap, non-finite data, no
-    calibration) are left out when the epoch has others, and counted in
-    ``n_rejected``. Flags of the exposures used are OR-ed.
+    The rules are those of `combine_exposures` (which does many targets
+    at once); this returns the one target's light curve as a
+    `~astropy.timeseries.TimeSeries`.
 
     Parameters
     ----------
     exposures : `~astropy.table.Table`
         ``time`` (`~astropy.time.Time`), ``mag``, ``mag_err``, ``flux``,
         ``flux_err``, ``flags`` and optional ``camera``, ``filter`` and
-        ``epoch``. Rows with a non-finite magnitude are kept out of the
-        medians but counted in ``n_rejected``.
+        ``epoch``.
 
     window : float, optional
         Largest gap (days) within an epoch when there is no ``epoch``
@@ -105,66 +283,42 @@ def combine_epochs(exposures, *, window=0.1):
         the input), ``mag``, ``mag_err``, ``flux``, ``flux_err``,
         ``camera``, ``filter``, ``n_exposures``, ``n_rejected`` and
         ``flags``.
+
+    Raises
+    ------
+    TypeError
+        If ``time`` is not an astropy `~astropy.time.Time` column.
+    ValueError
+        If the exposures belong to more than one ``target``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astropy.table import Table
+    >>> from astropy.time import Time
+    >>> from satphotutils.lightcurves import combine_epochs
+    >>> exp = Table({'time': Time([1.0, 1.01, 1.02, 5.0], format='mjd'),
+    ...              'mag': [8.0, 8.1, 9.0, 8.2],
+    ...              'mag_err': np.full(4, 0.01),
+    ...              'flux': np.ones(4), 'flux_err': np.ones(4),
+    ...              'flags': np.zeros(4, int)})
+    >>> lc = combine_epochs(exp)
+    >>> lc['mag'].value.round(3).tolist(), lc['n_exposures'].tolist()
+    ([8.1, 8.2], [3, 1])
     """
-    t = exposures['time']
-    if not isinstance(t, Time):
-        msg = 'exposures need a time column of astropy Time'
-        raise TypeError(msg)
-    n = len(exposures)
-    camera = np.asarray(exposures['camera'], dtype=str) \
-        if 'camera' in exposures.colnames else np.full(n, '')
-    filt = np.asarray(exposures['filter'], dtype=str) \
-        if 'filter' in exposures.colnames else np.full(n, '')
-    epoch = np.asarray(exposures['epoch']) if 'epoch' in exposures.colnames \
-        else assign_epochs(t.mjd, window=window)
-    mag = _value(exposures['mag'])
-    mag_err = _value(exposures['mag_err'])
-    flux = _value(exposures['flux'])
-    flux_err = _value(exposures['flux_err'])
-    flags = np.asarray(exposures['flags'], dtype=np.int64)
-    keys = np.array([f'{e}|{c}|{f}' for e, c, f in zip(epoch, camera, filt,
-                                                       strict=True)])
-    uniq, inverse = np.unique(keys, return_inverse=True)
-    inverse = inverse.ravel()
-    rows = {k: [] for k in ('time', 'mag', 'mag_err', 'flux', 'flux_err',
-                            'camera', 'filter', 'n_exposures', 'n_rejected',
-                            'flags')}
-    for k in range(len(uniq)):
-        members = np.flatnonzero(inverse == k)
-        good = members[np.isfinite(mag[members])]
-        clean = good[(flags[good] & REJECT_FLAGS) == 0]
-        if len(clean):
-            good = clean
-        rows['time'].append(t.mjd[members].mean())
-        rows['camera'].append(camera[members[0]])
-        rows['filter'].append(filt[members[0]])
-        rows['n_exposures'].append(len(good))
-        rows['n_rejected'].append(len(members) - len(good))
-        rows['flags'].append(np.bitwise_or.reduce(
-            flags[good] if len(good) else flags[members]))
-        if len(good):
-            m, me = _combine(mag[good], mag_err[good])
-            f, fe = _combine(flux[good], flux_err[good])
-        else:
-            m = me = f = fe = np.nan
-        rows['mag'].append(m)
-        rows['mag_err'].append(me)
-        rows['flux'].append(f)
-        rows['flux_err'].append(fe)
-    order = np.argsort(rows['time'], kind='stable')
-    time = Time(np.asarray(rows['time'])[order], format='mjd',
-                scale=t.scale)
-    columns = {k: np.asarray(v)[order] for k, v in rows.items()
-               if k != 'time'}
-    ts = TimeSeries(time=time)
-    mag_unit = getattr(exposures['mag'], 'unit', None) or u.mag
-    flux_unit = getattr(exposures['flux'], 'unit', None)
-    ts['mag'] = columns['mag'] * mag_unit
-    ts['mag_err'] = columns['mag_err'] * mag_unit
-    ts['flux'] = columns['flux'] * (flux_unit or 1)
-    ts['flux_err'] = columns['flux_err'] * (flux_unit or 1)
-    for name in ('camera', 'filter', 'n_exposures', 'n_rejected', 'flags'):
-        ts[name] = columns[name]
+    if 'target' in exposures.colnames and \
+            len(np.unique(np.asarray(exposures['target']))) > 1:
+        msg = ('exposures of several targets given to combine_epochs; use '
+               'combine_exposures, or select one target first')
+        raise ValueError(msg)
+    return _to_timeseries(combine_exposures(exposures, window=window))
+
+
+def _to_timeseries(table):
+    ts = TimeSeries(time=table['time'])
+    for name in ('mag', 'mag_err', 'flux', 'flux_err', 'camera', 'filter',
+                 'n_exposures', 'n_rejected', 'flags'):
+        ts[name] = table[name]
     return ts
 
 
@@ -211,23 +365,62 @@ def lightcurve_statistics(lightcurve, *, sigma=5.0):
     """
     mag = _value(lightcurve['mag'])
     flags = np.asarray(lightcurve['flags'], dtype=np.int64)
-    rejected = np.isfinite(mag) & ((flags & REJECT_FLAGS) != 0)
-    finite = np.isfinite(mag) & ~rejected
-    if not finite.any():
-        return {'n': 0, 'median': np.nan, 'dispersion': np.nan,
-                'rms': np.nan, 'n_outliers': 0,
-                'n_rejected': int(rejected.sum())}
-    clipped = sigma_clip(mag[finite], sigma=sigma, stdfunc='mad_std',
-                         cenfunc='median', maxiters=5)
-    outlier = np.zeros(len(mag), dtype=bool)
-    outlier[np.flatnonzero(finite)[np.ma.getmaskarray(clipped)]] = True
+    stats, outlier = _statistics(mag, flags, np.array([0]),
+                                 np.array([len(mag)]), sigma=sigma)
     flags[outlier] |= SATPHOT_FLAGS.LIGHTCURVE_OUTLIER
     lightcurve['flags'] = flags
-    med = float(np.median(mag[finite]))
-    kept = mag[finite & ~outlier]
-    return {'n': int(finite.sum()), 'median': med,
-            'dispersion': float(dispersion(mag[finite])),
-            'rms': float(np.sqrt(np.mean((kept - med) ** 2))),
-            'n_outliers': int(outlier.sum()),
-            'n_rejected': int(rejected.sum())}
+    return _stats_row(stats, 0)
 
+
+def _stats_row(stats, k):
+    return {name: int(v[k]) if v.dtype.kind == 'i' else float(v[k])
+            for name, v in stats.items()}
+
+
+def _statistics(mag, flags, start, length, *, sigma):
+    """
+    Statistics of many light curves stored one after another.
+
+    Light curve k is ``mag[start[k]:start[k] + length[k]]``. They are
+    laid out in a NaN-padded 2-D array so that one
+    `~astropy.stats.sigma_clip` call (``axis=1``) clips them all.
+
+    Returns
+    -------
+    stats : dict of `~numpy.ndarray`
+        As `lightcurve_statistics`, one entry per light curve.
+
+    outlier : `~numpy.ndarray` of bool
+        The outliers, aligned with ``mag``.
+    """
+    n_lc = len(start)
+    rejected = np.isfinite(mag) & ((flags & REJECT_FLAGS) != 0)
+    usable = np.isfinite(mag) & ~rejected
+    row = np.repeat(np.arange(n_lc), length)
+    col = np.arange(len(mag)) - np.repeat(start, length)
+    grid = np.full((n_lc, max(int(length.max(initial=0)), 1)), np.nan)
+    grid[row, col] = np.where(usable, mag, np.nan)
+    n = np.bincount(row, weights=usable, minlength=n_lc).astype(int)
+    has = n > 0
+    with warnings.catch_warnings():
+        # The NaN padding is invalid on purpose, and all-NaN rows (no
+        # usable point) give NaN statistics.
+        warnings.simplefilter('ignore', RuntimeWarning)
+        warnings.filterwarnings('ignore', 'Input data contains invalid',
+                                AstropyUserWarning)
+        clipped = sigma_clip(grid, sigma=sigma, stdfunc='mad_std',
+                             cenfunc='median', maxiters=5, axis=1,
+                             masked=True)
+        median = np.nanmedian(grid, axis=1)
+        spread = dispersion(grid, axis=1)
+        out_grid = np.ma.getmaskarray(clipped) & np.isfinite(grid)
+        kept = np.where(out_grid, np.nan, grid)
+        rms = np.sqrt(np.nanmean((kept - median[:, None]) ** 2, axis=1))
+    outlier = out_grid[row, col]
+    stats = {'n': n, 'median': np.where(has, median, np.nan),
+             'dispersion': np.where(has, spread, np.nan),
+             'rms': np.where(has, rms, np.nan),
+             'n_outliers': out_grid.sum(axis=1),
+             'n_rejected': np.bincount(row, weights=rejected,
+                                       minlength=n_lc).astype(int)}
+    return stats, outlier

@@ -33,7 +33,12 @@ from satphotutils.utils.exceptions import SatphotutilsError
 from satphotutils.utils.flags import SATPHOT_FLAGS
 from satphotutils.utils.io import atomic_output
 
-from .epochs import combine_epochs, lightcurve_statistics
+from .epochs import (
+    _statistics,
+    _stats_row,
+    _to_timeseries,
+    combine_exposures,
+)
 
 __all__ = ['LightCurvePipeline', 'LightCurveRun', 'list_frames']
 
@@ -379,22 +384,31 @@ class LightCurvePipeline:
         exposures = vstack(rows) if rows else None
         lightcurves, stats = {}, {}
         if exposures is not None:
-            # One sort, then contiguous slices per target.
-            exposures = exposures[np.argsort(exposures['target'],
-                                             kind='stable')]
             exposures['time'] = Time(np.asarray(exposures['time'], float),
                                      format='mjd', scale=self.time_scale)
-            target = np.asarray(exposures['target'])
+            # All targets' epochs in one vectorised pass, then contiguous
+            # slices per target.
+            epochs = combine_exposures(exposures, window=self.epoch_window)
+            target = np.asarray(epochs['target'])
             ids, first = np.unique(target, return_index=True)
             bounds = np.append(first, len(target))
+            # One TimeSeries sliced per target (slices are 10x cheaper
+            # than building a TimeSeries for each), and the statistics
+            # of all in one sigma-clipping call.
+            everything = _to_timeseries(epochs)
+            flags = np.asarray(everything['flags'], dtype=np.int64)
+            batch, outlier = _statistics(
+                np.asarray(everything['mag'].value), flags, first,
+                np.diff(bounds), sigma=self.clip_sigma)
+            flags[outlier] |= SATPHOT_FLAGS.LIGHTCURVE_OUTLIER
+            everything['flags'] = flags
+            ra, dec = coords.ra.deg, coords.dec.deg
             for k, i in enumerate(ids):
-                sel = exposures[bounds[k]:bounds[k + 1]]
-                ts = combine_epochs(sel, window=self.epoch_window)
+                ts = everything[bounds[k]:bounds[k + 1]]
                 ts.meta['name'] = names[i]
-                ts.meta['ra'] = float(coords[i].ra.deg)
-                ts.meta['dec'] = float(coords[i].dec.deg)
-                stats[names[i]] = lightcurve_statistics(
-                    ts, sigma=self.clip_sigma)
+                ts.meta['ra'] = float(ra[i])
+                ts.meta['dec'] = float(dec[i])
+                stats[names[i]] = _stats_row(batch, k)
                 lightcurves[names[i]] = ts
         run = LightCurveRun(lightcurves=lightcurves, statistics=stats,
                             skipped=skipped, frames_measured=len(rows),
@@ -496,9 +510,11 @@ def _dask_map(pipeline, files, coords, scheduler):
         Client(scheduler)
     try:
         # Scatter the pipeline and targets once (the model weights), not
-        # per task.
+        # per task. Unhashed keys: with content-hashed keys a second run
+        # on the same client reuses the first run's keys, which the
+        # scheduler may be releasing, and the run hangs.
         remote, remote_coords = client.scatter([pipeline, coords],
-                                               broadcast=True)
+                                               broadcast=True, hash=False)
         batches = _batches(files, len(client.scheduler_info()['workers']))
         futures = client.map(_measure_batch, [remote] * len(batches),
                              batches, [remote_coords] * len(batches),

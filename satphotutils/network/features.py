@@ -232,7 +232,8 @@ class StampFeatures:
         result : dict
             ``features`` (float32, shape (N, n_features)), ``base``
             (``log10 A``, the aperture-photometry estimate the network
-            corrects), ``local_bkg``, ``n_unity``, ``finite`` (all
+            corrects, floored), ``aperture_sum`` (A itself, which can be
+            zero or negative), ``local_bkg``, ``n_unity``, ``finite`` (all
             pixels finite) and ``known_camera``.
         """
         stamps = np.asarray(stamps, dtype=np.float32)
@@ -306,5 +307,6 @@ class StampFeatures:
         features[:, 2 * npx + len(_SCALARS):] = 0.0
         features[np.arange(n), 2 * npx + len(_SCALARS) + slot] = 1.0
         return {'features': features, 'base': np.log10(scale),
+                'aperture_sum': total,
                 'local_bkg': bkg.astype(float), 'n_unity': n_unity,
                 'finite': finite, 'known_camera': known}

@@ -108,22 +108,35 @@ class _Photometry:
         ------
         ValueError
             For NDData with an explicit ``mask`` or ``error``, for
-            inconsistent positions, or for shapes that do not match.
+            inconsistent positions, for shapes that do not match, or for
+            a zero point or transparency that is not a finite number.
+        astropy.units.UnitsError
+            If ``data`` has a unit other than counts (``adu``, ``ct``).
         """
         image, unit, mask, error, wcs, meta = _unpack(data, mask, error,
                                                       wcs)
         x, y, sky_center = _positions(positions, skycoord, init_params, wcs)
         frame = self._frame_values(image, mask, meta, zeropoint)
+        # Positions a WCS cannot place (e.g. the far side of the sky of a
+        # TAN projection) or given as NaN are measured nowhere.
+        placed = np.isfinite(x) & np.isfinite(y)
         # Targets in chunks: the stamps of one chunk at a time bound the
         # memory whatever the number of targets.
         parts = []
         for start in range(0, max(len(x), 1), _CHUNK):
             sl = slice(start, start + _CHUNK)
-            stamps, stamp_flags, n_sat = self._stamps(image, mask, x[sl],
-                                                      y[sl])
-            result = self._measure(image, mask, error, x[sl], y[sl],
-                                   stamps, frame)
-            result['flags'] = result['flags'] | stamp_flags
+            xs = np.where(placed[sl], x[sl], -10.0 * self.stamp_size)
+            ys = np.where(placed[sl], y[sl], -10.0 * self.stamp_size)
+            stamps, stamp_flags, n_sat = self._stamps(image, mask, xs, ys)
+            result = self._measure(image, mask, error, xs, ys, stamps,
+                                   frame)
+            flags = result['flags'] | stamp_flags
+            # photutils gives no value where there is no data.
+            nothing = (flags & SATPHOT_FLAGS.NO_OVERLAP) != 0
+            flags[nothing] &= SATPHOT_FLAGS.NO_OVERLAP
+            for name in ('log_counts', 'log_counts_err', 'local_bkg'):
+                result[name] = np.where(nothing, np.nan, result[name])
+            result['flags'] = flags
             result['n_saturated'] = n_sat
             parts.append(result)
         result = {k: np.concatenate([p[k] for p in parts])
@@ -143,13 +156,29 @@ class _Photometry:
             good = np.isfinite(image) if mask is None else \
                 np.isfinite(image) & ~mask
             _, sky, _ = sigma_clipped_stats(image[::4, ::4][good[::4, ::4]])
-        zp = zeropoint if zeropoint is not None else header('zeropoint')
+        if zeropoint is not None:
+            zp = _finite_number(zeropoint, 'zeropoint')
+        else:
+            zp = header('zeropoint')
+            if zp is not None:
+                zp = _finite_number(
+                    zp, f'the {self.keys["zeropoint"]} header keyword')
+        transparency = header('transparency')
+        if transparency is not None:
+            transparency = _finite_number(
+                transparency, f'the {self.keys["transparency"]} header '
+                'keyword')
+            if transparency <= 0:
+                msg = (f'the {self.keys["transparency"]} header keyword '
+                       f'must be positive, got {transparency}')
+                raise ValueError(msg)
         camera, filt = header('camera'), header('filter')
         code = None if camera is None else \
             f'{camera}/{filt}' if filt is not None else str(camera)
         return {'sky': float(sky),
-                'zeropoint': None if zp is None else float(zp),
-                'transparency': float(header('transparency') or 1.0),
+                'zeropoint': zp,
+                'transparency': 1.0 if transparency is None else
+                transparency,
                 'camera': code}
 
     def _stamps(self, image, mask, x, y):
@@ -175,13 +204,13 @@ class _Photometry:
         flags[none] |= 1
         yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
         circle = (xx**2 + yy**2 <= 25)[None]
+        nonfinite = ~np.isfinite(stamps) & inside
+        flags[(nonfinite & circle).any(axis=(1, 2))] |= 16
         if mask is not None:
             masked = mask[np.clip(rows, 0, ny - 1)[:, :, None],
                           np.clip(cols, 0, nx - 1)[:, None, :]] & inside
             flags[(masked & circle).any(axis=(1, 2))] |= 8
             stamps[masked] = np.nan
-        nonfinite = ~np.isfinite(stamps) & inside
-        flags[(nonfinite & circle).any(axis=(1, 2))] |= 16
         near = ((x < half) | (y < half) | (x > nx - 1 - half)
                 | (y > ny - 1 - half))
         flags[near] |= SATPHOT_FLAGS.NEAR_EDGE
@@ -363,12 +392,18 @@ class SaturatedStarPhotometry(_Photometry):
             x_feat, ensemble=self.ensemble, reflections=self.reflections,
             hybrid=self.hybrid, batch_size=self.batch_size)
         flags = pred['flags'] & ~np.int64(16)  # re-derived from the mask
+        log_counts = pred['log_counts']
+        err = pred['log_counts_err']
+        no_signal = ~(x_feat['aperture_sum'] > 0)
+        flags[no_signal] |= SATPHOT_FLAGS.NO_SIGNAL
+        log_counts = np.where(no_signal, np.nan, log_counts)
+        err = np.where(no_signal, np.nan, err)
         local_bkg = pred['local_bkg']
         if self.local_bkg_estimator is not None:
             local_bkg = np.asarray(self.local_bkg_estimator(
                 image, x, y, mask=mask), dtype=float)
-        return {'log_counts': pred['log_counts'],
-                'log_counts_err': pred['log_counts_err'], 'flags': flags,
+        return {'log_counts': log_counts, 'log_counts_err': err,
+                'flags': flags,
                 'local_bkg': local_bkg, 'n_unity': pred['n_unity'],
                 'method': pred['method']}
 
@@ -520,12 +555,54 @@ class PSFWingPhotometry(_Photometry):
             log_counts = np.where(flux > 0, np.log10(np.abs(flux)), np.nan)
             err = np.asarray(res['flux_err'], dtype=float) / np.abs(flux) \
                 / np.log(10)
-        flags = np.asarray(res['flags'], dtype=np.int64)
+        flags = _from_psf_flags(np.asarray(res['flags'], dtype=np.int64))
         unity = (stamps == 1.0).sum(axis=(1, 2))
         return {'log_counts': log_counts, 'log_counts_err': err,
                 'flags': flags, 'local_bkg': np.asarray(res['local_bkg']),
                 'n_unity': unity,
                 'method': np.full(len(x), 'psf_wings')}
+
+
+# Units the network's counts can be in: the model learned ADU.
+_COUNT_UNITS = (u.adu, u.ct, u.dimensionless_unscaled)
+
+
+def _finite_number(value, what):
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        msg = f'{what} must be a number, got {value!r}'
+        raise ValueError(msg) from None
+    if not np.isfinite(number):
+        msg = f'{what} must be finite, got {value!r}'
+        raise ValueError(msg)
+    return number
+
+
+def _check_unit(unit):
+    if unit is None or any(unit == c for c in _COUNT_UNITS):
+        return
+    msg = (f'data must be in counts (adu), got unit {unit!r}: the network '
+           'learned the detector in ADU; convert the image (for electrons, '
+           'divide by the gain) or pass plain numbers')
+    raise u.UnitsError(msg)
+
+
+def _from_psf_flags(psf):
+    """
+    Translate photutils ``PSFPhotometry`` flags into satphotutils bits.
+
+    PSFPhotometry's bits mean other things than the aperture bits our
+    low bits follow (its 1 is "fewer pixels than the fit box", which a
+    wing fit always has). Overlap, masks and non-finite pixels are
+    derived from the stamps for every method; the fit's own problems map
+    to ``no_signal`` and ``fit_problem``.
+    """
+    flags = np.zeros_like(psf)
+    flags[(psf & (4 | 128 | 256)) != 0] |= SATPHOT_FLAGS.NO_SIGNAL
+    flags[(psf & (8 | 16 | 32 | 512 | 1024 | 2048)) != 0] |= \
+        SATPHOT_FLAGS.FIT_PROBLEM
+    return flags
 
 
 def _unpack(data, mask, error, wcs):
@@ -553,6 +630,7 @@ def _unpack(data, mask, error, wcs):
     if image.ndim != 2:
         msg = f'data must be a 2D image, got shape {image.shape}'
         raise ValueError(msg)
+    _check_unit(unit)
     for name, value in (('mask', mask), ('error', error)):
         if value is not None and np.shape(value) != image.shape:
             msg = (f'{name} must have the shape of data {image.shape}, '

@@ -57,6 +57,13 @@ _DEFINITIONS = (
     FlagDefinition(4194304, 'no_calibration',
                    'the frame could not be calibrated (no zero point, or '
                    'too few comparison stars)'),
+    FlagDefinition(8388608, 'no_signal',
+                   'the background-subtracted sum within the radius is '
+                   'not positive: there is no star to measure (flux NaN)'),
+    FlagDefinition(16777216, 'fit_problem',
+                   'the PSF fit of the wings may not have converged, has '
+                   'no covariance, or ended at a bound or non-finite '
+                   '(PSFWingPhotometry)'),
 )
 
 

@@ -116,10 +116,16 @@ def test_dask_local_cluster_gives_the_serial_answer(field, tmp_path):
                                   worker_dashboard_address=None,
                                   processes=True) as cluster, \
             distributed.Client(cluster) as client:
-        parallel = LightCurvePipeline()(frames, targets, scheduler=client)
+        pipeline = LightCurvePipeline()
+        parallel = pipeline(frames, targets, scheduler=client)
+        # Runs one after another on one client (this once hung: the
+        # second run reused the first's scattered keys).
+        again = pipeline(frames, targets, scheduler=client)
+        third = pipeline(frames, targets, scheduler=client)
     for name, lc in serial.lightcurves.items():
-        assert_allclose(parallel.lightcurves[name]['mag'].value,
-                        lc['mag'].value, atol=1e-9)
+        for run in (parallel, again, third):
+            assert_allclose(run.lightcurves[name]['mag'].value,
+                            lc['mag'].value, atol=1e-9)
     threads = LightCurvePipeline()(frames, targets, scheduler='threads')
     assert_allclose(threads.lightcurves['const7']['mag'].value,
                     serial.lightcurves['const7']['mag'].value, atol=1e-9)
