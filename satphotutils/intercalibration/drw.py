@@ -363,6 +363,10 @@ def _prepare(lightcurve):
         if name not in lightcurve.colnames:
             msg = f'the light curve needs a {name!r} column'
             raise ValueError(msg)
+    if len(lightcurve) == 0:
+        msg = ('the light curve has no valid points (all were limits, '
+               'placeholders or bad rows, or the file has none)')
+        raise SatphotutilsError(msg)
     time = lightcurve['time']
     jd = time.jd if isinstance(time, Time) else np.asarray(time, float)
     order = np.argsort(jd, kind='stable')

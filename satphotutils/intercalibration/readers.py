@@ -51,9 +51,13 @@ def _csv(text):
 
 def _numbers(column):
     """Parse a column of numbers that may hold '>15.4' limits as NaN."""
+    # Empty cells are masked; their underlying data (0) is not a value.
+    missing = np.ma.getmaskarray(column)
     values = np.asarray(column).astype(str)
     out = np.full(len(values), np.nan)
     for i, v in enumerate(values):
+        if missing[i]:
+            continue
         v = v.strip()
         if not v or v.startswith(('>', '<')) or v in ('--', 'nan'):
             continue
@@ -62,6 +66,14 @@ def _numbers(column):
         except ValueError:
             continue
     return out
+
+
+def _times(column):
+    """Parse a time column; every row needs one."""
+    if np.ma.getmaskarray(column).any():
+        msg = 'empty cells in the time column'
+        raise ValueError(msg)
+    return np.asarray(column, dtype=float)
 
 
 def _clean_camera(values):
@@ -122,6 +134,9 @@ def read_lightcurve(source, *, format=None):
     except (OSError, UnicodeDecodeError) as exc:
         msg = f'cannot read {path}: {exc}'
         raise SatphotutilsError(msg) from exc
+    if not text.strip():
+        msg = f'{path} is empty; give a Sky Patrol or light-curve table file'
+        raise SatphotutilsError(msg)
     fmt = format or _detect(text)
     if fmt is None:
         try:
@@ -130,24 +145,38 @@ def read_lightcurve(source, *, format=None):
             msg = (f'{path} is not a Sky Patrol v1/v2 or pyasassn CSV, nor a '
                    f'table with time, mag, mag_err, camera, filter: {exc}')
             raise SatphotutilsError(msg) from exc
-    table = _csv(text)
+    try:
+        return _read_format(_csv(text), fmt, path)
+    except (KeyError, ValueError) as exc:
+        what = f'no {exc} column' if isinstance(exc, KeyError) else str(exc)
+        msg = (f'{path} looks like a {_FORMAT_NAMES.get(fmt, fmt)} file but '
+               f'cannot be read: {what}; check that it is complete and '
+               'unedited, or pass format=')
+        raise SatphotutilsError(msg) from exc
+
+
+_FORMAT_NAMES = {'sp1': 'Sky Patrol v1 CSV', 'sp2web': 'Sky Patrol v2 web CSV',
+                 'sp2api': 'pyasassn CSV'}
+
+
+def _read_format(table, fmt, path):
     n = len(table)
     if fmt == 'sp1':
         filt = (np.char.strip(np.asarray(table['Filter']).astype(str))
                 if 'Filter' in table.colnames else np.full(n, 'V'))
-        return _finish(np.asarray(table['HJD'], float),
+        return _finish(_times(table['HJD']),
                        _numbers(table['mag']), _numbers(table['mag_err']),
                        _clean_camera(table['Camera']), filt,
                        np.ones(n, bool), fmt, path)
     if fmt == 'sp2web':
         quality = np.char.strip(np.asarray(table['Quality']).astype(str))
-        return _finish(np.asarray(table['JD'], float),
+        return _finish(_times(table['JD']),
                        _numbers(table['Mag']), _numbers(table['Mag Error']),
                        _clean_camera(table['Camera']),
                        np.char.strip(np.asarray(table['Filter']).astype(str)),
                        quality == 'G', fmt, path)
     if fmt == 'sp2api':
-        return _finish(np.asarray(table['jd'], float),
+        return _finish(_times(table['jd']),
                        _numbers(table['mag']), _numbers(table['mag_err']),
                        _clean_camera(table['cam']), np.full(n, 'g'),
                        np.ones(n, bool), fmt, path)

@@ -23,15 +23,13 @@ import numpy as np
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
-from astropy.io.fits.verify import VerifyWarning
 from astropy.stats import sigma_clipped_stats
 from astropy.table import QTable, Table, vstack
 from astropy.time import Time
-from astropy.wcs import FITSFixedWarning
 
 from satphotutils.utils.exceptions import SatphotutilsError
 from satphotutils.utils.flags import SATPHOT_FLAGS
-from satphotutils.utils.io import atomic_output
+from satphotutils.utils.io import atomic_output, read_frame
 
 from .epochs import (
     _statistics,
@@ -216,17 +214,7 @@ class LightCurvePipeline:
             If the frame cannot be used (no WCS, no time, no
             calibration).
         """
-        from astropy.nddata import CCDData
-
-        with warnings.catch_warnings():
-            # A damaged file fails below with an OSError that is reported.
-            warnings.simplefilter('ignore', FITSFixedWarning)
-            warnings.simplefilter('ignore', VerifyWarning)
-            # Our own file object: closed even when astropy fails on it.
-            with open(path, 'rb') as fh:
-                header = fits.getheader(fh)
-            unit = header.get('BUNIT', 'adu')
-            frame = CCDData.read(path, unit=unit)
+        frame = read_frame(path)
         if frame.wcs is None or not frame.wcs.has_celestial:
             msg = 'no celestial WCS'
             raise SatphotutilsError(msg)
@@ -348,13 +336,34 @@ class LightCurvePipeline:
         Returns
         -------
         run : `LightCurveRun`
+
+        Raises
+        ------
+        SatphotutilsError
+            If no frames are found. Frames that cannot be used are not
+            errors: they are skipped and listed in ``run.skipped`` and
+            ``report.json``.
+        ValueError
+            If the target table lacks positions or repeats a name.
         """
         coords, names = _read_targets(targets)
         files = list_frames(frames, **filters)
+        if not files:
+            where = f'in {frames}' if isinstance(frames, (str, Path)) \
+                else 'in the list given'
+            msg = (f'no FITS frames found {where}'
+                   + (f' with {filters}' if filters else '')
+                   + '; give a directory of *.fits/*.fits.fz files, a glob '
+                   'pattern or a list of files')
+            raise SatphotutilsError(msg)
         out = None if output is None else Path(output)
         done, rows = {}, []
         if out is not None:
             (out / 'frames').mkdir(parents=True, exist_ok=True)
+            # Temporaries of a killed run (atomic_output's dot files).
+            for stale in (*out.glob('.*.ecsv.*'),
+                          *(out / 'frames').glob('.*.ecsv.*')):
+                stale.unlink(missing_ok=True)
         skipped = {}
         todo = []
         for f in files:
@@ -468,10 +477,11 @@ def _safe(name):
 
 
 def _safe_measure(pipeline, path, coords):
+    # Whatever goes wrong with one frame is reported with the frame, and
+    # the run goes on: a long run never dies on a bad file.
     try:
         return pipeline.measure_frame(path, coords)
-    except (OSError, ValueError, KeyError, TypeError,
-            SatphotutilsError) as exc:
+    except Exception as exc:
         return exc
 
 

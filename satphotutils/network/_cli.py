@@ -103,6 +103,10 @@ def _train(args):
                     provenance={'command': ' '.join(
                         ['satphot', *sys.argv[1:]])})
     val = model.metadata['validation']
+    resumed = model.metadata['training'].get('resumed_after_epoch')
+    if resumed:
+        print('resumed from checkpoints: ' + ', '.join(
+            f'seed {k} after epoch {e}' for k, e in resumed.items()))
     print(f'wrote {args.output}: {model!r}')
     for group, stats in val.items():
         print(f"  validation {group}: dispersion {stats['dispersion']:.4f} "

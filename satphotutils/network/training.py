@@ -244,13 +244,15 @@ class Trainer:
         ckpt = out / 'checkpoints'
         ckpt.mkdir(parents=True, exist_ok=True)
 
-        members, losses = [], []
+        members, losses, resumed = [], [], {}
         for k in range(cfg.seeds):
-            net, best = self._train_one(
+            net, best, after = self._train_one(
                 k, x, data['target'], train, valid, mean, std, features,
                 device, ckpt, key, resume)
             members.append(net.cpu())
             losses.append(best)
+            if after:
+                resumed[str(k)] = after
         order = np.argsort(losses)
         members = [members[i] for i in order]
         log.info('validation losses: %s', sorted(losses))
@@ -273,6 +275,9 @@ class Trainer:
                                           'test': len(test)},
             'config': cfg.to_dict(),
             'validation_loss': [float(v) for v in sorted(losses)],
+            # Seeds continued from a checkpoint: the epoch they resumed
+            # after.
+            'resumed_after_epoch': resumed,
             'seconds': round(time.perf_counter() - start_time, 1),
             'device': str(device),
             'versions': get_versions(),
@@ -325,11 +330,13 @@ class Trainer:
         state = {'epoch': 0, 'best': np.inf, 'bad': 0, 'key': key,
                  'history': []}
         paths = _ckpt_paths(ckpt, k)
+        resumed_after = 0
         if resume and paths['state'].exists():
             saved = json.loads(paths['state'].read_text())
-            if saved.get('key') == key:
+            if saved.get('key') == key and 'files' in saved:
                 _load_checkpoint(net, opt, sched, paths, device)
                 state = saved
+                resumed_after = state['epoch']
                 log.info('seed %d: resuming after epoch %d', k,
                          state['epoch'])
         mean_t = torch.from_numpy(mean).to(device)
@@ -415,7 +422,7 @@ class Trainer:
         if bar is not None:
             bar.close()
         _load_weights(net, paths['best'], device)
-        return net, state['best']
+        return net, state['best'], resumed_after
 
 
 def _describe(stamps):
@@ -451,10 +458,18 @@ def _cameras_in(stamps):
 
 
 def _ckpt_paths(ckpt, k):
-    return {'weights': ckpt / f'seed{k}.safetensors',
-            'optimizer': ckpt / f'seed{k}.optimizer.safetensors',
+    # Weights and optimiser state carry their epoch in the file name and
+    # the state file, written last, names them: a kill at any moment
+    # leaves the state pointing at a complete, consistent checkpoint.
+    return {'dir': ckpt, 'prefix': f'seed{k}',
             'state': ckpt / f'seed{k}.json',
             'best': ckpt / f'seed{k}.best.safetensors'}
+
+
+def _epoch_files(paths, epoch):
+    stem = f'{paths["prefix"]}.epoch{epoch}'
+    return (paths['dir'] / f'{stem}.safetensors',
+            paths['dir'] / f'{stem}.optimizer.safetensors')
 
 
 def _save_weights(net, path):
@@ -475,34 +490,41 @@ def _save_checkpoint(net, opt, sched, state, paths):
     import torch
     from safetensors.torch import save_file
 
-    _save_weights(net, paths['weights'])
+    weights, optimizer = _epoch_files(paths, state['epoch'])
+    _save_weights(net, weights)
     # The optimiser state flattened to named tensors: no pickle.
     tensors = {}
     for i, (pid, pstate) in enumerate(opt.state_dict()['state'].items()):
         for name, value in pstate.items():
             value = value if torch.is_tensor(value) else torch.tensor(value)
             tensors[f'{i}.{pid}.{name}'] = value.detach().cpu().contiguous()
-    with atomic_output(paths['optimizer'], overwrite=True) as tmp:
+    with atomic_output(optimizer, overwrite=True) as tmp:
         save_file(tensors, str(tmp))
     state = dict(state)
+    state['files'] = [weights.name, optimizer.name]
     state['scheduler'] = None if sched is None else {
         k: v for k, v in sched.state_dict().items()
         if isinstance(v, (int, float, str, bool, list)) or v is None}
     with atomic_output(paths['state'], overwrite=True) as tmp:
         Path(tmp).write_text(json.dumps(state, default=float))
+    # Only now is the previous checkpoint unneeded.
+    for old in paths['dir'].glob(f'{paths["prefix"]}.epoch*.safetensors'):
+        if old.name not in state['files']:
+            old.unlink(missing_ok=True)
 
 
 def _load_checkpoint(net, opt, sched, paths, device):
     from safetensors.torch import load_file
 
-    _load_weights(net, paths['weights'], device)
-    tensors = load_file(str(paths['optimizer']), device=str(device))
+    saved = json.loads(paths['state'].read_text())
+    weights, optimizer = (paths['dir'] / name for name in saved['files'])
+    _load_weights(net, weights, device)
+    tensors = load_file(str(optimizer), device=str(device))
     opt_state = opt.state_dict()
     for key, value in tensors.items():
         _, pid, name = key.split('.', 2)
         opt_state['state'].setdefault(int(pid), {})[name] = value
     opt.load_state_dict(opt_state)
-    saved = json.loads(paths['state'].read_text())
     if sched is not None and saved.get('scheduler'):
         sched_state = sched.state_dict()
         sched_state.update(saved['scheduler'])

@@ -53,14 +53,11 @@ def _read_targets(path):
 
 
 def _photometry(args):
-    from astropy.nddata import CCDData
-
     from satphotutils.photometry import SaturatedStarPhotometry
-    from satphotutils.utils.io import atomic_output
+    from satphotutils.utils.io import atomic_output, read_frame
 
     targets = _read_targets(args.targets)
-    frame = CCDData.read(args.image, unit='adu') \
-        if 'BUNIT' not in _header(args.image) else CCDData.read(args.image)
+    frame = read_frame(args.image)
     phot = SaturatedStarPhotometry(model=args.model)
     table = phot(frame, init_params=targets, zeropoint=args.zeropoint)
     for name in targets.colnames:
@@ -69,12 +66,6 @@ def _photometry(args):
     with atomic_output(args.output, overwrite=args.overwrite) as tmp:
         table.write(tmp, format='ascii.ecsv')
     print(f'measured {len(table)} targets; wrote {args.output}')
-
-
-def _header(path):
-    from astropy.io import fits
-
-    return fits.getheader(path)
 
 
 def _demo(args):

@@ -1,0 +1,794 @@
+"""
+The bad-input inventory: every row of docs/reference/bad_inputs.rst.
+
+Each case feeds one bad input to a public entry point and asserts the
+documented behaviour: the exception type and the words of its message
+that name the argument and the fix, or the flag of a flagged row. The
+last test checks that the documentation lists exactly these cases.
+"""
+
+import inspect
+import json
+import pickle
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+from astropy.io import fits
+from astropy.nddata import CCDData, NDData
+from astropy.table import Table
+from astropy.wcs import WCS
+from numpy.testing import assert_allclose
+
+from satphotutils.cli import main
+from satphotutils.utils.exceptions import SatphotutilsError
+from satphotutils.utils.flags import SATPHOT_FLAGS as F
+
+DOC = Path(__file__).parents[2] / 'docs' / 'reference' / 'bad_inputs.rst'
+CASES = {}
+CENTRE = SkyCoord(60.0, -30.0, unit='deg')
+STAR = (100.3, 150.2)  # pixel position of the g = 7 target
+
+
+@pytest.fixture(scope='module')
+def frame():
+    """A simulated 300x200 CCDData frame with a saturated g = 7 star."""
+    from satphotutils.simulation import Camera, Detector, FrameSimulator, Scene
+
+    detector = Detector(shape=(300, 200))
+    scene = Scene.random(CENTRE, radius=1.0 * u.deg, g_max=13.0, seed=2)
+    coords = detector.wcs(CENTRE).pixel_to_world([STAR[0]], [STAR[1]])
+    scene.add(coords, [7.0], [1.0], name=['t'])
+    ccd, _ = FrameSimulator(camera=Camera(detector=detector),
+                            pointing=CENTRE)(scene, mjd=59500.0, seed=4)
+    ccd.data = np.nan_to_num(ccd.data)  # edges: clean pixels for the cases
+    ccd.mask = None
+    return ccd
+
+
+@pytest.fixture(scope='module')
+def phot():
+    from satphotutils.photometry import SaturatedStarPhotometry
+
+    return SaturatedStarPhotometry()
+
+
+
+def case(key):
+    def register(func):
+        CASES[key] = func
+        return func
+    return register
+
+
+def _with(frame, data=None, **kwargs):
+    """A copy of the frame with other data, mask or WCS."""
+    args = {'data': frame.data if data is None else data, 'unit': 'adu',
+            'wcs': frame.wcs, 'meta': frame.meta} | kwargs
+    return CCDData(**args)
+
+
+def _flags(table, row=0):
+    return int(table['flags'][row])
+
+
+# -- pixels -------------------------------------------------------------------
+
+@case('P01')
+def nan_in_core(frame, phot, **_):
+    data = frame.data.copy()
+    data[150, 100] = np.nan
+    table = phot(_with(frame, data), positions=[STAR])
+    assert _flags(table) & F.NON_FINITE_DATA
+
+
+@case('P02')
+def inf_pixel(frame, phot, **_):
+    data = frame.data.copy()
+    data[151, 101] = np.inf
+    table = phot(_with(frame, data), positions=[STAR])
+    assert _flags(table) & F.NON_FINITE_DATA
+
+
+@case('P03')
+def masked_pixel(frame, phot, **_):
+    mask = np.zeros(frame.shape, bool)
+    mask[150, 100] = True
+    table = phot(_with(frame, mask=mask), positions=[STAR])
+    assert _flags(table) & F.MASKED_PIXELS
+    assert not _flags(table) & F.NON_FINITE_DATA
+
+
+@case('P04')
+def all_zero_image(frame, phot, **_):
+    table = phot(np.zeros(frame.shape), positions=[STAR], zeropoint=25.5)
+    assert _flags(table) & F.NO_SIGNAL
+    assert np.isnan(table['flux'][0])
+    assert np.isnan(table['mag'][0])
+
+
+@case('P05')
+def negative_image(frame, phot, **_):
+    table = phot(-np.abs(frame.data), positions=[STAR], zeropoint=25.5)
+    assert _flags(table) & F.NO_SIGNAL
+    assert np.isnan(table['flux'][0])
+
+
+@case('P06')
+def integer_dtype(frame, phot, **_):
+    data = np.clip(frame.data, 0, 2**31 - 1).astype(np.int32)
+    ref = phot(_with(frame, data.astype(float)), positions=[STAR])
+    table = phot(_with(frame, data), positions=[STAR])
+    assert_allclose(table['flux'], ref['flux'])
+
+
+@case('P07')
+def big_endian(frame, phot, tmp_path, **_):
+    path = tmp_path / 'be.fits'
+    fits.PrimaryHDU(frame.data.astype('>f4'), header=frame.wcs.to_header()
+                    ).writeto(path)
+    from satphotutils.utils import read_frame
+
+    be = read_frame(path)
+    ref = phot(_with(frame, frame.data.astype(np.float32)), positions=[STAR])
+    table = phot(_with(frame, be.data), positions=[STAR])
+    assert_allclose(table['flux'], ref['flux'])
+
+
+@case('P08')
+def three_d_array(phot, **_):
+    with pytest.raises(ValueError, match='2D image, got shape'):
+        phot(np.zeros((3, 50, 50)), positions=[[10, 10]])
+
+
+@case('P09')
+def one_d_array(phot, **_):
+    with pytest.raises(ValueError, match='2D image, got shape'):
+        phot(np.zeros(50), positions=[[10, 10]])
+
+
+@case('P10')
+def flux_density_units(frame, phot, **_):
+    with pytest.raises(u.UnitsError, match=r'counts \(adu\)'):
+        phot(frame.data * u.Jy, positions=[STAR])
+
+
+@case('P11')
+def electron_units(frame, phot, **_):
+    with pytest.raises(u.UnitsError, match='divide by the gain'):
+        phot(_with(frame, unit='electron'), positions=[STAR])
+
+
+@case('P12')
+def nddata_with_explicit_mask(frame, phot, **_):
+    with pytest.raises(ValueError, match='must be None when data is an '
+                       'NDData'):
+        phot(NDData(frame.data), positions=[STAR],
+             mask=np.zeros(frame.shape, bool))
+
+
+@case('P13')
+def mask_of_wrong_shape(frame, phot, **_):
+    with pytest.raises(ValueError, match='mask must have the shape'):
+        phot(frame.data, positions=[STAR], mask=np.zeros((3, 3), bool))
+
+
+@case('P14')
+def non_finite_zeropoint(frame, phot, **_):
+    with pytest.raises(ValueError, match='zeropoint must be finite'):
+        phot(frame, positions=[STAR], zeropoint=np.nan)
+
+
+@case('P15')
+def non_numeric_zeropoint_keyword(frame, phot, **_):
+    bad = _with(frame, meta=dict(frame.meta) | {'ZP': 'unknown'})
+    with pytest.raises(ValueError, match='ZP header keyword must be a '
+                       'number'):
+        phot(bad, positions=[STAR])
+
+
+@case('P16')
+def non_positive_transparency(frame, phot, **_):
+    bad = _with(frame, meta=dict(frame.meta) | {'TRANSP': 0.0})
+    with pytest.raises(ValueError, match='TRANSP header keyword must be '
+                       'positive'):
+        phot(bad, positions=[STAR])
+
+
+# -- geometry -----------------------------------------------------------------
+
+@case('G01')
+def target_off_the_frame(frame, phot, **_):
+    table = phot(frame, positions=[[5000.0, 5000.0]])
+    assert _flags(table) == F.NO_OVERLAP
+    assert np.isnan(table['flux'][0])
+    assert np.isnan(table['mag'][0])
+
+
+@case('G02')
+def target_near_the_edge(frame, phot, **_):
+    table = phot(frame, positions=[[4.0, 150.0]])
+    assert _flags(table) & F.NEAR_EDGE
+    assert _flags(table) & F.PARTIAL_OVERLAP
+
+
+@case('G03')
+def duplicated_targets(frame, phot, **_):
+    table = phot(frame, positions=[STAR, STAR])
+    assert len(table) == 2
+    assert table['id'].tolist() == [1, 2]
+    assert_allclose(table['flux'][0], table['flux'][1], rtol=1e-6)
+
+
+@case('G04')
+def empty_positions(frame, phot, **_):
+    with pytest.raises(ValueError, match='no targets: positions is empty'):
+        phot(frame, positions=np.empty((0, 2)))
+
+
+@case('G05')
+def empty_skycoord(frame, phot, **_):
+    with pytest.raises(ValueError, match='no targets: skycoord is empty'):
+        phot(frame, skycoord=SkyCoord([], [], unit='deg'))
+
+
+@case('G06')
+def nan_position(frame, phot, **_):
+    table = phot(frame, positions=[[np.nan, 150.0], STAR])
+    assert _flags(table, 0) == F.NO_OVERLAP
+    assert np.isnan(table['flux'][0])
+    assert np.isfinite(table['flux'][1])
+
+
+@case('G07')
+def outside_the_wcs_valid_region(frame, phot, **_):
+    # The far side of the sky of a TAN projection has no pixel position.
+    far = SkyCoord(240.0, 30.0, unit='deg')
+    table = phot(frame, skycoord=far)
+    assert _flags(table) == F.NO_OVERLAP
+
+
+@case('G08')
+def sip_distortion(frame, phot, **_):
+    header = frame.wcs.to_header()
+    header['CTYPE1'], header['CTYPE2'] = 'RA---TAN-SIP', 'DEC--TAN-SIP'
+    # The reference pixel away from the star, where SIP terms are large.
+    header['CRPIX1'] -= 80.0
+    header['CRPIX2'] -= 100.0
+    header.update({'A_ORDER': 2, 'B_ORDER': 2, 'A_2_0': 2e-5,
+                   'B_0_2': -3e-5, 'AP_ORDER': 0, 'BP_ORDER': 0})
+    wcs = WCS(header)
+    assert wcs.sip is not None
+    sky = wcs.pixel_to_world(*STAR)
+    table = phot(_with(frame, wcs=wcs), skycoord=sky)
+    # Positions go through the SIP polynomials, not the linear WCS alone.
+    assert_allclose([table['x_center'][0], table['y_center'][0]], STAR,
+                    atol=1e-3)
+    linear = wcs.wcs_world2pix([[sky.ra.deg, sky.dec.deg]], 0)[0]
+    assert np.hypot(*(linear - STAR)) > 0.2
+
+
+@case('G09')
+def skycoord_without_wcs(frame, phot, **_):
+    with pytest.raises(ValueError, match='skycoord needs a WCS'):
+        phot(frame.data, skycoord=SkyCoord(60.0, -30.0, unit='deg'))
+
+
+@case('G10')
+def positions_of_wrong_shape(frame, phot, **_):
+    with pytest.raises(ValueError, match=r'shape \(N, 2\)'):
+        phot(frame, positions=[[1.0, 2.0, 3.0]])
+
+
+@case('G11')
+def target_table_without_positions(frame, phot, **_):
+    with pytest.raises(ValueError, match='init_params needs x/y columns'):
+        phot(frame, init_params=Table({'name': ['a']}))
+
+
+@case('G12')
+def even_stamp_size(**_):
+    from satphotutils.photometry import SaturatedStarPhotometry
+
+    with pytest.raises(ValueError, match='stamp_size must be an odd'):
+        SaturatedStarPhotometry(stamp_size=20)
+
+
+# -- frames and files ---------------------------------------------------------
+
+@pytest.fixture
+def frames_dir(frame, tmp_path):
+    directory = tmp_path / 'frames'
+    directory.mkdir()
+    frame.write(directory / 'good.fits')
+    coord = frame.wcs.pixel_to_world(*STAR)
+    targets = Table({'name': ['t'], 'ra': [coord.ra.deg],
+                     'dec': [coord.dec.deg]})
+    targets.write(tmp_path / 'targets.ecsv')
+    return directory, targets
+
+
+def _run_with(frames_dir, name, content):
+    """A light-curve run over the good frame and one bad one."""
+    from satphotutils.lightcurves import LightCurvePipeline
+
+    directory, targets = frames_dir
+    path = directory / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        content.writeto(path)
+    run = LightCurvePipeline()(sorted(directory.glob('*.fit*')), targets)
+    return run, str(path)
+
+
+def _header_without(frame, *keys):
+    hdu = fits.PrimaryHDU(frame.data.astype(np.float32),
+                          header=frame.to_hdu()[0].header)
+    for key in keys:
+        hdu.header.remove(key, ignore_missing=True)
+    return hdu
+
+
+@case('F01')
+def truncated_fits(frame, frames_dir, **_):
+    raw = (frames_dir[0] / 'good.fits').read_bytes()
+    run, bad = _run_with(frames_dir, 'cut.fits', raw[:len(raw) // 2])
+    assert 'truncated' in run.skipped[bad]
+    assert run.lightcurves['t']['n_exposures'][0] == 1
+
+
+@case('F02')
+def not_a_fits_file(frames_dir, **_):
+    run, bad = _run_with(frames_dir, 'junk.fits',
+                         np.random.default_rng(1).bytes(5000))
+    assert 'cannot read the frame' in run.skipped[bad]
+    assert len(run.lightcurves['t']) == 1
+
+
+@case('F03')
+def tile_compressed_fits(frame, frames_dir, **_):
+    header = frame.to_hdu()[0].header
+    header['MJD-OBS'] = frame.meta['MJD-OBS'] + 1.0  # another epoch
+    # Lossless (integer) compression: the same counts as the plain file.
+    data = np.rint(np.clip(frame.data, 0, None)).astype(np.int32)
+    (frames_dir[0] / 'good.fits').unlink()
+    fits.PrimaryHDU(data, header=frame.to_hdu()[0].header).writeto(
+        frames_dir[0] / 'plain.fits')
+    run, _ = _run_with(frames_dir, 'comp.fits.fz', fits.HDUList(
+        [fits.PrimaryHDU(), fits.CompImageHDU(data, header=header)]))
+    assert not run.skipped
+    mag = run.lightcurves['t']['mag'].value
+    assert len(mag) == 2
+    assert_allclose(mag[0], mag[1], atol=1e-6)
+
+
+@case('F04')
+def frame_without_wcs(frame, frames_dir, **_):
+    hdu = fits.PrimaryHDU(frame.data.astype(np.float32))
+    hdu.header.update({'MJD-OBS': 59501.0, 'ZP': 25.5})
+    run, bad = _run_with(frames_dir, 'nowcs.fits', hdu)
+    assert run.skipped[bad] == 'SatphotutilsError: no celestial WCS'
+
+
+@case('F05')
+def missing_time_keyword(frame, frames_dir, **_):
+    run, bad = _run_with(frames_dir, 'nomjd.fits',
+                         _header_without(frame, 'MJD-OBS'))
+    assert run.skipped[bad] == 'SatphotutilsError: no MJD-OBS keyword'
+
+
+@case('F06')
+def missing_zeropoint_keyword(frame, frames_dir, **_):
+    run, bad = _run_with(frames_dir, 'nozp.fits',
+                         _header_without(frame, 'ZP'))
+    assert 'no ZP keyword and no comparison catalogue' in run.skipped[bad]
+
+
+@case('F07')
+def non_ascii_header_value(frame, frames_dir, **_):
+    hdu = _header_without(frame)
+    hdu.header['MJD-OBS'] = frame.meta['MJD-OBS'] + 1.0
+    hdu.header['OBSERVER'] = 'JOSE'
+    path = frames_dir[0] / 'accent.fits'
+    hdu.writeto(path)
+    data = bytearray(path.read_bytes())
+    at = data.find(b"'JOSE")
+    data[at + 4] = 0xC9  # JOSÉ in Latin-1: not allowed in FITS headers
+    path.write_bytes(bytes(data))
+    from satphotutils.lightcurves import LightCurvePipeline
+
+    with pytest.warns(Warning, match='non-ASCII characters'):
+        run = LightCurvePipeline()(sorted(frames_dir[0].glob('*.fits')),
+                                   frames_dir[1])
+    # Read with the character replaced, and measured.
+    assert not run.skipped
+    assert len(run.lightcurves['t']) == 2
+
+
+@case('F08')
+def no_frames_found(frames_dir, tmp_path, **_):
+    from satphotutils.lightcurves import LightCurvePipeline
+
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    with pytest.raises(SatphotutilsError, match='no FITS frames found'):
+        LightCurvePipeline()(empty, frames_dir[1])
+
+
+@case('F09')
+def duplicate_target_names(frames_dir, **_):
+    from satphotutils.lightcurves import LightCurvePipeline
+
+    targets = Table({'name': ['a', 'a'], 'ra': [1.0, 2.0],
+                     'dec': [1.0, 2.0]})
+    with pytest.raises(ValueError, match='target names must be unique'):
+        LightCurvePipeline()(frames_dir[0], targets)
+
+
+@case('F10')
+def target_table_without_coordinates(frames_dir, **_):
+    from satphotutils.lightcurves import LightCurvePipeline
+
+    with pytest.raises(ValueError, match='needs ra and dec'):
+        LightCurvePipeline()(frames_dir[0], Table({'name': ['a']}))
+
+
+@case('F11')
+def image_hdu_missing(tmp_path, **_):
+    from satphotutils.utils import read_frame
+
+    path = tmp_path / 'table.fits'
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU(Table({'a': [1]}))]
+                 ).writeto(path)
+    with pytest.raises(SatphotutilsError, match='no 2-D image HDU'):
+        read_frame(path)
+
+
+# -- light-curve files --------------------------------------------------------
+
+SP1 = 'HJD,UT Date,Camera,FWHM,Limit,mag,mag_err,flux(mJy),flux_err,Filter\n'
+
+
+def _lc(tmp_path, text, name='lc.csv'):
+    path = tmp_path / name
+    path.write_bytes(text) if isinstance(text, bytes) else \
+        path.write_text(text)
+    return path
+
+
+@case('L01')
+def upper_limit_strings(tmp_path, **_):
+    from satphotutils.intercalibration import read_lightcurve
+
+    lc = read_lightcurve(_lc(tmp_path, SP1 + (
+        '2458000.1,x,bb,1,15,>15.2,99.99,0,1,V\n'
+        '2458001.1,x,bb,1,15,10.01,0.01,1,1,V\n')))
+    assert len(lc) == 1
+    assert lc.meta['n_invalid'] == 1
+
+
+@case('L02')
+def placeholder_values(tmp_path, **_):
+    from satphotutils.intercalibration import read_lightcurve
+
+    lc = read_lightcurve(_lc(tmp_path, SP1 + (
+        '2458000.1,x,bb,1,15,99.99,0.01,0,1,V\n'
+        '2458001.1,x,bb,1,15,10.01,0.0,1,1,V\n'
+        '2458002.1,x,bb,1,15,10.02,0.01,1,1,V\n')))
+    assert lc['mag'].value.tolist() == [10.02]
+
+
+@case('L03')
+def empty_file(tmp_path, **_):
+    from satphotutils.intercalibration import read_lightcurve
+
+    with pytest.raises(SatphotutilsError, match='is empty'):
+        read_lightcurve(_lc(tmp_path, ''))
+
+
+@case('L04')
+def header_without_rows(tmp_path, **_):
+    from satphotutils.intercalibration import (
+        DRWIntercalibrator,
+        read_lightcurve,
+    )
+
+    lc = read_lightcurve(_lc(tmp_path, SP1))
+    assert len(lc) == 0
+    with pytest.raises(SatphotutilsError, match='no valid points'):
+        DRWIntercalibrator()(lc)
+
+
+@case('L05')
+def unsorted_rows(tmp_path, **_):
+    from satphotutils.intercalibration import read_lightcurve
+
+    lc = read_lightcurve(_lc(tmp_path, SP1 + (
+        '2458003.1,x,bb,1,15,10.03,0.01,1,1,V\n'
+        '2458001.1,x,bb,1,15,10.01,0.01,1,1,V\n'
+        '2458002.1,x,bb,1,15,10.02,0.01,1,1,V\n')))
+    assert np.all(np.diff(lc['time'].jd) > 0)
+    assert lc['mag'].value.tolist() == [10.01, 10.02, 10.03]
+
+
+@case('L06')
+def missing_column(tmp_path, **_):
+    from satphotutils.intercalibration import read_lightcurve
+
+    text = SP1.replace('Camera,', '') + '2458000.1,x,1,15,10.0,0.01,1,1,V\n'
+    with pytest.raises(SatphotutilsError, match="no 'Camera' column"):
+        read_lightcurve(_lc(tmp_path, text))
+
+
+@case('L07')
+def non_numeric_time(tmp_path, **_):
+    from satphotutils.intercalibration import read_lightcurve
+
+    with pytest.raises(SatphotutilsError, match='Sky Patrol v1 CSV file but '
+                       'cannot be read'):
+        read_lightcurve(_lc(tmp_path, SP1 + 'abc,x,bb,1,15,10,0.01,1,1,V\n'))
+
+
+@case('L08')
+def unrecognised_table(tmp_path, **_):
+    from satphotutils.intercalibration import read_lightcurve
+
+    with pytest.raises(SatphotutilsError, match='lacks the columns'):
+        read_lightcurve(_lc(tmp_path, 'a,b\n1,2\n'))
+
+
+@case('L09')
+def binary_file_as_light_curve(tmp_path, **_):
+    from satphotutils.intercalibration import read_lightcurve
+
+    with pytest.raises(SatphotutilsError, match='cannot read'):
+        read_lightcurve(_lc(tmp_path, b'\x89\xd6\x00\xff' * 50))
+
+
+@case('L10')
+def junk_magnitude_cell(tmp_path, **_):
+    from satphotutils.intercalibration import read_lightcurve
+
+    lc = read_lightcurve(_lc(tmp_path, SP1 + (
+        '2458000.1,x,bb,1,15,abc,0.01,1,1,V\n'
+        '2458001.1,x,bb,1,15,10.01,0.01,1,1,V\n')))
+    assert len(lc) == 1
+    assert lc.meta['n_invalid'] == 1
+
+
+# -- model files --------------------------------------------------------------
+
+@pytest.fixture
+def model_dir(tmp_path):
+    from importlib import resources
+
+    root = resources.files('satphotutils.data') / 'default_model'
+    with resources.as_file(root) as path:
+        return Path(shutil.copytree(path, tmp_path / 'model'))
+
+
+class _Payload:
+    """Unpickling this creates a file: proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def _read(path):
+    from satphotutils.network import SaturatedStarModel
+
+    return SaturatedStarModel.read(path)
+
+
+@case('M01')
+def pickle_as_weights(model_dir, tmp_path, **_):
+    marker = tmp_path / 'code-was-executed'
+    (model_dir / 'model.safetensors').write_bytes(
+        pickle.dumps(_Payload(marker)))
+    with pytest.raises(SatphotutilsError, match='not a readable '
+                       'safetensors file'):
+        _read(model_dir)
+    assert not marker.exists()
+
+
+@case('M02')
+def pickle_as_model_directory(tmp_path, **_):
+    marker = tmp_path / 'code-was-executed'
+    path = tmp_path / 'model.pkl'
+    path.write_bytes(pickle.dumps(_Payload(marker)))
+    with pytest.raises(SatphotutilsError, match='not a satphotutils model '
+                       'directory'):
+        _read(path)
+    assert not marker.exists()
+
+
+@case('M03')
+def arbitrary_file_as_model(tmp_path, **_):
+    path = tmp_path / 'notes.txt'
+    path.write_text('hello')
+    with pytest.raises(SatphotutilsError, match='not a satphotutils model '
+                       'directory'):
+        _read(path)
+
+
+@case('M04')
+def wrong_feature_count(model_dir, **_):
+    meta = json.loads((model_dir / 'model.json').read_text())
+    meta['feature_names'] = meta['feature_names'][:-3]
+    (model_dir / 'model.json').write_text(json.dumps(meta))
+    with pytest.raises(SatphotutilsError, match='features that differ'):
+        _read(model_dir)
+
+
+@case('M05')
+def wrong_format_version(model_dir, **_):
+    meta = json.loads((model_dir / 'model.json').read_text())
+    (model_dir / 'model.json').write_text(json.dumps(
+        meta | {'format_version': 99}))
+    with pytest.raises(SatphotutilsError, match='format version 99'):
+        _read(model_dir)
+
+
+@case('M06')
+def truncated_weights(model_dir, **_):
+    weights = model_dir / 'model.safetensors'
+    raw = weights.read_bytes()
+    weights.write_bytes(raw[:len(raw) // 3])
+    with pytest.raises(SatphotutilsError, match='safetensors'):
+        _read(model_dir)
+
+
+@case('M07')
+def invalid_model_json(model_dir, **_):
+    (model_dir / 'model.json').write_text('{"format": ')
+    with pytest.raises(SatphotutilsError, match='is not valid JSON'):
+        _read(model_dir)
+
+
+@case('M08')
+def architecture_does_not_match_weights(model_dir, **_):
+    meta = json.loads((model_dir / 'model.json').read_text())
+    meta['architecture']['width'] += 8
+    (model_dir / 'model.json').write_text(json.dumps(meta))
+    with pytest.raises(SatphotutilsError, match='does not match its '
+                       'architecture'):
+        _read(model_dir)
+
+
+# -- stamp tables -------------------------------------------------------------
+
+@case('S01')
+def stamp_table_missing_column(tmp_path, **_):
+    from satphotutils.stamps import StampTableWriter
+
+    with pytest.raises(SatphotutilsError, match="needs a 'star_id' "
+                       'column'), \
+            StampTableWriter(tmp_path / 's.fits') as writer:
+        writer.write({'stamp': np.zeros((2, 21, 21), np.float32)})
+
+
+@case('S02')
+def fits_file_that_is_not_a_stamp_table(frame, tmp_path, **_):
+    from satphotutils.stamps import read_stamp_table
+
+    path = tmp_path / 'frame.fits'
+    frame.write(path)
+    with pytest.raises(SatphotutilsError, match='it is not a stamp table'):
+        read_stamp_table(path)
+
+
+# -- the command line ---------------------------------------------------------
+
+def _cli_fails(capsys, argv, words):
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1, err
+    assert 'Traceback' not in err
+    assert words in err
+    return err
+
+
+@case('C01')
+def cli_corrupt_image(frames_dir, tmp_path, capsys, **_):
+    bad = tmp_path / 'junk.fits'
+    bad.write_bytes(b'SIMPLE = nonsense' * 200)
+    _cli_fails(capsys, ['photometry', str(bad), '--targets',
+                        str(tmp_path / 'targets.ecsv'), '-o',
+                        str(tmp_path / 'out.ecsv')],
+               f'cannot read the frame {bad}')
+    assert not (tmp_path / 'out.ecsv').exists()
+
+
+@case('C02')
+def cli_missing_targets_file(frames_dir, tmp_path, capsys, **_):
+    _cli_fails(capsys, ['photometry', str(frames_dir[0] / 'good.fits'),
+                        '--targets', str(tmp_path / 'none.ecsv'), '-o',
+                        str(tmp_path / 'out.ecsv')],
+               'cannot read the target table')
+
+
+@case('C03')
+def cli_targets_without_positions(frames_dir, tmp_path, capsys, **_):
+    Table({'foo': [1]}).write(tmp_path / 'foo.ecsv')
+    _cli_fails(capsys, ['photometry', str(frames_dir[0] / 'good.fits'),
+                        '--targets', str(tmp_path / 'foo.ecsv'), '-o',
+                        str(tmp_path / 'out.ecsv')],
+               'init_params needs x/y columns')
+
+
+@case('C04')
+def cli_image_without_wcs(frame, frames_dir, tmp_path, capsys, **_):
+    path = tmp_path / 'nowcs.fits'
+    fits.PrimaryHDU(frame.data).writeto(path)
+    _cli_fails(capsys, ['photometry', str(path), '--targets',
+                        str(tmp_path / 'targets.ecsv'), '-o',
+                        str(tmp_path / 'out.ecsv')], 'needs a WCS')
+
+
+@case('C05')
+def cli_output_exists(frames_dir, tmp_path, capsys, **_):
+    (tmp_path / 'out.ecsv').write_text('keep me')
+    _cli_fails(capsys, ['photometry', str(frames_dir[0] / 'good.fits'),
+                        '--targets', str(tmp_path / 'targets.ecsv'), '-o',
+                        str(tmp_path / 'out.ecsv')], '--overwrite')
+    assert (tmp_path / 'out.ecsv').read_text() == 'keep me'
+
+
+@case('C06')
+def cli_lightcurve_no_frames(frames_dir, tmp_path, capsys, **_):
+    (tmp_path / 'nothing').mkdir()
+    _cli_fails(capsys, ['lightcurve', str(tmp_path / 'nothing'),
+                        '--targets', str(tmp_path / 'targets.ecsv'), '-o',
+                        str(tmp_path / 'lc')], 'no FITS frames found')
+
+
+@case('C07')
+def cli_intercalibrate_empty_light_curve(tmp_path, capsys, **_):
+    _cli_fails(capsys, ['intercalibrate', str(_lc(tmp_path, SP1)), '-o',
+                        str(tmp_path / 'out.ecsv')], 'no valid points')
+
+
+@case('C08')
+def cli_model_is_a_pickle(frames_dir, tmp_path, capsys, **_):
+    marker = tmp_path / 'code-was-executed'
+    path = tmp_path / 'model.pkl'
+    path.write_bytes(pickle.dumps(_Payload(marker)))
+    _cli_fails(capsys, ['photometry', str(frames_dir[0] / 'good.fits'),
+                        '--targets', str(tmp_path / 'targets.ecsv'),
+                        '--model', str(path), '-o',
+                        str(tmp_path / 'out.ecsv')],
+               'not a satphotutils model directory')
+    assert not marker.exists()
+
+
+@case('C09')
+def cli_missing_stamp_table(tmp_path, capsys, **_):
+    _cli_fails(capsys, ['train', str(tmp_path / 'none.fits'), '-o',
+                        str(tmp_path / 'm')], 'does not exist')
+
+
+# -- the tests ----------------------------------------------------------------
+
+@pytest.mark.parametrize('key', sorted(CASES))
+def test_bad_input(key, request):
+    func = CASES[key]
+    wanted = [p.name for p in inspect.signature(func).parameters.values()
+              if p.kind is p.POSITIONAL_OR_KEYWORD]
+    func(**{n: request.getfixturevalue(n) for n in wanted})
+
+
+@pytest.mark.skipif(not DOC.is_file(), reason='documentation not present')
+def test_inventory_is_documented():
+    documented = re.findall(r'^   \* - ([A-Z]\d\d)$', DOC.read_text(),
+                            re.M)
+    assert len(documented) == len(set(documented))
+    assert sorted(documented) == sorted(CASES)
+    assert len(CASES) >= 40
