@@ -61,7 +61,7 @@ def synthetic_magnitude(spectrum, band, *, system='AB'):
         cover the bandpass.
 
     band : str
-        A key of `BANDPASSES` (``'g'``, ``'V'``, ``'G'``, ...) or a
+        A key of ``BANDPASSES`` (``'g'``, ``'V'``, ``'G'``, ...) or a
         speclite filter name.
 
     system : {'AB', 'Vega'}, optional

@@ -133,8 +133,9 @@ def combine_exposures(exposures, *, window=0.1):
     camera and filter, and combined by the paper's rule: the median of
     the exposures, the mean of two, the value of one; the uncertainty is
     robust (the larger of the propagated errors and the scatter of the
-    exposures). Exposures with a flag in `REJECT_FLAGS` (damaged core,
-    no overlap, non-finite data, no calibration) are left out when the
+    exposures). Exposures with a flag in
+    `~satphotutils.lightcurves.REJECT_FLAGS` (damaged core, no overlap,
+    non-finite data, no calibration) are left out when the
     epoch has others, and counted in ``n_rejected``; so are rows with a
     non-finite magnitude. Flags of the exposures used are OR-ed. All
     targets are combined in one vectorised pass.
@@ -349,9 +350,9 @@ def lightcurve_statistics(lightcurve, *, sigma=5.0):
         ``n``, ``median``, ``dispersion`` (half the 15-85 per cent range
         about the median, the paper's measure), ``rms`` (about the
         median) and ``n_outliers``, computed over the finite points
-        without a `REJECT_FLAGS` flag (outliers included in
-        ``dispersion``, excluded from ``rms``); ``n_rejected`` counts
-        the points left out for their flags.
+        without a `~satphotutils.lightcurves.REJECT_FLAGS` flag
+        (outliers included in ``dispersion``, excluded from ``rms``);
+        ``n_rejected`` counts the points left out for their flags.
 
     Examples
     --------

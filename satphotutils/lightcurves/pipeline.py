@@ -135,8 +135,10 @@ class LightCurvePipeline:
     Parameters
     ----------
     photometry : callable, optional
-        A satphotutils photometry object (`SaturatedStarPhotometry` by
-        default, or a baseline such as `AperturePhotometryBaseline`).
+        A satphotutils photometry object
+        (`~satphotutils.photometry.SaturatedStarPhotometry` by default, or a
+        baseline such as
+        `~satphotutils.photometry.AperturePhotometryBaseline`).
 
     epoch_window : float, optional
         Exposures closer than this (days) form one epoch.

@@ -157,7 +157,7 @@ class Trainer:
     Parameters
     ----------
     config : `TrainingConfig` or str, optional
-        Options, or the name of a preset in `PRESETS`; ``'default'`` if
+        Options, or the name of a preset in ``PRESETS``; ``'default'`` if
         `None`.
 
     features : `~satphotutils.network.StampFeatures`, optional

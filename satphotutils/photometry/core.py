@@ -413,7 +413,7 @@ class AperturePhotometryBaseline(_Photometry):
     Classical aperture photometry with a local background (photutils).
 
     ``radius=2`` is the survey-style aperture. Parameters not listed are
-    as for `SaturatedStarPhotometry`.
+    as for `~satphotutils.photometry.SaturatedStarPhotometry`.
 
     Parameters
     ----------
@@ -479,7 +479,7 @@ class PSFWingPhotometry(_Photometry):
     Pixels at or above ``saturation_level`` and the columns of their
     bleed trails within the fit box are masked, the position is held at
     the target's, and only the flux is fitted. Parameters not listed are
-    as for `SaturatedStarPhotometry`.
+    as for `~satphotutils.photometry.SaturatedStarPhotometry`.
 
     Parameters
     ----------

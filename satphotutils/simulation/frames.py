@@ -48,7 +48,7 @@ class Scene:
 
     variability : list, optional
         One light-curve model per star (see
-        `satphotutils.simulation.variability`) or `None` for constant
+        ``satphotutils.simulation``) or `None` for constant
         stars.
 
     name : array-like of str, optional

@@ -143,5 +143,17 @@ def _draw_arrays(n_or_area, g_min, g_max, density_factor, rng):
 
 
 def galactic_density_factor(center):
-    """Density factor at the Galactic latitude of a `SkyCoord`."""
+    """
+    Density factor at the Galactic latitude of a sky position.
+
+    Parameters
+    ----------
+    center : `~astropy.coordinates.SkyCoord`
+        The position.
+
+    Returns
+    -------
+    factor : float
+        As `latitude_factor` at the position's Galactic latitude.
+    """
     return latitude_factor(SkyCoord(center).galactic.b)

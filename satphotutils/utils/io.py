@@ -43,7 +43,7 @@ def atomic_output(path, *, overwrite=False):
     Raises
     ------
     FileExistsError
-        If ``path`` exists and ``overwrite`` is `False`.
+        If ``path`` exists and ``overwrite`` is false.
 
     Examples
     --------
