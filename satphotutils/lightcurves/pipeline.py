@@ -60,18 +60,26 @@ def list_frames(frames, **filters):
     Returns
     -------
     files : list of `~pathlib.Path`
+        Files that cannot be read are kept, whatever the filters, so
+        that a run reports them instead of silently leaving them out.
     """
     from ccdproc import ImageFileCollection
 
     if isinstance(frames, (str, Path)) and Path(frames).is_dir():
+        # Every FITS-named file, readable or not: a damaged one must reach
+        # the run and its report, which ImageFileCollection would skip.
+        everything = sorted(p for p in Path(frames).glob('*.fit*')
+                            if not p.name.startswith('.'))
+        if not filters or not everything:
+            return everything
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
             collection = ImageFileCollection(str(frames),
                                              glob_include='*.fit*')
-            if not len(collection.summary or []):
-                return []
-            files = collection.files_filtered(include_path=True, **filters)
-        return sorted(Path(f) for f in files)
+            kept = set() if not len(collection.summary or []) else {
+                Path(f).name for f in collection.files_filtered(**filters)}
+            return [p for p in everything
+                    if p.name in kept or not _has_header(p)]
     if isinstance(frames, (str, Path)):
         import glob
 
@@ -90,6 +98,15 @@ def list_frames(frames, **filters):
                 keep.append(f)
         files = keep
     return files
+
+
+def _has_header(path):
+    try:
+        with open(path, 'rb') as fh:
+            fits.getheader(fh)
+    except Exception:  # any failure: the run will report the file
+        return False
+    return True
 
 
 def _read_targets(targets):

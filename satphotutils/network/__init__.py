@@ -13,6 +13,8 @@ from satphotutils.utils._lazy import lazy_namespace
 __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
     'dataset': [
         'camera_codes', 'load_features', 'split_by_star'],
+    'evaluate': [
+        'Evaluation', 'lightcurve_dispersion', 'summary_statistics'],
     'features': [
         'FEATURE_VERSION', 'StampFeatures'],
     'model': [

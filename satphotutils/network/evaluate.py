@@ -6,6 +6,7 @@ The paper's statistics, light-curve dispersions and plots.
 """
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,9 @@ def summary_statistics(diff):
     Returns
     -------
     stats : dict
-        ``n``, ``median``, ``range68`` and ``range95`` (the |difference|
-        about the median containing 68 and 95 per cent), ``rms`` and
+        ``n``, ``median``, ``range68`` and ``range95`` (the absolute
+        difference about the median containing 68 and 95 per cent),
+        ``rms`` and
         ``dispersion`` (half the 15-85 per cent range).
 
     Examples
@@ -230,7 +232,7 @@ class Evaluation:
             ``single`` (statistics of saturated and unsaturated stars
             for the network and each aperture), ``bias_by_mag`` (median
             difference of the network per 1-mag bin), ``coverage`` (the
-            fraction of |z| < 1 per group), ``lightcurves`` (median
+            fraction of abs(z) < 1 per group), ``lightcurves`` (median
             light-curve dispersion per group and method, when stars
             have at least three epochs) and ``bins`` (a table of the
             statistics in ``bin_width`` bins).
@@ -386,8 +388,11 @@ def _figure4(per_star, path):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4), layout='constrained')
-    best = np.nanmin(np.column_stack([per_star[f'ap{r:g}']
-                                      for r in _APERTURES]), axis=1)
+    with warnings.catch_warnings():
+        # Stars without any aperture light curve are simply not drawn.
+        warnings.simplefilter('ignore', RuntimeWarning)
+        best = np.nanmin(np.column_stack([per_star[f'ap{r:g}']
+                                          for r in _APERTURES]), axis=1)
     ax.semilogy(per_star['mag'], best, 's', ms=2, color='k',
                 label='best aperture')
     ax.semilogy(per_star['mag'], per_star['network'], '^', ms=2,

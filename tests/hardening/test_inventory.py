@@ -449,6 +449,21 @@ def image_hdu_missing(tmp_path, **_):
         read_frame(path)
 
 
+@case('F12')
+def damaged_frame_in_a_directory(frames_dir, **_):
+    from satphotutils.lightcurves import LightCurvePipeline
+
+    directory, targets = frames_dir
+    bad = directory / 'damaged.fits'
+    bad.write_bytes(b'SIMPLE  =                    T' + b'\0' * 100)
+    # A directory, with and without header filters: the damaged file is
+    # reported, not silently left out.
+    for filters in ({}, {'FILTER': 'g'}):
+        run = LightCurvePipeline()(directory, targets, **filters)
+        assert str(bad) in run.skipped
+        assert run.frames_measured == 1
+
+
 # -- light-curve files --------------------------------------------------------
 
 SP1 = 'HJD,UT Date,Camera,FWHM,Limit,mag,mag_err,flux(mJy),flux_err,Filter\n'

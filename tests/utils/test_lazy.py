@@ -4,8 +4,11 @@ import sys
 
 import pytest
 
+PACKAGES = ['simulation', 'calibration', 'stamps', 'network', 'photometry',
+            'lightcurves', 'intercalibration']
 
-@pytest.mark.parametrize('package', ['simulation', 'calibration', 'stamps'])
+
+@pytest.mark.parametrize('package', PACKAGES)
 def test_every_public_name_resolves(package):
     module = importlib.import_module(f'satphotutils.{package}')
     assert sorted(dir(module)) == sorted(module.__all__)
@@ -16,7 +19,7 @@ def test_every_public_name_resolves(package):
         module.no_such_name  # noqa: B018
 
 
-@pytest.mark.parametrize('package', ['simulation', 'calibration', 'stamps'])
+@pytest.mark.parametrize('package', PACKAGES)
 def test_namespace_lists_every_module_export(package):
     import pkgutil
 
