@@ -58,6 +58,21 @@ def marginal_log_likelihood(gp, y, design):
 
     beta_cov : `~numpy.ndarray`
         Its covariance.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import celerite2
+    >>> from celerite2 import terms
+    >>> from satphotutils.intercalibration import marginal_log_likelihood
+    >>> t = np.linspace(0, 100, 50)
+    >>> gp = celerite2.GaussianProcess(terms.RealTerm(a=1.0, c=0.05))
+    >>> _ = gp.compute(t, yerr=0.01)
+    >>> design = np.column_stack([np.ones(50), (t > 50).astype(float)])
+    >>> y = np.sin(t / 10) + 0.3 * design[:, 1]
+    >>> ll, beta, cov = marginal_log_likelihood(gp, y, design)
+    >>> bool(np.isfinite(ll)), beta.shape, cov.shape
+    (True, (2,), (2, 2))
     """
     kinv_a = gp.apply_inverse(design)
     kinv_y = gp.apply_inverse(y)

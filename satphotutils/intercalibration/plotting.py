@@ -21,6 +21,25 @@ def plot_intercalibration(result, *, path=None):
     Returns
     -------
     fig : `~matplotlib.figure.Figure`
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astropy.table import QTable
+    >>> from astropy.time import Time
+    >>> from satphotutils.intercalibration import (DRWIntercalibrator,
+    ...                                            plot_intercalibration)
+    >>> rng = np.random.default_rng(1)
+    >>> t = np.sort(rng.uniform(0, 500, 200))
+    >>> lc = QTable({'time': Time(59000 + t, format='mjd'),
+    ...              'mag': 9 + 0.1 * np.sin(t / 40) + 0.2 * (t > 250)
+    ...              + rng.normal(0, 0.01, 200),
+    ...              'mag_err': np.full(200, 0.01),
+    ...              'camera': np.where(t > 250, 'bb', 'ba'),
+    ...              'filter': np.full(200, 'g')})
+    >>> fig = plot_intercalibration(DRWIntercalibrator()(lc))
+    >>> len(fig.axes) >= 2
+    True
     """
     import matplotlib.pyplot as plt
 

@@ -99,7 +99,7 @@ def _finish(time, mag, err, camera, filt, quality, fmt, source):
 
 
 def read_lightcurve(source, *, format=None):
-    """
+    r"""
     Read a Sky Patrol light curve (or any light-curve table).
 
     Parameters
@@ -125,6 +125,22 @@ def read_lightcurve(source, *, format=None):
     ------
     SatphotutilsError
         If the file cannot be read or its format is not recognised.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from satphotutils.intercalibration import read_lightcurve
+    >>> path = Path(tempfile.mkdtemp()) / 'lc.csv'
+    >>> _ = path.write_text(
+    ...     'HJD,UT Date,Camera,FWHM,Limit,mag,mag_err,flux(mJy),flux_err\n'
+    ...     '2458001.1,x,bb,1,15,10.02,0.01,1,1\n'
+    ...     '2458000.1,x,bb,1,15,>15.2,99.99,0,1\n')
+    >>> lc = read_lightcurve(path)
+    >>> lc['mag'].value.tolist(), lc['filter'].tolist()
+    ([10.02], ['V'])
+    >>> lc.meta['n_invalid']
+    1
     """
     if isinstance(source, Table):
         return _from_table(source, 'in-memory table')

@@ -62,6 +62,19 @@ def list_frames(frames, **filters):
     files : list of `~pathlib.Path`
         Files that cannot be read are kept, whatever the filters, so
         that a run reports them instead of silently leaving them out.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from astropy.io import fits
+    >>> from satphotutils.lightcurves import list_frames
+    >>> directory = Path(tempfile.mkdtemp())
+    >>> for name, band in (('a.fits', 'g'), ('b.fits', 'V')):
+    ...     fits.PrimaryHDU(header=fits.Header({'FILTER': band})).writeto(
+    ...         directory / name)
+    >>> [p.name for p in list_frames(directory, FILTER='g')]
+    ['a.fits']
     """
     from ccdproc import ImageFileCollection
 
@@ -183,6 +196,16 @@ class LightCurvePipeline:
 
     clip_sigma : float, optional
         Threshold of the light-curve outlier flags.
+
+    Examples
+    --------
+    A run over a directory of frames (see the light-curve tutorial in the
+    documentation for a complete, simulated example):
+
+    >>> from satphotutils.lightcurves import LightCurvePipeline
+    >>> pipeline = LightCurvePipeline(epoch_window=0.1, zeropoint_key='ZP')
+    >>> pipeline.keys['time']
+    'MJD-OBS'
     """
 
     def __init__(self, photometry=None, *, epoch_window=0.1, epoch_key=None,

@@ -79,6 +79,20 @@ def plot_lightcurve(lightcurve, *, baseline=None, period=None, path=None,
     Returns
     -------
     fig : `~matplotlib.figure.Figure`
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astropy.time import Time
+    >>> from astropy.timeseries import TimeSeries
+    >>> from satphotutils.lightcurves import plot_lightcurve
+    >>> lc = TimeSeries(time=Time(59000 + np.arange(30.0), format='mjd'))
+    >>> lc['mag'] = 8 + 0.3 * np.sin(np.arange(30.0))
+    >>> lc['mag_err'] = np.full(30, 0.01)
+    >>> lc['flags'] = np.zeros(30, int)
+    >>> fig = plot_lightcurve(lc, title='example')
+    >>> len(fig.axes)
+    1
     """
     import matplotlib.pyplot as plt
 

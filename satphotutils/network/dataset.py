@@ -24,6 +24,14 @@ def camera_codes(table):
     -------
     codes : `~numpy.ndarray` of str or None
         `None` when the table has no ``camera`` column.
+
+    Examples
+    --------
+    >>> from astropy.table import Table
+    >>> from satphotutils.network import camera_codes
+    >>> camera_codes(Table({'camera': ['bi', 'bj'], 'filter': ['g', 'V']})
+    ...              ).tolist()
+    ['bi/g', 'bj/V']
     """
     if 'camera' not in table.colnames:
         return None

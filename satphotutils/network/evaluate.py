@@ -89,6 +89,18 @@ def lightcurve_dispersion(star_id, epoch, mag, *, min_epochs=3):
 
     n_epochs : `~numpy.ndarray`
         Their numbers of epochs.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from satphotutils.network import lightcurve_dispersion
+    >>> star = np.repeat([1, 2], 12)
+    >>> epoch = np.tile(np.repeat(np.arange(4), 3), 2)
+    >>> # Star 1 is constant; star 2 varies from epoch to epoch.
+    >>> mag = np.r_[np.full(12, 8.0), np.repeat([8.0, 8.1, 7.9, 8.2], 3)]
+    >>> stars, disp, n = lightcurve_dispersion(star, epoch, mag)
+    >>> stars.tolist(), disp.round(3).tolist(), n.tolist()
+    ([1, 2], [0.0, 0.105], [4, 4])
     """
     star_id = np.asarray(star_id)
     epoch = np.asarray(epoch)
@@ -127,6 +139,15 @@ class Evaluation:
 
     bin_width : float, optional
         Width (mag) of the magnitude bins of the statistics.
+
+    Examples
+    --------
+    >>> from satphotutils.network import Evaluation, SaturatedStarModel
+    >>> from satphotutils.simulation import StampSimulator
+    >>> stamps = StampSimulator(images_per_star=3)(30, seed=4)
+    >>> rows = Evaluation(SaturatedStarModel.default())(stamps)
+    >>> {'diff_network', 'diff_ap2', 'z'} <= set(rows.colnames)
+    True
     """
 
     def __init__(self, model, *, ensemble=False, reflections=False,

@@ -61,6 +61,20 @@ class SaturatedStarModel:
         used for prediction are ``uncertainty_scale`` (``{'single':
         {'saturated': s, 'unsaturated': s}, 'ensemble': {...}}``),
         ``saturation_log_counts`` and ``label_range``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from satphotutils.network import SaturatedStarModel
+    >>> from satphotutils.simulation import StampSimulator
+    >>> model = SaturatedStarModel.default()
+    >>> stamps = StampSimulator(images_per_star=1)(5, seed=3)
+    >>> pred = model(np.asarray(stamps['stamp']),
+    ...              zeropoint=stamps['zeropoint'], sky=stamps['sky'],
+    ...              dx=stamps['dx'], dy=stamps['dy'])
+    >>> err = pred['log_counts'] - np.asarray(stamps['log_counts'])
+    >>> bool(np.median(np.abs(err)) < 0.05)
+    True
     """
 
     def __init__(self, features, networks, *, input_mean, input_std,

@@ -77,6 +77,13 @@ class TrainingConfig:
         paper's four).
     fractions : tuple of float
         Star-grouped train/test/validation fractions.
+
+    Examples
+    --------
+    >>> from satphotutils.network import TrainingConfig
+    >>> config = TrainingConfig(epochs=20, seeds=3)
+    >>> config.epochs, config.seeds
+    (20, 3)
     """
 
     epochs: int = 30

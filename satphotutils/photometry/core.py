@@ -427,6 +427,17 @@ class AperturePhotometryBaseline(_Photometry):
     aperture_correction : float, optional
         Magnitudes added for the light outside the aperture (a constant,
         as a survey would determine it from bright unsaturated stars).
+
+    Examples
+    --------
+    >>> from satphotutils.photometry import AperturePhotometryBaseline
+    >>> import numpy as np
+    >>> image = np.full((50, 50), 100.0)
+    >>> image[25, 25] += 5000.0
+    >>> table = AperturePhotometryBaseline(radius=2.0)(image,
+    ...                                               positions=[[25, 25]])
+    >>> round(float(table['flux'][0]))
+    5000
     """
 
     method = 'aperture'
@@ -500,6 +511,20 @@ class PSFWingPhotometry(_Photometry):
 
     annulus : tuple of float, optional
         Local-background annulus.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from photutils.psf import CircularGaussianPRF
+    >>> from satphotutils.photometry import PSFWingPhotometry
+    >>> yy, xx = np.mgrid[:41, :41]
+    >>> star = CircularGaussianPRF(flux=2e5, x_0=20, y_0=20, fwhm=2.0)
+    >>> image = 100.0 + np.minimum(star(xx, yy), 30000.0)  # a saturated core
+    >>> wings = PSFWingPhotometry(CircularGaussianPRF(fwhm=2.0),
+    ...                           saturation_level=30000.0)
+    >>> table = wings(image, positions=[[20, 20]])
+    >>> bool(abs(table['flux'][0] / 2e5 - 1) < 0.02)
+    True
     """
 
     method = 'psf_wings'

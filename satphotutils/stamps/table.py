@@ -300,6 +300,19 @@ def stamp_table_columns(path):
     ------
     SatphotutilsError
         As for `iter_stamp_table`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from satphotutils.stamps import StampTableWriter, stamp_table_columns
+    >>> path = Path(tempfile.mkdtemp()) / 'stamps.fits'
+    >>> with StampTableWriter(path) as writer:
+    ...     writer.write({'stamp': np.zeros((1, 21, 21), np.float32),
+    ...                   'star_id': [1], 'zeropoint': [25.5], 'sky': [200.0]})
+    >>> sorted(stamp_table_columns(path))
+    ['sky', 'stamp', 'star_id', 'zeropoint']
     """
     with _open(path) as hdul:
         return list(hdul[_EXTNAME].columns.names)
@@ -325,6 +338,21 @@ def read_stamp_table(path, *, columns=None):
     ------
     SatphotutilsError
         As for `iter_stamp_table`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from satphotutils.stamps import StampTableWriter, read_stamp_table
+    >>> path = Path(tempfile.mkdtemp()) / 'stamps.fits'
+    >>> with StampTableWriter(path) as writer:
+    ...     writer.write({'stamp': np.zeros((2, 21, 21), np.float32),
+    ...                   'star_id': [1, 2], 'zeropoint': [25.5, 25.5],
+    ...                   'sky': [200.0, 200.0]})
+    >>> table = read_stamp_table(path)
+    >>> len(table), table['stamp'].shape
+    (2, (2, 21, 21))
     """
     chunks = list(iter_stamp_table(path, chunk_size=2**62, columns=columns))
     if not chunks:
