@@ -236,6 +236,21 @@ class GaiaArchive(_GaiaCatalog):
     ------
     ValueError
         If ``offline`` is set without a ``cache_dir``.
+
+    Examples
+    --------
+    Offline, only what is cached can be read; the error names the query:
+
+    >>> import tempfile
+    >>> from astropy.coordinates import SkyCoord
+    >>> from satphotutils.calibration import GaiaArchive
+    >>> archive = GaiaArchive(cache_dir=tempfile.mkdtemp(), offline=True)
+    >>> from astropy import units as u
+    >>> try:
+    ...     archive.cone(SkyCoord(10.0, 20.0, unit='deg'), 0.1 * u.deg)
+    ... except Exception as exc:
+    ...     print(type(exc).__name__)
+    SatphotutilsError
     """
 
     def __init__(self, *, cache_dir=None, offline=False, retries=3,

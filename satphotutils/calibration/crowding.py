@@ -141,6 +141,17 @@ def stellar_background(source_pos, source_flux, *, radius, bounds,
     -------
     b_c : float
         The median stellar flux in a region of that radius.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from satphotutils.calibration import stellar_background
+    >>> rng = np.random.default_rng(1)
+    >>> pos = rng.uniform(0, 100, (400, 2))
+    >>> b = stellar_background(pos, np.ones(400), radius=3.0,
+    ...                        bounds=(0, 100, 0, 100), seed=2)
+    >>> bool(0.5 < float(b) < 2.0)  # about 400 * pi 3**2 / 100**2 = 1.13
+    True
     """
     source_pos = _as_points(source_pos, 'source_pos')
     source_flux = np.asarray(source_flux, dtype=float)
@@ -191,6 +202,16 @@ def neighbour_flux(table, *, band='g'):
 
     from_colour : `~numpy.ndarray` of bool
         Whether the colour relation was used.
+
+    Examples
+    --------
+    >>> from astropy.table import Table
+    >>> from satphotutils.calibration import neighbour_flux
+    >>> gaia = Table({'phot_g_mean_mag': [12.0, 13.0],
+    ...               'bp_rp': [0.8, float('nan')]})
+    >>> flux, from_colour = neighbour_flux(gaia)
+    >>> from_colour.tolist()
+    [True, False]
     """
     G = np.ma.filled(np.ma.asarray(_column(table, 'phot_g_mean_mag'),
                                    dtype=float), np.nan)

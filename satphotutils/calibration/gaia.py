@@ -47,6 +47,13 @@ class GaiaRelation:
 
     x_range : tuple of float
         The closed interval of ``x`` in which the relation is valid.
+
+    Examples
+    --------
+    >>> from satphotutils.calibration import GAIA_RELATIONS
+    >>> relation = GAIA_RELATIONS['g']
+    >>> relation.band, relation.scatter
+    ('g', 0.0745)
     """
 
     def __init__(self, band, coefficients, scatter, x_range):
@@ -156,12 +163,30 @@ def gaia_to_sdss_g(G, bp_rp):
 
 
 def gaia_to_sdss_r(G, bp_rp):
-    """Estimate SDSS r from Gaia G and BP-RP; see `gaia_to_sdss_g`."""
+    """
+    Estimate SDSS r from Gaia G and BP-RP; see `gaia_to_sdss_g`.
+
+    Examples
+    --------
+    >>> from satphotutils.calibration import gaia_to_sdss_r
+    >>> r, err = gaia_to_sdss_r(10.0, 1.0)
+    >>> bool(9.5 < float(r) < 10.5)
+    True
+    """
     return GAIA_RELATIONS['r'](G, bp_rp)
 
 
 def gaia_to_sdss_i(G, bp_rp):
-    """Estimate SDSS i from Gaia G and BP-RP; see `gaia_to_sdss_g`."""
+    """
+    Estimate SDSS i from Gaia G and BP-RP; see `gaia_to_sdss_g`.
+
+    Examples
+    --------
+    >>> from satphotutils.calibration import gaia_to_sdss_i
+    >>> i, err = gaia_to_sdss_i(10.0, 1.0)
+    >>> bool(9.0 < float(i) < 10.5)
+    True
+    """
     return GAIA_RELATIONS['i'](G, bp_rp)
 
 

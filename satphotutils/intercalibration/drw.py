@@ -89,7 +89,27 @@ def marginal_log_likelihood(gp, y, design):
 
 @dataclasses.dataclass
 class IntercalibrationResult:
-    """What `DRWIntercalibrator` returns."""
+    """
+    What `DRWIntercalibrator` returns.
+
+    Examples
+    --------
+    What `DRWIntercalibrator` returns:
+
+    >>> import numpy as np
+    >>> from astropy.table import QTable
+    >>> from astropy.time import Time
+    >>> from satphotutils.intercalibration import DRWIntercalibrator
+    >>> t = np.linspace(0, 300, 120)
+    >>> lc = QTable({'time': Time(59000 + t, format='mjd'),
+    ...              'mag': 9 + 0.25 * (t > 150),
+    ...              'mag_err': np.full(120, 0.01),
+    ...              'camera': np.where(t > 150, 'bb', 'ba'),
+    ...              'filter': np.full(120, 'g')})
+    >>> result = DRWIntercalibrator()(lc)
+    >>> round(float(np.ptp(result.lightcurve['mag'].value)), 3)
+    0.0
+    """
 
     lightcurve: QTable
     offsets: QTable

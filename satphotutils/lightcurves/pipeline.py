@@ -148,7 +148,21 @@ def _read_targets(targets):
 
 @dataclasses.dataclass
 class LightCurveRun:
-    """The result of a `LightCurvePipeline` run."""
+    """
+    The result of a `LightCurvePipeline` run.
+
+    Examples
+    --------
+    What `LightCurvePipeline` returns; ``run.skipped`` lists the frames that
+    could not be used, with the reason:
+
+    >>> from satphotutils.lightcurves import LightCurveRun
+    >>> run = LightCurveRun(lightcurves={}, statistics={},
+    ...                     skipped={'bad.fits': 'no MJD-OBS keyword'},
+    ...                     frames_measured=9, frames_resumed=0)
+    >>> run.skipped['bad.fits']
+    'no MJD-OBS keyword'
+    """
 
     lightcurves: dict
     statistics: dict

@@ -86,6 +86,15 @@ def load_features(source, features, *, chunk_size=50_000,
     data : dict of `~numpy.ndarray`
         The output of `StampFeatures` for all rows, plus the extra
         columns present in the table.
+
+    Examples
+    --------
+    >>> from satphotutils.network import StampFeatures, load_features
+    >>> from satphotutils.simulation import StampSimulator
+    >>> stamps = StampSimulator(images_per_star=2)(5, seed=1)
+    >>> data = load_features(stamps, StampFeatures())
+    >>> data['features'].shape[0], 'log_counts' in data
+    (10, True)
     """
     sources = source if isinstance(source, (list, tuple)) else [source]
     parts = []

@@ -28,6 +28,15 @@ class StampMLP(nn.Module):
     The mean head is trained on its own loss and the width head on the
     Gaussian likelihood of the residuals with the mean held fixed, so
     the uncertainty never pulls the mean.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from satphotutils.network import StampMLP
+    >>> net = StampMLP(10, width=16, depth=2)
+    >>> mean, log_sigma = net(torch.zeros(4, 10))
+    >>> tuple(mean.shape), tuple(log_sigma.shape)
+    ((4,), (4,))
     """
 
     def __init__(self, n_features, *, width=256, depth=3):

@@ -52,6 +52,16 @@ class Detector:
         Relative throughput in the extreme corners (vignetting); the flat
         field falls quadratically with radius from 1 at the centre to
         this value in the corners.
+
+    Examples
+    --------
+    >>> from astropy.coordinates import SkyCoord
+    >>> from satphotutils.simulation import Detector
+    >>> detector = Detector(shape=(200, 300), gain=1.5)
+    >>> wcs = detector.wcs(SkyCoord(10.0, -20.0, unit='deg'))
+    >>> [round(float(v), 1) for v in wcs.world_to_pixel(
+    ...     SkyCoord(10.0, -20.0, unit='deg'))]
+    [149.5, 99.5]
     """
 
     def __init__(self, *, shape=(2048, 2048), pixel_scale=8.0 * u.arcsec,
@@ -180,6 +190,13 @@ class Camera:
 
     detector : `Detector`, optional
         The detector; a default `Detector` if `None`.
+
+    Examples
+    --------
+    >>> from satphotutils.simulation import Camera, Detector
+    >>> camera = Camera('bj', filter='V', detector=Detector(shape=(512, 512)))
+    >>> camera.name, camera.filter, camera.detector.shape
+    ('bj', 'V', (512, 512))
     """
 
     def __init__(self, name='bi', *, filter='g', zeropoint_offset=0.0,

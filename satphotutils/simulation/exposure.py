@@ -124,6 +124,15 @@ def expose(expected_electrons, rng):
     -------
     electrons : `~numpy.ndarray` of float32
         Whole numbers of electrons (exact in float32 up to 2**24).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from satphotutils.simulation import expose
+    >>> electrons = expose(np.full((100, 100), 400.0),
+    ...                    np.random.default_rng(3))
+    >>> round(float(electrons.mean())), round(float(electrons.std()))
+    (400, 20)
     """
     lam = np.clip(expected_electrons, 0, None).astype(np.float32)
     out = rng.standard_normal(lam.shape, dtype=np.float32)
@@ -154,6 +163,16 @@ def read_out(electrons, detector, rng):
     -------
     raw : `~numpy.ndarray` of uint16
         The raw frame in ADU, clipped to ``[0, detector.adc_max]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from satphotutils.simulation import Detector, read_out
+    >>> detector = Detector(shape=(50, 50))
+    >>> adu = read_out(np.full((50, 50), 3000.0), detector,
+    ...                np.random.default_rng(4))
+    >>> bool(np.all(adu <= detector.adc_max))
+    True
     """
     adu = rng.standard_normal(electrons.shape, dtype=np.float32)
     adu *= detector.read_noise
@@ -203,6 +222,17 @@ def expose_and_read(expected_electrons, detector, rng):
     full_ends : `~numpy.ndarray` of bool, shape ``(n, 2, cols)``
         Whether the first and the last row of each column hold a full well
         after blooming.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from satphotutils.simulation import Detector, expose_and_read
+    >>> detector = Detector(shape=(50, 50))
+    >>> raw, lost, full_ends = expose_and_read(np.full((2, 50, 50), 1e6),
+    ...                                       detector,
+    ...                                       np.random.default_rng(5))
+    >>> raw.shape[0], int(raw.max()) <= detector.adc_max  # clipped
+    (2, True)
     """
     lam = np.clip(expected_electrons, 0, None).astype(np.float32)
     n, _, cols = lam.shape

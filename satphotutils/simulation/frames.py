@@ -53,6 +53,18 @@ class Scene:
 
     name : array-like of str, optional
         Star names; anonymous field stars are called 'field'.
+
+    Examples
+    --------
+    >>> from astropy import units as u
+    >>> from astropy.coordinates import SkyCoord
+    >>> from satphotutils.simulation import Scene
+    >>> centre = SkyCoord(60.0, -30.0, unit='deg')
+    >>> scene = Scene.random(centre, radius=0.5 * u.deg, g_max=12.0, seed=1)
+    >>> n = len(scene.g)
+    >>> _ = scene.add(centre, [6.0], [1.0], name=['target'])
+    >>> len(scene.g) == n + 1
+    True
     """
 
     def __init__(self, coord, g, bp_rp, *, variability=None, name=None):
@@ -311,7 +323,7 @@ class FrameSimulator:
         keep = inside & ((scene.g[idx] <= self.truth_g_max)
                          | (scene.name[idx] != 'field')
                          | np.array([scene.variability[i] is not None
-                                     for i in idx]))
+                                     for i in idx], dtype=bool))
         sel = np.flatnonzero(keep)
         blend_px = (_BLEND_RADIUS / detector.pixel_scale).decompose().value
         points = np.column_stack([x, y])
@@ -401,6 +413,24 @@ def simulate_field(directory, scene, simulators, *, n_epochs,
     -------
     frames : `~astropy.table.QTable`
         The frame list written to ``frames.ecsv``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from astropy import units as u
+    >>> from astropy.coordinates import SkyCoord
+    >>> from satphotutils.simulation import (Camera, Detector, FrameSimulator,
+    ...                                      Scene, simulate_field)
+    >>> centre = SkyCoord(30.0, -10.0, unit='deg')
+    >>> scene = Scene.random(centre, radius=0.3 * u.deg, g_max=12.0, seed=1)
+    >>> sim = FrameSimulator(camera=Camera(detector=Detector(shape=(64, 64))),
+    ...                      pointing=centre)
+    >>> out = Path(tempfile.mkdtemp())
+    >>> _ = simulate_field(out, scene, [sim], n_epochs=2,
+    ...                    exposures_per_epoch=2, seed=1)
+    >>> len(list(out.glob('*.fits')))
+    4
     """
     from tqdm.auto import tqdm
 

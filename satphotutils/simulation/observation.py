@@ -53,6 +53,13 @@ class ExposureConditions:
         Whether the frame is stored with the integer-overflow damage.
     exptime : float
         Exposure time in seconds.
+
+    Examples
+    --------
+    >>> from satphotutils.simulation import ExposureConditions
+    >>> cond = ExposureConditions(mjd=59000.0, zeropoint=25.5)
+    >>> float(cond.counts(15.5))
+    10000.0
     """
 
     mjd: float
@@ -127,6 +134,14 @@ def draw_conditions(rng, *, mjd, zeropoint=25.5, damage_fraction=0.2,
     Returns
     -------
     conditions : `ExposureConditions`
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from satphotutils.simulation import draw_conditions
+    >>> cond = draw_conditions(np.random.default_rng(1), mjd=59000.0)
+    >>> cond.mjd, cond.zeropoint
+    (59000.0, 25.5)
     """
     fwhm = min(1.35 + rng.lognormal(np.log(0.35), 0.6), 2.8)
     cloud = rng.exponential(0.04) if rng.random() < 0.3 else 0.0
@@ -168,6 +183,22 @@ class Observation:
         A bleed trail through the window reached an end of the simulated
         detector rows that is not a detector edge: ``trail_rows`` was too
         small.
+
+    Examples
+    --------
+    `observe` returns one:
+
+    >>> import numpy as np
+    >>> from satphotutils.simulation import (Camera, Detector,
+    ...     ExposureConditions, SurveyPipeline, observe)
+    >>> cond = ExposureConditions(mjd=59000.0, zeropoint=25.5)
+    >>> obs = observe(np.array([20.0]), np.array([20.0]),
+    ...               np.array([cond.counts(12.0)]), window=(0, 0, 41, 41),
+    ...               camera=Camera(detector=Detector(shape=(41, 41))),
+    ...               conditions=cond, pipeline=SurveyPipeline(),
+    ...               rng=np.random.default_rng(8))
+    >>> obs.outcome.tolist(), bool(obs.truncated)
+    (['none'], False)
     """
 
     image: np.ndarray
@@ -229,6 +260,21 @@ def observe(x, y, flux, *, window, camera, conditions, pipeline, rng,
     Returns
     -------
     observation : `Observation`
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from satphotutils.simulation import (Camera, Detector,
+    ...     ExposureConditions, SurveyPipeline, observe)
+    >>> camera = Camera(detector=Detector(shape=(400, 100)))
+    >>> cond = ExposureConditions(mjd=59000.0, zeropoint=25.5)
+    >>> obs = observe(np.array([50.0]), np.array([200.0]),
+    ...               np.array([cond.counts(7.0)]), window=(180, 30, 41, 41),
+    ...               camera=camera, conditions=cond,
+    ...               pipeline=SurveyPipeline(),
+    ...               rng=np.random.default_rng(6), trail_rows=150)
+    >>> obs.image.shape, bool(obs.saturated[0])
+    ((41, 41), True)
     """
     if catalog_mag is None:
         with np.errstate(divide='ignore'):
@@ -264,6 +310,24 @@ def observe_many(requests, *, camera, conditions, pipeline, rng,
     -------
     observations : list of `Observation`
         One per request, in order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from satphotutils.simulation import (Camera, Detector,
+    ...     ExposureConditions, SurveyPipeline, observe_many)
+    >>> camera = Camera(detector=Detector(shape=(400, 200)))
+    >>> cond = ExposureConditions(mjd=59000.0, zeropoint=25.5)
+    >>> flux = np.array([cond.counts(8.0)])
+    >>> requests = [(np.array([50.0]), np.array([200.0]), flux, None,
+    ...              (180, 30, 41, 41)),
+    ...             (np.array([150.0]), np.array([100.0]), flux, None,
+    ...              (80, 130, 41, 41))]
+    >>> obs = observe_many(requests, camera=camera, conditions=cond,
+    ...                    pipeline=SurveyPipeline(),
+    ...                    rng=np.random.default_rng(7), trail_rows=100)
+    >>> len(obs)
+    2
     """
     detector = camera.detector
     det_ny, det_nx = detector.shape

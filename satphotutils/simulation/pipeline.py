@@ -63,6 +63,13 @@ class SurveyPipeline:
     resample_order : int, optional
         Spline order of the interpolation onto the reference grid
         (1 = bilinear).
+
+    Examples
+    --------
+    >>> from satphotutils.simulation import SurveyPipeline
+    >>> pipeline = SurveyPipeline(misplace_rate=0.0, lost_rate=0.0)
+    >>> pipeline.storage_max
+    65535
     """
 
     def __init__(self, *, misplace_rate=0.05, lost_rate=0.03,

@@ -48,6 +48,15 @@ class MoffatPSF:
 
     theta : float, optional
         Position angle of the major axis, radians from the x axis.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from satphotutils.simulation import MoffatPSF, render_stars
+    >>> image = render_stars((31, 31), [15.0], [15.0], [1000.0],
+    ...                      MoffatPSF(fwhm=2.0))
+    >>> bool(0.95 < float(image.sum()) / 1000 <= 1.0)  # almost all the light
+    True
     """
 
     def __init__(self, *, fwhm=1.8, beta=2.5, ellipticity=0.0, theta=0.0):
@@ -200,6 +209,14 @@ def render_stars(shape, x, y, flux, psf, *, item=None, chunk=20000):
     -------
     image : `~numpy.ndarray`
         The rendered image or stack (float64).
+
+    Examples
+    --------
+    >>> from satphotutils.simulation import MoffatPSF, render_stars
+    >>> image = render_stars((21, 21), [10.0], [10.0], [500.0],
+    ...                      MoffatPSF(fwhm=1.8))
+    >>> image.shape, bool(image[10, 10] == image.max())
+    ((21, 21), True)
     """
     x, y, flux = (np.atleast_1d(np.asarray(a, dtype=float))
                   for a in (x, y, flux))
@@ -339,6 +356,13 @@ def render_gaussian(shape, x, y, flux, fwhm):
     Returns
     -------
     image : `~numpy.ndarray`
+
+    Examples
+    --------
+    >>> from satphotutils.simulation import render_gaussian
+    >>> image = render_gaussian((21, 21), [10.0], [10.0], [500.0], 2.0)
+    >>> round(float(image.sum()), 1)
+    500.0
     """
     sigma = fwhm / (2 * np.sqrt(2 * np.log(2)))
     edges_x = (np.arange(shape[1] + 1) - 0.5 - x) / sigma

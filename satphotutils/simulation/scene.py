@@ -62,6 +62,13 @@ def latitude_factor(b):
     -------
     factor : float or `~numpy.ndarray`
         About 0.18 at the poles and 4.3 in the plane.
+
+    Examples
+    --------
+    >>> from astropy import units as u
+    >>> from satphotutils.simulation import latitude_factor
+    >>> bool(latitude_factor(0 * u.deg) > latitude_factor(60 * u.deg))
+    True
     """
     b = np.abs(u.Quantity(b, u.deg).to_value(u.deg))
     return (_FLOOR + _DISC * np.exp(-b / _SCALE_DEG)) / _MEAN
@@ -102,6 +109,14 @@ def draw_stars(n_or_area, *, g_min=2.0, g_max=19.0, density_factor=1.0,
     -------
     stars : `~astropy.table.QTable`
         Columns ``g``, ``G``, ``bp_rp``, ``V`` (magnitudes).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from satphotutils.simulation import draw_stars
+    >>> stars = draw_stars(1000, g_max=15.0, rng=np.random.default_rng(2))
+    >>> len(stars), bool(np.max(stars['g'].value) <= 15.0)
+    (1000, True)
     """
     rng = np.random.default_rng(rng)
     g, G, x = _draw_arrays(n_or_area, g_min, g_max, density_factor, rng)
@@ -155,5 +170,14 @@ def galactic_density_factor(center):
     -------
     factor : float
         As `latitude_factor` at the position's Galactic latitude.
+
+    Examples
+    --------
+    >>> from astropy.coordinates import SkyCoord
+    >>> from satphotutils.simulation import galactic_density_factor
+    >>> plane = SkyCoord(l=30.0, b=0.0, unit='deg', frame='galactic')
+    >>> pole = SkyCoord(l=30.0, b=89.0, unit='deg', frame='galactic')
+    >>> bool(galactic_density_factor(plane) > galactic_density_factor(pole))
+    True
     """
     return latitude_factor(SkyCoord(center).galactic.b)

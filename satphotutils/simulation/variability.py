@@ -15,7 +15,15 @@ __all__ = ['Constant', 'DampedRandomWalk', 'EclipsingBinary',
 
 
 class Constant:
-    """A constant star."""
+    """
+    A constant star.
+
+    Examples
+    --------
+    >>> from satphotutils.simulation import Constant
+    >>> float(Constant()(59000.0))
+    0.0
+    """
 
     kind = 'constant'
 
@@ -113,6 +121,13 @@ class EclipsingBinary:
 
     t0 : float, optional
         Mid-time of a primary eclipse (MJD).
+
+    Examples
+    --------
+    >>> from satphotutils.simulation import EclipsingBinary
+    >>> eb = EclipsingBinary(period=2.0, primary_depth=0.7, t0=0.0)
+    >>> round(float(eb(0.0)), 2), round(float(eb(0.5)), 2)
+    (0.7, 0.0)
     """
 
     kind = 'eclipsing'
@@ -168,6 +183,15 @@ class DampedRandomWalk:
 
     seed : int, optional
         Seed of the realisation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from satphotutils.simulation import DampedRandomWalk
+    >>> drw = DampedRandomWalk(sigma=0.2, tau=100.0, seed=1)
+    >>> dm = np.array([drw(t) for t in np.linspace(57000, 60000, 500)])
+    >>> bool(0.05 < dm.std() < 0.5)
+    True
     """
 
     kind = 'drw'

@@ -37,7 +37,16 @@ _EPOCH_GAP = 0.02  # days between frames that starts a new epoch
 
 @dataclasses.dataclass
 class BuildReport:
-    """What a `StampBuilder` run did."""
+    """
+    What a `StampBuilder` run did.
+
+    Examples
+    --------
+    >>> from satphotutils.stamps import BuildReport
+    >>> report = BuildReport(rows=10, frames_used=2)
+    >>> report.skipped_files
+    {}
+    """
 
     rows: int = 0
     frames_used: int = 0
@@ -77,6 +86,15 @@ class StampBuilder:
 
     seed : int, optional
         Random seed of the exposure selection.
+
+    Examples
+    --------
+    >>> from satphotutils.stamps import StampBuilder
+    >>> builder = StampBuilder(max_exposures=50, seed=1)
+    >>> builder.stamp_size
+    21
+
+    The user guide's network page shows a full run on simulated frames.
     """
 
     def __init__(self, *, stamp_size=21, edge=50, max_unity=4,

@@ -266,6 +266,21 @@ def iter_stamp_table(path, *, chunk_size=100000, columns=None):
     SatphotutilsError
         If the file is missing, not FITS, not a stamp table, or of another
         format version.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from satphotutils.stamps import StampTableWriter, iter_stamp_table
+    >>> path = Path(tempfile.mkdtemp()) / 'stamps.fits'
+    >>> with StampTableWriter(path) as writer:
+    ...     writer.write({'stamp': np.zeros((5, 21, 21), np.float32),
+    ...                   'star_id': np.arange(5),
+    ...                   'zeropoint': np.full(5, 25.5),
+    ...                   'sky': np.full(5, 200.0)})
+    >>> [len(chunk) for chunk in iter_stamp_table(path, chunk_size=2)]
+    [2, 2, 1]
     """
     with _open(path) as hdul:
         hdu = hdul[_EXTNAME]

@@ -16,7 +16,16 @@ __all__ = ['SATPHOT_FLAGS', 'FlagDefinition', 'decode_flags']
 
 @dataclasses.dataclass(frozen=True)
 class FlagDefinition:
-    """One flag bit: its value, name and meaning."""
+    """
+    One flag bit: its value, name and meaning.
+
+    Examples
+    --------
+    >>> from satphotutils.utils.flags import SATPHOT_FLAGS
+    >>> d = SATPHOT_FLAGS.definitions[0]
+    >>> d.bit_value, d.name
+    (1, 'no_overlap')
+    """
 
     bit_value: int
     name: str
