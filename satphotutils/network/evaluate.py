@@ -366,16 +366,15 @@ def _per_star(rows, stars):
 
 
 def _figure3(rows, path, *, max_unity=4):
-    import matplotlib
-
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    # A bare Figure, not pyplot: the caller's backend and figures are
+    # left alone.
+    from matplotlib.figure import Figure
 
     # Damaged cores are left out, as in the statistics and in training.
     rows = rows[rows['n_unity'] <= max_unity]
     mag = np.asarray(rows['mag'])
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True,
-                             layout='constrained')
+    fig = Figure(figsize=(10, 4), layout='constrained')
+    axes = fig.subplots(1, 2, sharey=True)
     for ax, name, label in ((axes[0], 'diff_network', 'network'),
                             (axes[1], 'diff_ap2', '2-px aperture')):
         d = np.asarray(rows[name])
@@ -398,17 +397,14 @@ def _figure3(rows, path, *, max_unity=4):
     axes[0].set_ylim(-0.5, 0.5)
     axes[0].legend()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def _figure4(per_star, path):
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), layout='constrained')
+    fig = Figure(figsize=(6, 4), layout='constrained')
+    ax = fig.subplots()
     with warnings.catch_warnings():
         # Stars without any aperture light curve are simply not drawn.
         warnings.simplefilter('ignore', RuntimeWarning)
@@ -423,7 +419,6 @@ def _figure4(per_star, path):
     ax.set_ylabel('light-curve dispersion [mag]')
     ax.legend()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

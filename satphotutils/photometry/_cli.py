@@ -138,17 +138,14 @@ def _demo(args):
 
 
 def _demo_figure(frame, table, diff, ap_diff, path):
-    import matplotlib
-
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
     import numpy as np
     from astropy.visualization import simple_norm
+    from matplotlib.figure import Figure
 
     from satphotutils.utils.io import atomic_output
 
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 5),
-                                   layout='constrained')
+    fig = Figure(figsize=(11, 5), layout='constrained')
+    ax0, ax1 = fig.subplots(1, 2)
     data = frame.data
     finite = data[np.isfinite(data)]
     sky = np.median(finite)
@@ -176,4 +173,3 @@ def _demo_figure(frame, table, diff, ap_diff, path):
     ax1.legend()
     with atomic_output(path, overwrite=True) as tmp:
         fig.savefig(tmp, dpi=100)
-    plt.close(fig)

@@ -137,7 +137,10 @@ def read_frame(path, *, unit='adu'):
                            'frame (a 2-D image with a WCS)')
                     raise SatphotutilsError(msg)
                 bunit = hdul[index].header.get('BUNIT')
-            frame = CCDData.read(path, hdu=index, unit=bunit or unit)
+            # The unit only when the file has none: astropy reports
+            # (and some versions log) an override of BUNIT.
+            frame = CCDData.read(path, hdu=index,
+                                 **({} if bunit else {'unit': unit}))
     except SatphotutilsError:
         raise
     except Exception as exc:
