@@ -461,8 +461,10 @@ def simulate_field(directory, scene, simulators, *, n_epochs,
                     f'{k}.fits')
             with atomic_output(directory / name, overwrite=overwrite) as tmp:
                 frame.write(tmp)
-            truth['file'] = name
-            truth['epoch'] = epoch
+            # Arrays, not scalars: astropy < 8 refuses scalars on an
+            # empty table (a frame without stars).
+            truth['file'] = np.full(len(truth), name)
+            truth['epoch'] = np.full(len(truth), epoch)
             truth.meta.clear()
             truths.append(truth)
             rows.append({'file': name, 'epoch': epoch, 'exposure': k,
