@@ -9,7 +9,8 @@ def register(subparsers, formatter_class):
         help='light curves of targets from many frames',
         description=('Measure the targets on every frame (each read once), '
                      'combine the exposures of each epoch by their median '
-                     'and write one ECSV light curve per target, all.ecsv, '
+                     'and write one light curve per target (ECSV or FITS), '
+                     'all.ecsv, '
                      'statistics.ecsv and report.json (skipped frames). '
                      'Rerun with --resume to continue an interrupted run.'))
     parser.add_argument('frames', nargs='+', metavar='FRAMES',
@@ -25,6 +26,9 @@ def register(subparsers, formatter_class):
     parser.add_argument('--comparison', default=None, metavar='CAT.ecsv',
                         help=('unsaturated comparison stars (ra, dec, mag) '
                               'for a per-frame ensemble zero point'))
+    parser.add_argument('--format', default='ecsv', choices=['ecsv', 'fits'],
+                        dest='output_format',
+                        help='format of the light-curve files')
     parser.add_argument('--plot', action='store_true',
                         help='write a PNG light curve per target')
     parser.add_argument('--resume', action='store_true',
@@ -57,7 +61,8 @@ def _run(args):
         SaturatedStarPhotometry(model=args.model),
         epoch_window=args.epoch_window, comparison=comparison)
     run = pipeline(frames, args.targets, args.output, resume=args.resume,
-                   scheduler=args.scheduler, progress=True, plot=args.plot)
+                   scheduler=args.scheduler, progress=True, plot=args.plot,
+                   output_format=args.output_format)
     print(f'{len(run.lightcurves)} light curves in {args.output}: '
           f'{run.frames_measured} frames measured, {run.frames_resumed} '
           f'resumed, {len(run.skipped)} skipped')

@@ -346,7 +346,7 @@ class LightCurvePipeline:
 
     def __call__(self, frames, targets, output=None, *, resume=False,
                  scheduler=None, progress=False, plot=False, baseline=None,
-                 long_table=True, **filters):
+                 long_table=True, output_format='ecsv', **filters):
         """
         Build the light curves of the targets.
 
@@ -384,7 +384,14 @@ class LightCurvePipeline:
             to the network's in the plots.
 
         long_table : bool, optional
-            Write ``all.ecsv``.
+            Write ``all.ecsv`` (``all.fits``).
+
+        output_format : {'ecsv', 'fits'}, optional
+            Format of the per-target light curves and the long table
+            (the statistics and the per-frame resume state are always
+            ECSV). Both round-trip losslessly through
+            `~astropy.timeseries.TimeSeries.read` (FITS with
+            ``astropy_native=True``, which restores the time column).
 
         **filters
             Header keyword values the frames must have.
@@ -402,6 +409,10 @@ class LightCurvePipeline:
         ValueError
             If the target table lacks positions or repeats a name.
         """
+        if output_format not in _FORMATS:
+            msg = (f'output_format must be one of {sorted(_FORMATS)}, got '
+                   f'{output_format!r}')
+            raise ValueError(msg)
         coords, names = _read_targets(targets)
         files = list_frames(frames, **filters)
         if not files:
@@ -480,7 +491,7 @@ class LightCurvePipeline:
                             frames_resumed=len(done), output=out)
         if out is not None:
             self._write(run, out, plot=plot, baseline=baseline,
-                        long_table=long_table)
+                        long_table=long_table, output_format=output_format)
         return run
 
     def _map(self, files, coords, scheduler, progress):
@@ -494,13 +505,15 @@ class LightCurvePipeline:
             return
         yield from _dask_map(self, files, coords, scheduler)
 
-    def _write(self, run, out, *, plot, baseline, long_table):
+    def _write(self, run, out, *, plot, baseline, long_table,
+               output_format):
         from .plotting import plot_lightcurve
 
+        suffix, fmt = _FORMATS[output_format]
         for name, ts in run.lightcurves.items():
-            with atomic_output(out / f'{_safe(name)}.ecsv',
+            with atomic_output(out / f'{_safe(name)}{suffix}',
                                overwrite=True) as tmp:
-                ts.write(tmp, format='ascii.ecsv')
+                ts.write(tmp, format=fmt)
             if plot:
                 base = None if baseline is None else baseline.get(name)
                 plot_lightcurve(ts, baseline=base,
@@ -512,8 +525,8 @@ class LightCurvePipeline:
                 t.meta.clear()
                 t['name'] = name
                 parts.append(t)
-            with atomic_output(out / 'all.ecsv', overwrite=True) as tmp:
-                vstack(parts).write(tmp, format='ascii.ecsv')
+            with atomic_output(out / f'all{suffix}', overwrite=True) as tmp:
+                vstack(parts).write(tmp, format=fmt)
         if run.statistics:
             stats = QTable(rows=[{'name': n, **s} for n, s in
                                  run.statistics.items()])
@@ -526,6 +539,10 @@ class LightCurvePipeline:
                   'targets_with_data': len(run.lightcurves)}
         with atomic_output(out / 'report.json', overwrite=True) as tmp:
             Path(tmp).write_text(json.dumps(report, indent=1))
+
+
+# Output formats: file suffix and astropy format name.
+_FORMATS = {'ecsv': ('.ecsv', 'ascii.ecsv'), 'fits': ('.fits', 'fits')}
 
 
 def _safe(name):

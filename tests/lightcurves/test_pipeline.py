@@ -182,3 +182,36 @@ def test_lightcurve_command(field, tmp_path, capsys):
     assert main(['lightcurve', str(directory / '*.fits'), '--targets',
                  str(tfile), '-o', str(out), '--resume']) == 0
     assert '6 resumed' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('output_format', ['ecsv', 'fits'])
+def test_light_curve_files_round_trip_losslessly(field, tmp_path,
+                                                 output_format):
+    from astropy.timeseries import TimeSeries
+
+    directory, targets, _, _ = field
+    frames = sorted(directory.glob('*.fits'))[:9]
+    out = tmp_path / output_format
+    run = LightCurvePipeline()(frames, targets, out,
+                               output_format=output_format)
+    for name, lc in run.lightcurves.items():
+        path = out / f'{name}.{output_format}'
+        back = TimeSeries.read(path, format='ascii.ecsv') \
+            if output_format == 'ecsv' else \
+            TimeSeries.read(path, format='fits', astropy_native=True)
+        assert back.colnames == lc.colnames
+        assert back['time'].scale == lc['time'].scale == 'utc'
+        assert np.all(back['time'] == lc['time'])
+        for col in lc.colnames[1:]:
+            a, b = np.asarray(back[col]), np.asarray(lc[col])
+            if a.dtype.kind == 'f':
+                np.testing.assert_array_equal(a, b)
+            else:
+                assert a.astype(str).tolist() == b.astype(str).tolist()
+    assert (out / f'all.{output_format}').is_file()
+
+
+def test_unknown_output_format_is_refused(field):
+    directory, targets, _, _ = field
+    with pytest.raises(ValueError, match='output_format must be one of'):
+        LightCurvePipeline()(directory, targets, output_format='csv')
