@@ -45,13 +45,13 @@ def _run(args):
 
     from astropy.table import Table
 
-    from satphotutils.lightcurves import LightCurvePipeline
+    from satphotutils.lightcurves import LightCurvePipeline, list_frames
     from satphotutils.photometry import SaturatedStarPhotometry
 
     frames = []
     for item in args.frames:
         if Path(item).is_dir():
-            frames += sorted(Path(item).glob('*.fit*'))
+            frames += list_frames(item)
         elif any(c in item for c in '*?['):
             frames += [Path(p) for p in sorted(glob.glob(item))]
         else:

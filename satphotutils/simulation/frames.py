@@ -423,8 +423,10 @@ def simulate_field(directory, scene, simulators, *, n_epochs,
     >>> from satphotutils.simulation import (Camera, Detector, FrameSimulator,
     ...                                      Scene, simulate_field)
     >>> centre = SkyCoord(30.0, -10.0, unit='deg')
-    >>> scene = Scene.random(centre, radius=0.3 * u.deg, g_max=12.0, seed=1)
-    >>> sim = FrameSimulator(camera=Camera(detector=Detector(shape=(64, 64))),
+    >>> stars = centre.directional_offset_by([0, 90] * u.deg,
+    ...                                      [2, 3] * u.arcmin)
+    >>> scene = Scene(stars, [7.0, 11.0], [1.0, 1.0])
+    >>> sim = FrameSimulator(camera=Camera(detector=Detector(shape=(80, 80))),
     ...                      pointing=centre)
     >>> out = Path(tempfile.mkdtemp())
     >>> _ = simulate_field(out, scene, [sim], n_epochs=2,
@@ -478,5 +480,8 @@ def simulate_field(directory, scene, simulators, *, n_epochs,
     with atomic_output(directory / 'frames.ecsv', overwrite=overwrite) as t:
         frames.write(t, format='ascii.ecsv')
     with atomic_output(directory / 'truth.ecsv', overwrite=overwrite) as t:
-        vstack(truths).write(t, format='ascii.ecsv')
+        # Frames without stars add no rows (and astropy 6.1 cannot stack
+        # their empty SkyCoord columns).
+        vstack([tr for tr in truths if len(tr)] or truths[:1]).write(
+            t, format='ascii.ecsv')
     return frames

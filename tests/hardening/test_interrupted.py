@@ -112,15 +112,17 @@ def test_light_curve_run_killed_mid_way_resumes(field, tmp_path):
             '-o', out]
     process = _satphot(args, slow=True)
 
-    def some_frames_done():
-        return len(list((out / 'frames').glob('*.fits.ecsv'))) >= 4
+    def finished_frames():
+        # Not atomic_output's temporaries (dot files), which glob matches.
+        return [p for p in (out / 'frames').glob('*.fits.ecsv')
+                if not p.name.startswith('.')]
 
-    _kill_when(process, some_frames_done)
-    done = len(list((out / 'frames').glob('*.fits.ecsv')))
+    _kill_when(process, lambda: len(finished_frames()) >= 4)
+    done = len(finished_frames())
     assert 4 <= done < len(frames)
     assert not (out / 'report.json').exists()
     # What was written is complete: every state file reads.
-    for state in (out / 'frames').glob('*.fits.ecsv'):
+    for state in finished_frames():
         Table.read(state, format='ascii.ecsv')
 
     text = _finish(_satphot([*args, '--resume']))
