@@ -78,7 +78,7 @@ def photometry_frames(ctx):
     phot = SaturatedStarPhotometry()
     aperture = AperturePhotometryBaseline(radius=2.0)
     rows = {'net': [], 'ap2': [], 'psf': [], 'label': [], 'sat': [],
-            'touch': [], 'g': []}
+            'touch': [], 'g': [], 'err': []}
     timing = None
     for seed in range(1 if ctx.quick else 3):
         frame, truth = _frame(seed + 1)
@@ -94,6 +94,7 @@ def photometry_frames(ctx):
         keep = np.asarray(net['n_unity']) <= 4
         psf = wings(frame, skycoord=truth['sky_coord'][keep])
         rows['net'].append(net['mag'].value[keep])
+        rows['err'].append(net['mag_err'].value[keep])
         rows['ap2'].append(ap['mag'].value[keep])
         rows['psf'].append(psf['mag'].value)
         rows['label'].append(label_mag[keep])
@@ -124,6 +125,15 @@ def photometry_frames(ctx):
     disp = {m: float(dispersion(d[sat])) for m, d in diffs.items()}
     bias = float(np.nanmedian(diffs['net'][sat]))
     touch = {m: float(dispersion(d[data['touch']])) for m, d in diffs.items()}
+    # Are the network's uncertainties honest on frames? 1-sigma coverage
+    # (0.68 if calibrated), and whether the stars touching saturated
+    # pixels that it measures badly at least say so in mag_err.
+    err = data['err']
+    cover = {k: float(np.mean(np.abs(diffs['net'][m]) < err[m]))
+             for k, m in (('sat', sat), ('touch', data['touch']),
+                          ('unsat', unsat))}
+    bad = data['touch'] & (np.abs(diffs['net']) > 0.1)
+    warned = float(np.mean(err[bad] > 0.05)) if bad.any() else np.nan
 
     fig, ax = plt.subplots(figsize=(7, 4), layout='constrained')
     for m, style, label in (('ap2', 's', '2-px aperture'),
@@ -156,6 +166,12 @@ def photometry_frames(ctx):
             data['touch'].sum())),
         Metric('their dispersion: network', touch['net'], 'mag'),
         Metric('their dispersion: 2-px aperture', touch['ap2'], 'mag'),
+        Metric('of those off by > 0.1 mag, share with mag_err > 0.05',
+               warned),
+        Metric('network 1-sigma coverage: saturated', cover['sat']),
+        Metric('network 1-sigma coverage: touching saturated pixels',
+               cover['touch']),
+        Metric('network 1-sigma coverage: unsaturated', cover['unsat']),
         Metric(f'network, {n} targets on 2048x2048', t_net, 's', '<= 1',
                t_net <= 1 and n >= 1000),
         Metric('photutils aperture (2 px + LocalBackground), same '

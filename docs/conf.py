@@ -37,7 +37,7 @@ intersphinx_mapping.update({
 nitpicky = True
 _EXTERNAL = (r'(numpy|astropy|pathlib|matplotlib|ccdproc|astroquery|'
              r'specutils|distributed|dask|celerite2|torch|photutils|scipy|'
-             r'speclite|safetensors)(\..*)?')
+             r'speclite|safetensors|collections)(\..*)?')
 
 
 def _ignore_external_when_offline(app, config):

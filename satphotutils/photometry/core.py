@@ -187,15 +187,7 @@ class _Photometry:
         half = size // 2
         ny, nx = image.shape
         ix, iy = np.rint(x).astype(int), np.rint(y).astype(int)
-        offsets = np.arange(-half, half + 1)
-        rows = iy[:, None] + offsets[None, :]
-        cols = ix[:, None] + offsets[None, :]
-        row_ok = (rows >= 0) & (rows < ny)
-        col_ok = (cols >= 0) & (cols < nx)
-        inside = row_ok[:, :, None] & col_ok[:, None, :]
-        stamps = image[np.clip(rows, 0, ny - 1)[:, :, None],
-                       np.clip(cols, 0, nx - 1)[:, None, :]].astype(
-            np.float32)
+        stamps, inside = _cut(image, ix, iy, half, np.float32)
         stamps[~inside] = np.nan
         flags = np.zeros(len(x), dtype=np.int64)
         partial = ~inside.all(axis=(1, 2))
@@ -207,8 +199,8 @@ class _Photometry:
         nonfinite = ~np.isfinite(stamps) & inside
         flags[(nonfinite & circle).any(axis=(1, 2))] |= 16
         if mask is not None:
-            masked = mask[np.clip(rows, 0, ny - 1)[:, :, None],
-                          np.clip(cols, 0, nx - 1)[:, None, :]] & inside
+            masked, _ = _cut(mask, ix, iy, half, bool)
+            masked &= inside
             flags[(masked & circle).any(axis=(1, 2))] |= 8
             stamps[masked] = np.nan
         near = ((x < half) | (y < half) | (x > nx - 1 - half)
@@ -592,6 +584,38 @@ class PSFWingPhotometry(_Photometry):
 _COUNT_UNITS = (u.adu, u.ct, u.dimensionless_unscaled)
 
 
+
+def _cut(array, ix, iy, half, dtype):
+    """
+    Cut (2 half + 1)^2 stamps of ``array`` centred on integer positions.
+
+    Returns the stamps and where they lie on the array; cells off the
+    array hold the nearest edge value (the caller blanks them).
+    """
+    size = 2 * half + 1
+    ny, nx = array.shape
+    out = np.empty((len(ix), size, size), dtype=dtype)
+    inside = np.ones((len(ix), size, size), dtype=bool)
+    interior = ((ix >= half) & (ix < nx - half) & (iy >= half)
+                & (iy < ny - half))
+    if interior.any():
+        # A strided view of all windows: each stamp is copied row by row
+        # instead of gathered pixel by pixel (about 10x faster).
+        windows = np.lib.stride_tricks.sliding_window_view(array,
+                                                           (size, size))
+        out[interior] = windows[iy[interior] - half, ix[interior] - half]
+    edge = np.flatnonzero(~interior)
+    if len(edge):
+        offsets = np.arange(-half, half + 1)
+        rows = iy[edge, None] + offsets[None, :]
+        cols = ix[edge, None] + offsets[None, :]
+        inside[edge] = (((rows >= 0) & (rows < ny))[:, :, None]
+                        & ((cols >= 0) & (cols < nx))[:, None, :])
+        out[edge] = array[np.clip(rows, 0, ny - 1)[:, :, None],
+                          np.clip(cols, 0, nx - 1)[:, None, :]]
+    return out, inside
+
+
 def _finite_number(value, what):
     try:
         number = float(value)
@@ -646,12 +670,17 @@ def _unpack(data, mask, error, wcs):
         wcs = data.wcs if wcs is None else wcs
         unit = data.unit
         meta = dict(data.meta) if data.meta is not None else {}
-        image = np.asarray(data.data, dtype=float)
+        image = np.asarray(data.data)
     elif isinstance(data, u.Quantity):
         unit = data.unit
-        image = np.asarray(data.value, dtype=float)
+        image = np.asarray(data.value)
     else:
-        image = np.asarray(data, dtype=float)
+        image = np.asarray(data)
+    # Floating-point images are used as they are (a float64 copy of a
+    # 2048x2048 frame costs more than cutting all its stamps); integers
+    # are converted once.
+    if image.dtype.kind != 'f':
+        image = image.astype(float)
     if image.ndim != 2:
         msg = f'data must be a 2D image, got shape {image.shape}'
         raise ValueError(msg)

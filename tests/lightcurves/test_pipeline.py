@@ -81,7 +81,20 @@ def test_light_curves_of_constant_and_variable_stars(field, tmp_path):
     read = TimeSeries.read(out / 'eb9.ecsv', format='ascii.ecsv')
     assert_allclose(read['mag'].value, eb['mag'].value)
     assert read['time'].scale == 'utc'
-    assert (out / 'all.ecsv').is_file()
+    # The long table holds every target's light curve, row for row.
+    everything = QTable.read(out / 'all.ecsv', format='ascii.ecsv')
+    assert set(everything['name']) == set(run.lightcurves)
+    for name, ts in run.lightcurves.items():
+        rows = everything[everything['name'] == name]
+        assert_allclose(rows['time'].mjd, ts['time'].mjd, rtol=0, atol=0)
+        for col in ('mag', 'mag_err', 'flags', 'n_exposures'):
+            assert_allclose(np.asarray(rows[col]), np.asarray(ts[col]))
+        assert list(rows['camera']) == list(ts['camera'])
+        assert ts.meta['name'] == name
+        # One object per target, whatever the number of lookups.
+        assert run.lightcurves[name] is ts
+    assert lc.meta['ra'] == pytest.approx(
+        float(targets[list(targets['name']).index('const7')]['ra']))
     report = json.loads((out / 'report.json').read_text())
     assert report['skipped'][str(bad)].startswith('OSError') or \
         report['skipped'][str(bad)]
