@@ -14,10 +14,10 @@ its address) through the same per-frame function.
 
 import dataclasses
 import gc
-from collections.abc import Mapping
 import json
 import logging
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
