@@ -255,7 +255,8 @@ class FrameSimulator:
             The reduced frame on the reference grid, in ADU (flat-fielded
             counts), with the reference WCS; ``mask`` marks pixels without
             data. ``meta`` holds MJD-OBS, DATE-OBS, EXPTIME, ZP, TRANSP,
-            SKY, FWHM, CAMERA, FILTER and the simulation truth DAMAGED.
+            SKY, FWHM, GAIN, RDNOISE, CAMERA, FILTER and the simulation
+            truth DAMAGED.
 
         truth : `~astropy.table.QTable`
             One row per star brighter than ``truth_g_max`` (or named or
@@ -307,6 +308,8 @@ class FrameSimulator:
                        'transparency t: N = 10**(-0.4(m - Z)) / t'),
             'SKY': (c.sky, 'sky level (counts per pixel)'),
             'FWHM': (c.fwhm, 'PSF FWHM at centre (pixels)'),
+            'GAIN': (self.camera.detector.gain, 'gain (e-/ADU)'),
+            'RDNOISE': (self.camera.detector.read_noise, 'read noise (e-)'),
             'CAMERA': self.camera.name,
             'FILTER': self.camera.filter,
             'DAMAGED': (bool(c.damaged), 'simulation truth: overflow damage'),

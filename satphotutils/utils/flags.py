@@ -52,8 +52,10 @@ _DEFINITIONS = (
                    "the prediction is outside the range of the model's "
                    'training labels'),
     FlagDefinition(262144, 'hybrid_classical',
-                   'the classical (aperture/PSF) estimate was returned '
-                   'instead of the network: it was the better one'),
+                   'a classical estimate was returned instead of the '
+                   "network's: on a frame, the exact 2-px aperture put on "
+                   "the network's scale, where the two agree (an "
+                   'isolated unsaturated star)'),
     FlagDefinition(524288, 'unknown_camera',
                    "the camera/filter is not in the model's encoding; the "
                    'camera-agnostic encoding was used'),

@@ -1,0 +1,220 @@
+# Licensed under a 3-clause BSD style license - see LICENSE.rst
+"""
+The frame-calibrated hybrid for unsaturated stars.
+
+On a frame, an exact 2-px aperture sum is the lowest-noise estimate of
+an unsaturated star's counts when nothing else falls in the aperture,
+and the network is the better one when something does (it learned to
+discount neighbours). The hybrid therefore:
+
+1. measures every unsaturated target with an exact-overlap circular
+   aperture (the pixel weights of photutils' circular overlap geometry),
+   minus the network's local background;
+2. puts the aperture on the network's scale with one offset per frame,
+   the median of ``network - aperture`` over the stars that agree (the
+   aperture correction, which depends on the seeing, is learned from the
+   frame itself, never from a table);
+3. keeps the aperture value where it agrees with the network within
+   ``tolerance`` and the network's value elsewhere.
+
+Pure numerical functions: no I/O, no frame handling.
+"""
+
+import functools
+
+import numpy as np
+
+__all__ = []
+
+# Sub-pixel grid of the exact-overlap weight table; the weights are
+# interpolated bilinearly between its nodes (error < 2e-4 of the sum
+# for r = 2, tested against photutils' aperture_photometry).
+_GRID = 41
+
+# Systematic floor (dex) of a calibrated aperture value: sub-pixel
+# centring, the PSF's variation within the offset surface and
+# neighbours fainter than the tolerance. 0.002 dex (0.005 mag) gave
+# 1-sigma coverage of 0.54-0.74 on simulated frames of 1.6-2.5 px FWHM
+# where the network itself was unbiased.
+_FLOOR = 0.002
+
+
+@functools.lru_cache(maxsize=8)
+def _weight_table(radius, half):
+    """Exact overlap of a circle with the pixels, on a sub-pixel grid."""
+    from photutils.geometry import circular_overlap_grid
+
+    size = 2 * half + 1
+    offsets = np.linspace(-0.5, 0.5, _GRID)
+    table = np.empty((_GRID, _GRID, size, size))
+    for i, dy in enumerate(offsets):
+        for j, dx in enumerate(offsets):
+            # Pixel centres at -half..half; the circle at (dx, dy).
+            table[i, j] = circular_overlap_grid(
+                -half - 0.5 - dx, half + 0.5 - dx,
+                -half - 0.5 - dy, half + 0.5 - dy,
+                size, size, radius, 1, 1)
+    return table
+
+
+def exact_aperture_sums(stamps, dx, dy, *, radius=2.0):
+    """
+    Exact circular-aperture sums of stamp cores.
+
+    Parameters
+    ----------
+    stamps : `~numpy.ndarray`, shape (N, S, S)
+        Stamps centred on the rounded positions (S odd).
+
+    dx, dy : `~numpy.ndarray`, shape (N,)
+        Offsets of the true positions from the stamp centres, in
+        [-0.5, 0.5].
+
+    radius : float, optional
+        Aperture radius (pixels).
+
+    Returns
+    -------
+    sums : `~numpy.ndarray`, shape (N,)
+        NaN where a pixel the aperture touches is not finite.
+
+    area : `~numpy.ndarray`, shape (N,)
+        The aperture areas (pixels), pi r^2 to the interpolation error.
+    """
+    half = int(np.ceil(radius + 0.5))
+    table = _weight_table(float(radius), half)
+    centre = stamps.shape[1] // 2
+    core = stamps[:, centre - half:centre + half + 1,
+                  centre - half:centre + half + 1]
+    # Bilinear interpolation of the weights between grid nodes.
+    step = 1.0 / (_GRID - 1)
+    fy = (np.clip(dy, -0.5, 0.5) + 0.5) / step
+    fx = (np.clip(dx, -0.5, 0.5) + 0.5) / step
+    iy = np.minimum(fy.astype(int), _GRID - 2)
+    ix = np.minimum(fx.astype(int), _GRID - 2)
+    ty = (fy - iy)[:, None, None]
+    tx = (fx - ix)[:, None, None]
+    weights = ((1 - ty) * (1 - tx) * table[iy, ix]
+               + (1 - ty) * tx * table[iy, ix + 1]
+               + ty * (1 - tx) * table[iy + 1, ix]
+               + ty * tx * table[iy + 1, ix + 1])
+    touched = weights > 0
+    bad = (~np.isfinite(core) & touched).any(axis=(1, 2))
+    sums = np.einsum('nij,nij->n', weights, np.where(touched, core, 0.0))
+    sums[bad] = np.nan
+    return sums, weights.sum(axis=(1, 2))
+
+
+def frame_hybrid(log_counts, log_counts_err, aperture_sum, area,
+                 local_bkg, unsaturated, x, y, *, tolerance=0.03, gain=1.0,
+                 read_noise=0.0, min_stars=20):
+    """
+    Choose between the network and a frame-calibrated aperture.
+
+    Parameters
+    ----------
+    log_counts, log_counts_err : `~numpy.ndarray`
+        The network's values for all targets on one frame.
+
+    aperture_sum, area : `~numpy.ndarray`
+        Exact aperture sums (sky included) and aperture areas (pixels).
+
+    local_bkg : `~numpy.ndarray`
+        Local background per pixel (counts).
+
+    unsaturated : `~numpy.ndarray` of bool
+        Targets the hybrid may change.
+
+    x, y : `~numpy.ndarray`
+        Pixel positions: the offset may vary smoothly across the image
+        (the PSF, hence the aperture correction, does).
+
+    tolerance : float, optional
+        Largest difference (mag) between the calibrated aperture and the
+        network for the aperture value to be used.
+
+    gain, read_noise : float, optional
+        Detector gain (e-/ADU) and read noise (e-) for the aperture's
+        uncertainty.
+
+    min_stars : int, optional
+        Fewest agreeing stars to calibrate the offset with; below it the
+        network's values are kept.
+
+    Returns
+    -------
+    use : `~numpy.ndarray` of bool
+        Targets given the aperture value.
+
+    log_counts, log_counts_err : `~numpy.ndarray`
+        The chosen values and their uncertainties.
+
+    offset : `~numpy.ndarray`
+        The ``network - aperture`` offset (dex) at each target, NaN if
+        none was calibrated.
+    """
+    net = np.asarray(log_counts, dtype=float)
+    signal = aperture_sum - local_bkg * area
+    with np.errstate(invalid='ignore', divide='ignore'):
+        ap = np.where(signal > 0, np.log10(signal), np.nan)
+    ok = unsaturated & np.isfinite(ap) & np.isfinite(net)
+    tol = tolerance / 2.5
+    values = net.copy()
+    errors = np.asarray(log_counts_err, dtype=float).copy()
+    nothing = (np.zeros(len(net), dtype=bool), values, errors,
+               np.full(len(net), np.nan))
+    if ok.sum() < min_stars:
+        return nothing
+    # The median over all unsaturated stars is pulled by the crowded
+    # ones; then a smooth surface over those that agree with it.
+    offset = np.full(len(net), np.median(net[ok] - ap[ok]))
+    agree = ok & (np.abs(net - ap - offset) < tol)
+    # The surface and the stars that agree with it, until they settle:
+    # the first, constant guess cuts off the corners of a varying one.
+    for _ in range(10):
+        if agree.sum() < min_stars:
+            return nothing
+        offset, offset_err = _offset_surface(x, y, net - ap, agree)
+        again = ok & (np.abs(net - ap - offset) < tol)
+        if np.array_equal(again, agree):
+            break
+        agree = again
+    use = agree
+    # Poisson noise of the star and the sky, read noise, the
+    # uncertainty of the offset surface and the systematic floor.
+    var = (np.maximum(signal, 0) / gain
+           + area * (np.maximum(local_bkg, 0) / gain
+                     + (read_noise / gain) ** 2))
+    with np.errstate(invalid='ignore', divide='ignore'):
+        ap_err = np.sqrt(var) / signal / np.log(10)
+    values[use] = ap[use] + offset[use]
+    errors[use] = np.sqrt(ap_err[use] ** 2 + offset_err ** 2 + _FLOOR ** 2)
+    return use, values, errors, offset
+
+
+def _offset_surface(x, y, diff, sel):
+    """
+    Fit a quadratic surface in x, y to ``diff[sel]`` by least squares.
+
+    With fewer than 60 stars, a constant (their median). Returns the
+    surface at every target and the standard error of its mean level.
+    """
+    n = int(sel.sum())
+    if n < 60:
+        level = np.median(diff[sel])
+        resid = diff[sel] - level
+        scatter = 1.4826 * np.median(np.abs(resid))
+        return np.full(len(diff), level), 1.2533 * scatter / np.sqrt(n)
+    # Centred and scaled positions keep the design well conditioned.
+    cx, cy = np.median(x[sel]), np.median(y[sel])
+    scale = max(np.ptp(x[sel]), np.ptp(y[sel]), 1.0)
+    u, v = (x - cx) / scale, (y - cy) / scale
+    design = np.column_stack([np.ones_like(u), u, v, u * u, u * v, v * v])
+    coef, *_ = np.linalg.lstsq(design[sel], diff[sel], rcond=None)
+    surface = design @ coef
+    # Faint neighbours only ever add light to the aperture: the mean of
+    # the agreeing stars leans their way, their median much less.
+    resid = diff[sel] - surface[sel]
+    surface += np.median(resid)
+    scatter = 1.4826 * np.median(np.abs(resid - np.median(resid)))
+    return surface, 1.2533 * scatter / np.sqrt(n)

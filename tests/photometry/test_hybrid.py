@@ -1,0 +1,155 @@
+# Licensed under a 3-clause BSD style license - see LICENSE.rst
+"""The frame-calibrated hybrid: its aperture against photutils, its choice
+against simulated truth."""
+
+import dataclasses
+from math import erf
+
+import numpy as np
+import pytest
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+from numpy.testing import assert_allclose
+from photutils.aperture import CircularAperture, aperture_photometry
+
+from satphotutils.photometry import (
+    AperturePhotometryBaseline,
+    SaturatedStarPhotometry,
+)
+from satphotutils.photometry.hybrid import exact_aperture_sums, frame_hybrid
+from satphotutils.simulation import Camera, Detector, FrameSimulator, Scene
+from satphotutils.utils.flags import SATPHOT_FLAGS
+from satphotutils.utils.stats import dispersion
+
+
+@pytest.mark.parametrize('radius', [2.0, 3.0])
+def test_exact_aperture_sums_equal_photutils(radius):
+    rng = np.random.default_rng(4)
+    n = 300
+    image = rng.gamma(2.0, 50.0, (60, 60 * n // 10))
+    x = rng.uniform(15, image.shape[1] - 16, n)
+    y = rng.uniform(15, image.shape[0] - 16, n)
+    ix, iy = np.rint(x).astype(int), np.rint(y).astype(int)
+    stamps = np.stack([image[j - 10:j + 11, i - 10:i + 11]
+                       for i, j in zip(ix, iy, strict=True)])
+    sums, area = exact_aperture_sums(stamps, x - ix, y - iy, radius=radius)
+    ref = aperture_photometry(image, CircularAperture(np.column_stack(
+        [x, y]), r=radius), method='exact')['aperture_sum']
+    assert_allclose(sums, np.asarray(ref), rtol=3e-4)
+    assert_allclose(area, np.pi * radius**2, rtol=3e-4)
+    # A NaN the aperture touches spoils the sum; one it misses does not.
+    stamps[0, 10, 10] = np.nan
+    stamps[1, 0, 0] = np.nan
+    sums, _ = exact_aperture_sums(stamps, x - ix, y - iy, radius=radius)
+    assert np.isnan(sums[0])
+    assert np.isfinite(sums[1])
+
+
+def _synthetic(rng, n=2000, contaminated=0.3):
+    truth = rng.uniform(4.2, 5.5, n)                     # log counts
+    net = truth + rng.normal(0, 0.008, n)                # the network
+    x, y = rng.uniform(0, 2048, (2, n))
+    # The aperture holds 70% of the light, less towards the corners.
+    fraction = 0.7 - 0.03 * ((x - 1024)**2 + (y - 1024)**2) / 1024**2
+    counts = 10**truth * fraction
+    bkg = np.full(n, 300.0)
+    area = np.full(n, np.pi * 4)
+    noisy = counts + rng.normal(0, np.sqrt(counts + area * bkg))
+    extra = np.where(rng.random(n) < contaminated,
+                     10**truth * rng.uniform(0.05, 1.0, n), 0.0)
+    return truth, net, noisy + extra + bkg * area, area, bkg, x, y, extra
+
+
+def test_frame_hybrid_uses_the_aperture_only_where_it_is_clean():
+    rng = np.random.default_rng(7)
+    truth, net, sums, area, bkg, x, y, extra = _synthetic(rng)
+    err = np.full(len(net), 0.008)
+    use, values, errors, offset = frame_hybrid(
+        net, err, sums, area, bkg, np.ones(len(net), bool), x, y,
+        tolerance=0.03)
+    clean = extra == 0
+    # A clean star is used when the network's own noise (0.008 dex)
+    # keeps it within the tolerance (0.012 dex): erf(0.012 / (0.008
+    # sqrt 2)) = 0.866 of them. A contaminated one only when the extra
+    # light is within the tolerance's reach.
+    assert abs(use[clean].mean() - erf(0.012 / (0.008 * np.sqrt(2)))) \
+        < 0.04
+    badly = extra / 10**truth > 0.1
+    assert use[badly].mean() < 0.01
+    # The offset recovers the aperture correction across the frame: on
+    # the whole to 0.0005 dex, everywhere to 0.004 (a quadratic surface
+    # for a correction that is not quite one, fitted to the stars inside
+    # the tolerance) - a third of the tolerance, half the network noise.
+    fraction = 0.7 - 0.03 * ((x - 1024)**2 + (y - 1024)**2) / 1024**2
+    miss = offset[use] + np.log10(fraction[use])
+    assert abs(np.median(miss)) < 0.0005
+    assert np.abs(miss).max() < 0.004
+    # Better than the network where used, the network's value elsewhere.
+    assert dispersion(values[use] - truth[use]) \
+        < 0.6 * dispersion(net[use] - truth[use])
+    assert_allclose(values[~use], net[~use])
+    assert np.all(errors[use] < err[use])
+
+
+def test_frame_hybrid_needs_enough_stars():
+    rng = np.random.default_rng(8)
+    _, net, sums, area, bkg, x, y, _ = _synthetic(rng, n=15)
+    use, values, _, offset = frame_hybrid(
+        net, np.full(15, 0.01), sums, area, bkg, np.ones(15, bool), x, y)
+    assert not use.any()
+    assert_allclose(values, net)
+    assert np.isnan(offset).all()
+
+
+@pytest.fixture(scope='module', name='sparse')
+def fixture_sparse():
+    # A sparse field (high latitude) in poor seeing: where the 2-px
+    # aperture beats the network alone on unsaturated stars.
+    centre = SkyCoord(30.0, -75.0, unit='deg')
+    scene = Scene.random(centre, radius=1.5 * u.deg, g_max=15.5, seed=3)
+    sim = FrameSimulator(camera=Camera(detector=Detector(
+        shape=(1024, 1024))), pointing=centre)
+    conditions = dataclasses.replace(
+        sim.draw_conditions(60000.0, np.random.default_rng(1)), fwhm=2.4,
+        damaged=False)
+    frame, truth = sim(scene, conditions=conditions, seed=5)
+    pick = (~np.asarray(truth['saturated']) & (truth['mag'].value > 12)
+            & (truth['mag'].value < 14.5))
+    return frame, truth[pick]
+
+
+def test_hybrid_beats_network_and_aperture_on_a_sparse_frame(sparse):
+    frame, truth = sparse
+    assert len(truth) > 100
+    label = np.asarray(truth['log_counts'])
+    coords = truth['sky_coord']
+    hybrid = SaturatedStarPhotometry()(frame, skycoord=coords)
+    network = SaturatedStarPhotometry(hybrid=False)(frame, skycoord=coords)
+    aperture = AperturePhotometryBaseline(radius=2.0)(frame,
+                                                      skycoord=coords)
+
+    def spread(table, offset=False):
+        d = np.asarray(table['log_counts']) - label
+        d = d[np.isfinite(d)]
+        return dispersion(d - np.median(d) if offset else d)
+
+    used = np.asarray(hybrid['method']) == 'ap2'
+    assert used.mean() > 0.5
+    assert np.all((np.asarray(hybrid['flags'])[used]
+                   & SATPHOT_FLAGS.HYBRID_CLASSICAL) != 0)
+    # Far better than the network alone, and as good as the aperture
+    # with its offset taken from the truth (which a user does not have)
+    # to within 10%: where the network's noise exceeds the tolerance the
+    # hybrid keeps the network's value.
+    assert spread(hybrid) < 0.85 * spread(network)
+    assert spread(hybrid) < 1.1 * spread(aperture, offset=True)
+    # The network's scale is kept: no offset of its own.
+    shift = np.nanmedian(np.asarray(hybrid['log_counts'])
+                         - np.asarray(network['log_counts']))
+    assert abs(shift) < 0.002
+    assert hybrid.meta['config']['hybrid_tolerance'] == 0.03
+
+
+def test_hybrid_tolerance_is_checked():
+    with pytest.raises(ValueError, match='hybrid_tolerance'):
+        SaturatedStarPhotometry(hybrid_tolerance=0)
