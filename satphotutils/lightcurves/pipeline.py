@@ -572,20 +572,10 @@ class _LightCurves(Mapping):
 
 
 def _long_table(lightcurves):
-    """All light curves in one table with a ``name`` column."""
-    if isinstance(lightcurves, _LightCurves):
-        table = QTable(lightcurves._everything)
-        counts = np.diff(lightcurves._bounds)
-        table['name'] = np.repeat(np.asarray(lightcurves._names, dtype=str),
-                                  counts)
-    else:
-        parts = []
-        for name, ts in lightcurves.items():
-            t = QTable(ts)
-            t.meta.clear()
-            t['name'] = name
-            parts.append(t)
-        table = vstack(parts)
+    """All light curves of a `_LightCurves` in one table, with ``name``."""
+    table = QTable(lightcurves._everything)
+    table['name'] = np.repeat(np.asarray(lightcurves._names, dtype=str),
+                              np.diff(lightcurves._bounds))
     table.meta.clear()
     return table
 

@@ -306,9 +306,9 @@ class SaturatedStarPhotometry(_Photometry):
 
     hybrid : bool, optional
         For unsaturated stars, use an exact 2-px aperture sum where it
-        agrees with the network, put on the network's scale by one
-        offset per image (flagged ``hybrid_classical``, ``method``
-        ``'ap2'``); see Notes. Needs at least 20 such stars on the
+        agrees with the network, put on the network's scale by an offset
+        surface fitted across the image (flagged ``hybrid_classical``,
+        ``method`` ``'ap2'``); see Notes. Needs at least 20 such stars on the
         image; otherwise the network's values are kept.
 
     hybrid_tolerance : float, optional
@@ -334,10 +334,11 @@ class SaturatedStarPhotometry(_Photometry):
     by a small aperture than by the network, while a star with a
     neighbour in the aperture is measured better by the network, which
     learned to discount neighbours. Where the aperture, calibrated
-    against the network on the same image (the median difference over
-    the stars that agree: the aperture correction, which changes with
-    the seeing), agrees with the network within ``hybrid_tolerance``, no
-    neighbour is likely to be in it and its value is used. On simulated
+    against the network on the same image (a quadratic surface in x and
+    y through the differences of the stars that agree: the aperture
+    correction, which changes with the seeing and across the field),
+    agrees with the network within ``hybrid_tolerance``, no neighbour is
+    likely to be in it and its value is used. On simulated
     frames this was better than both the network and the aperture alone
     on sparse and intermediate fields, and equal to the network on a
     crowded one (``photometry_frames`` benchmark).
@@ -667,7 +668,6 @@ class PSFWingPhotometry(_Photometry):
 
 # Units the network's counts can be in: the model learned ADU.
 _COUNT_UNITS = (u.adu, u.ct, u.dimensionless_unscaled)
-
 
 
 def _cut(array, ix, iy, half, dtype):
