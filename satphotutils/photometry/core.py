@@ -181,19 +181,9 @@ class _Photometry:
         camera, filt = header('camera'), header('filter')
         code = None if camera is None else \
             f'{camera}/{filt}' if filt is not None else str(camera)
-        # Only the hybrid's aperture uncertainties use these; without
-        # them counts are taken as electrons (gain 1, no read noise).
-        gain, read_noise = header('gain'), header('read_noise')
-        gain = 1.0 if gain is None else _finite_number(
-            gain, f'the {self.keys["gain"]} header keyword')
-        if gain <= 0:
-            msg = (f'the {self.keys["gain"]} header keyword must be '
-                   f'positive, got {gain}')
-            raise ValueError(msg)
-        read_noise = 0.0 if read_noise is None else abs(_finite_number(
-            read_noise, f'the {self.keys["read_noise"]} header keyword'))
         return {'sky': float(sky),
-                'gain': gain, 'read_noise': read_noise,
+                # As in the header; only the hybrid uses (and checks) them.
+                'gain': header('gain'), 'read_noise': header('read_noise'),
                 'zeropoint': zp,
                 'transparency': 1.0 if transparency is None else
                 transparency,
@@ -477,10 +467,21 @@ class SaturatedStarPhotometry(_Photometry):
         if unsat.any():
             sums[unsat], area[unsat] = exact_aperture_sums(
                 stamps[unsat], dx[unsat], dy[unsat], radius=2.0)
+        # Without the keywords counts are taken as electrons (gain 1, no
+        # read noise).
+        gain, read_noise = frame['gain'], frame['read_noise']
+        gain = 1.0 if gain is None else _finite_number(
+            gain, f'the {self.keys["gain"]} header keyword')
+        if gain <= 0:
+            msg = (f'the {self.keys["gain"]} header keyword must be '
+                   f'positive, got {gain}')
+            raise ValueError(msg)
+        read_noise = 0.0 if read_noise is None else abs(_finite_number(
+            read_noise, f'the {self.keys["read_noise"]} header keyword'))
         use, log_counts, err, _ = frame_hybrid(
             log_counts, pred['log_counts_err'], sums, area,
             pred['local_bkg'], unsat, x, y, tolerance=self.hybrid_tolerance,
-            gain=frame['gain'], read_noise=frame['read_noise'])
+            gain=gain, read_noise=read_noise)
         flags[use] |= SATPHOT_FLAGS.HYBRID_CLASSICAL
         method[use] = 'ap2'
         return log_counts, err

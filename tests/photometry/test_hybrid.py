@@ -153,3 +153,16 @@ def test_hybrid_beats_network_and_aperture_on_a_sparse_frame(sparse):
 def test_hybrid_tolerance_is_checked():
     with pytest.raises(ValueError, match='hybrid_tolerance'):
         SaturatedStarPhotometry(hybrid_tolerance=0)
+
+
+def test_gain_keyword_is_checked_only_where_it_is_used(sparse):
+    frame, truth = sparse
+    bad = frame.copy()
+    bad.meta['GAIN'] = -2.0
+    coords = truth['sky_coord'][:50]
+    with pytest.raises(ValueError, match='GAIN header keyword must be '
+                       'positive'):
+        SaturatedStarPhotometry()(bad, skycoord=coords)
+    # Neither the network alone nor the aperture baseline uses it.
+    SaturatedStarPhotometry(hybrid=False)(bad, skycoord=coords)
+    AperturePhotometryBaseline()(bad, skycoord=coords)
