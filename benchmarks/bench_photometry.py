@@ -199,3 +199,74 @@ def photometry_frames(ctx):
         Metric('network time / aperture time', t_net / t_ap),
         Metric('network time / PSF wing time', t_net / t_psf),
     ], figures=[path])
+
+
+@benchmark('photometry_deblended', description=(
+    'Would subtracting known neighbours help the network on crowded '
+    'frames? The photometry_frames frames (saturated stars, damaged '
+    'exposures left out) measured as they are and after subtracting every '
+    'unsaturated neighbour (g >= 12) at its true position and true '
+    "counts, rendered with photutils' ePSF of the frame "
+    '(make_model_image): an upper bound on what deblending with a '
+    'catalogue can do for the bundled model, which was trained on stamps '
+    'with their neighbours. The 2-px aperture (offset by its median) on '
+    'the same stars for comparison.'))
+def photometry_deblended(ctx):
+    from astropy.nddata import CCDData
+    from astropy.table import Table
+    from photutils.datasets import make_model_image
+
+    from satphotutils.photometry import (
+        AperturePhotometryBaseline,
+        SaturatedStarPhotometry,
+    )
+    from satphotutils.utils.stats import dispersion
+
+    phot = SaturatedStarPhotometry()
+    aperture = AperturePhotometryBaseline(radius=2.0)
+    diffs = {k: [] for k in ('net', 'net_clean', 'ap2', 'ap2_clean')}
+    per_frame = []
+    for seed in range(1 if ctx.quick else 3):
+        frame, truth = _frame(seed + 1)
+        mag = truth['mag'].value
+        saturated = np.asarray(truth['saturated'])
+        target = saturated & (mag < 12.0) & (np.asarray(truth['n_unity'])
+                                              <= 4)
+        zp, t = frame.meta['ZP'], frame.meta['TRANSP']
+        label = zp - 2.5 * (np.asarray(truth['log_counts'])[target]
+                            + np.log10(t))
+        neighbours = ~saturated & (mag >= 12.0)
+        model = make_model_image(
+            frame.shape, _epsf(frame, truth),
+            Table({'x_0': truth['x'][neighbours],
+                   'y_0': truth['y'][neighbours],
+                   'flux': truth['true_counts'].value[neighbours]}),
+            model_shape=(25, 25))
+        clean = CCDData(frame.data - model, unit=frame.unit,
+                        meta=frame.meta, wcs=frame.wcs)
+        coords = truth['sky_coord'][target]
+        row = []
+        for name, image in (('', frame), ('_clean', clean)):
+            net = phot(image, skycoord=coords)['mag'].value - label
+            ap = aperture(image, skycoord=coords)['mag'].value - label
+            diffs['net' + name].append(net)
+            diffs['ap2' + name].append(ap)
+            row.append(float(dispersion(net)))
+        per_frame.append((seed, int(target.sum()), *row))
+    d = {k: np.concatenate(v) for k, v in diffs.items()}
+    for k in ('ap2', 'ap2_clean'):
+        d[k] = d[k] - np.nanmedian(d[k])
+    disp = {k: float(dispersion(v)) for k, v in d.items()}
+    return Result(metrics=[
+        Metric('saturated measurements', len(d['net'])),
+        Metric('network dispersion: frames as they are', disp['net'], 'mag'),
+        Metric('network dispersion: true neighbours subtracted',
+               disp['net_clean'], 'mag'),
+        Metric('network median bias: as they are / subtracted',
+               f"{np.nanmedian(d['net']):.4f} / "
+               f"{np.nanmedian(d['net_clean']):.4f}", 'mag'),
+        Metric('2-px aperture dispersion: as they are / subtracted',
+               f"{disp['ap2']:.4f} / {disp['ap2_clean']:.4f}", 'mag'),
+        *[Metric(f'frame {k}: {n} stars, network as they are / subtracted',
+                 f'{a:.4f} / {b:.4f}', 'mag') for k, n, a, b in per_frame],
+    ])
