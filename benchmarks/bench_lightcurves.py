@@ -62,7 +62,7 @@ def _targets(directory, n):
 # 0.58-0.64, raised mmap threshold and one arena (the recommendation
 # before) 0.75-0.81, unset 0.77-0.91, unset without the profiler
 # 0.84-1.05. Documented in docs/user_guide/lightcurves.rst.
-WORKER_CONFIG = {
+_WORKER_CONFIG = {
     'distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_': None,
     'distributed.worker.profile.enabled': False}
 
@@ -187,9 +187,9 @@ class _TwoProcesses:
     'machine), and the same run on a freshly started Dask LocalCluster '
     'of 2 single-threaded workers configured as the docs recommend. The '
     "host's speed drifts by tens of percent over minutes, so each "
-    'speed-up is the median of the five ratios within a round, with the '
-    'ratio of the best times beside it. For comparison, Dask with the '
-    "Dask's default worker settings and the aperture pipeline on Dask "
+    'speed-up is the median over the rounds of the ratio within a round, '
+    'with the ratio of the best times beside it. For comparison: Dask '
+    'with its default worker settings, and the aperture pipeline on Dask '
     '(best of three). Target: Dask >= 1.6x faster than serial.'))
 def lightcurve_throughput(ctx):
     from satphotutils.lightcurves import LightCurvePipeline
@@ -226,10 +226,10 @@ def lightcurve_throughput(ctx):
         # first serial run, not during it.
         plain(frames[:4])
         for _ in range(5):
-            serial, t_s = _timed(lambda: net(frames, targets))
-            _, t_fs = _timed(lambda: frames_only(None))
+            serial, t_s = _timed(net, frames, targets)
+            _, t_fs = _timed(frames_only, None)
             t_p = plain(frames)
-            stack, client = _dask_cluster(WORKER_CONFIG)
+            stack, client = _dask_cluster(_WORKER_CONFIG)
             with stack:
                 net(frames[:2], targets, scheduler=client)  # warm up
                 parallel, t_d = _timed(net, frames, targets,
@@ -250,15 +250,15 @@ def lightcurve_throughput(ctx):
     threads = torch.get_num_threads()
     one = []
     for _ in range(3):
-        _, t2 = _timed(lambda: frames_only(None))
+        _, t2 = _timed(frames_only, None)
         torch.set_num_threads(1)
         try:
-            _, t1 = _timed(lambda: frames_only(None))
+            _, t1 = _timed(frames_only, None)
         finally:
             torch.set_num_threads(threads)
         one.append(t1 / t2)
     # The same scheduler on work that is single-threaded throughout.
-    t_ap_dask = _dask_run(ap, frames, targets, config=WORKER_CONFIG)
+    t_ap_dask = _dask_run(ap, frames, targets, config=_WORKER_CONFIG)
     t_default = _dask_run(net, frames, targets, config={})
     same = all(np.allclose(parallel.lightcurves[k]['mag'].value,
                            v['mag'].value, equal_nan=True)
