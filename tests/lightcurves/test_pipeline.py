@@ -9,6 +9,7 @@ from astropy.time import Time
 from astropy.timeseries import TimeSeries
 from numpy.testing import assert_allclose
 
+import satphotutils.lightcurves.pipeline as pipeline_module
 from satphotutils.cli import main
 from satphotutils.lightcurves import (
     LightCurvePipeline,
@@ -117,7 +118,8 @@ def test_resume_does_not_duplicate(field, tmp_path):
     assert len(first.lightcurves['const7']) == 5
 
 
-def test_dask_local_cluster_gives_the_serial_answer(field, tmp_path):
+def test_dask_local_cluster_gives_the_serial_answer(field, tmp_path,
+                                                    caplog):
     distributed = pytest.importorskip('distributed')
     directory, targets, _, _ = field
     frames = sorted(directory.glob('*.fits'))[:9]
@@ -130,11 +132,16 @@ def test_dask_local_cluster_gives_the_serial_answer(field, tmp_path):
                                   processes=True) as cluster, \
             distributed.Client(cluster) as client:
         pipeline = LightCurvePipeline()
-        parallel = pipeline(frames, targets, scheduler=client)
-        # Runs one after another on one client (this once hung: the
-        # second run reused the first's scattered keys).
-        again = pipeline(frames, targets, scheduler=client)
-        third = pipeline(frames, targets, scheduler=client)
+        with caplog.at_level('WARNING', logger=pipeline_module.__name__):
+            parallel = pipeline(frames, targets, scheduler=client)
+            # Runs one after another on one client (this once hung: the
+            # second run reused the first's scattered keys).
+            again = pipeline(frames, targets, scheduler=client)
+            third = pipeline(frames, targets, scheduler=client)
+    # The nanny's default memory setting is reported, once per client.
+    trim = [r for r in caplog.records
+            if 'MALLOC_TRIM_THRESHOLD_=65536' in r.getMessage()]
+    assert len(trim) == 1
     for name, lc in serial.lightcurves.items():
         for run in (parallel, again, third):
             assert_allclose(run.lightcurves[name]['mag'].value,
@@ -142,6 +149,36 @@ def test_dask_local_cluster_gives_the_serial_answer(field, tmp_path):
     threads = LightCurvePipeline()(frames, targets, scheduler='threads')
     assert_allclose(threads.lightcurves['const7']['mag'].value,
                     serial.lightcurves['const7']['mag'].value, atol=1e-9)
+
+
+class _StubClient:
+    """The part of a distributed.Client the worker memory check uses."""
+
+    def __init__(self, client_id, environ):
+        self.id = client_id
+        self.environ = environ
+        self.calls = 0
+
+    def run(self, func):
+        self.calls += 1
+        return dict(self.environ)
+
+
+def test_worker_memory_check_warns_once_about_trimming_workers(caplog):
+    from satphotutils.lightcurves.pipeline import _check_worker_memory
+
+    unset = _StubClient('unset', {'tcp://a': None, 'tcp://b': None})
+    trimming = _StubClient('nanny', {'tcp://a': '65536', 'tcp://b': None})
+    with caplog.at_level('WARNING', logger=pipeline_module.__name__):
+        _check_worker_memory(unset)
+        assert not caplog.records
+        _check_worker_memory(trimming)
+        _check_worker_memory(trimming)
+    assert trimming.calls == 1
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert 'MALLOC_TRIM_THRESHOLD_=65536' in message
+    assert 'MALLOC_TRIM_THRESHOLD_": None' in message
 
 
 def test_ensemble_calibration_with_comparison_stars(field, tmp_path):
