@@ -660,7 +660,7 @@ def _check_worker_memory(client):
     if values:
         log.warning(
             'the Dask workers run with MALLOC_TRIM_THRESHOLD_=%s (the '
-            "nanny's default), which made frames 1.3-1.6 times slower to "
+            "nanny's default), which made frames 1.2-1.6 times slower to "
             'measure in the lightcurve_throughput benchmark; start the '
             'cluster after dask.config.set({"distributed.nanny.'
             'pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}) to unset '
