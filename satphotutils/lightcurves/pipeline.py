@@ -655,8 +655,12 @@ def _check_worker_memory(client):
     # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 by default: each
     # frame's arrays are handed back to the OS and faulted in again for
     # the next. Nothing is wrong, only slow, so a warning in the log.
-    values = {v for v in client.run(_malloc_trim_threshold).values()
-              if v is not None}
+    try:
+        found = client.run(_malloc_trim_threshold)
+    except Exception as exc:  # only advice: never stop a run for it
+        log.debug("could not read the workers' environment: %s", exc)
+        return
+    values = {v for v in found.values() if v is not None}
     if values:
         log.warning(
             'the Dask workers run with MALLOC_TRIM_THRESHOLD_=%s (the '

@@ -161,6 +161,9 @@ class _StubClient:
 
     def run(self, func):
         self.calls += 1
+        if self.environ is None:
+            msg = 'worker lost'
+            raise OSError(msg)
         return dict(self.environ)
 
 
@@ -168,9 +171,11 @@ def test_worker_memory_check_warns_once_about_trimming_workers(caplog):
     from satphotutils.lightcurves.pipeline import _check_worker_memory
 
     unset = _StubClient('unset', {'tcp://a': None, 'tcp://b': None})
+    lost = _StubClient('lost', None)
     trimming = _StubClient('nanny', {'tcp://a': '65536', 'tcp://b': None})
     with caplog.at_level('WARNING', logger=pipeline_module.__name__):
         _check_worker_memory(unset)
+        _check_worker_memory(lost)  # the run goes on without the advice
         assert not caplog.records
         _check_worker_memory(trimming)
         _check_worker_memory(trimming)
