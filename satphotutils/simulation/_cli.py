@@ -90,6 +90,10 @@ def register(subparsers, formatter_class):
                         help='rate of trail flux put on a wrong star')
     stamps.add_argument('--lost-rate', type=float, default=0.03,
                         help='rate of trail flux never put back')
+    stamps.add_argument('--latitude-weighting', choices=('area', 'stars'),
+                        default='area',
+                        help='targets uniform on the sky (area) or spread '
+                        'over Galactic latitude as the stars are (stars)')
     stamps.add_argument('--workers', type=int, default=None,
                         help='worker processes (default: all cores)')
     stamps.add_argument('--overwrite', action='store_true',
@@ -120,7 +124,8 @@ def _stamps(args):
                          g_range=(args.gmin, args.gmax),
                          images_per_star=args.images_per_star,
                          exposures_per_epoch=per_epoch,
-                         exposures_per_chunk=pool)
+                         exposures_per_chunk=pool,
+                         latitude_weighting=args.latitude_weighting)
     n = sim.write(args.out, args.n_stars, seed=args.seed,
                   n_workers=args.workers, overwrite=args.overwrite,
                   progress=True)

@@ -86,6 +86,14 @@ class StampSimulator:
         Galactic latitudes (degrees) the targets are spread over; the
         neighbour density follows. The default covers plane to pole.
 
+    latitude_weighting : {'area', 'stars'}, optional
+        How targets are spread over ``latitude_range``: ``'area'``
+        uniformly on the sky, or ``'stars'`` as the stars themselves are
+        (area times the star density of `latitude_factor`), as a random
+        draw from a catalogue of the survey's stars would be. With
+        ``'stars'`` about half the targets lie within 10 degrees of the
+        plane, against a sixth with ``'area'``.
+
     Examples
     --------
     >>> from satphotutils.simulation import StampSimulator
@@ -97,7 +105,8 @@ class StampSimulator:
     def __init__(self, *, camera=None, pipeline=None, zeropoint=25.5,
                  stamp_size=21, g_range=(3.0, 15.0), images_per_star=4,
                  exposures_per_chunk=24, exposures_per_epoch=1,
-                 neighbour_g_max=19.0, latitude_range=(0.0, 90.0)):
+                 neighbour_g_max=19.0, latitude_range=(0.0, 90.0),
+                 latitude_weighting='area'):
         if stamp_size % 2 == 0 or stamp_size < 5:
             msg = 'stamp_size must be an odd integer >= 5'
             raise ValueError(msg)
@@ -123,7 +132,12 @@ class StampSimulator:
         self.exposures_per_chunk = int(exposures_per_chunk)
         self.exposures_per_epoch = int(exposures_per_epoch)
         self.neighbour_g_max = float(neighbour_g_max)
+        if latitude_weighting not in ('area', 'stars'):
+            msg = ("latitude_weighting must be 'area' or 'stars', not "
+                   f'{latitude_weighting!r}')
+            raise ValueError(msg)
         self.latitude_range = tuple(latitude_range)
+        self.latitude_weighting = latitude_weighting
 
     def __repr__(self):
         return (f'<StampSimulator {self.camera!r} g={self.g_range} '
@@ -281,10 +295,7 @@ class StampSimulator:
         G = g + GAIA_RELATIONS['g'].g_minus_x(bp_rp)
         mag = g if camera.filter == 'g' else \
             G - GAIA_RELATIONS['V'].g_minus_x(bp_rp)
-        lo, hi = np.sin(np.deg2rad(self.latitude_range))
-        # Uniform on the sky between the two latitudes.
-        density = latitude_factor(np.rad2deg(np.arcsin(
-            rng.uniform(lo, hi, n_stars))))
+        density = latitude_factor(self._latitudes(rng, n_stars))
         margin = _EDGE + half + 13
         ny, nx = detector.shape
         x_ref = rng.uniform(margin, nx - 1 - margin, n_stars)
@@ -431,6 +442,22 @@ class StampSimulator:
         out['stamp'] = out['stamp'].astype(np.float32)
         out['outcome'] = out['outcome'].astype('<U9')
         return out
+
+    def _latitudes(self, rng, n):
+        """Draw target latitudes (degrees) as ``latitude_weighting`` says."""
+        lo, hi = np.sin(np.deg2rad(self.latitude_range))
+        if self.latitude_weighting == 'area':
+            return np.rad2deg(np.arcsin(rng.uniform(lo, hi, n)))
+        # Rejection against the density, largest nearest the plane.
+        b0, b1 = self.latitude_range
+        peak = latitude_factor(0.0 if b0 * b1 <= 0
+                               else min(abs(b0), abs(b1)))
+        out = np.empty(0)
+        while out.size < n:
+            b = np.rad2deg(np.arcsin(rng.uniform(lo, hi, 2 * n)))
+            keep = rng.uniform(0, peak, b.size) < latitude_factor(b)
+            out = np.concatenate([out, b[keep]])
+        return out[:n]
 
     def _conditions(self, rng, mjd):
         return draw_conditions(

@@ -81,6 +81,44 @@ def test_configured_damage_fraction():
     assert not sim(20, seed=1)['damaged'].any()
 
 
+@pytest.mark.parametrize(('weighting', 'span'),
+                         [('area', (0.0, 90.0)), ('stars', (0.0, 90.0)),
+                          ('stars', (-20.0, 40.0)), ('stars', (15.0, 60.0))])
+def test_latitude_weighting_follows_the_sky(weighting, span):
+    # Against the distribution integrated independently: sky area cos(b)
+    # times, for 'stars', the star density of latitude_factor.
+    from scipy import integrate, stats
+
+    from satphotutils.simulation import latitude_factor
+
+    def pdf(b):
+        area = np.cos(np.deg2rad(b))
+        return area * (latitude_factor(b) if weighting == 'stars' else 1)
+
+    total = integrate.quad(pdf, *span, points=[0.0])[0]
+
+    def cdf(b):
+        return np.array([integrate.quad(pdf, span[0], v, points=[0.0])[0]
+                         if v > span[0] else 0.0
+                         for v in np.atleast_1d(b)]) / total
+
+    sim = StampSimulator(latitude_range=span, latitude_weighting=weighting)
+    b = sim._latitudes(np.random.default_rng(3), 4000)
+    assert span[0] <= b.min()
+    assert b.max() <= span[1]
+    assert stats.kstest(b, cdf).pvalue > 0.01
+    if span == (0.0, 90.0):
+        # Half the catalogue's stars lie within 10 degrees of the plane,
+        # a sixth of the sky's area does.
+        expected = 0.5 if weighting == 'stars' else np.sin(np.deg2rad(10))
+        assert abs(np.mean(b < 10) - expected) < 0.05
+
+
+def test_latitude_weighting_is_validated():
+    with pytest.raises(ValueError, match="latitude_weighting must be 'area'"):
+        StampSimulator(latitude_weighting='density')
+
+
 def test_deterministic_with_a_seed():
     sim = StampSimulator(images_per_star=2)
     a = sim(10, seed=5)
