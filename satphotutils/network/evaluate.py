@@ -277,11 +277,16 @@ class Evaluation:
             if sel.sum() >= 20:
                 summary['bias_by_mag'][f'{lo}-{lo + 1}'] = float(
                     np.median(rows['diff_network'][sel]))
+        # Every method on the same stars: a star can have no finite
+        # measurement by one method (a 5-px aperture sum <= 0 in every
+        # exposure) and lightcurve_dispersion then leaves it out.
+        stars = np.unique(np.asarray(rows['star_id']))
         per_star = {}
         for m in methods:
-            stars, disp, _ = lightcurve_dispersion(
+            ids, disp, _ = lightcurve_dispersion(
                 rows['star_id'], rows['epoch'], rows[f'diff_{m}'])
-            per_star[m] = disp
+            per_star[m] = np.full(len(stars), np.nan)
+            per_star[m][np.searchsorted(stars, ids)] = disp
         if np.isfinite(per_star['network']).any():
             star_mag, star_sat = _per_star(rows, stars)
             per_star['star_id'] = stars
