@@ -173,6 +173,19 @@ def test_cli_simulate_stamps(tmp_path):
     assert proc.returncode == 1
     assert 'already exists' in proc.stderr
     assert 'Traceback' not in proc.stderr
+    # --latitude-weighting reaches the simulator: the same seed places
+    # the targets at other latitudes, so their neighbours differ.
+    stars = tmp_path / 'stars.fits'
+    proc = subprocess.run(
+        [sys.executable, '-m', 'satphotutils.cli', 'simulate', 'stamps',
+         str(stars), '--n-stars', '4', '--images-per-star', '2', '--seed',
+         '1', '--gmin', '5', '--gmax', '12', '--workers', '1',
+         '--latitude-weighting', 'stars'],
+        capture_output=True, text=True, check=False, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    other = read_stamp_table(stars)
+    assert_allclose(other['g'], table['g'])
+    assert not np.array_equal(other['stamp'], table['stamp'])
 
 
 def test_cli_simulate_frames(tmp_path):
