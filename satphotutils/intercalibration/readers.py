@@ -12,12 +12,14 @@ case-sensitive: ``ba`` is a unit in V and ``bA`` the same unit in g.
 """
 
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 from astropy import units as u
 from astropy.table import QTable, Table
 from astropy.time import Time
+from astropy.utils.exceptions import AstropyWarning
 
 from satphotutils.utils.exceptions import SatphotutilsError
 
@@ -45,8 +47,15 @@ def _detect(text):
 def _csv(text):
     lines = [ln for ln in text.splitlines()
              if ln.strip() and not ln.lstrip().startswith('#')]
-    return Table.read('\n'.join(lines) + '\n', format='ascii.csv',
-                      guess=False)
+    with warnings.catch_warnings():
+        # A damaged number beyond the float range ('2457655e883053') is
+        # read as inf with a warning; _finish counts an infinite
+        # magnitude as invalid and Time rejects an infinite time, so the
+        # warning would only repeat what the result says.
+        warnings.filterwarnings('ignore', message='OverflowError converting',
+                                category=AstropyWarning)
+        return Table.read('\n'.join(lines) + '\n', format='ascii.csv',
+                          guess=False)
 
 
 def _numbers(column):

@@ -576,6 +576,30 @@ def junk_magnitude_cell(tmp_path, **_):
     assert lc.meta['n_invalid'] == 1
 
 
+@case('L11')
+def magnitude_beyond_float_range(tmp_path, recwarn, **_):
+    from satphotutils.intercalibration import read_lightcurve
+
+    lc = read_lightcurve(_lc(tmp_path, SP1 + (
+        '2458000.1,x,bb,1,15,1e999,0.01,1,1,V\n'
+        '2458001.1,x,bb,1,15,10.01,0.01,1,1,V\n')))
+    assert lc['mag'].value.tolist() == [10.01]
+    assert lc.meta['n_invalid'] == 1
+    assert not recwarn.list
+
+
+@case('L12')
+def time_beyond_float_range(tmp_path, recwarn, **_):
+    from satphotutils.intercalibration import read_lightcurve
+
+    # A damaged digit, as found by the fuzzing test: '.' became 'e'.
+    with pytest.raises(SatphotutilsError, match='must be finite'):
+        read_lightcurve(_lc(tmp_path, SP1 + (
+            '2457655e883053,x,bb,1,15,10.0,0.01,1,1,V\n'
+            '2458001.1,x,bb,1,15,10.01,0.01,1,1,V\n')))
+    assert not recwarn.list
+
+
 # -- model files --------------------------------------------------------------
 
 @pytest.fixture
