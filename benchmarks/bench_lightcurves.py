@@ -232,13 +232,21 @@ def lightcurve_throughput(ctx):
             stack, client = _dask_cluster(_WORKER_CONFIG)
             with stack:
                 net(frames[:2], targets, scheduler=client)  # warm up
+                # CPU time of this process (scheduler, client and the
+                # LocalCluster's nannies run here) and of the workers.
+                cpu = time.process_time()
+                workers = client.run(time.process_time)
                 parallel, t_d = _timed(net, frames, targets,
                                        scheduler=client)
+                cpu = time.process_time() - cpu
+                workers = [v - workers[k] for k, v in
+                           client.run(time.process_time).items()]
                 _, t_fd = _timed(frames_only, client)
-            rounds.append((t_s, t_d, t_fs, t_fd, t_p))
+            rounds.append((t_s, t_d, t_fs, t_fd, t_p, cpu,
+                           float(np.mean(workers))))
     finally:
         plain.close()
-    t_s, t_d, t_fs, t_fd, t_p = np.array(rounds).T
+    t_s, t_d, t_fs, t_fd, t_p, cpu_driver, cpu_worker = np.array(rounds).T
 
     def paired(a, b):
         return float(np.median(a / b))
@@ -287,6 +295,11 @@ def lightcurve_throughput(ctx):
                "machine's ceiling", paired(t_fs, t_p)),
         Metric('Dask frames against two plain processes (1 = no loss)',
                paired(t_p, t_fd)),
+        Metric('Dask run: CPU of the driver process (scheduler, client, '
+               'nannies) / wall time (median)',
+               float(np.median(cpu_driver / t_d))),
+        Metric('Dask run: CPU of each worker / wall time (median)',
+               float(np.median(cpu_worker / t_d))),
         Metric("Dask speed-up with Dask's defaults (nanny's "
                'MALLOC_TRIM_THRESHOLD_, profiler on; best times)',
                t_serial / t_default),
