@@ -119,7 +119,7 @@ def test_resume_does_not_duplicate(field, tmp_path):
 
 
 def test_dask_local_cluster_gives_the_serial_answer(field, tmp_path,
-                                                    caplog):
+                                                    caplog, capsys):
     distributed = pytest.importorskip('distributed')
     directory, targets, _, _ = field
     frames = sorted(directory.glob('*.fits'))[:9]
@@ -133,7 +133,8 @@ def test_dask_local_cluster_gives_the_serial_answer(field, tmp_path,
             distributed.Client(cluster) as client:
         pipeline = LightCurvePipeline()
         with caplog.at_level('WARNING', logger=pipeline_module.__name__):
-            parallel = pipeline(frames, targets, scheduler=client)
+            parallel = pipeline(frames, targets, scheduler=client,
+                                progress=True)
             # Runs one after another on one client (this once hung: the
             # second run reused the first's scattered keys).
             again = pipeline(frames, targets, scheduler=client)
@@ -142,6 +143,10 @@ def test_dask_local_cluster_gives_the_serial_answer(field, tmp_path,
     trim = [r for r in caplog.records
             if 'MALLOC_TRIM_THRESHOLD_=65536' in r.getMessage()]
     assert len(trim) == 1
+    # The progress bar counts the frames as the workers' tasks return.
+    bar = capsys.readouterr().err
+    assert 'frames: 100%' in bar
+    assert f'{len(frames)}/{len(frames)}' in bar
     for name, lc in serial.lightcurves.items():
         for run in (parallel, again, third):
             assert_allclose(run.lightcurves[name]['mag'].value,
@@ -149,6 +154,26 @@ def test_dask_local_cluster_gives_the_serial_answer(field, tmp_path,
     threads = LightCurvePipeline()(frames, targets, scheduler='threads')
     assert_allclose(threads.lightcurves['const7']['mag'].value,
                     serial.lightcurves['const7']['mag'].value, atol=1e-9)
+
+
+@pytest.mark.parametrize('n_files', [1, 3, 4, 9, 50, 64, 65, 1000])
+@pytest.mark.parametrize('n_workers', [1, 2, 7])
+def test_dask_tasks_cover_the_frames_in_few_even_bounded_batches(
+        n_files, n_workers):
+    files = [f'f{i}.fits' for i in range(n_files)]
+    batches = pipeline_module._batches(files, n_workers)
+    # Every frame once, in order, none empty.
+    assert [f for b in batches for f in b] == files
+    sizes = [len(b) for b in batches]
+    assert min(sizes) >= 1
+    assert max(sizes) - min(sizes) <= 1
+    assert max(sizes) <= pipeline_module._MAX_FRAMES_PER_TASK
+    # Two tasks per worker while frames allow; more only when one task
+    # fewer would have to take more than the bound.
+    n = len(batches)
+    assert n >= min(n_files, 2 * n_workers)
+    if n > 2 * n_workers:
+        assert -(-n_files // (n - 1)) > pipeline_module._MAX_FRAMES_PER_TASK
 
 
 class _StubClient:
