@@ -690,12 +690,17 @@ def _dask_map(pipeline, files, coords, scheduler):
                                                     'sync'):
         import os
 
-        batches = _batches(files, os.cpu_count() or 1)
-        tasks = [dask.delayed(_measure_batch)(pipeline, b, coords)
-                 for b in batches]
-        results = dask.compute(*tasks, scheduler=scheduler)
-        for batch, result in zip(batches, results, strict=True):
-            yield from zip(batch, result, strict=True)
+        workers = os.cpu_count() or 1
+        batches = _batches(files, workers)
+        # One compute per round of tasks, not one for the whole run, so
+        # that a long run's frames are saved as it goes.
+        for start in range(0, len(batches), workers):
+            todo = batches[start:start + workers]
+            results = dask.compute(
+                *[dask.delayed(_measure_batch)(pipeline, b, coords)
+                  for b in todo], scheduler=scheduler)
+            for batch, result in zip(todo, results, strict=True):
+                yield from zip(batch, result, strict=True)
         return
     from distributed import Client, as_completed
 

@@ -27,7 +27,8 @@ pytestmark = pytest.mark.skipif(sys.platform == 'win32',
 # Runs `satphot ARGS` with one unit of work slowed down: measure_frame
 # for light curves, the optimiser step for training.
 _SLOW = """
-import sys, time
+import os, sys, time
+os.cpu_count = lambda: 2  # local Dask schedulers: rounds of two tasks
 import torch
 import satphotutils.lightcurves.pipeline as pipeline
 from satphotutils.cli import main
@@ -104,12 +105,15 @@ def field(tmp_path_factory):
     return directory
 
 
-def test_light_curve_run_killed_mid_way_resumes(field, tmp_path):
+@pytest.mark.parametrize('scheduler', [None, 'threads'])
+def test_light_curve_run_killed_mid_way_resumes(field, tmp_path, scheduler):
     frames = sorted(field.glob('*.fits'))
     assert len(frames) == 16
     out = tmp_path / 'killed'
     args = ['lightcurve', *frames, '--targets', field / 'targets.ecsv',
             '-o', out]
+    if scheduler is not None:
+        args += ['--scheduler', scheduler]
     process = _satphot(args, slow=True)
 
     def finished_frames():

@@ -176,6 +176,29 @@ def test_dask_tasks_cover_the_frames_in_few_even_bounded_batches(
         assert -(-n_files // (n - 1)) > pipeline_module._MAX_FRAMES_PER_TASK
 
 
+@pytest.mark.parametrize('scheduler', ['sync', 'threads'])
+def test_local_dask_hands_back_frames_round_by_round(monkeypatch,
+                                                     scheduler):
+    # A long run on a local scheduler must not hold every result until
+    # the end: the pipeline saves each frame's results as they arrive.
+    monkeypatch.setattr('os.cpu_count', lambda: 2)
+    measured = []
+
+    def measure(pipeline, path, coords):
+        measured.append(path)
+        return path
+
+    monkeypatch.setattr(pipeline_module, '_safe_measure', measure)
+    files = [f'f{i}.fits' for i in range(200)]
+    results = pipeline_module._dask_map(None, files, None, scheduler)
+    first = next(results)
+    assert len(measured) <= 2 * pipeline_module._MAX_FRAMES_PER_TASK
+    rest = list(results)
+    assert sorted(p for p, _ in [first, *rest]) == sorted(files)
+    assert all(p == r for p, r in [first, *rest])
+    assert sorted(measured) == sorted(files)
+
+
 class _StubClient:
     """The part of a distributed.Client the worker memory check uses."""
 
