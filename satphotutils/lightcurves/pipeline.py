@@ -12,6 +12,7 @@ scheduler (``'threads'``, ``'processes'``, a ``distributed.Client`` or
 its address) through the same per-frame function.
 """
 
+import contextlib
 import dataclasses
 import gc
 import json
@@ -692,15 +693,26 @@ def _dask_map(pipeline, files, coords, scheduler):
 
         workers = os.cpu_count() or 1
         batches = _batches(files, workers)
-        # One compute per round of tasks, not one for the whole run, so
-        # that a long run's frames are saved as it goes.
-        for start in range(0, len(batches), workers):
-            todo = batches[start:start + workers]
-            results = dask.compute(
-                *[dask.delayed(_measure_batch)(pipeline, b, coords)
-                  for b in todo], scheduler=scheduler)
-            for batch, result in zip(todo, results, strict=True):
-                yield from zip(batch, result, strict=True)
+        with contextlib.ExitStack() as stack:
+            options = {}
+            if scheduler == 'processes':
+                # One pool for the run: without one, dask starts a new
+                # pool (each process importing torch, ~3.6 s) per compute.
+                from concurrent.futures import ProcessPoolExecutor
+
+                from dask.multiprocessing import get_context
+
+                options['pool'] = stack.enter_context(ProcessPoolExecutor(
+                    workers, mp_context=get_context()))
+            # One compute per round of tasks, not one for the whole run,
+            # so that a long run's frames are saved as it goes.
+            for start in range(0, len(batches), workers):
+                todo = batches[start:start + workers]
+                results = dask.compute(
+                    *[dask.delayed(_measure_batch)(pipeline, b, coords)
+                      for b in todo], scheduler=scheduler, **options)
+                for batch, result in zip(todo, results, strict=True):
+                    yield from zip(batch, result, strict=True)
         return
     from distributed import Client, as_completed
 

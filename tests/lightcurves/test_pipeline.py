@@ -199,6 +199,35 @@ def test_local_dask_hands_back_frames_round_by_round(monkeypatch,
     assert sorted(measured) == sorted(files)
 
 
+def test_local_processes_share_one_pool_across_rounds(monkeypatch):
+    # Each round is its own dask.compute; without a pool of its own dask
+    # would start new processes (and import torch in them) every round.
+    import concurrent.futures
+
+    import dask.multiprocessing
+
+    pools = []
+
+    class Counted(concurrent.futures.ProcessPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            pools.append(self)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(concurrent.futures, 'ProcessPoolExecutor', Counted)
+    monkeypatch.setattr(dask.multiprocessing, 'ProcessPoolExecutor',
+                        Counted)
+    monkeypatch.setattr('os.cpu_count', lambda: 2)
+    files = [f'missing{i}.fits' for i in range(200)]
+    # No pipeline: every frame fails in the worker and comes back as
+    # its exception, which is all this test needs.
+    results = list(pipeline_module._dask_map(None, files, None,
+                                             'processes'))
+    assert len(pipeline_module._batches(files, 2)) > 2  # several rounds
+    assert len(pools) == 1
+    assert [p for p, _ in results] == files
+    assert all(isinstance(r, AttributeError) for _, r in results)
+
+
 class _StubClient:
     """The part of a distributed.Client the worker memory check uses."""
 
