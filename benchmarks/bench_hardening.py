@@ -54,8 +54,8 @@ def _fits_frame(path):
     'file; any other exception is a failure. 5,000 mutations per reader '
     '(500 with --quick).'))
 def fuzz_readers(ctx):
+    from satphotutils.frames import read_frame
     from satphotutils.intercalibration import read_lightcurve
-    from satphotutils.utils import read_frame
     from satphotutils.utils.exceptions import SatphotutilsError
 
     n = 500 if ctx.quick else 5000

@@ -26,4 +26,6 @@ __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
         'training_labels'],
     'synthetic': [
         'BANDPASSES', 'synthetic_magnitude'],
+    'zeropoint': [
+        'FrameZeropoint', 'frame_zeropoint'],
 })

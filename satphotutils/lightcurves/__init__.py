@@ -14,7 +14,7 @@ __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
         'REJECT_FLAGS', 'assign_epochs', 'combine_epochs',
         'combine_exposures', 'lightcurve_statistics'],
     'pipeline': [
-        'LightCurvePipeline', 'LightCurveRun', 'list_frames'],
+        'LightCurvePipeline', 'LightCurveRun', 'NothingMeasuredError'],
     'plotting': [
         'plot_lightcurve'],
 })

@@ -1,6 +1,8 @@
 # Licensed under a 3-clause BSD style license - see LICENSE.rst
 """Subcommand of the light-curve stage: ``lightcurve``."""
 
+from satphotutils.frames._cli import add_header_key_option, header_keys_from
+
 
 def register(subparsers, formatter_class):
     """Add the ``lightcurve`` subcommand."""
@@ -36,29 +38,22 @@ def register(subparsers, formatter_class):
     parser.add_argument('--scheduler', default=None, metavar='ADDRESS',
                         help=("run on Dask: 'threads', 'processes' or a "
                               'distributed scheduler address'))
+    add_header_key_option(parser)
     parser.set_defaults(func=_run)
 
 
 def _run(args):
-    import glob
-    from pathlib import Path
-
     from astropy.table import Table
 
-    from satphotutils.lightcurves import LightCurvePipeline, list_frames
+    from satphotutils.frames import list_frames
+    from satphotutils.lightcurves import LightCurvePipeline
     from satphotutils.photometry import SaturatedStarPhotometry
 
-    frames = []
-    for item in args.frames:
-        if Path(item).is_dir():
-            frames += list_frames(item)
-        elif any(c in item for c in '*?['):
-            frames += [Path(p) for p in sorted(glob.glob(item))]
-        else:
-            frames.append(Path(item))
+    keys = header_keys_from(args)
+    frames = list_frames(args.frames)
     comparison = Table.read(args.comparison) if args.comparison else None
     pipeline = LightCurvePipeline(
-        SaturatedStarPhotometry(model=args.model),
+        SaturatedStarPhotometry(model=args.model, header_keys=keys),
         epoch_window=args.epoch_window, comparison=comparison)
     run = pipeline(frames, args.targets, args.output, resume=args.resume,
                    scheduler=args.scheduler, progress=True, plot=args.plot,

@@ -17,116 +17,60 @@ import dataclasses
 import gc
 import json
 import logging
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 from astropy import units as u
 from astropy.coordinates import SkyCoord
-from astropy.io import fits
-from astropy.stats import sigma_clipped_stats
 from astropy.table import QTable, Table, vstack
 from astropy.time import Time
 
+from satphotutils.calibration.counts import counts_to_magnitude
+from satphotutils.calibration.zeropoint import frame_zeropoint
+from satphotutils.frames import list_frames, read_frame
+from satphotutils.utils._misc import get_meta
 from satphotutils.utils.exceptions import SatphotutilsError
-from satphotutils.utils.flags import SATPHOT_FLAGS
-from satphotutils.utils.io import atomic_output, read_frame
+from satphotutils.utils.flags import SATPHOT_FLAGS, decode_flags
+from satphotutils.utils.io import atomic_output
 
 from .epochs import (
+    REJECT_FLAGS,
     _statistics,
     _stats_row,
     _to_timeseries,
     combine_exposures,
 )
 
-__all__ = ['LightCurvePipeline', 'LightCurveRun', 'list_frames']
+__all__ = ['LightCurvePipeline', 'LightCurveRun', 'NothingMeasuredError']
 
 log = logging.getLogger(__name__)
 
 
-def list_frames(frames, **filters):
-    """
-    List FITS frames from a directory, a glob pattern or a list.
-
-    Parameters
-    ----------
-    frames : path-like, str or list
-        A directory (read with `ccdproc.ImageFileCollection`), a glob
-        pattern, or a list of files.
-
-    **filters
-        Header keyword values a frame must have (e.g. ``FILTER='g'``),
-        applied through `ccdproc.ImageFileCollection.files_filtered`.
-
-    Returns
-    -------
-    files : list of `~pathlib.Path`
-        Files that cannot be read are kept, whatever the filters, so
-        that a run reports them instead of silently leaving them out.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> from astropy.io import fits
-    >>> from satphotutils.lightcurves import list_frames
-    >>> directory = Path(tempfile.mkdtemp())
-    >>> for name, band in (('a.fits', 'g'), ('b.fits', 'V')):
-    ...     fits.PrimaryHDU(header=fits.Header({'FILTER': band})).writeto(
-    ...         directory / name)
-    >>> [p.name for p in list_frames(directory, FILTER='g')]
-    ['a.fits']
-    """
-    from ccdproc import ImageFileCollection
-
-    if isinstance(frames, (str, Path)) and Path(frames).is_dir():
-        # Every FITS-named file, readable or not: a damaged one must reach
-        # the run and its report, which ImageFileCollection would skip.
-        everything = sorted(p for p in Path(frames).glob('*.fit*')
-                            if not p.name.startswith('.'))
-        if not filters or not everything:
-            return everything
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            collection = ImageFileCollection(str(frames),
-                                             glob_include='*.fit*')
-            kept = set() if not len(collection.summary or []) else {
-                Path(f).name for f in collection.files_filtered(**filters)}
-            return [p for p in everything
-                    if p.name in kept or not _has_header(p)]
-    if isinstance(frames, (str, Path)):
-        import glob
-
-        files = [Path(f) for f in sorted(glob.glob(str(frames)))]
-    else:
-        files = [Path(f) for f in frames]
-    if filters:
-        keep = []
-        for f in files:
-            try:
-                header = fits.getheader(f)
-            except OSError:
-                keep.append(f)  # reported as unreadable by the run
-                continue
-            if all(str(header.get(k)) == str(v) for k, v in filters.items()):
-                keep.append(f)
-        files = keep
-    return files
+# Flags that keep a comparison star out of a frame's zero point. Not the
+# model's opinion of the camera (unknown_camera) nor the method chosen
+# (hybrid_classical): those say nothing about the star's counts.
+_NOT_FOR_CALIBRATION = (REJECT_FLAGS | SATPHOT_FLAGS.NO_SIGNAL
+                        | SATPHOT_FLAGS.PARTIAL_OVERLAP
+                        | SATPHOT_FLAGS.MASKED_PIXELS
+                        | SATPHOT_FLAGS.NEAR_EDGE
+                        | SATPHOT_FLAGS.OUTSIDE_TRAINING_RANGE
+                        | SATPHOT_FLAGS.FIT_PROBLEM)
 
 
-def _has_header(path):
+def _non_negative(value, what):
     try:
-        with open(path, 'rb') as fh:
-            fits.getheader(fh)
-    except Exception:  # any failure: the run will report the file
-        return False
-    return True
+        number = float(value)
+    except (TypeError, ValueError):
+        msg = f'{what} must be a number, got {value!r}'
+        raise ValueError(msg) from None
+    if not number >= 0 or not np.isfinite(number):
+        msg = f'{what} must be a finite number >= 0, got {value!r}'
+        raise ValueError(msg)
+    return number
 
 
-def _read_targets(targets):
-    if not isinstance(targets, Table):
-        targets = QTable.read(targets)
+def _coords(targets):
     if 'skycoord' in targets.colnames:
         coord = SkyCoord(targets['skycoord'])
     elif 'ra' in targets.colnames and 'dec' in targets.colnames:
@@ -138,6 +82,13 @@ def _read_targets(targets):
     else:
         msg = 'the target table needs ra and dec (deg) or a skycoord column'
         raise ValueError(msg)
+    return coord
+
+
+def _read_targets(targets):
+    if not isinstance(targets, Table):
+        targets = QTable.read(targets)
+    coord = _coords(targets)
     if 'name' in targets.colnames:
         names = [str(n) for n in targets['name']]
     else:
@@ -180,32 +131,23 @@ class LightCurvePipeline:
 
     Parameters
     ----------
-    photometry : callable, optional
-        A satphotutils photometry object
-        (`~satphotutils.photometry.SaturatedStarPhotometry` by default, or a
-        baseline such as
-        `~satphotutils.photometry.AperturePhotometryBaseline`).
+    photometry : satphotutils photometry object, optional
+        `~satphotutils.photometry.SaturatedStarPhotometry` (the default,
+        with the bundled model) or a baseline such as
+        `~satphotutils.photometry.AperturePhotometryBaseline`. Its
+        ``header_keys`` are the keywords read from every frame (time,
+        zero point, camera, epoch...), so they are configured once.
 
     epoch_window : float, optional
-        Exposures closer than this (days) form one epoch.
-
-    epoch_key : str, optional
-        Header keyword numbering epochs, used instead of the window.
-
-    time_key : str, optional
-        Header keyword of the mid-exposure time (MJD).
-
-    time_scale : str, optional
-        Time scale of ``time_key``.
-
-    zeropoint_key, transparency_key, camera_key, filter_key : str, optional
-        Header keywords.
+        Exposures closer than this (days) form one epoch (unless
+        ``header_keys.epoch`` names an epoch keyword).
 
     comparison : `~astropy.table.Table`, optional
         Comparison stars (``ra``, ``dec``, ``mag`` in the frames' band),
-        unsaturated: each frame's zero point is then the sigma-clipped
-        median of ``mag + 2.5 log10(counts)`` over them (needs at least
-        ``min_comparison``), instead of the header keywords.
+        unsaturated: each frame's zero point is then fitted to them
+        (`~satphotutils.calibration.frame_zeropoint`, which needs at
+        least ``min_comparison`` usable stars) instead of taken from
+        the header; its error is added to every magnitude.
 
     min_comparison : int, optional
         Fewest comparison stars for an ensemble calibration.
@@ -218,31 +160,58 @@ class LightCurvePipeline:
     A run over a directory of frames (see the light-curve tutorial in the
     documentation for a complete, simulated example):
 
+    >>> from satphotutils.frames import HeaderKeys
     >>> from satphotutils.lightcurves import LightCurvePipeline
-    >>> pipeline = LightCurvePipeline(epoch_window=0.1, zeropoint_key='ZP')
-    >>> pipeline.keys['time']
-    'MJD-OBS'
+    >>> from satphotutils.photometry import SaturatedStarPhotometry
+    >>> phot = SaturatedStarPhotometry(
+    ...     header_keys=HeaderKeys(zeropoint='MAGZP'))
+    >>> pipeline = LightCurvePipeline(phot, epoch_window=0.1)
+    >>> pipeline.header_keys.zeropoint
+    'MAGZP'
     """
 
-    def __init__(self, photometry=None, *, epoch_window=0.1, epoch_key=None,
-                 time_key='MJD-OBS', time_scale='utc', zeropoint_key='ZP',
-                 transparency_key='TRANSP', camera_key='CAMERA',
-                 filter_key='FILTER', comparison=None, min_comparison=5,
-                 clip_sigma=5.0):
+    def __init__(self, photometry=None, *, epoch_window=0.1,
+                 comparison=None, min_comparison=5, clip_sigma=5.0):
+        from satphotutils.photometry.core import _Photometry
+
         if photometry is None:
             from satphotutils.photometry import SaturatedStarPhotometry
 
             photometry = SaturatedStarPhotometry()
+        if not isinstance(photometry, _Photometry):
+            msg = ('photometry must be a satphotutils photometry object '
+                   '(SaturatedStarPhotometry, AperturePhotometryBaseline, '
+                   f'PSFWingPhotometry), got {type(photometry).__name__}')
+            raise TypeError(msg)
         self.photometry = photometry
-        self.epoch_window = float(epoch_window)
-        self.epoch_key = epoch_key
-        self.keys = {'time': time_key, 'zeropoint': zeropoint_key,
-                     'transparency': transparency_key,
-                     'camera': camera_key, 'filter': filter_key}
-        self.time_scale = time_scale
+        self.epoch_window = _non_negative(epoch_window, 'epoch_window')
+        if comparison is not None:
+            missing = [c for c in ('ra', 'dec', 'mag')
+                       if c not in comparison.colnames]
+            if missing:
+                msg = (f'the comparison table lacks the column(s) '
+                       f'{", ".join(missing)}; it needs ra, dec (deg) and mag '
+                       "(in the frames' band)")
+                raise SatphotutilsError(msg)
         self.comparison = comparison
+        self._comparison_coords = None if comparison is None else \
+            _coords(comparison)
         self.min_comparison = int(min_comparison)
-        self.clip_sigma = float(clip_sigma)
+        self.clip_sigma = _non_negative(clip_sigma, 'clip_sigma')
+
+    @property
+    def header_keys(self):
+        """The header keywords read from the frames (the photometry's)."""
+        return self.photometry.header_keys
+
+    def _config(self):
+        return {'epoch_window': self.epoch_window,
+                'comparison_stars': None if self.comparison is None
+                else len(self.comparison),
+                'min_comparison': self.min_comparison,
+                'clip_sigma': self.clip_sigma,
+                'photometry': type(self.photometry).__name__,
+                'photometry_config': self.photometry._config()}
 
     # -- one frame ------------------------------------------------------------
 
@@ -260,89 +229,87 @@ class LightCurvePipeline:
 
         Returns
         -------
-        rows : `~astropy.table.QTable`
+        rows : `~astropy.table.QTable` or `None`
             One row per target on the frame: ``target`` (index),
-            ``time`` (MJD), ``mag``, ``mag_err``, ``flux``, ``flux_err``,
-            ``flags``, ``camera``, ``filter``, ``epoch`` (from the header
-            keyword, if configured) and ``file``.
+            ``time`` (mid-exposure MJD, UTC), ``mag``, ``mag_err``,
+            ``flux``, ``flux_err``, ``flags``, ``camera``, ``filter``,
+            ``epoch`` (with an epoch keyword) and ``file``; `None` if no
+            target is on the frame.
 
         Raises
         ------
         SatphotutilsError
-            If the frame cannot be used (no WCS, no time, no
-            calibration).
+            If the frame cannot be used (unreadable, no WCS, no time, no
+            calibration, a header value that cannot be used).
         """
-        frame = read_frame(path)
-        if frame.wcs is None or not frame.wcs.has_celestial:
-            msg = 'no celestial WCS'
+        keys = self.header_keys
+        frame, info = read_frame(path, header_keys=keys)
+        if info.wcs is None:
+            msg = ('no celestial WCS; plate-solve the frame (e.g. '
+                   'astrometry.net) or measure it by pixel positions')
             raise SatphotutilsError(msg)
-        meta = frame.meta
-        if self.keys['time'] not in meta:
-            msg = f'no {self.keys["time"]} keyword'
-            raise SatphotutilsError(msg)
-        x, y = frame.wcs.world_to_pixel(coords)
-        ny, nx = frame.shape
+        time = info.require('time')
+        epoch = info.require('epoch') if keys.epoch else None
+        if self.comparison is None:
+            info.require('zeropoint', fix='or give comparison stars '
+                         '(comparison=, --comparison)')
+        x, y = info.wcs.world_to_pixel(coords)
+        ny, nx = info.shape
         on = (x >= 0) & (x <= nx - 1) & (y >= 0) & (y <= ny - 1)
         index = np.flatnonzero(on)
         if not len(index):
             return None
-        zeropoint = None
-        if self.comparison is None and self.keys['zeropoint'] not in meta:
-            msg = (f'no {self.keys["zeropoint"]} keyword and no comparison '
-                   'catalogue to calibrate with')
-            raise SatphotutilsError(msg)
-        result = self.photometry(frame, positions=np.column_stack(
-            [x[index], y[index]]))
+        xs, ys = x[index], y[index]
+        n_comp = 0
+        if self.comparison is not None:
+            cx, cy = info.wcs.world_to_pixel(self._comparison_coords)
+            margin = self.photometry.stamp_size // 2 + 1
+            comp = np.flatnonzero((cx >= margin) & (cx <= nx - 1 - margin)
+                                  & (cy >= margin) & (cy <= ny - 1 - margin))
+            xs, ys = np.r_[xs, cx[comp]], np.r_[ys, cy[comp]]
+            n_comp = len(comp)
+        # Targets and comparison stars in one call: the frame's stamps,
+        # sky and hybrid surface are made once.
+        result = self.photometry(frame, positions=np.column_stack([xs, ys]),
+                                 frame_info=info)
+        n = len(index)
         log_counts = np.asarray(result['log_counts'])
         err = np.asarray(result['log_counts_err'])
-        flags = np.asarray(result['flags'], dtype=np.int64)
-        t = float(meta.get(self.keys['transparency'], 1.0))
-        if self.comparison is not None:
-            zeropoint = self._ensemble_zeropoint(frame)
-            if zeropoint is None:
-                flags |= SATPHOT_FLAGS.NO_CALIBRATION
-                mag = np.full(len(index), np.nan)
-            else:
-                mag = zeropoint - 2.5 * log_counts
+        flags = np.asarray(result['flags'], dtype=np.int64)[:n]
+        if self.comparison is None:
+            mag = np.asarray(result['mag'].value)[:n]
+            mag_err = np.asarray(result['mag_err'].value)[:n]
         else:
-            mag = float(meta[self.keys['zeropoint']]) \
-                - 2.5 * (log_counts + np.log10(t))
-        flux = np.asarray(getattr(result['flux'], 'value', result['flux']))
+            comp_flags = np.asarray(result['flags'], dtype=np.int64)[n:]
+            fit = frame_zeropoint(
+                log_counts[n:],
+                np.asarray(self.comparison['mag'], dtype=float)[comp],
+                usable=(comp_flags & _NOT_FOR_CALIBRATION) == 0,
+                min_stars=self.min_comparison)
+            if fit.valid:
+                mag, mag_err = counts_to_magnitude(
+                    log_counts[:n], fit.zeropoint,
+                    log_counts_err=err[:n])
+                mag_err = np.hypot(mag_err, fit.error)
+            else:
+                log.info('%s: %d of %d comparison stars usable, fewer than '
+                         '%d', path, fit.n_used, n_comp, self.min_comparison)
+                flags |= SATPHOT_FLAGS.NO_CALIBRATION
+                mag = mag_err = np.full(n, np.nan)
         rows = QTable()
         rows['target'] = index
-        rows['time'] = np.full(len(index), float(meta[self.keys['time']]))
+        rows['time'] = np.full(n, float(time.utc.mjd))
         rows['mag'] = mag
-        rows['mag_err'] = 2.5 * err
-        rows['flux'] = flux
-        rows['flux_err'] = np.asarray(getattr(result['flux_err'], 'value',
-                                              result['flux_err']))
+        rows['mag_err'] = mag_err
+        rows['flux'] = np.asarray(result['flux'].value)[:n]
+        rows['flux_err'] = np.asarray(result['flux_err'].value)[:n]
         rows['flags'] = flags
-        rows['camera'] = str(meta.get(self.keys['camera'], ''))
-        rows['filter'] = str(meta.get(self.keys['filter'], ''))
-        if self.epoch_key is not None:
-            rows['epoch'] = int(meta.get(self.epoch_key, -1))
+        rows['camera'] = info.camera or ''
+        rows['filter'] = info.filter or ''
+        if epoch is not None:
+            rows['epoch'] = np.full(n, epoch)
         rows['file'] = Path(path).name
         return rows
-
-    def _ensemble_zeropoint(self, frame):
-        comp = self.comparison
-        coords = SkyCoord(np.asarray(comp['ra']) * u.deg,
-                          np.asarray(comp['dec']) * u.deg)
-        x, y = frame.wcs.world_to_pixel(coords)
-        ny, nx = frame.shape
-        on = (x >= 12) & (x <= nx - 13) & (y >= 12) & (y <= ny - 13)
-        if on.sum() < self.min_comparison:
-            return None
-        res = self.photometry(frame, positions=np.column_stack([x[on],
-                                                                y[on]]))
-        good = (np.asarray(res['flags']) == 0) & np.isfinite(
-            res['log_counts'])
-        if good.sum() < self.min_comparison:
-            return None
-        zp = np.asarray(comp['mag'], dtype=float)[on][good] \
-            + 2.5 * np.asarray(res['log_counts'])[good]
-        _, median, _ = sigma_clipped_stats(zp, sigma=3.0, stdfunc='mad_std')
-        return float(median)
 
     # -- a run ----------------------------------------------------------------
 
@@ -443,6 +410,7 @@ class LightCurvePipeline:
                 done[str(f)] = state
             else:
                 todo.append(f)
+        measured = 0
         for path, result in self._map(todo, coords, scheduler, progress):
             if isinstance(result, Exception):
                 skipped[str(path)] = f'{type(result).__name__}: {result}'
@@ -455,6 +423,7 @@ class LightCurvePipeline:
                                    overwrite=True) as tmp:
                     result.write(tmp, format='ascii.ecsv')
             rows.append(result)
+            measured += 1
         for state in done.values():
             rows.append(QTable.read(state, format='ascii.ecsv'))
         rows = [r for r in rows if len(r)]
@@ -464,7 +433,7 @@ class LightCurvePipeline:
         lightcurves, stats = {}, {}
         if exposures is not None:
             exposures['time'] = Time(np.asarray(exposures['time'], float),
-                                     format='mjd', scale=self.time_scale)
+                                     format='mjd', scale='utc')
             # All targets' epochs in one vectorised pass, then contiguous
             # slices per target.
             epochs = combine_exposures(exposures, window=self.epoch_window)
@@ -486,11 +455,14 @@ class LightCurvePipeline:
             lightcurves = _LightCurves(everything, [names[i] for i in ids],
                                        bounds, coords[ids])
         run = LightCurveRun(lightcurves=lightcurves, statistics=stats,
-                            skipped=skipped, frames_measured=len(rows),
+                            skipped=skipped, frames_measured=measured,
                             frames_resumed=len(done), output=out)
         if out is not None:
             self._write(run, out, plot=plot, baseline=baseline,
                         long_table=long_table, output_format=output_format)
+        problem = _nothing_measured(run, exposures, len(files))
+        if problem:
+            raise NothingMeasuredError(problem, run)
         return run
 
     def _map(self, files, coords, scheduler, progress):
@@ -510,7 +482,13 @@ class LightCurvePipeline:
         from .plotting import plot_lightcurve
 
         suffix, fmt = _FORMATS[output_format]
+        meta = get_meta(config=self._config())
+        # FITS headers hold no nested values: the provenance goes in as
+        # one JSON keyword (long strings continue over cards).
+        file_meta = meta if output_format == 'ecsv' else \
+            {'SATPMETA': json.dumps(meta, default=str)}
         for name, ts in run.lightcurves.items():
+            ts.meta.update(file_meta)
             with atomic_output(out / f'{_safe(name)}{suffix}',
                                overwrite=True) as tmp:
                 ts.write(tmp, format=fmt)
@@ -519,18 +497,22 @@ class LightCurvePipeline:
                 plot_lightcurve(ts, baseline=base,
                                 path=out / f'{_safe(name)}.png')
         if long_table and run.lightcurves:
+            table = _long_table(run.lightcurves)
+            table.meta.update(file_meta)
             with atomic_output(out / f'all{suffix}', overwrite=True) as tmp:
-                _long_table(run.lightcurves).write(tmp, format=fmt)
+                table.write(tmp, format=fmt)
         if run.statistics:
             stats = QTable(rows=[{'name': n, **s} for n, s in
                                  run.statistics.items()])
+            stats.meta.update(meta)
             with atomic_output(out / 'statistics.ecsv',
                                overwrite=True) as tmp:
                 stats.write(tmp, format='ascii.ecsv')
         report = {'frames_measured': run.frames_measured,
                   'frames_resumed': run.frames_resumed,
                   'skipped': run.skipped,
-                  'targets_with_data': len(run.lightcurves)}
+                  'targets_with_data': len(run.lightcurves),
+                  'provenance': meta}
         with atomic_output(out / 'report.json', overwrite=True) as tmp:
             Path(tmp).write_text(json.dumps(report, indent=1))
 
@@ -607,12 +589,59 @@ def _safe(name):
     return ''.join(c if c.isalnum() or c in '-_.+' else '_' for c in name)
 
 
+class NothingMeasuredError(SatphotutilsError):
+    """
+    A light-curve run that measured nothing usable.
+
+    Its outputs (``report.json`` with every skipped frame) are written
+    first; the run is in ``run``.
+    """
+
+    def __init__(self, message, run):
+        super().__init__(message)
+        self.run = run
+
+
+def _nothing_measured(run, exposures, n_files):
+    """Why a run gave nothing usable, or `None` if it gave something."""
+    if exposures is not None and np.isfinite(
+            np.asarray(exposures['mag'], dtype=float)).any():
+        return None
+    if exposures is None:
+        what = f'no frame of {n_files} gave a measurement'
+    else:
+        what = (f'{len(exposures)} exposures were measured, none with a '
+                'finite magnitude')
+        flags = np.bitwise_or.reduce(np.asarray(exposures['flags'],
+                                                dtype=np.int64))
+        names = decode_flags(flags)
+        if names:
+            what += f' (flags seen: {", ".join(names)})'
+    reasons = {}
+    for path, why in run.skipped.items():
+        # The same reason on many frames is said once.
+        why = why.replace(str(path), 'the frame')
+        reasons[why] = reasons.get(why, 0) + 1
+    if reasons:
+        common = sorted(reasons.items(), key=lambda kv: -kv[1])[:3]
+        what += '; frames skipped: ' + '; '.join(
+            f'{n} x {why}' for why, n in common)
+    elif exposures is None:
+        what += '; no target lies on any frame'
+    return what
+
+
+# A frame that cannot be used raises one of these; it is skipped and
+# reported. Anything else is a bug and stops the run.
+_FRAME_ERRORS = (SatphotutilsError, OSError, u.UnitsError)
+
+
 def _safe_measure(pipeline, path, coords):
-    # Whatever goes wrong with one frame is reported with the frame, and
-    # the run goes on: a long run never dies on a bad file.
+    # A long run never dies on a bad file: each is reported with its
+    # frame, and the run goes on.
     try:
         return pipeline.measure_frame(path, coords)
-    except Exception as exc:
+    except _FRAME_ERRORS as exc:
         return exc
 
 

@@ -3,6 +3,8 @@
 
 from pathlib import Path
 
+from satphotutils.frames._cli import add_header_key_option, header_keys_from
+
 
 def register(subparsers, formatter_class):
     """Add the ``photometry`` and ``demo`` subcommands."""
@@ -17,12 +19,15 @@ def register(subparsers, formatter_class):
                       metavar='TARGETS.(ecsv|csv|fits)',
                       help='target table with ra, dec (deg) or x, y')
     phot.add_argument('--zeropoint', type=float, default=None,
-                      help='zero point Z (default: the ZP keyword)')
+                      help=('zero point Z for the magnitudes (default: the '
+                            "header's zero-point keyword; without one, no "
+                            'magnitudes); it never changes the counts'))
     phot.add_argument('--model', default=None, metavar='MODEL_DIR',
                       help='model directory (default: the bundled model)')
     phot.add_argument('-o', '--output', required=True, metavar='OUT.ecsv')
     phot.add_argument('--overwrite', action='store_true',
                       help='replace an existing output file')
+    add_header_key_option(phot)
     phot.set_defaults(func=_photometry)
 
     demo = subparsers.add_parser(
@@ -53,13 +58,16 @@ def _read_targets(path):
 
 
 def _photometry(args):
+    from satphotutils.frames import read_frame
     from satphotutils.photometry import SaturatedStarPhotometry
-    from satphotutils.utils.io import atomic_output, read_frame
+    from satphotutils.utils.io import atomic_output
 
+    keys = header_keys_from(args)
     targets = _read_targets(args.targets)
-    frame = read_frame(args.image)
-    phot = SaturatedStarPhotometry(model=args.model)
-    table = phot(frame, init_params=targets, zeropoint=args.zeropoint)
+    frame, info = read_frame(args.image, header_keys=keys)
+    phot = SaturatedStarPhotometry(model=args.model, header_keys=keys)
+    table = phot(frame, init_params=targets, zeropoint=args.zeropoint,
+                 frame_info=info)
     for name in targets.colnames:
         if name not in table.colnames:
             table[name] = targets[name]

@@ -8,7 +8,7 @@ configure in ``__init__``, call on an image with target positions, get a
 layout with satphotutils columns after ``flags``.
 """
 
-import datetime
+import functools
 import warnings
 
 import numpy as np
@@ -19,7 +19,8 @@ from astropy.stats import sigma_clipped_stats
 from astropy.table import QTable
 from astropy.utils.exceptions import AstropyUserWarning
 
-from satphotutils.utils._misc import get_versions
+from satphotutils.frames import FrameInfo, HeaderKeys, frame_info
+from satphotutils.utils._misc import get_meta
 from satphotutils.utils.flags import SATPHOT_FLAGS
 
 __all__ = ['AperturePhotometryBaseline', 'PSFWingPhotometry',
@@ -40,28 +41,41 @@ class _Photometry:
 
     method = ''
 
-    def __init__(self, *, stamp_size=21, zeropoint_key='ZP',
-                 transparency_key='TRANSP', sky_key='SKY',
-                 camera_key='CAMERA', filter_key='FILTER',
-                 gain_key='GAIN', read_noise_key='RDNOISE',
+    def __init__(self, *, stamp_size=21, header_keys=None,
                  saturation_level=None):
+        stamp_size = _validate_int(stamp_size, 'stamp_size')
         if stamp_size % 2 == 0 or stamp_size < 11:
-            msg = 'stamp_size must be an odd integer >= 11'
+            msg = f'stamp_size must be an odd integer >= 11, got {stamp_size}'
             raise ValueError(msg)
-        self.stamp_size = int(stamp_size)
-        self.keys = {'zeropoint': zeropoint_key,
-                     'transparency': transparency_key, 'sky': sky_key,
-                     'camera': camera_key, 'filter': filter_key,
-                     'gain': gain_key, 'read_noise': read_noise_key}
+        self.stamp_size = stamp_size
+        if header_keys is None:
+            header_keys = HeaderKeys()
+        elif not isinstance(header_keys, HeaderKeys):
+            msg = ('header_keys must be a satphotutils.frames.HeaderKeys, '
+                   f'got {type(header_keys).__name__}')
+            raise TypeError(msg)
+        self.header_keys = header_keys
+        if saturation_level is not None:
+            saturation_level = _finite_number(saturation_level,
+                                              'saturation_level')
+            if saturation_level <= 0:
+                msg = ('saturation_level must be positive, got '
+                       f'{saturation_level}')
+                raise ValueError(msg)
         self.saturation_level = saturation_level
 
+    #: Radius (pixels) of the circle whose pixels count in ``n_saturated``,
+    #: ``n_unity`` and the pixel flags; the network's own for the network.
+    signal_radius = 5.0
+
     def _config(self):
-        return {'stamp_size': self.stamp_size, 'keys': dict(self.keys),
+        return {'stamp_size': self.stamp_size,
+                'header_keys': self.header_keys.to_dict(),
                 'saturation_level': self.saturation_level}
 
     def __call__(self, data, *, positions=None, skycoord=None,
                  init_params=None, mask=None, error=None, wcs=None,
-                 zeropoint=None):
+                 zeropoint=None, frame_info=None):
         """
         Measure the targets on an image.
 
@@ -69,10 +83,9 @@ class _Photometry:
         ----------
         data : 2D array, `~astropy.units.Quantity` or `~astropy.nddata.NDData`
             The image in counts (ADU), sky included. An NDData (or
-            `~astropy.nddata.CCDData`) brings its
-            own ``mask``, ``uncertainty``, ``wcs``, ``unit`` and ``meta``
-            (header keywords for the zero point, transparency, sky and
-            camera).
+            `~astropy.nddata.CCDData`) brings its own ``mask``,
+            ``uncertainty``, ``wcs``, ``unit`` and ``meta`` (the header,
+            read through ``header_keys``).
 
         positions : array-like, shape (N, 2), optional
             Pixel positions ``(x, y)`` of the targets.
@@ -90,14 +103,22 @@ class _Photometry:
             Bad pixels (`True`); not with an NDData.
 
         error : 2D array, optional
-            1-sigma errors of ``data``; not with an NDData.
+            1-sigma errors of ``data``; not with an NDData. Propagated
+            into ``flux_err`` (for the network: added in quadrature to
+            the model's own uncertainty).
 
         wcs : WCS, optional
             The image's WCS, unless ``data`` carries one.
 
         zeropoint : float, optional
             Zero point Z of the reference image; otherwise from the
-            header keyword. Without one, no magnitudes are given.
+            header. Without one, no magnitudes are given. It never
+            changes the measured counts.
+
+        frame_info : `~satphotutils.frames.FrameInfo`, optional
+            The header values of ``data`` when already read (as
+            `~satphotutils.frames.read_frame` returns them); read from
+            ``data.meta`` otherwise.
 
         Returns
         -------
@@ -106,8 +127,9 @@ class _Photometry:
             WCS), ``local_bkg``, ``flux``, ``flux_err``, ``flags``,
             ``log_counts``, ``log_counts_err``, ``mag``, ``mag_err``
             (with a zero point), ``n_saturated``, ``n_unity``,
-            ``method``; ``meta`` holds the date, versions and
-            configuration. Decode ``flags`` with
+            ``method``; ``meta`` holds the date, versions, the
+            configuration, the frame's header values and the meaning of
+            every flag bit. Decode ``flags`` with
             `~satphotutils.utils.flags.decode_flags`.
 
         Raises
@@ -115,14 +137,22 @@ class _Photometry:
         ValueError
             For NDData with an explicit ``mask`` or ``error``, for
             inconsistent positions, for shapes that do not match, or for
-            a zero point or transparency that is not a finite number.
+            a header value that cannot be used (the message names the
+            keyword).
         astropy.units.UnitsError
             If ``data`` has a unit other than counts (``adu``, ``ct``).
         """
         image, unit, mask, error, wcs, meta = _unpack(data, mask, error,
                                                       wcs)
+        if frame_info is None:
+            frame_info = _frame_info(meta, self.header_keys)
         x, y, sky_center = _positions(positions, skycoord, init_params, wcs)
-        frame = self._frame_values(image, mask, meta, zeropoint)
+        frame = self._frame_values(image, mask, frame_info, zeropoint)
+        return self._measure_positions(image, mask, error, x, y, sky_center,
+                                       unit, frame)
+
+    def _measure_positions(self, image, mask, error, x, y, sky_center, unit,
+                           frame):
         # Positions a WCS cannot place (e.g. the far side of the sky of a
         # TAN projection) or given as NaN are measured nowhere.
         placed = np.isfinite(x) & np.isfinite(y)
@@ -133,7 +163,8 @@ class _Photometry:
             sl = slice(start, start + _CHUNK)
             xs = np.where(placed[sl], x[sl], -10.0 * self.stamp_size)
             ys = np.where(placed[sl], y[sl], -10.0 * self.stamp_size)
-            stamps, stamp_flags, n_sat = self._stamps(image, mask, xs, ys)
+            stamps, stamp_flags, n_sat = self._stamps(
+                image, mask, xs, ys, frame['saturation_level'])
             result = self._measure(image, mask, error, xs, ys, stamps,
                                    frame)
             flags = result['flags'] | stamp_flags
@@ -145,51 +176,44 @@ class _Photometry:
             result['flags'] = flags
             result['n_saturated'] = n_sat
             parts.append(result)
-        result = {k: np.concatenate([p[k] for p in parts])
+        result = {k: (np.ma.concatenate if np.ma.isMaskedArray(parts[0][k])
+                      else np.concatenate)([p[k] for p in parts])
                   for k in parts[0]}
         return self._table(x, y, sky_center, unit, result, result['flags'],
                            result['n_saturated'], frame)
 
     # -- steps --------------------------------------------------------------
 
-    def _frame_values(self, image, mask, meta, zeropoint):
-        def header(key):
-            name = self.keys[key]
-            return meta.get(name) if name else None
-
-        sky = header('sky')
+    def _frame_values(self, image, mask, info, zeropoint):
+        """Collect the frame's values for the measurement, one source each."""
+        sky, sky_source = info.sky, 'header'
         if sky is None:
             good = np.isfinite(image) if mask is None else \
                 np.isfinite(image) & ~mask
             _, sky, _ = sigma_clipped_stats(image[::4, ::4][good[::4, ::4]])
+            sky_source = 'measured (sigma-clipped median of the image)'
+        zp, zp_source = info.zeropoint, 'header'
         if zeropoint is not None:
-            zp = _finite_number(zeropoint, 'zeropoint')
-        else:
-            zp = header('zeropoint')
-            if zp is not None:
-                zp = _finite_number(
-                    zp, f'the {self.keys["zeropoint"]} header keyword')
-        transparency = header('transparency')
-        if transparency is not None:
-            transparency = _finite_number(
-                transparency, f'the {self.keys["transparency"]} header '
-                'keyword')
-            if transparency <= 0:
-                msg = (f'the {self.keys["transparency"]} header keyword '
-                       f'must be positive, got {transparency}')
-                raise ValueError(msg)
-        camera, filt = header('camera'), header('filter')
-        code = None if camera is None else \
-            f'{camera}/{filt}' if filt is not None else str(camera)
-        return {'sky': float(sky),
-                # As in the header; only the hybrid uses (and checks) them.
-                'gain': header('gain'), 'read_noise': header('read_noise'),
-                'zeropoint': zp,
-                'transparency': 1.0 if transparency is None else
-                transparency,
-                'camera': code}
+            zp, zp_source = _finite_number(zeropoint, 'zeropoint'), 'argument'
+        elif zp is None:
+            zp_source = None
+        level = self.saturation_level
+        level_source = 'argument'
+        if level is None and info.saturation_level is not None:
+            level, level_source = info.saturation_level, 'header'
+        elif level is None:
+            level_source = None
+        return {'sky': float(sky), 'sky_source': sky_source,
+                'gain': info.gain, 'read_noise': info.read_noise,
+                'zeropoint': zp, 'zeropoint_source': zp_source,
+                # Without a transparency keyword the zero point is the
+                # frame's own (t = 1 by Eq. 1's definition).
+                'transparency': info.transparency,
+                'saturation_level': level,
+                'saturation_level_source': level_source,
+                'camera': info.camera_code, 'info': info}
 
-    def _stamps(self, image, mask, x, y):
+    def _stamps(self, image, mask, x, y, level):
         """Cut stamps centred on the rounded positions (NaN off the image)."""
         size = self.stamp_size
         half = size // 2
@@ -200,23 +224,26 @@ class _Photometry:
         flags = np.zeros(len(x), dtype=np.int64)
         partial = ~inside.all(axis=(1, 2))
         none = ~inside.any(axis=(1, 2))
-        flags[partial] |= 2
-        flags[none] |= 1
-        yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
-        circle = (xx**2 + yy**2 <= 25)[None]
+        flags[partial] |= SATPHOT_FLAGS.PARTIAL_OVERLAP
+        flags[none] |= SATPHOT_FLAGS.NO_OVERLAP
+        circle = _circle(size, self.signal_radius)[None]
         nonfinite = ~np.isfinite(stamps) & inside
-        flags[(nonfinite & circle).any(axis=(1, 2))] |= 16
+        flags[(nonfinite & circle).any(axis=(1, 2))] |= \
+            SATPHOT_FLAGS.NON_FINITE_DATA
         if mask is not None:
             masked, _ = _cut(mask, ix, iy, half, bool)
             masked &= inside
-            flags[(masked & circle).any(axis=(1, 2))] |= 8
+            flags[(masked & circle).any(axis=(1, 2))] |= \
+                SATPHOT_FLAGS.MASKED_PIXELS
             stamps[masked] = np.nan
         near = ((x < half) | (y < half) | (x > nx - 1 - half)
                 | (y > ny - 1 - half))
         flags[near] |= SATPHOT_FLAGS.NEAR_EDGE
-        level = self.saturation_level
-        n_sat = (np.zeros(len(x), dtype=int) if level is None else
-                 np.count_nonzero((stamps >= level) & circle, axis=(1, 2)))
+        if level is None:
+            # Unknown, not zero: a masked value.
+            n_sat = np.ma.masked_all(len(x), dtype=int)
+        else:
+            n_sat = np.count_nonzero((stamps >= level) & circle, axis=(1, 2))
         return stamps, flags, n_sat
 
     def _table(self, x, y, sky_center, unit, result, flags, n_sat, frame):
@@ -239,20 +266,21 @@ class _Photometry:
         if frame['zeropoint'] is not None:
             from satphotutils.calibration.counts import counts_to_magnitude
 
+            transparency = frame['transparency']
             mag, mag_err = counts_to_magnitude(
-                log_counts, frame['zeropoint'], frame['transparency'],
+                log_counts, frame['zeropoint'],
+                1.0 if transparency is None else transparency,
                 log_counts_err=err)
             table['mag'] = mag * u.mag
             table['mag_err'] = mag_err * u.mag
         table['n_saturated'] = n_sat
         table['n_unity'] = result['n_unity']
         table['method'] = result['method']
-        table.meta.update({
-            'date': datetime.datetime.now(datetime.UTC).isoformat(
-                timespec='seconds'),
-            'version': get_versions(),
-            'photometry': type(self).__name__,
-            'config': self._config(), 'frame': frame})
+        frame_meta = frame['info'].to_meta()
+        frame_meta.update({k: v for k, v in frame.items()
+                           if k.endswith('_source') or k == 'sky'})
+        table.meta.update(get_meta(photometry=type(self).__name__,
+                                   config=self._config(), frame=frame_meta))
         return table
 
 
@@ -266,33 +294,24 @@ class SaturatedStarPhotometry(_Photometry):
         The trained model or its directory; the bundled default if
         `None`.
 
-    stamp_size : int, optional
-        Stamp size; must match the model's.
-
-    radius : float, optional
-        Radius of the circle of pixels the network uses; must match the
-        model's (the paper's 5 px). `None` takes the model's.
-
     local_bkg_estimator : callable, optional
         A photutils ``LocalBackground``-like callable ``(data, x, y,
         mask=)`` whose value is reported as ``local_bkg``; the network
         uses its own annulus (part of its preprocessing), which is
         reported if `None`.
 
-    zeropoint_key, transparency_key, sky_key : str, optional
-        Header keywords read from an NDData's ``meta``.
-
-    camera_key, filter_key : str, optional
-        Header keywords of the camera and filter.
+    header_keys : `~satphotutils.frames.HeaderKeys`, optional
+        The header keywords of the zero point, transparency, sky, gain,
+        read noise, saturation level, camera and filter (read from an
+        NDData's ``meta``); the defaults if `None`. The gain and read
+        noise enter only the hybrid's aperture uncertainties (counts are
+        taken as electrons without them).
 
     saturation_level : float, optional
         Counts at and above which a pixel counts as saturated in
-        ``n_saturated``.
-
-    gain_key, read_noise_key : str, optional
-        Header keywords of the gain (e-/ADU) and read noise (e-), used
-        for the uncertainties of the hybrid's aperture values (gain 1
-        and no read noise when absent).
+        ``n_saturated`` (and keeps a star out of the hybrid); the
+        header's saturation keyword if `None`. Without either,
+        ``n_saturated`` is masked.
 
     hybrid : bool, optional
         For unsaturated stars, use an exact 2-px aperture sum where it
@@ -316,7 +335,8 @@ class SaturatedStarPhotometry(_Photometry):
         Stamps per forward pass (bounds the memory).
 
     device : str, optional
-        Accepted for symmetry with training; inference runs on the CPU.
+        The torch device of the network (``'cpu'``, ``'cuda'``,
+        ``'mps'``); the model's if `None`.
 
     Notes
     -----
@@ -355,47 +375,37 @@ class SaturatedStarPhotometry(_Photometry):
 
     method = 'network'
 
-    def __init__(self, model=None, *, stamp_size=21, radius=None,
-                 local_bkg_estimator=None, zeropoint_key='ZP',
-                 transparency_key='TRANSP', sky_key='SKY',
-                 camera_key='CAMERA', filter_key='FILTER',
-                 gain_key='GAIN', read_noise_key='RDNOISE',
-                 saturation_level=None, hybrid=True, hybrid_tolerance=0.03,
-                 ensemble=True, reflections=False, batch_size=65536,
-                 device=None):
-        super().__init__(stamp_size=stamp_size, zeropoint_key=zeropoint_key,
-                         transparency_key=transparency_key, sky_key=sky_key,
-                         camera_key=camera_key, filter_key=filter_key,
-                         gain_key=gain_key, read_noise_key=read_noise_key,
-                         saturation_level=saturation_level)
-        hybrid_tolerance = float(hybrid_tolerance)
-        if not hybrid_tolerance > 0:
-            msg = ('hybrid_tolerance must be a positive number of '
-                   f'magnitudes, got {hybrid_tolerance}')
-            raise ValueError(msg)
-        self.hybrid_tolerance = hybrid_tolerance
+    def __init__(self, model=None, *, local_bkg_estimator=None,
+                 header_keys=None, saturation_level=None, hybrid=True,
+                 hybrid_tolerance=0.03, ensemble=True, reflections=False,
+                 batch_size=65536, device=None):
         from satphotutils.network import SaturatedStarModel
 
         if model is None:
             model = SaturatedStarModel.default()
         elif not isinstance(model, SaturatedStarModel):
             model = SaturatedStarModel.read(model)
+        # The stamp size and the signal circle are the model's: a model
+        # trained on other stamps is another model.
+        super().__init__(stamp_size=model.features.stamp_size,
+                         header_keys=header_keys,
+                         saturation_level=saturation_level)
+        hybrid_tolerance = _finite_number(hybrid_tolerance,
+                                          'hybrid_tolerance')
+        if not hybrid_tolerance > 0:
+            msg = ('hybrid_tolerance must be a positive number of '
+                   f'magnitudes, got {hybrid_tolerance}')
+            raise ValueError(msg)
+        self.hybrid_tolerance = hybrid_tolerance
         self.model = model
         features = model.features
-        if features.stamp_size != self.stamp_size:
-            msg = (f'stamp_size={stamp_size} does not match the model '
-                   f'({features.stamp_size})')
-            raise ValueError(msg)
-        if radius is not None and radius != features.radius:
-            msg = (f'radius={radius} does not match the model '
-                   f'({features.radius}); retrain to use another circle')
-            raise ValueError(msg)
         self.radius = features.radius
+        self.signal_radius = features.radius
         self.local_bkg_estimator = local_bkg_estimator
         self.hybrid = hybrid
         self.ensemble = ensemble
         self.reflections = reflections
-        self.batch_size = int(batch_size)
+        self.batch_size = _validate_int(batch_size, 'batch_size', minimum=1)
         self.device = device
 
     def __repr__(self):
@@ -432,8 +442,10 @@ class SaturatedStarPhotometry(_Photometry):
         err = pred['log_counts_err']
         method = pred['method']
         if self.hybrid:
-            log_counts, err = self._hybrid(stamps, x, y, pred, flags,
+            log_counts, err = self._hybrid(stamps, x, y, dx, dy, pred, flags,
                                            method, frame)
+        if error is not None:
+            err = np.hypot(err, self._pixel_error(error, x, y, log_counts))
         no_signal = ~(x_feat['aperture_sum'] > 0)
         flags[no_signal] |= SATPHOT_FLAGS.NO_SIGNAL
         log_counts = np.where(no_signal, np.nan, log_counts)
@@ -447,10 +459,21 @@ class SaturatedStarPhotometry(_Photometry):
                 'local_bkg': local_bkg, 'n_unity': pred['n_unity'],
                 'method': method}
 
-    def _hybrid(self, stamps, x, y, pred, flags, method, frame):
+    def _pixel_error(self, error, x, y, log_counts):
+        """Propagate the pixel errors of the signal circle, in dex."""
+        half = self.stamp_size // 2
+        errs, inside = _cut(np.asarray(error, dtype=float),
+                            np.rint(x).astype(int), np.rint(y).astype(int),
+                            half, float)
+        circle = _circle(self.stamp_size, self.signal_radius)[None]
+        var = np.where(inside & circle, errs, 0.0) ** 2
+        with np.errstate(invalid='ignore', divide='ignore', over='ignore'):
+            return np.sqrt(var.sum(axis=(1, 2))) / 10 ** log_counts \
+                / np.log(10)
+
+    def _hybrid(self, stamps, x, y, dx, dy, pred, flags, method, frame):
         from .hybrid import exact_aperture_sums, frame_hybrid
 
-        dx, dy = x - np.rint(x), y - np.rint(y)
         log_counts = pred['log_counts']
         # The model's saturation boundary is where most stars saturate;
         # in good seeing a star up to twice fainter still has a saturated
@@ -460,24 +483,18 @@ class SaturatedStarPhotometry(_Photometry):
                  & (log_counts < self.model.saturation_log_counts
                     - _HYBRID_MARGIN)
                  & ((flags & _NOT_FOR_HYBRID) == 0))
-        if self.saturation_level is not None:
-            unsat &= ~(stamps >= self.saturation_level).any(axis=(1, 2))
+        if frame['saturation_level'] is not None:
+            unsat &= ~(stamps >= frame['saturation_level']).any(axis=(1, 2))
         sums = np.full(len(log_counts), np.nan)
         area = np.full(len(log_counts), np.nan)
         if unsat.any():
             sums[unsat], area[unsat] = exact_aperture_sums(
                 stamps[unsat], dx[unsat], dy[unsat], radius=2.0)
         # Without the keywords counts are taken as electrons (gain 1, no
-        # read noise).
-        gain, read_noise = frame['gain'], frame['read_noise']
-        gain = 1.0 if gain is None else _finite_number(
-            gain, f'the {self.keys["gain"]} header keyword')
-        if gain <= 0:
-            msg = (f'the {self.keys["gain"]} header keyword must be '
-                   f'positive, got {gain}')
-            raise ValueError(msg)
-        read_noise = 0.0 if read_noise is None else abs(_finite_number(
-            read_noise, f'the {self.keys["read_noise"]} header keyword'))
+        # read noise); the table's meta says so (frame.gain is None).
+        gain = 1.0 if frame['gain'] is None else frame['gain']
+        read_noise = 0.0 if frame['read_noise'] is None else \
+            frame['read_noise']
         use, log_counts, err, _ = frame_hybrid(
             log_counts, pred['log_counts_err'], sums, area,
             pred['local_bkg'], unsat, x, y, tolerance=self.hybrid_tolerance,
@@ -555,7 +572,7 @@ class AperturePhotometryBaseline(_Photometry):
                                * np.maximum(bkg, 0))
             err = ferr / np.abs(flux) / np.log(10)
         flags = np.zeros(len(x), dtype=np.int64)
-        flags[~np.isfinite(log_counts)] |= 16
+        flags[~np.isfinite(log_counts)] |= SATPHOT_FLAGS.NO_SIGNAL
         unity = (stamps == 1.0).sum(axis=(1, 2))
         return {'log_counts': log_counts, 'log_counts_err': err,
                 'flags': flags, 'local_bkg': bkg, 'n_unity': unity,
@@ -700,6 +717,35 @@ def _cut(array, ix, iy, half, dtype):
         out[edge] = array[np.clip(rows, 0, ny - 1)[:, :, None],
                           np.clip(cols, 0, nx - 1)[:, None, :]]
     return out, inside
+
+
+def _validate_int(value, what, *, minimum=None):
+    # bool is an int to Python, and '21' or 21.5 are not stamp sizes.
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, np.integer)):
+        msg = f'{what} must be an integer, got {value!r}'
+        raise TypeError(msg)
+    if minimum is not None and value < minimum:
+        msg = f'{what} must be at least {minimum}, got {value}'
+        raise ValueError(msg)
+    return int(value)
+
+
+@functools.lru_cache(maxsize=8)
+def _circle(size, radius):
+    """Return the pixels of a stamp within ``radius`` of its centre."""
+    half = size // 2
+    yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
+    circle = xx**2 + yy**2 <= radius**2
+    circle.flags.writeable = False
+    return circle
+
+
+def _frame_info(meta, header_keys):
+    # Header values of an in-memory image; bad values are user errors of
+    # the data, named by keyword.
+    return frame_info(meta, header_keys=header_keys) if meta else \
+        FrameInfo(keys=header_keys)
 
 
 def _finite_number(value, what):

@@ -254,7 +254,8 @@ class FrameSimulator:
         frame : `~astropy.nddata.CCDData`
             The reduced frame on the reference grid, in ADU (flat-fielded
             counts), with the reference WCS; ``mask`` marks pixels without
-            data. ``meta`` holds MJD-OBS, DATE-OBS, EXPTIME, ZP, TRANSP,
+            data. ``meta`` holds DATE-OBS, MJD-OBS (the start), DATE-AVG,
+            MJD-AVG (mid-exposure), TIMESYS, EXPTIME, ZP, TRANSP,
             SKY, FWHM, GAIN, RDNOISE, CAMERA, FILTER and the simulation
             truth DAMAGED.
 
@@ -298,10 +299,16 @@ class FrameSimulator:
         return frame, truth
 
     def _header(self, c):
-        time = Time(c.mjd, format='mjd', scale='utc')
+        # FITS times: DATE-OBS/MJD-OBS the start, DATE-AVG/MJD-AVG the
+        # middle of the exposure (the time of the conditions).
+        mid = Time(c.mjd, format='mjd', scale='utc')
+        start = mid - c.exptime / 2 * u.s
         cards = {
-            'MJD-OBS': (c.mjd, 'mid-exposure time (UTC)'),
-            'DATE-OBS': time.isot,
+            'DATE-OBS': (start.isot, 'start of the exposure (UTC)'),
+            'MJD-OBS': (start.mjd, 'start of the exposure (UTC)'),
+            'DATE-AVG': (mid.isot, 'mid-exposure time (UTC)'),
+            'MJD-AVG': (c.mjd, 'mid-exposure time (UTC)'),
+            'TIMESYS': 'UTC',
             'EXPTIME': (c.exptime, 'exposure time (s)'),
             'ZP': (c.zeropoint, 'reference zero point Z'),
             'TRANSP': (c.transparency,

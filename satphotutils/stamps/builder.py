@@ -13,17 +13,20 @@ are skipped and reported, never fatal.
 
 import dataclasses
 import logging
-import warnings
 from pathlib import Path
 
 import numpy as np
 from astropy.coordinates import SkyCoord
-from astropy.io import fits
 from astropy.nddata import Cutout2D
 from astropy.stats import sigma_clipped_stats
 from astropy.table import Table
-from astropy.wcs import WCS, FITSFixedWarning
 
+from satphotutils.frames import (
+    HeaderKeys,
+    list_frames,
+    read_frame,
+    read_frame_info,
+)
 from satphotutils.utils.exceptions import SatphotutilsError
 
 from .table import StampTableWriter
@@ -79,10 +82,17 @@ class StampBuilder:
     band : {'g', 'V'}, optional
         The cameras' band, for the Gaia colour relation.
 
-    zeropoint_key, transparency_key, sky_key, camera_key, filter_key : str
-        Header keywords of the zero point Z of the reference image, the
-        transparency t, the sky level, the camera and the filter.
-        A ``frame_table`` given to `__call__` takes precedence.
+    header_keys : `~satphotutils.frames.HeaderKeys`, optional
+        Header keywords of the time, the zero point Z of the reference
+        image, the transparency t, the sky level, the camera and the
+        filter (the defaults if `None`). A ``frame_table`` given to
+        `__call__` takes precedence for Z and t. A frame without a
+        transparency is its own reference (t = 1, recorded in the
+        ``transparency`` column).
+
+    radius : float, optional
+        Radius (pixels) of the circle in which ``max_unity`` is counted
+        (the paper's 5 px).
 
     seed : int, optional
         Random seed of the exposure selection.
@@ -98,9 +108,8 @@ class StampBuilder:
     """
 
     def __init__(self, *, stamp_size=21, edge=50, max_unity=4,
-                 max_exposures=None, band='g', zeropoint_key='ZP',
-                 transparency_key='TRANSP', sky_key='SKY',
-                 camera_key='CAMERA', filter_key='FILTER', seed=None):
+                 max_exposures=None, band='g', header_keys=None, radius=5.0,
+                 seed=None):
         if stamp_size % 2 == 0:
             msg = 'stamp_size must be odd'
             raise ValueError(msg)
@@ -109,9 +118,9 @@ class StampBuilder:
         self.max_unity = int(max_unity)
         self.max_exposures = max_exposures
         self.band = band
-        self.keys = {'zeropoint': zeropoint_key,
-                     'transparency': transparency_key, 'sky': sky_key,
-                     'camera': camera_key, 'filter': filter_key}
+        self.header_keys = HeaderKeys() if header_keys is None else \
+            header_keys
+        self.radius = float(radius)
         self.seed = seed
 
     def __call__(self, frames, targets, output, *, frame_table=None,
@@ -154,7 +163,7 @@ class StampBuilder:
 
         from satphotutils.calibration.labels import training_labels
 
-        files = _list_frames(frames)
+        files = list_frames(frames)
         report = BuildReport()
         labels = training_labels(targets, zeropoint=0.0, band=self.band,
                                  neighbours=neighbours, seed=self.seed)
@@ -205,7 +214,7 @@ class StampBuilder:
                     rows = self._frame_rows(path, info[path], by_frame[path],
                                             labels, mag, star_id, coords,
                                             epochs[path], report)
-                except (OSError, ValueError) as exc:
+                except (OSError, ValueError, SatphotutilsError) as exc:
                     report.skipped_files[str(path)] = str(exc)
                     log.warning('skipping %s: %s', path, exc)
                     continue
@@ -220,34 +229,24 @@ class StampBuilder:
         return report
 
     def _frame_meta(self, path, overrides):
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', FITSFixedWarning)
-            header = fits.getheader(path, 0)
-            if header.get('NAXIS', 0) != 2:
-                header = fits.getheader(path, 1)
-            wcs = WCS(header)
-        if not wcs.has_celestial:
+        info = read_frame_info(path, header_keys=self.header_keys)
+        if info.wcs is None:
             msg = 'no celestial WCS in the header'
             raise SatphotutilsError(msg)
-        name = Path(path).name
-        row = overrides.get(name, {})
-        meta = {'wcs': wcs, 'shape': (header['NAXIS2'], header['NAXIS1']),
+        row = overrides.get(Path(path).name, {})
+        meta = {'wcs': info.wcs, 'shape': info.shape, 'info': info,
                 'good': bool(row.get('good', True)),
-                'mjd': float(header.get('MJD-OBS', np.nan))}
-        for key in ('zeropoint', 'transparency'):
-            if key in row:
-                meta[key] = float(row[key])
-            elif self.keys[key] in header:
-                meta[key] = float(header[self.keys[key]])
-            elif key == 'transparency':
-                meta[key] = 1.0
-            else:
-                msg = (f'no {key}: neither the header keyword '
-                       f'{self.keys[key]!r} nor a frame_table row')
-                raise SatphotutilsError(msg)
-        meta['sky'] = header.get(self.keys['sky'])
-        meta['camera'] = str(header.get(self.keys['camera'], ''))
-        meta['filter'] = str(header.get(self.keys['filter'], self.band))
+                'mjd': np.nan if info.time is None else info.time.utc.mjd}
+        zp = row.get('zeropoint', info.zeropoint)
+        if zp is None:
+            info.require('zeropoint', fix='or give a frame_table with a '
+                         'zeropoint column')
+        meta['zeropoint'] = float(zp)
+        t = row.get('transparency', info.transparency)
+        meta['transparency'] = 1.0 if t is None else float(t)
+        meta['sky'] = info.sky
+        meta['camera'] = info.camera or ''
+        meta['filter'] = info.filter or self.band
         return meta
 
     def _limit(self, candidates, report):
@@ -275,16 +274,15 @@ class StampBuilder:
             expected_log_counts,
         )
 
-        with fits.open(path, memmap=True) as hdul:
-            hdu = hdul[0] if hdul[0].data is not None else hdul[1]
-            data = np.asarray(hdu.data, dtype=np.float32)
+        frame, _ = read_frame(path, header_keys=self.header_keys)
+        data = np.asarray(frame.data, dtype=np.float32)
         sky = meta['sky']
         if sky is None:
             _, sky, _ = sigma_clipped_stats(data[::4, ::4])
         size = self.stamp_size
         half = size // 2
         yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
-        circle = xx**2 + yy**2 <= 25
+        circle = xx**2 + yy**2 <= self.radius**2
         out = {k: [] for k in ('stamp', 'star_id', 'target', 'dx', 'dy',
                                'x', 'y', 'n_unity')}
         for i, x, y in targets:
@@ -329,20 +327,6 @@ class StampBuilder:
                 'n_unity': np.asarray(out['n_unity']),
                 'file': np.full(n, Path(path).name)}
         return rows
-
-
-def _list_frames(frames):
-    if isinstance(frames, (str, Path)) and Path(frames).is_dir():
-        from ccdproc import ImageFileCollection
-
-        collection = ImageFileCollection(str(frames),
-                                         glob_include='*.fits*')
-        files = collection.files_filtered(include_path=True)
-        return sorted(Path(f) for f in files)
-    if isinstance(frames, (str, Path)):
-        msg = f'frames must be a directory or a list of files, not {frames}'
-        raise SatphotutilsError(msg)
-    return [Path(f) for f in frames]
 
 
 def _frame_overrides(frame_table):

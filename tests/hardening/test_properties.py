@@ -13,9 +13,9 @@ from astropy.nddata import Cutout2D
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from satphotutils.frames import read_frame
 from satphotutils.intercalibration import read_lightcurve
 from satphotutils.photometry import AperturePhotometryBaseline
-from satphotutils.utils import read_frame
 from satphotutils.utils.exceptions import SatphotutilsError
 from satphotutils.utils.flags import SATPHOT_FLAGS as F
 
@@ -34,7 +34,7 @@ def test_stamps_equal_astropy_cutouts(ny, nx, x, y):
     image = np.arange(ny * nx, dtype=float).reshape(ny, nx)
     phot = AperturePhotometryBaseline(stamp_size=11)
     stamps, flags, _ = phot._stamps(image, None, np.array([x]),
-                                    np.array([y]))
+                                    np.array([y]), None)
     ix, iy = int(np.rint(x)), int(np.rint(y))
     inside = -5 <= ix <= nx + 4 and -5 <= iy <= ny + 4
     if not inside:
@@ -153,7 +153,7 @@ def test_fuzzed_fits_frames_read_or_fail_cleanly(data, fits_bytes,
         # astropy reports header repairs of a damaged file as warnings.
         warnings.simplefilter('ignore')
         try:
-            frame = read_frame(path)
+            frame, _ = read_frame(path)
         except SatphotutilsError:
             return
     assert frame.ndim == 2

@@ -109,7 +109,8 @@ def test_resume_does_not_duplicate(field, tmp_path):
     first = pipeline(frames[:15], targets, out)
     again = pipeline(frames, targets, out, resume=True)
     assert again.frames_resumed == 15
-    assert again.frames_measured == len(frames) - 15 + 15
+    # Measured in this run; the resumed ones are counted apart.
+    assert again.frames_measured == len(frames) - 15
     full = pipeline(frames, targets, tmp_path / 'fresh')
     for name in full.lightcurves:
         assert len(again.lightcurves[name]) == len(full.lightcurves[name])
@@ -217,15 +218,21 @@ def test_local_processes_share_one_pool_across_rounds(monkeypatch):
     monkeypatch.setattr(dask.multiprocessing, 'ProcessPoolExecutor',
                         Counted)
     monkeypatch.setattr('os.cpu_count', lambda: 2)
+    import types
+
+    from astropy.io import fits
+
     files = [f'missing{i}.fits' for i in range(200)]
-    # No pipeline: every frame fails in the worker and comes back as
-    # its exception, which is all this test needs.
-    results = list(pipeline_module._dask_map(None, files, None,
+    # A stand-in pipeline (picklable, no model): every frame fails in the
+    # worker with the missing file's OSError and comes back as it, which
+    # is all this test needs.
+    stub = types.SimpleNamespace(measure_frame=fits.getheader)
+    results = list(pipeline_module._dask_map(stub, files, None,
                                              'processes'))
     assert len(pipeline_module._batches(files, 2)) > 2  # several rounds
     assert len(pools) == 1
     assert [p for p, _ in results] == files
-    assert all(isinstance(r, AttributeError) for _, r in results)
+    assert all(isinstance(r, FileNotFoundError) for _, r in results)
 
 
 class _StubClient:
@@ -347,3 +354,179 @@ def test_unknown_output_format_is_refused(field):
     directory, targets, _, _ = field
     with pytest.raises(ValueError, match='output_format must be one of'):
         LightCurvePipeline()(directory, targets, output_format='csv')
+
+
+# -- the redesign: one frame home, one source for each value -----------------
+
+def _rewrite(frames, directory, change):
+    """Copies of frames with their headers changed by ``change(header)``."""
+    from astropy.io import fits
+
+    directory.mkdir()
+    out = []
+    for path in frames:
+        with fits.open(path) as hdul:
+            header = hdul[0].header.copy()
+            change(header)
+            fits.PrimaryHDU(hdul[0].data, header=header).writeto(
+                directory / path.name)
+        out.append(directory / path.name)
+    return out
+
+
+def test_photometry_header_keys_reach_the_pipeline(field, tmp_path):
+    # The zero point under another keyword: configured once, on the
+    # photometry, and used by the pipeline (every frame used to be
+    # skipped with 'no ZP keyword').
+    from satphotutils.frames import HeaderKeys
+    from satphotutils.photometry import SaturatedStarPhotometry
+
+    directory, targets, _, _ = field
+    frames = sorted(directory.glob('*.fits'))[:6]
+
+    def rename(header):
+        header['MAGZP'] = header.pop('ZP')
+
+    renamed = _rewrite(frames, tmp_path / 'magzp', rename)
+    phot = SaturatedStarPhotometry(header_keys=HeaderKeys(zeropoint='MAGZP'))
+    run = LightCurvePipeline(phot, epoch_window=0.01)(renamed, targets)
+    assert not run.skipped
+    ref = LightCurvePipeline(epoch_window=0.01)(frames, targets)
+    for name in ref.lightcurves:
+        assert_allclose(run.lightcurves[name]['mag'].value,
+                        ref.lightcurves[name]['mag'].value, rtol=0,
+                        atol=1e-9)
+
+
+def test_frames_with_only_date_obs_are_measured(field, tmp_path):
+    directory, targets, _, _ = field
+    frames = sorted(directory.glob('*.fits'))[:6]
+
+    def strip(header):
+        for key in ('MJD-OBS', 'MJD-AVG', 'DATE-AVG'):
+            header.remove(key)
+
+    stripped = _rewrite(frames, tmp_path / 'dateobs', strip)
+    run = LightCurvePipeline(epoch_window=0.01)(stripped, targets)
+    ref = LightCurvePipeline(epoch_window=0.01)(frames, targets)
+    assert not run.skipped
+    for name in ref.lightcurves:
+        # DATE-OBS (the start, to 1 ms) + EXPTIME/2: the mid-exposure time.
+        assert_allclose(run.lightcurves[name]['time'].mjd,
+                        ref.lightcurves[name]['time'].mjd, rtol=0,
+                        atol=2e-8)
+
+
+def test_pipeline_magnitudes_are_the_photometry_tables(field):
+    # With ZP and TRANSP in the header the pipeline takes the photometry
+    # table's magnitudes as they are, never re-deriving them.
+    from satphotutils.frames import read_frame
+
+    directory, targets, _, _ = field
+    path = sorted(directory.glob('*.fits'))[4]
+    pipeline = LightCurvePipeline()
+    coords = SkyCoord(targets['ra'], targets['dec'], unit='deg')
+    rows = pipeline.measure_frame(path, coords)
+    frame, info = read_frame(path)
+    assert info.transparency != 1.0
+    table = pipeline.photometry(frame, skycoord=coords[rows['target']])
+    assert_allclose(rows['mag'], table['mag'].value, rtol=0, atol=0)
+    assert_allclose(rows['mag_err'], table['mag_err'].value, rtol=0, atol=0)
+
+
+def test_comparison_stars_are_measured_with_the_targets(field, monkeypatch):
+    # One photometry call per frame for targets and comparison stars
+    # together (it used to be two), and the unknown_camera flag no longer
+    # keeps every comparison star out.
+    from satphotutils.photometry.core import SaturatedStarPhotometry
+
+    directory, targets, scene, _ = field
+    frames = sorted(directory.glob('*.fits'))[:4]
+    pick = (scene.g > 12.0) & (scene.g < 14.0)
+    comp = Table({'ra': scene.coord.ra.deg[pick],
+                  'dec': scene.coord.dec.deg[pick], 'mag': scene.g[pick]})
+    calls = []
+    original = SaturatedStarPhotometry.__call__
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SaturatedStarPhotometry, '__call__', counted)
+    run = LightCurvePipeline(comparison=comp, epoch_window=0.01)(frames,
+                                                                  targets)
+    assert len(calls) == len(frames)
+    flags = np.bitwise_or.reduce(run.lightcurves['const10']['flags'])
+    assert not flags & SATPHOT_FLAGS.NO_CALIBRATION
+
+
+def test_an_unexpected_error_stops_the_run(field, monkeypatch):
+    # Only the errors of a bad frame are reported and skipped; a bug (here
+    # an injected TypeError) must not turn into '0 light curves'.
+    directory, targets, _, _ = field
+    frames = sorted(directory.glob('*.fits'))[:2]
+
+    def broken(self, path, coords):
+        raise TypeError('injected')
+
+    monkeypatch.setattr(LightCurvePipeline, 'measure_frame', broken)
+    with pytest.raises(TypeError, match='injected'):
+        LightCurvePipeline()(frames, targets)
+
+
+def test_a_run_that_measured_nothing_fails_with_the_reasons(field, tmp_path,
+                                                            capsys):
+    from satphotutils.lightcurves import NothingMeasuredError
+
+    directory, targets, _, _ = field
+    frames = sorted(directory.glob('*.fits'))[:3]
+
+    def strip(header):
+        header.remove('ZP')
+
+    stripped = _rewrite(frames, tmp_path / 'nozp', strip)
+    out = tmp_path / 'out'
+    with pytest.raises(NothingMeasuredError, match='3 x SatphotutilsError: '
+                       'no ZP keyword') as info:
+        LightCurvePipeline()(stripped, targets, out)
+    assert len(info.value.run.skipped) == 3
+    # The report is written all the same.
+    assert len(json.loads((out / 'report.json').read_text())['skipped']) == 3
+    tpath = tmp_path / 'targets.ecsv'
+    targets.write(tpath)
+    code = main(['lightcurve', *map(str, stripped), '--targets', str(tpath),
+                 '-o', str(tmp_path / 'cli')])
+    assert code == 1
+    assert 'no ZP keyword' in capsys.readouterr().err
+
+
+def test_light_curve_outputs_carry_provenance(field, tmp_path):
+    directory, targets, _, _ = field
+    frames = sorted(directory.glob('*.fits'))[:3]
+    out = tmp_path / 'out'
+    LightCurvePipeline(epoch_window=0.01)(frames, targets, out)
+    for name in ('const7.ecsv', 'all.ecsv', 'statistics.ecsv'):
+        meta = Table.read(out / name).meta
+        assert meta['version']['satphotutils'], name
+        assert meta['config']['photometry'] == 'SaturatedStarPhotometry'
+        assert meta['config']['photometry_config']['header_keys']['mjd'] \
+            == 'MJD-OBS'
+    report = json.loads((out / 'report.json').read_text())
+    assert report['provenance']['config']['epoch_window'] == 0.01
+
+
+def test_lightcurve_command_takes_header_keys(field, tmp_path):
+    directory, targets, _, _ = field
+    frames = sorted(directory.glob('*.fits'))[:3]
+
+    def rename(header):
+        header['MAGZP'] = header.pop('ZP')
+
+    renamed = _rewrite(frames, tmp_path / 'magzp', rename)
+    tpath = tmp_path / 'targets.ecsv'
+    targets.write(tpath)
+    args = ['lightcurve', str(tmp_path / 'magzp'), '--targets', str(tpath)]
+    assert main([*args, '-o', str(tmp_path / 'a')]) == 1
+    assert main([*args, '-o', str(tmp_path / 'b'),
+                 '--header-key', 'zeropoint=MAGZP']) == 0
+    assert len(renamed) == 3

@@ -128,11 +128,15 @@ def test_edge_targets_are_flagged_not_lost(frame, phot):
     assert len(table) == 3
 
 
-def test_model_configuration_is_checked():
-    with pytest.raises(ValueError, match='radius=4'):
-        SaturatedStarPhotometry(radius=4)
-    with pytest.raises(ValueError, match='stamp_size'):
-        SaturatedStarPhotometry(stamp_size=25)
+def test_stamp_geometry_comes_from_the_model():
+    # The stamp size and the signal circle are the model's; options that
+    # could only repeat them are gone.
+    phot = SaturatedStarPhotometry()
+    assert phot.stamp_size == phot.model.features.stamp_size
+    assert phot.signal_radius == phot.model.features.radius
+    for option in ({'stamp_size': 25}, {'radius': 4}):
+        with pytest.raises(TypeError, match='unexpected keyword'):
+            SaturatedStarPhotometry(**option)
 
 
 def test_psf_wing_baseline_runs_on_the_same_api(frame):
@@ -164,3 +168,86 @@ def test_photometry_command(frame, tmp_path, capsys):
     read = CCDData.read(image)
     direct = SaturatedStarPhotometry()(read, skycoord=truth['sky_coord'])
     assert_allclose(table['log_counts'], direct['log_counts'], atol=1e-6)
+
+
+# -- honest options -------------------------------------------------------------
+
+def test_error_is_propagated_into_the_uncertainty(frame, phot):
+    ccd, truth = frame
+    coords = truth['sky_coord']
+    plain = phot(ccd.data, wcs=ccd.wcs, skycoord=coords)
+    zero = phot(ccd.data, wcs=ccd.wcs, skycoord=coords,
+                error=np.zeros(ccd.shape))
+    huge = phot(ccd.data, wcs=ccd.wcs, skycoord=coords,
+                error=np.full(ccd.shape, 1e6))
+    assert_allclose(zero['log_counts_err'], plain['log_counts_err'])
+    assert_allclose(huge['log_counts'], plain['log_counts'])
+    # 81 pixels of 1e6 counts: sqrt(81) 1e6 counts on top of the model's.
+    expected = np.hypot(plain['log_counts_err'],
+                        9e6 / plain['flux'].value / np.log(10))
+    assert_allclose(huge['log_counts_err'], expected, rtol=1e-6)
+
+
+def test_zeropoint_never_changes_the_counts(frame, phot):
+    ccd, truth = frame
+    results = []
+    for zp in (20.0, 25.5, 28.0):
+        other = ccd.copy()
+        other.meta['ZP'] = zp
+        results.append(phot(other, skycoord=truth['sky_coord']))
+        # Nor does a zero point given as an argument.
+        given = phot(ccd, skycoord=truth['sky_coord'], zeropoint=zp)
+        assert_allclose(given['log_counts'], results[-1]['log_counts'],
+                        rtol=0, atol=0)
+    for table in results[1:]:
+        assert_allclose(table['log_counts'], results[0]['log_counts'],
+                        rtol=0, atol=0)
+        assert_allclose(table['flux'], results[0]['flux'], rtol=0, atol=0)
+    # Only the magnitudes move, by the difference of the zero points.
+    assert_allclose((results[2]['mag'] - results[0]['mag']).value, 8.0)
+
+
+def test_saturation_level_from_the_header_or_masked(frame, phot):
+    ccd, truth = frame
+    unknown = phot(ccd, skycoord=truth['sky_coord'])
+    assert np.ma.getmaskarray(unknown['n_saturated']).all()
+    assert unknown.meta['frame']['saturation_level_source'] is None
+    other = ccd.copy()
+    other.meta['SATURATE'] = 30000.0
+    table = phot(other, skycoord=truth['sky_coord'])
+    assert table.meta['frame']['saturation_level_source'] == 'header'
+    yy, xx = np.mgrid[-10:11, -10:11]
+    circle = xx**2 + yy**2 <= 25
+    for row, x, y in zip(table, truth['x'], truth['y'], strict=True):
+        ix, iy = int(np.rint(x)), int(np.rint(y))
+        cut = ccd.data[iy - 10:iy + 11, ix - 10:ix + 11]
+        assert row['n_saturated'] == np.count_nonzero((cut >= 30000)
+                                                      & circle)
+    assert table['n_saturated'].max() > 0
+    # An argument wins over the header.
+    assert phot.__class__(saturation_level=1e9)(
+        other, skycoord=truth['sky_coord'])['n_saturated'].max() == 0
+
+
+def test_photometry_meta_records_each_value_and_its_source(frame, phot):
+    ccd, truth = frame
+    table = phot(ccd, skycoord=truth['sky_coord'][:2])
+    meta = table.meta['frame']
+    assert meta['zeropoint'] == ccd.meta['ZP']
+    assert meta['zeropoint_source'] == 'header'
+    assert meta['sky_source'] == 'header'
+    assert meta['camera'] == ccd.meta['CAMERA']
+    bare = phot(ccd.data, wcs=ccd.wcs, skycoord=truth['sky_coord'][:2])
+    assert bare.meta['frame']['zeropoint'] is None
+    assert 'mag' not in bare.colnames
+    assert bare.meta['frame']['sky_source'].startswith('measured')
+
+
+@pytest.mark.parametrize(('option', 'error'), [
+    ({'batch_size': 0}, ValueError), ({'batch_size': '21'}, TypeError),
+    ({'hybrid_tolerance': float('nan')}, ValueError),
+    ({'saturation_level': -1.0}, ValueError),
+    ({'header_keys': {'zeropoint': 'MAGZP'}}, TypeError)])
+def test_invalid_options(option, error):
+    with pytest.raises(error):
+        SaturatedStarPhotometry(**option)

@@ -12,6 +12,7 @@ from astropy.coordinates import SkyCoord
 from numpy.testing import assert_allclose
 from photutils.aperture import CircularAperture, aperture_photometry
 
+from satphotutils.frames import HeaderKeys
 from satphotutils.photometry import (
     AperturePhotometryBaseline,
     SaturatedStarPhotometry,
@@ -155,14 +156,21 @@ def test_hybrid_tolerance_is_checked():
         SaturatedStarPhotometry(hybrid_tolerance=0)
 
 
-def test_gain_keyword_is_checked_only_where_it_is_used(sparse):
+def test_bad_gain_keyword_is_named_and_can_be_switched_off(sparse):
     frame, truth = sparse
     bad = frame.copy()
     bad.meta['GAIN'] = -2.0
     coords = truth['sky_coord'][:50]
-    with pytest.raises(ValueError, match='GAIN header keyword must be '
-                       'positive'):
-        SaturatedStarPhotometry()(bad, skycoord=coords)
-    # Neither the network alone nor the aperture baseline uses it.
-    SaturatedStarPhotometry(hybrid=False)(bad, skycoord=coords)
-    AperturePhotometryBaseline()(bad, skycoord=coords)
+    # Every header value is checked once, when the frame is read, for
+    # every method: a broken keyword is never half used.
+    for phot in (SaturatedStarPhotometry(), AperturePhotometryBaseline()):
+        with pytest.raises(ValueError, match='GAIN header keyword must be '
+                           'positive'):
+            phot(bad, skycoord=coords)
+    # A keyword the user knows to be wrong is switched off, and the
+    # hybrid's uncertainties then say so (no gain in the meta).
+    keys = HeaderKeys(gain=None)
+    table = SaturatedStarPhotometry(header_keys=keys)(bad, skycoord=coords)
+    assert table.meta['frame']['gain'] is None
+    good = SaturatedStarPhotometry()(frame, skycoord=coords)
+    assert_allclose(table['log_counts'], good['log_counts'], atol=0.01)
