@@ -19,6 +19,8 @@ from astropy.stats import sigma_clipped_stats
 from astropy.table import QTable
 from astropy.utils.exceptions import AstropyUserWarning
 
+from satphotutils.stamps.apertures import aperture_sums
+from satphotutils.stamps.cutout import cut_stamps
 from satphotutils.utils._misc import get_versions
 from satphotutils.utils.flags import SATPHOT_FLAGS
 
@@ -195,7 +197,7 @@ class _Photometry:
         half = size // 2
         ny, nx = image.shape
         ix, iy = np.rint(x).astype(int), np.rint(y).astype(int)
-        stamps, inside = _cut(image, ix, iy, half, np.float32)
+        stamps, inside = cut_stamps(image, ix, iy, size, dtype=np.float32)
         stamps[~inside] = np.nan
         flags = np.zeros(len(x), dtype=np.int64)
         partial = ~inside.all(axis=(1, 2))
@@ -207,7 +209,7 @@ class _Photometry:
         nonfinite = ~np.isfinite(stamps) & inside
         flags[(nonfinite & circle).any(axis=(1, 2))] |= 16
         if mask is not None:
-            masked, _ = _cut(mask, ix, iy, half, bool)
+            masked, _ = cut_stamps(mask, ix, iy, size, dtype=bool)
             masked &= inside
             flags[(masked & circle).any(axis=(1, 2))] |= 8
             stamps[masked] = np.nan
@@ -448,7 +450,7 @@ class SaturatedStarPhotometry(_Photometry):
                 'method': method}
 
     def _hybrid(self, stamps, x, y, pred, flags, method, frame):
-        from .hybrid import exact_aperture_sums, frame_hybrid
+        from .hybrid import frame_hybrid
 
         dx, dy = x - np.rint(x), y - np.rint(y)
         log_counts = pred['log_counts']
@@ -465,8 +467,8 @@ class SaturatedStarPhotometry(_Photometry):
         sums = np.full(len(log_counts), np.nan)
         area = np.full(len(log_counts), np.nan)
         if unsat.any():
-            sums[unsat], area[unsat] = exact_aperture_sums(
-                stamps[unsat], dx[unsat], dy[unsat], radius=2.0)
+            sums[unsat], area[unsat], _ = aperture_sums(
+                stamps[unsat], 2.0, dx=dx[unsat], dy=dy[unsat])
         # Without the keywords counts are taken as electrons (gain 1, no
         # read noise).
         gain, read_noise = frame['gain'], frame['read_noise']
@@ -669,37 +671,6 @@ class PSFWingPhotometry(_Photometry):
 
 # Units the network's counts can be in: the model learned ADU.
 _COUNT_UNITS = (u.adu, u.ct, u.dimensionless_unscaled)
-
-
-def _cut(array, ix, iy, half, dtype):
-    """
-    Cut (2 half + 1)^2 stamps of ``array`` centred on integer positions.
-
-    Returns the stamps and where they lie on the array; cells off the
-    array hold the nearest edge value (the caller blanks them).
-    """
-    size = 2 * half + 1
-    ny, nx = array.shape
-    out = np.empty((len(ix), size, size), dtype=dtype)
-    inside = np.ones((len(ix), size, size), dtype=bool)
-    interior = ((ix >= half) & (ix < nx - half) & (iy >= half)
-                & (iy < ny - half))
-    if interior.any():
-        # A strided view of all windows: each stamp is copied row by row
-        # instead of gathered pixel by pixel (about 10x faster).
-        windows = np.lib.stride_tricks.sliding_window_view(array,
-                                                           (size, size))
-        out[interior] = windows[iy[interior] - half, ix[interior] - half]
-    edge = np.flatnonzero(~interior)
-    if len(edge):
-        offsets = np.arange(-half, half + 1)
-        rows = iy[edge, None] + offsets[None, :]
-        cols = ix[edge, None] + offsets[None, :]
-        inside[edge] = (((rows >= 0) & (rows < ny))[:, :, None]
-                        & ((cols >= 0) & (cols < nx))[:, None, :])
-        out[edge] = array[np.clip(rows, 0, ny - 1)[:, :, None],
-                          np.clip(cols, 0, nx - 1)[:, None, :]]
-    return out, inside
 
 
 def _finite_number(value, what):
