@@ -118,7 +118,7 @@ def _accuracy_metrics(rows, stats, prefix):
 
 @benchmark('network_speed', description=(
     'Batched inference of the bundled model (preprocessing included) on '
-    '100,000 stamps, against 5-px photutils-mask aperture photometry of '
+    '100,000 stamps, against 5-px exact-overlap aperture photometry of '
     'the same stamps in the same run; training throughput. Target: >= '
     '100,000 stamps/s on 2 CPU cores.'))
 def network_speed(ctx):
@@ -166,7 +166,7 @@ def network_speed(ctx):
         Metric('inference (features + network)', rate, 'stamps/s',
                '>= 100000', rate >= 100_000),
         Metric('of which preprocessing', t_feat / t_infer * 100, '%'),
-        Metric('5-px aperture photometry (photutils masks)', n / t_ap,
+        Metric('5-px aperture photometry (exact overlaps)', n / t_ap,
                'stamps/s'),
         Metric('inference / aperture speed', t_ap / t_infer),
         Metric('training throughput (incl. validation, 2 epochs)',

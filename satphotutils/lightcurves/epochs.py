@@ -21,19 +21,24 @@ from satphotutils.utils.stats import dispersion
 __all__ = ['REJECT_FLAGS', 'assign_epochs', 'combine_epochs',
            'combine_exposures', 'lightcurve_statistics']
 
-#: Exposure flags that keep an exposure out of its epoch's median when the
-#: epoch has exposures without them (and out of the statistics).
+#: Exposure flags that keep an exposure out of its epoch's value and out of
+#: the statistics: an epoch with only such exposures is NaN, flags kept.
 REJECT_FLAGS = (SATPHOT_FLAGS.DAMAGED_CORE | SATPHOT_FLAGS.NO_OVERLAP
                 | SATPHOT_FLAGS.NON_FINITE_DATA
                 | SATPHOT_FLAGS.NO_CALIBRATION)
 
 
-def assign_epochs(times, *, window=0.1):
+def assign_epochs(times, *, window=0.1, groups=None):
     """
-    Assign epoch numbers to a sequence of exposure times.
+    Assign epoch numbers to exposure times.
 
     Exposures closer than ``window`` days to the previous one (in time
     order) share its epoch, as ASAS-SN's three dithered exposures do.
+    With ``groups``, each group (a target, say) has epochs of its own:
+    an epoch never holds exposures of two groups.
+
+    An exposure whose time is not finite (unknown) is an epoch by itself:
+    nothing says which exposures it was taken with.
 
     Parameters
     ----------
@@ -43,21 +48,44 @@ def assign_epochs(times, *, window=0.1):
     window : float, optional
         Largest gap (days) within an epoch.
 
+    groups : array-like, optional
+        Group of each exposure (any values `numpy.unique` can sort).
+
     Returns
     -------
     epoch : `~numpy.ndarray` of int
-        Epoch number of each exposure, in the input order.
+        Epoch number of each exposure, in the input order: 0, 1, ... in
+        order of group and time, the epochs of unknown times after the
+        others of their group; unique across groups.
 
     Examples
     --------
+    >>> import numpy as np
     >>> from satphotutils.lightcurves import assign_epochs
     >>> assign_epochs([10.0, 10.001, 10.002, 12.0, 12.001]).tolist()
     [0, 0, 0, 1, 1]
+    >>> assign_epochs([10.0, 10.001, 10.0, 12.0, np.nan],
+    ...               groups=['a', 'a', 'b', 'b', 'b']).tolist()
+    [0, 0, 1, 2, 3]
     """
-    times = np.asarray(times, dtype=float)
-    order = np.argsort(times, kind='stable')
-    new = np.concatenate([[True], np.diff(times[order]) > window])
-    epoch = np.empty(len(times), dtype=int)
+    times = np.asarray(times, dtype=float).ravel()
+    n = len(times)
+    if groups is None:
+        group = np.zeros(n, dtype=np.int64)
+    else:
+        group = _codes(np.asarray(groups).ravel())[1]
+        if len(group) != n:
+            msg = (f'groups must have one value per time ({n}), got '
+                   f'{len(group)}')
+            raise ValueError(msg)
+    # Time order within each group; argsort puts unknown (NaN) times last.
+    order = np.lexsort((times, group))
+    t, g = times[order], group[order]
+    new = np.ones(n, dtype=bool)
+    with np.errstate(invalid='ignore'):
+        # A NaN gap is never within the window.
+        new[1:] = (g[1:] != g[:-1]) | ~(np.diff(t) <= window)
+    epoch = np.empty(n, dtype=np.int64)
     epoch[order] = np.cumsum(new) - 1
     return epoch
 
@@ -70,7 +98,7 @@ def _sorted_groups(group, values, n_groups):
     """Sort values within groups; return them with group starts and sizes."""
     order = np.lexsort((values, group))
     counts = np.bincount(group, minlength=n_groups)
-    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    start = np.cumsum(counts) - counts
     return values[order], start, counts
 
 
@@ -124,21 +152,44 @@ def _codes(values):
     return uniq, inverse.ravel()
 
 
+def _group_index(*keys):
+    """
+    Group rows with equal keys, the most significant key first.
+
+    Returns the group of each row (groups numbered in key order), the
+    number of groups, the rows in key order and, along that order, where
+    a new group starts.
+    """
+    keys = [k if k.dtype.kind in 'iu' else _codes(k)[1]
+            for k in map(np.asarray, keys)]
+    order = np.lexsort(keys[::-1])
+    new = np.zeros(len(order), dtype=bool)
+    new[:1] = True
+    for k in keys:
+        k = k[order]
+        new[1:] |= k[1:] != k[:-1]
+    group = np.empty(len(order), dtype=np.int64)
+    group[order] = np.cumsum(new) - 1
+    return group, int(new.sum()), order, new
+
+
 def combine_exposures(exposures, *, window=0.1):
     """
     Combine the exposures of many targets into per-epoch measurements.
 
     Exposures are grouped by target (``target`` column, if any), epoch
-    (``epoch`` column, or times of one target within ``window`` days),
-    camera and filter, and combined by the paper's rule: the median of
-    the exposures, the mean of two, the value of one; the uncertainty is
-    robust (the larger of the propagated errors and the scatter of the
-    exposures). Exposures with a flag in
+    (``epoch`` column, or `assign_epochs` of each target's times with
+    ``window``), camera and filter, and combined by the paper's rule: the
+    median of the exposures, the mean of two, the value of one; the
+    uncertainty is robust (the larger of the propagated errors and the
+    scatter of the exposures). Exposures with a flag in
     `~satphotutils.lightcurves.REJECT_FLAGS` (damaged core, no overlap,
-    non-finite data, no calibration) are left out when the
-    epoch has others, and counted in ``n_rejected``; so are rows with a
-    non-finite magnitude. Flags of the exposures used are OR-ed. All
-    targets are combined in one vectorised pass.
+    non-finite data, no calibration) are left out and counted in
+    ``n_rejected``; so are rows with a non-finite magnitude. Flags of the
+    exposures used are OR-ed. An epoch left without usable exposures has
+    NaN ``mag``, ``mag_err``, ``flux`` and ``flux_err``, no exposures used
+    and the OR of all its exposures' flags. All targets are combined in
+    one vectorised pass.
 
     Parameters
     ----------
@@ -198,30 +249,18 @@ def combine_exposures(exposures, *, window=0.1):
     if 'epoch' in exposures.colnames:
         epoch = np.asarray(exposures['epoch'], dtype=np.int64)
     else:
-        # Epochs per target: a new one at each gap wider than the window.
-        order = np.lexsort((mjd, target))
-        new = np.ones(n, dtype=bool)
-        new[1:] = (np.diff(target[order]) != 0) \
-            | (np.diff(mjd[order]) > window)
-        epoch = np.empty(n, dtype=np.int64)
-        epoch[order] = np.cumsum(new) - 1
+        epoch = assign_epochs(mjd, window=window, groups=target)
     cameras, cam_code = _codes(camera)
     filters, filt_code = _codes(filt)
-    order = np.lexsort((filt_code, cam_code, epoch, target))
-    key = np.column_stack([target, epoch, cam_code, filt_code])[order]
-    new = np.ones(n, dtype=bool)
-    new[1:] = np.any(np.diff(key, axis=0) != 0, axis=1)
-    group = np.empty(n, dtype=np.int64)
-    group[order] = np.cumsum(new) - 1
-    n_groups = int(new.sum())
+    group, n_groups, order, new = _group_index(target, epoch, cam_code,
+                                               filt_code)
     first = order[new]  # the first member of each group
 
     mag = _value(exposures['mag'])
     flags = np.asarray(exposures['flags'], dtype=np.int64)
-    good = np.isfinite(mag)
-    clean = good & ((flags & REJECT_FLAGS) == 0)
-    has_clean = np.bincount(group, weights=clean, minlength=n_groups) > 0
-    use = np.where(has_clean[group], clean, good)
+    # Rejected exposures are never used, even when nothing else is left:
+    # a damaged core's network value can be 100 mag off.
+    use = np.isfinite(mag) & ((flags & REJECT_FLAGS) == 0)
     n_members = np.bincount(group, minlength=n_groups)
     n_used = np.bincount(group, weights=use, minlength=n_groups
                          ).astype(np.int64)

@@ -102,18 +102,18 @@ def lightcurve_dispersion(star_id, epoch, mag, *, min_epochs=3):
     >>> stars.tolist(), disp.round(3).tolist(), n.tolist()
     ([1, 2], [0.0, 0.105], [4, 4])
     """
+    from satphotutils.lightcurves.epochs import _group_index, _group_median
+
     star_id = np.asarray(star_id)
     epoch = np.asarray(epoch)
     mag = np.asarray(mag, dtype=float)
     good = np.isfinite(mag)
     star_id, epoch, mag = star_id[good], epoch[good], mag[good]
-    order = np.lexsort((epoch, star_id))
-    star_id, epoch, mag = star_id[order], epoch[order], mag[order]
-    key_change = np.flatnonzero((np.diff(star_id) != 0)
-                                | (np.diff(epoch) != 0)) + 1
-    starts = np.concatenate([[0], key_change])
-    epoch_values = np.array([np.median(m) for m in np.split(mag, key_change)])
-    epoch_star = star_id[starts]
+    # The groups are numbered in (star, epoch) order: a star's epochs are
+    # contiguous.
+    group, n_groups, order, new = _group_index(star_id, epoch)
+    epoch_values = _group_median(group, mag, n_groups)[0]
+    epoch_star = star_id[order[new]]
     stars, first, counts = np.unique(epoch_star, return_index=True,
                                      return_counts=True)
     out = np.full(len(stars), np.nan)

@@ -8,7 +8,6 @@ configure in ``__init__``, call on an image with target positions, get a
 layout with satphotutils columns after ``flags``.
 """
 
-import functools
 import warnings
 
 import numpy as np
@@ -20,6 +19,8 @@ from astropy.table import QTable
 from astropy.utils.exceptions import AstropyUserWarning
 
 from satphotutils.frames import FrameInfo, HeaderKeys, frame_info
+from satphotutils.stamps.apertures import aperture_sums, circle_mask
+from satphotutils.stamps.cutout import cut_stamps
 from satphotutils.utils._misc import get_meta
 from satphotutils.utils.flags import SATPHOT_FLAGS
 
@@ -219,19 +220,19 @@ class _Photometry:
         half = size // 2
         ny, nx = image.shape
         ix, iy = np.rint(x).astype(int), np.rint(y).astype(int)
-        stamps, inside = _cut(image, ix, iy, half, np.float32)
+        stamps, inside = cut_stamps(image, ix, iy, size, dtype=np.float32)
         stamps[~inside] = np.nan
         flags = np.zeros(len(x), dtype=np.int64)
         partial = ~inside.all(axis=(1, 2))
         none = ~inside.any(axis=(1, 2))
         flags[partial] |= SATPHOT_FLAGS.PARTIAL_OVERLAP
         flags[none] |= SATPHOT_FLAGS.NO_OVERLAP
-        circle = _circle(size, self.signal_radius)[None]
+        circle = circle_mask(size, self.signal_radius)[None]
         nonfinite = ~np.isfinite(stamps) & inside
         flags[(nonfinite & circle).any(axis=(1, 2))] |= \
             SATPHOT_FLAGS.NON_FINITE_DATA
         if mask is not None:
-            masked, _ = _cut(mask, ix, iy, half, bool)
+            masked, _ = cut_stamps(mask, ix, iy, size, dtype=bool)
             masked &= inside
             flags[(masked & circle).any(axis=(1, 2))] |= \
                 SATPHOT_FLAGS.MASKED_PIXELS
@@ -461,18 +462,18 @@ class SaturatedStarPhotometry(_Photometry):
 
     def _pixel_error(self, error, x, y, log_counts):
         """Propagate the pixel errors of the signal circle, in dex."""
-        half = self.stamp_size // 2
-        errs, inside = _cut(np.asarray(error, dtype=float),
-                            np.rint(x).astype(int), np.rint(y).astype(int),
-                            half, float)
-        circle = _circle(self.stamp_size, self.signal_radius)[None]
+        errs, inside = cut_stamps(np.asarray(error, dtype=float),
+                                  np.rint(x).astype(int),
+                                  np.rint(y).astype(int), self.stamp_size,
+                                  dtype=float)
+        circle = circle_mask(self.stamp_size, self.signal_radius)[None]
         var = np.where(inside & circle, errs, 0.0) ** 2
         with np.errstate(invalid='ignore', divide='ignore', over='ignore'):
             return np.sqrt(var.sum(axis=(1, 2))) / 10 ** log_counts \
                 / np.log(10)
 
     def _hybrid(self, stamps, x, y, dx, dy, pred, flags, method, frame):
-        from .hybrid import exact_aperture_sums, frame_hybrid
+        from .hybrid import frame_hybrid
 
         log_counts = pred['log_counts']
         # The model's saturation boundary is where most stars saturate;
@@ -488,8 +489,8 @@ class SaturatedStarPhotometry(_Photometry):
         sums = np.full(len(log_counts), np.nan)
         area = np.full(len(log_counts), np.nan)
         if unsat.any():
-            sums[unsat], area[unsat] = exact_aperture_sums(
-                stamps[unsat], dx[unsat], dy[unsat], radius=2.0)
+            sums[unsat], area[unsat], _ = aperture_sums(
+                stamps[unsat], 2.0, dx=dx[unsat], dy=dy[unsat])
         # Without the keywords counts are taken as electrons (gain 1, no
         # read noise); the table's meta says so (frame.gain is None).
         gain = 1.0 if frame['gain'] is None else frame['gain']
@@ -688,37 +689,6 @@ class PSFWingPhotometry(_Photometry):
 _COUNT_UNITS = (u.adu, u.ct, u.dimensionless_unscaled)
 
 
-def _cut(array, ix, iy, half, dtype):
-    """
-    Cut (2 half + 1)^2 stamps of ``array`` centred on integer positions.
-
-    Returns the stamps and where they lie on the array; cells off the
-    array hold the nearest edge value (the caller blanks them).
-    """
-    size = 2 * half + 1
-    ny, nx = array.shape
-    out = np.empty((len(ix), size, size), dtype=dtype)
-    inside = np.ones((len(ix), size, size), dtype=bool)
-    interior = ((ix >= half) & (ix < nx - half) & (iy >= half)
-                & (iy < ny - half))
-    if interior.any():
-        # A strided view of all windows: each stamp is copied row by row
-        # instead of gathered pixel by pixel (about 10x faster).
-        windows = np.lib.stride_tricks.sliding_window_view(array,
-                                                           (size, size))
-        out[interior] = windows[iy[interior] - half, ix[interior] - half]
-    edge = np.flatnonzero(~interior)
-    if len(edge):
-        offsets = np.arange(-half, half + 1)
-        rows = iy[edge, None] + offsets[None, :]
-        cols = ix[edge, None] + offsets[None, :]
-        inside[edge] = (((rows >= 0) & (rows < ny))[:, :, None]
-                        & ((cols >= 0) & (cols < nx))[:, None, :])
-        out[edge] = array[np.clip(rows, 0, ny - 1)[:, :, None],
-                          np.clip(cols, 0, nx - 1)[:, None, :]]
-    return out, inside
-
-
 def _validate_int(value, what, *, minimum=None):
     # bool is an int to Python, and '21' or 21.5 are not stamp sizes.
     if isinstance(value, (bool, np.bool_)) or not isinstance(
@@ -729,16 +699,6 @@ def _validate_int(value, what, *, minimum=None):
         msg = f'{what} must be at least {minimum}, got {value}'
         raise ValueError(msg)
     return int(value)
-
-
-@functools.lru_cache(maxsize=8)
-def _circle(size, radius):
-    """Return the pixels of a stamp within ``radius`` of its centre."""
-    half = size // 2
-    yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
-    circle = xx**2 + yy**2 <= radius**2
-    circle.flags.writeable = False
-    return circle
 
 
 def _frame_info(meta, header_keys):

@@ -8,8 +8,8 @@ and the network is the better one when something does (it learned to
 discount neighbours). The hybrid therefore:
 
 1. measures every unsaturated target with an exact-overlap circular
-   aperture (the pixel weights of photutils' circular overlap geometry),
-   minus the network's local background;
+   aperture (`satphotutils.stamps.apertures.aperture_sums`), minus the
+   network's local background;
 2. puts the aperture on the network's scale with one offset per frame,
    the median of ``network - aperture`` over the stars that agree (the
    aperture correction, which depends on the seeing, is learned from the
@@ -20,16 +20,9 @@ discount neighbours). The hybrid therefore:
 Pure numerical functions: no I/O, no frame handling.
 """
 
-import functools
-
 import numpy as np
 
 __all__ = []
-
-# Sub-pixel grid of the exact-overlap weight table; the weights are
-# interpolated bilinearly between its nodes (error < 2e-4 of the sum
-# for r = 2, tested against photutils' aperture_photometry).
-_GRID = 41
 
 # Systematic floor (dex) of a calibrated aperture value: sub-pixel
 # centring, the PSF's variation within the offset surface and
@@ -37,72 +30,6 @@ _GRID = 41
 # 1-sigma coverage of 0.54-0.74 on simulated frames of 1.6-2.5 px FWHM
 # where the network itself was unbiased.
 _FLOOR = 0.002
-
-
-@functools.lru_cache(maxsize=8)
-def _weight_table(radius, half):
-    """Exact overlap of a circle with the pixels, on a sub-pixel grid."""
-    from photutils.geometry import circular_overlap_grid
-
-    size = 2 * half + 1
-    offsets = np.linspace(-0.5, 0.5, _GRID)
-    table = np.empty((_GRID, _GRID, size, size))
-    for i, dy in enumerate(offsets):
-        for j, dx in enumerate(offsets):
-            # Pixel centres at -half..half; the circle at (dx, dy).
-            table[i, j] = circular_overlap_grid(
-                -half - 0.5 - dx, half + 0.5 - dx,
-                -half - 0.5 - dy, half + 0.5 - dy,
-                size, size, radius, 1, 1)
-    return table
-
-
-def exact_aperture_sums(stamps, dx, dy, *, radius=2.0):
-    """
-    Exact circular-aperture sums of stamp cores.
-
-    Parameters
-    ----------
-    stamps : `~numpy.ndarray`, shape (N, S, S)
-        Stamps centred on the rounded positions (S odd).
-
-    dx, dy : `~numpy.ndarray`, shape (N,)
-        Offsets of the true positions from the stamp centres, in
-        [-0.5, 0.5].
-
-    radius : float, optional
-        Aperture radius (pixels).
-
-    Returns
-    -------
-    sums : `~numpy.ndarray`, shape (N,)
-        NaN where a pixel the aperture touches is not finite.
-
-    area : `~numpy.ndarray`, shape (N,)
-        The aperture areas (pixels), pi r^2 to the interpolation error.
-    """
-    half = int(np.ceil(radius + 0.5))
-    table = _weight_table(float(radius), half)
-    centre = stamps.shape[1] // 2
-    core = stamps[:, centre - half:centre + half + 1,
-                  centre - half:centre + half + 1]
-    # Bilinear interpolation of the weights between grid nodes.
-    step = 1.0 / (_GRID - 1)
-    fy = (np.clip(dy, -0.5, 0.5) + 0.5) / step
-    fx = (np.clip(dx, -0.5, 0.5) + 0.5) / step
-    iy = np.minimum(fy.astype(int), _GRID - 2)
-    ix = np.minimum(fx.astype(int), _GRID - 2)
-    ty = (fy - iy)[:, None, None]
-    tx = (fx - ix)[:, None, None]
-    weights = ((1 - ty) * (1 - tx) * table[iy, ix]
-               + (1 - ty) * tx * table[iy, ix + 1]
-               + ty * (1 - tx) * table[iy + 1, ix]
-               + ty * tx * table[iy + 1, ix + 1])
-    touched = weights > 0
-    bad = (~np.isfinite(core) & touched).any(axis=(1, 2))
-    sums = np.einsum('nij,nij->n', weights, np.where(touched, core, 0.0))
-    sums[bad] = np.nan
-    return sums, weights.sum(axis=(1, 2))
 
 
 def frame_hybrid(log_counts, log_counts_err, aperture_sum, area,

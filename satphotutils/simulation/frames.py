@@ -12,11 +12,17 @@ from astropy.nddata import CCDData
 from astropy.table import QTable, vstack
 from astropy.time import Time
 
+from satphotutils.calibration.counts import (
+    crowded_log_counts,
+    expected_log_counts,
+)
 from satphotutils.calibration.crowding import (
     blended_flux_ratio,
     stellar_background,
 )
 from satphotutils.calibration.gaia import GAIA_RELATIONS
+from satphotutils.stamps.apertures import circle_mask
+from satphotutils.stamps.cutout import cut_stamps
 from satphotutils.utils.exceptions import SatphotutilsError
 from satphotutils.utils.io import atomic_output
 
@@ -196,6 +202,12 @@ class FrameSimulator:
     catalog_g_max : float, optional
         Depth of the pipeline's reference catalogue.
 
+    signal_radius : float, optional
+        Radius (pixels) of the signal circle about a star's pixel, within
+        which the truth's ``n_unity`` counts the pixels set to exactly 1:
+        the paper's 5 px (81 pixels), that of the bundled model
+        (`~satphotutils.network.StampFeatures` ``radius``).
+
     Examples
     --------
     >>> from astropy.coordinates import SkyCoord
@@ -212,7 +224,7 @@ class FrameSimulator:
 
     def __init__(self, *, camera=None, pipeline=None, zeropoint=25.5,
                  pointing, rotation=0.0 * u.deg, truth_g_max=16.0,
-                 catalog_g_max=17.0):
+                 catalog_g_max=17.0, signal_radius=5.0):
         self.camera = Camera() if camera is None else camera
         self.pipeline = SurveyPipeline() if pipeline is None else pipeline
         self.zeropoint = float(zeropoint)
@@ -220,6 +232,9 @@ class FrameSimulator:
         self.wcs = self.camera.detector.wcs(self.pointing, rotation=rotation)
         self.truth_g_max = float(truth_g_max)
         self.catalog_g_max = float(catalog_g_max)
+        self.signal_radius = float(signal_radius)
+        # Refused here, not at the first frame.
+        circle_mask(1, self.signal_radius)
 
     def __repr__(self):
         return f'<FrameSimulator {self.camera!r}>'
@@ -264,8 +279,9 @@ class FrameSimulator:
             variable) on the frame: ``star`` (scene index), ``name``,
             ``x``, ``y``, ``sky_coord``, ``g``, ``mag`` (in the filter,
             at this time), ``true_counts``, ``log_counts`` (the paper's
-            label, Eq. 2), ``f_c``, ``b_c``, ``saturated``, ``n_unity``,
-            ``damaged``, ``outcome``, ``received``.
+            label, Eq. 2), ``f_c``, ``b_c``, ``saturated``, ``n_unity``
+            (exactly-1 pixels within ``signal_radius``), ``damaged``
+            (``n_unity > 0``), ``outcome``, ``received``.
         """
         rng = np.random.default_rng(seed)
         if conditions is None:
@@ -343,21 +359,15 @@ class FrameSimulator:
                                  bounds=(blend_px, nx - 1 - blend_px,
                                          blend_px, ny - 1 - blend_px),
                                  seed=0)
-        n_s = c.counts(mag[sel])  # Eq. 1, without the colour term
-        label = n_s * (1 + f_c) - b_c
-        ix, iy = np.rint(x[sel]).astype(int), np.rint(y[sel]).astype(int)
-        n_unity = np.zeros(sel.size, dtype=int)
-        yy, xx = np.mgrid[-5:6, -5:6]
-        circle = (xx**2 + yy**2) <= 25
-        for k, (cx, cy) in enumerate(zip(ix, iy, strict=True)):
-            box = obs.bad[max(cy - 5, 0):cy + 6, max(cx - 5, 0):cx + 6]
-            if box.shape == circle.shape:
-                n_unity[k] = int((box & circle).sum())
-            else:
-                n_unity[k] = int(box.sum())
+        # Eq. 1 (without the colour term) and Eq. 2.
+        log_label = crowded_log_counts(
+            expected_log_counts(mag[sel], c.zeropoint, c.transparency),
+            f_c, b_c)
+        size = 2 * int(self.signal_radius) + 1
+        bad, on = cut_stamps(obs.bad, x[sel], y[sel], size)
+        n_unity = np.count_nonzero(
+            bad & on & circle_mask(size, self.signal_radius), axis=(1, 2))
         star = idx[sel]
-        with np.errstate(invalid='ignore', divide='ignore'):
-            log_label = np.log10(label)
         truth = QTable({
             'star': star, 'name': scene.name[star], 'x': x[sel],
             'y': y[sel], 'sky_coord': scene.coord[star],

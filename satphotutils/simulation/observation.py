@@ -14,6 +14,8 @@ import functools
 import numpy as np
 from scipy import ndimage
 
+from satphotutils.calibration.counts import expected_log_counts
+
 from .exposure import expose_and_read
 from .psf import MoffatPSF, render_stars
 
@@ -95,8 +97,8 @@ class ExposureConditions:
 
     def counts(self, mag):
         """Total counts of stars of magnitude ``mag`` (Eq. 1)."""
-        return 10 ** (-0.4 * (np.asarray(mag) - self.zeropoint)) \
-            / self.transparency
+        return 10 ** expected_log_counts(mag, self.zeropoint,
+                                         self.transparency)
 
 
 @functools.lru_cache(maxsize=256)

@@ -18,11 +18,16 @@ import os
 import numpy as np
 from astropy import units as u
 
+from satphotutils.calibration.counts import (
+    crowded_log_counts,
+    expected_log_counts,
+)
 from satphotutils.calibration.crowding import (
     blended_flux_ratio,
     stellar_background,
 )
 from satphotutils.calibration.gaia import GAIA_RELATIONS
+from satphotutils.stamps.apertures import circle_mask
 from satphotutils.stamps.table import StampTableWriter
 
 from .detector import Camera
@@ -86,6 +91,12 @@ class StampSimulator:
         Galactic latitudes (degrees) the targets are spread over; the
         neighbour density follows. The default covers plane to pole.
 
+    signal_radius : float, optional
+        Radius (pixels) of the signal circle about the central pixel,
+        within which ``n_unity`` counts the pixels set to exactly 1: the
+        paper's 5 px (81 pixels), that of the bundled model
+        (`~satphotutils.network.StampFeatures` ``radius``).
+
     latitude_weighting : {'area', 'stars'}, optional
         How targets are spread over ``latitude_range``: ``'area'``
         uniformly on the sky, or ``'stars'`` as the stars themselves are
@@ -106,7 +117,7 @@ class StampSimulator:
                  stamp_size=21, g_range=(3.0, 15.0), images_per_star=4,
                  exposures_per_chunk=24, exposures_per_epoch=1,
                  neighbour_g_max=19.0, latitude_range=(0.0, 90.0),
-                 latitude_weighting='area'):
+                 latitude_weighting='area', signal_radius=5.0):
         if stamp_size % 2 == 0 or stamp_size < 5:
             msg = 'stamp_size must be an odd integer >= 5'
             raise ValueError(msg)
@@ -138,6 +149,9 @@ class StampSimulator:
             raise ValueError(msg)
         self.latitude_range = tuple(latitude_range)
         self.latitude_weighting = latitude_weighting
+        self.signal_radius = float(signal_radius)
+        # Refused here, not in a worker.
+        circle_mask(self.stamp_size, self.signal_radius)
 
     def __repr__(self):
         return (f'<StampSimulator {self.camera!r} g={self.g_range} '
@@ -182,7 +196,8 @@ class StampSimulator:
         The truth columns added to the stamp-table columns are ``g``,
         ``saturated`` (a raw pixel within 2 px of the target hit the ADC
         maximum), ``damaged`` (the stamp has overflow pixels set to 1),
-        ``n_unity`` (exactly-1 pixels within 5 px), ``outcome`` (of the
+        ``n_unity`` (exactly-1 pixels within ``signal_radius``),
+        ``outcome`` (of the
         saturation correction: ok, misplaced, lost, unmatched or none),
         ``received`` (given another star's misplaced flux), ``true_log_counts``
         (log10 of the target's own counts), ``G``, ``bp_rp``, ``f_c``,
@@ -399,19 +414,17 @@ class StampSimulator:
             'received', 'true_log_counts', 'G', 'bp_rp', 'f_c', 'b_c',
             'transparency', 'fwhm', 'mjd', 'exposure', 'epoch', 'x_ref',
             'y_ref', 'dx', 'dy')}
-        yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
-        circle = xx**2 + yy**2 <= 25
+        circle = circle_mask(self.stamp_size, self.signal_radius)
+        label_mag = []
         for i, star in enumerate(stars):
             for j, e in enumerate(star['exposures']):
                 cond = pool[e]
                 obs = observations[i, j]
                 scale = 10 ** (0.4 * cond.zeropoint) / cond.transparency
-                n_s = cond.counts(mag[i])  # Eq. 1, without the colour term
-                label = n_s * (1 + star['f_c']) - star['b_c'] * scale
                 stamp = obs.image
                 unity = (stamp == 1.0) & circle
                 columns['stamp'].append(stamp)
-                columns['log_counts'].append(np.log10(max(label, 1e-3)))
+                label_mag.append(mag[i])
                 columns['star_id'].append(first_star_id + i)
                 columns['zeropoint'].append(cond.zeropoint)
                 columns['sky'].append(cond.sky)
@@ -438,6 +451,12 @@ class StampSimulator:
                 columns['y_ref'].append(y_ref[i])
                 columns['dx'].append(x_ref[i] - np.rint(x_ref[i]))
                 columns['dy'].append(y_ref[i] - np.rint(y_ref[i]))
+        # The labels: Eq. 1 (without the colour term) and Eq. 2, with a
+        # floor of 1e-3 counts for targets lost in the background.
+        columns['log_counts'] = np.fmax(crowded_log_counts(
+            expected_log_counts(label_mag, columns['zeropoint'],
+                                columns['transparency']),
+            columns['f_c'], columns['b_c']), -3.0)
         out = {name: np.asarray(values) for name, values in columns.items()}
         out['stamp'] = out['stamp'].astype(np.float32)
         out['outcome'] = out['outcome'].astype('<U9')

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 from astropy.coordinates import SkyCoord
-from astropy.nddata import Cutout2D
 from astropy.stats import sigma_clipped_stats
 from astropy.table import Table
 
@@ -27,8 +26,11 @@ from satphotutils.frames import (
     read_frame,
     read_frame_info,
 )
+from satphotutils.lightcurves.epochs import assign_epochs
 from satphotutils.utils.exceptions import SatphotutilsError
 
+from .apertures import circle_mask
+from .cutout import cut_stamps
 from .table import StampTableWriter
 
 __all__ = ['BuildReport', 'StampBuilder']
@@ -199,7 +201,9 @@ class StampBuilder:
             candidates += [(path, int(i), float(x[i]), float(y[i]))
                            for i in np.flatnonzero(ok)]
         candidates = self._limit(candidates, report)
-        epochs = _epochs({p: m['mjd'] for p, m in info.items()})
+        epochs = dict(zip(info, assign_epochs(
+            [m['mjd'] for m in info.values()], window=_EPOCH_GAP),
+            strict=True))
 
         # Pass 2: cut the stamps, frame by frame.
         by_frame = {}
@@ -280,30 +284,19 @@ class StampBuilder:
         if sky is None:
             _, sky, _ = sigma_clipped_stats(data[::4, ::4])
         size = self.stamp_size
-        half = size // 2
-        yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
-        circle = xx**2 + yy**2 <= self.radius**2
-        out = {k: [] for k in ('stamp', 'star_id', 'target', 'dx', 'dy',
-                               'x', 'y', 'n_unity')}
-        for i, x, y in targets:
-            ix, iy = int(np.rint(x)), int(np.rint(y))
-            cut = Cutout2D(data, (ix, iy), (size, size), mode='strict',
-                           copy=True)
-            n_unity = int(np.count_nonzero((cut.data == 1.0) & circle))
-            if n_unity > self.max_unity:
-                report.rejected_unity += 1
-                continue
-            out['stamp'].append(cut.data)
-            out['star_id'].append(star_id[i])
-            out['target'].append(i)
-            out['dx'].append(x - ix)
-            out['dy'].append(y - iy)
-            out['x'].append(x)
-            out['y'].append(y)
-            out['n_unity'].append(n_unity)
-        if not out['stamp']:
+        circle = circle_mask(size, self.radius)
+        idx, x, y = (np.array(v) for v in zip(*targets, strict=True))
+        stamps, inside = cut_stamps(data, x, y, (size, size))
+        # A stamp the detector edge cuts is rejected as too near the edge
+        # (an edge smaller than the stamp's half-size lets it through).
+        whole = inside.all(axis=(1, 2))
+        report.rejected_edge += int(np.count_nonzero(~whole))
+        n_unity = np.count_nonzero((stamps == 1.0) & circle, axis=(1, 2))
+        keep = whole & (n_unity <= self.max_unity)
+        report.rejected_unity += int(np.count_nonzero(whole & ~keep))
+        if not keep.any():
             return None
-        idx = np.asarray(out.pop('target'))
+        idx, x, y = idx[keep], x[keep], y[keep]
         zp, t = meta['zeropoint'], meta['transparency']
         n = len(idx)
         # b_c was computed for Z = 0 and t = 1: scale to this frame.
@@ -311,20 +304,20 @@ class StampBuilder:
         log_counts = crowded_log_counts(
             expected_log_counts(mag[idx], zp, t),
             np.asarray(labels['f_c'])[idx], b_c)
-        rows = {'stamp': np.asarray(out['stamp'], dtype=np.float32),
+        rows = {'stamp': stamps[keep],
                 'log_counts': log_counts,
-                'star_id': np.asarray(out['star_id']),
+                'star_id': star_id[idx],
                 'zeropoint': np.full(n, zp), 'sky': np.full(n, float(sky)),
                 'camera': np.full(n, meta['camera']),
                 'filter': np.full(n, meta['filter']),
-                'dx': np.asarray(out['dx']), 'dy': np.asarray(out['dy']),
-                'x': np.asarray(out['x']), 'y': np.asarray(out['y']),
+                'dx': x - np.rint(x), 'dy': y - np.rint(y),
+                'x': x, 'y': y,
                 'ra': coords.ra.deg[idx], 'dec': coords.dec.deg[idx],
                 'mag': mag[idx], 'f_c': np.asarray(labels['f_c'])[idx],
                 'b_c': b_c, 'transparency': np.full(n, t),
                 'mjd': np.full(n, meta['mjd']),
                 'epoch': np.full(n, epoch),
-                'n_unity': np.asarray(out['n_unity']),
+                'n_unity': n_unity[keep],
                 'file': np.full(n, Path(path).name)}
         return rows
 
@@ -341,16 +334,3 @@ def _frame_overrides(frame_table):
             if c in frame_table.colnames]
     return {Path(str(r['file'])).name: {k: r[k] for k in keys}
             for r in frame_table}
-
-
-def _epochs(mjds):
-    """Return epoch numbers: frames closer than _EPOCH_GAP days share one."""
-    order = sorted(mjds, key=lambda p: (np.nan_to_num(mjds[p]), str(p)))
-    out, epoch, last = {}, -1, None
-    for p in order:
-        m = mjds[p]
-        if last is None or not np.isfinite(m) or m - last > _EPOCH_GAP:
-            epoch += 1
-        out[p] = epoch
-        last = m
-    return out

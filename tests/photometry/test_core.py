@@ -170,7 +170,7 @@ def test_photometry_command(frame, tmp_path, capsys):
     assert_allclose(table['log_counts'], direct['log_counts'], atol=1e-6)
 
 
-# -- honest options -------------------------------------------------------------
+# -- honest options -----------------------------------------------------------
 
 def test_error_is_propagated_into_the_uncertainty(frame, phot):
     ccd, truth = frame

@@ -1,6 +1,6 @@
 # Licensed under a 3-clause BSD style license - see LICENSE.rst
-"""The frame-calibrated hybrid: its aperture against photutils, its choice
-against simulated truth."""
+"""The frame-calibrated hybrid: its choice against simulated truth (its
+aperture is tested against photutils in tests/stamps/test_apertures.py)."""
 
 import dataclasses
 from math import erf
@@ -10,40 +10,16 @@ import pytest
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 from numpy.testing import assert_allclose
-from photutils.aperture import CircularAperture, aperture_photometry
 
 from satphotutils.frames import HeaderKeys
 from satphotutils.photometry import (
     AperturePhotometryBaseline,
     SaturatedStarPhotometry,
 )
-from satphotutils.photometry.hybrid import exact_aperture_sums, frame_hybrid
+from satphotutils.photometry.hybrid import frame_hybrid
 from satphotutils.simulation import Camera, Detector, FrameSimulator, Scene
 from satphotutils.utils.flags import SATPHOT_FLAGS
 from satphotutils.utils.stats import dispersion
-
-
-@pytest.mark.parametrize('radius', [2.0, 3.0])
-def test_exact_aperture_sums_equal_photutils(radius):
-    rng = np.random.default_rng(4)
-    n = 300
-    image = rng.gamma(2.0, 50.0, (60, 60 * n // 10))
-    x = rng.uniform(15, image.shape[1] - 16, n)
-    y = rng.uniform(15, image.shape[0] - 16, n)
-    ix, iy = np.rint(x).astype(int), np.rint(y).astype(int)
-    stamps = np.stack([image[j - 10:j + 11, i - 10:i + 11]
-                       for i, j in zip(ix, iy, strict=True)])
-    sums, area = exact_aperture_sums(stamps, x - ix, y - iy, radius=radius)
-    ref = aperture_photometry(image, CircularAperture(np.column_stack(
-        [x, y]), r=radius), method='exact')['aperture_sum']
-    assert_allclose(sums, np.asarray(ref), rtol=3e-4)
-    assert_allclose(area, np.pi * radius**2, rtol=3e-4)
-    # A NaN the aperture touches spoils the sum; one it misses does not.
-    stamps[0, 10, 10] = np.nan
-    stamps[1, 0, 0] = np.nan
-    sums, _ = exact_aperture_sums(stamps, x - ix, y - iy, radius=radius)
-    assert np.isnan(sums[0])
-    assert np.isfinite(sums[1])
 
 
 def _synthetic(rng, n=2000, contaminated=0.3):

@@ -12,6 +12,7 @@ from satphotutils.simulation import (
     FrameSimulator,
     PulsatingStar,
     Scene,
+    SurveyPipeline,
     simulate_field,
 )
 
@@ -131,3 +132,35 @@ def test_field_writes_frames_and_truth(scene, tmp_path):
         assert frame.meta['CAMERA'] in ('bi', 'ba')
     with pytest.raises(FileExistsError, match='overwrite'):
         simulate_field(tmp_path, scene, sims, n_epochs=1, seed=3)
+
+
+def _unity_within(image, x, y, radius):
+    """Pixels exactly 1 whose centres are within radius of (x, y)'s pixel."""
+    yy, xx = np.mgrid[:image.shape[0], :image.shape[1]]
+    return np.array([np.count_nonzero(
+        (image == 1.0) & (np.hypot(xx - np.rint(xi), yy - np.rint(yi))
+                          <= radius)) for xi, yi in zip(x, y, strict=True)])
+
+
+@pytest.mark.parametrize('radius', [5.0, 3.0])
+def test_n_unity_counts_the_signal_circle(radius):
+    # Damaged cores of saturated stars, also against the image edges,
+    # where the circle is cut (not a square box of 11 x 11).
+    detector = Detector(shape=(128, 128))
+    wcs = detector.wcs(CENTRE)
+    coord = wcs.pixel_to_world([1.0, 3.0, 4.2, 124.0, 64.0, 30.0],
+                               [60.0, 90.0, 30.0, 64.0, 125.0, 30.0])
+    scene = Scene(coord, np.full(6, 5.0), np.ones(6))
+    sim = FrameSimulator(camera=Camera(detector=detector), pointing=CENTRE,
+                         pipeline=SurveyPipeline(damage_fraction=1.0),
+                         signal_radius=radius)
+    frame, truth = sim(scene, mjd=59000.0, seed=3)
+    expected = _unity_within(frame.data, truth['x'], truth['y'], radius)
+    assert (expected > 0).sum() >= 4
+    assert truth['n_unity'].tolist() == expected.tolist()
+    assert truth['damaged'].tolist() == (expected > 0).tolist()
+
+
+def test_signal_radius_is_validated():
+    with pytest.raises(ValueError, match='radius must be'):
+        FrameSimulator(pointing=CENTRE, signal_radius=-1.0)

@@ -234,3 +234,19 @@ def test_epochs_group_consecutive_exposures():
             assert np.ptp(np.log10(same['transparency'])) < 0.05
     with pytest.raises(ValueError, match='exposures_per_epoch must divide'):
         StampSimulator(images_per_star=4, exposures_per_epoch=3)
+
+
+@pytest.mark.parametrize('radius', [3.0, 7.5])
+def test_n_unity_counts_the_configured_signal_circle(radius):
+    sim = StampSimulator(images_per_star=2, g_range=(3.0, 7.0),
+                         pipeline=SurveyPipeline(damage_fraction=1.0),
+                         signal_radius=radius)
+    stamps = sim(20, seed=4)
+    yy, xx = np.mgrid[-10:11, -10:11]
+    ones = np.asarray(stamps['stamp']) == 1.0
+    expected = np.count_nonzero(ones & (np.hypot(xx, yy) <= radius),
+                                axis=(1, 2))
+    assert (expected > 0).sum() > 10
+    assert np.asarray(stamps['n_unity']).tolist() == expected.tolist()
+    with pytest.raises(ValueError, match='radius must be'):
+        StampSimulator(signal_radius=np.nan)

@@ -1,8 +1,12 @@
+import shutil
+
 import numpy as np
 import pytest
 from astropy import units as u
 from astropy.coordinates import SkyCoord
+from astropy.io import fits
 from astropy.table import Table
+from astropy.wcs import WCS
 from numpy.testing import assert_allclose
 
 from satphotutils.simulation import (
@@ -93,3 +97,47 @@ def test_frame_table_overrides_headers(field, tmp_path):
     table = read_stamp_table(tmp_path / 'c.fits')
     assert report.frames_used == 5
     assert_allclose(table['zeropoint'], 20.0)
+
+
+def test_stamps_cut_by_the_detector_edge_are_rejected(field, tmp_path):
+    # An edge smaller than the stamp's half-size: a target 7 px from the
+    # detector edge passes it, but its stamp would leave the detector.
+    directory, targets, gaia = field
+    frame = sorted(directory.glob('*.fits'))[0]
+    with fits.open(frame) as hdul:
+        wcs = WCS(hdul[0].header)
+    near = wcs.pixel_to_world(7.0, 150.0)
+    more = Table(targets, copy=True)
+    more.add_row({'source_id': 104, 'ra': near.ra.deg, 'dec': near.dec.deg,
+                  'phot_g_mean_mag': 11.0, 'bp_rp': 1.0})
+    report = StampBuilder(edge=5)(directory, more, tmp_path / 'e.fits',
+                                  neighbours=gaia)
+    table = read_stamp_table(tmp_path / 'e.fits')
+    assert report.frames_used == 6
+    assert 104 not in set(table['star_id'])
+    assert report.rejected_edge == 6
+    inner = StampBuilder(edge=30)(directory, targets, tmp_path / 'f.fits',
+                                  neighbours=gaia)
+    assert report.rows == inner.rows == len(table)
+
+
+def test_frames_without_a_time_are_epochs_of_their_own(field, tmp_path):
+    directory, targets, gaia = field
+    frames = []
+    for k, path in enumerate(sorted(directory.glob('*.fits'))):
+        copy = tmp_path / path.name
+        shutil.copy(path, copy)
+        if k < 2:  # two of the first epoch's three exposures
+            for key in ('MJD-OBS', 'DATE-OBS', 'MJD-AVG', 'DATE-AVG'):
+                fits.delval(copy, key)
+        frames.append(copy)
+    StampBuilder(edge=30)(frames, targets, tmp_path / 'g.fits',
+                          neighbours=gaia)
+    table = read_stamp_table(tmp_path / 'g.fits')
+    rows = table[table['star_id'] == 100]
+    timeless = np.isnan(rows['mjd'])
+    assert timeless.sum() == 2
+    assert len(set(rows['epoch'][timeless])) == 2
+    assert not set(rows['epoch'][timeless]) & set(rows['epoch'][~timeless])
+    assert sorted(np.bincount(rows['epoch'][~timeless])[
+        np.unique(rows['epoch'][~timeless])]) == [1, 3]

@@ -1,0 +1,433 @@
+# Licensed under a 3-clause BSD style license - see LICENSE.rst
+"""
+Circular apertures on stacks of stamps: the signal circle and aperture sums.
+
+The one implementation of circular aperture sums on stamps in
+satphotutils; the photometry baselines, the frame hybrid and the network
+features all use it. Stamps are centred on the pixel nearest the target
+(odd shape ``(ny, nx)``, the target within half a pixel of the central
+pixel's centre), so that one table of pixel weights serves every stamp.
+
+Two of photutils' aperture methods are offered:
+
+``'exact'``
+    The exact overlap of the circle with each pixel (photutils'
+    ``circular_overlap_grid``), tabulated once per radius on a grid of
+    41 x 41 sub-pixel offsets and interpolated bilinearly between its
+    nodes. The aperture area is exact and a pixel's weight within 2.5e-3
+    of photutils' (r = 1-5 px; see `aperture_sums`).
+
+``'center'``
+    Each pixel whose centre lies within the radius counts fully. Unlike
+    photutils, a centre *on* the circle counts: this is the paper's signal
+    circle (81 pixels within 5 px), `circle_mask`.
+
+Everything here is NumPy; photutils is imported when an exact table is
+first built.
+"""
+
+import functools
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ['ApertureSums', 'aperture_sums', 'center_sums', 'circle_index',
+           'circle_mask']
+
+# Nodes per axis of the exact-overlap weight table over offsets -0.5..0.5:
+# 1/40 px apart (see the accuracy figures in `aperture_sums`).
+_GRID = 41
+_METHODS = ('exact', 'center')
+
+
+class ApertureSums(NamedTuple):
+    """
+    The result of `aperture_sums`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from satphotutils.stamps.apertures import aperture_sums
+    >>> result = aperture_sums(np.ones((1, 11, 11)), 2.0)
+    >>> result._fields
+    ('sum', 'area', 'non_finite')
+    """
+
+    #: Aperture sums, shape (N,); NaN where ``non_finite``.
+    sum: np.ndarray
+    #: Aperture areas (pixels), shape (N,).
+    area: np.ndarray
+    #: Whether the aperture touches a non-finite pixel, shape (N,).
+    non_finite: np.ndarray
+
+
+def _check_shape(shape):
+    shape = tuple(int(n) for n in np.atleast_1d(shape))
+    if len(shape) == 1:
+        shape = shape * 2
+    if len(shape) != 2 or any(n < 1 or n % 2 == 0 for n in shape):
+        msg = (f'the stamp shape must be two odd sizes (ny, nx), got '
+               f'{shape}: stamps are centred on a pixel')
+        raise ValueError(msg)
+    return shape
+
+
+def _offsets(shape):
+    """Pixel-centre offsets (y, x) from the central pixel, as 2D grids."""
+    ny, nx = shape
+    return np.mgrid[-(ny // 2):ny // 2 + 1, -(nx // 2):nx // 2 + 1]
+
+
+@functools.lru_cache(maxsize=32)
+def _circle(shape, radius):
+    yy, xx = _offsets(shape)
+    mask = xx**2 + yy**2 <= radius**2
+    mask.flags.writeable = False
+    index = np.flatnonzero(mask.ravel())
+    index.flags.writeable = False
+    return mask, index
+
+
+def circle_mask(shape, radius):
+    """
+    Return the pixels whose centres lie within ``radius`` of the centre.
+
+    This is the signal circle: the paper's 81 pixels within 5 px of a
+    21 x 21 stamp's central pixel, which the network sees, where
+    exactly-1 pixels are counted (``n_unity``) and the saturated pixels
+    are looked for. A centre on the circle counts.
+
+    Parameters
+    ----------
+    shape : int or tuple of int
+        Stamp shape ``(ny, nx)`` (odd sizes); an int for a square.
+
+    radius : float
+        Radius (pixels) about the central pixel's centre.
+
+    Returns
+    -------
+    mask : `~numpy.ndarray` of bool, shape ``shape``
+        Read-only.
+
+    Raises
+    ------
+    ValueError
+        If a size is even or the radius is negative.
+
+    Examples
+    --------
+    >>> from satphotutils.stamps.apertures import circle_mask
+    >>> int(circle_mask((21, 21), 5.0).sum())
+    81
+    >>> circle_mask((3, 5), 1.0).astype(int)
+    array([[0, 0, 1, 0, 0],
+           [0, 1, 1, 1, 0],
+           [0, 0, 1, 0, 0]])
+    """
+    return _circle(_check_shape(shape), _check_radius(radius))[0]
+
+
+def circle_index(shape, radius):
+    """
+    Return the flat indices of the pixels of `circle_mask`.
+
+    Parameters
+    ----------
+    shape : int or tuple of int
+        Stamp shape ``(ny, nx)`` (odd sizes); an int for a square.
+
+    radius : float
+        Radius (pixels) about the central pixel's centre.
+
+    Returns
+    -------
+    index : `~numpy.ndarray` of int
+        Indices into a stamp flattened in C order, ascending; read-only.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from satphotutils.stamps.apertures import circle_index
+    >>> stamps = np.arange(2 * 25.0).reshape(2, 5, 5)
+    >>> circle_index(5, 1.0).tolist()
+    [7, 11, 12, 13, 17]
+    >>> stamps.reshape(2, -1)[:, circle_index(5, 1.0)].sum(axis=1)
+    array([ 60., 185.])
+    """
+    return _circle(_check_shape(shape), _check_radius(radius))[1]
+
+
+def _check_radius(radius):
+    radius = float(radius)
+    if not radius >= 0 or not np.isfinite(radius):
+        msg = f'the radius must be a finite number >= 0, got {radius}'
+        raise ValueError(msg)
+    return radius
+
+
+def center_sums(values, radii, *, dx=None, dy=None, shape=None, index=None):
+    """
+    Pixel-centre (``'center'``) aperture sums of stamps.
+
+    A pixel counts if its centre is within the radius of the aperture
+    centre (on the circle included). The distances are computed in the
+    floating-point type of ``values`` (float32 for float32 stamps), so
+    that float32 features are reproduced exactly.
+
+    Parameters
+    ----------
+    values : array-like, shape (N, ny, nx) or (N, M)
+        The stamps, or the values of the ``M`` pixels ``index`` of stamps
+        of ``shape`` (e.g. those of the signal circle).
+
+    radii : float or sequence of float
+        Aperture radii (pixels).
+
+    dx, dy : array-like, shape (N,), optional
+        Offsets of the aperture centre from the central pixel's centre.
+
+    shape : tuple of int, optional
+        Stamp shape, with ``index``.
+
+    index : array-like of int, optional
+        Flat (C-order) stamp indices of the columns of a 2D ``values``.
+
+    Returns
+    -------
+    sums : `~numpy.ndarray`, shape (N,) or (len(radii), N)
+        One row per radius for a sequence of radii; NaN where a pixel in
+        the aperture is NaN.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from satphotutils.stamps.apertures import center_sums, circle_index
+    >>> stamps = np.ones((2, 11, 11), dtype=np.float32)
+    >>> center_sums(stamps, [1.0, 2.0]).tolist()
+    [[5.0, 5.0], [13.0, 13.0]]
+
+    The same sums from the pixels of the 5-px circle only:
+
+    >>> idx = circle_index(11, 5.0)
+    >>> center_sums(stamps.reshape(2, -1)[:, idx], [1.0, 2.0],
+    ...             shape=(11, 11), index=idx).tolist()
+    [[5.0, 5.0], [13.0, 13.0]]
+    """
+    values = np.asarray(values)
+    if not np.issubdtype(values.dtype, np.floating):
+        values = values.astype(float)
+    if index is None:
+        if values.ndim != 3:
+            msg = ('values must be stamps of shape (N, ny, nx), or give '
+                   'shape and index for values of shape (N, M)')
+            raise ValueError(msg)
+        shape = _check_shape(values.shape[1:])
+        values = values.reshape(len(values), -1)
+        index = slice(None)
+    else:
+        shape = _check_shape(shape)
+        if values.ndim != 2 or values.shape[1] != np.size(index):
+            msg = (f'values must have shape (N, {np.size(index)}) for '
+                   f'{np.size(index)} indices, got {values.shape}')
+            raise ValueError(msg)
+    d2 = _distance2(shape, index, dx, dy, len(values), values.dtype)
+    scalar = np.ndim(radii) == 0
+    sums = np.stack([np.where(d2 <= float(r)**2, values, 0).sum(axis=1)
+                     for r in np.atleast_1d(radii)])
+    return sums[0] if scalar else sums
+
+
+def _distance2(shape, index, dx, dy, n, dtype):
+    """Squared distances of pixel centres from the aperture centres."""
+    yy, xx = _offsets(shape)
+    cx = xx.ravel()[index].astype(dtype)
+    cy = yy.ravel()[index].astype(dtype)
+    dx = np.zeros(n, dtype) if dx is None else np.asarray(dx, dtype=dtype)
+    dy = np.zeros(n, dtype) if dy is None else np.asarray(dy, dtype=dtype)
+    return (cx[None, :] - dx[:, None])**2 + (cy[None, :] - dy[:, None])**2
+
+
+@functools.lru_cache(maxsize=16)
+def _weight_table(radius, half):
+    """
+    Exact circle-pixel overlaps of a (2 half + 1)^2 core, per sub-pixel node.
+
+    Returns the weights, shape (_GRID, _GRID, K) with K the core's pixels
+    (node (i, j) is the circle at dy, dx = -0.5 + (i, j) / (_GRID - 1)),
+    and the areas per node.
+    """
+    from photutils.geometry import circular_overlap_grid
+
+    size = 2 * half + 1
+    nodes = np.linspace(-0.5, 0.5, _GRID)
+    table = np.empty((_GRID, _GRID, size * size))
+    for i, dy in enumerate(nodes):
+        for j, dx in enumerate(nodes):
+            # Pixel centres at -half..half; the circle at (dx, dy).
+            table[i, j] = circular_overlap_grid(
+                -half - 0.5 - dx, half + 0.5 - dx,
+                -half - 0.5 - dy, half + 0.5 - dy,
+                size, size, radius, 1, 1).ravel()
+    table.flags.writeable = False
+    return table
+
+
+def _reach(radius, method):
+    """Largest pixel offset an aperture centred within 0.5 px can touch."""
+    if method == 'center':
+        return int(np.floor(radius + 0.5))
+    # A pixel |j| touches the circle when |j| - 0.5 < radius + 0.5.
+    return max(int(np.ceil(radius + 1.0)) - 1, 0)
+
+
+def aperture_sums(stamps, radius, *, dx=None, dy=None, method='exact'):
+    """
+    Circular-aperture sums of a stack of stamps.
+
+    The aperture is centred ``(dx, dy)`` from the central pixel's centre
+    of each stamp, and must lie within the stamp.
+
+    Parameters
+    ----------
+    stamps : array-like, shape (N, ny, nx)
+        Stamps of odd sizes, centred on the pixel nearest the target.
+
+    radius : float
+        Aperture radius (pixels).
+
+    dx, dy : array-like, shape (N,), optional
+        Offsets of the aperture centre, in [-0.5, 0.5] (zero if `None`).
+
+    method : {'exact', 'center'}, optional
+        photutils' aperture methods: the exact circle-pixel overlap, or
+        the pixels whose centres are within the radius (see the module
+        notes for the one difference: centres on the circle count).
+
+    Returns
+    -------
+    result : `ApertureSums`
+        ``sum`` (float64), ``area`` (the sum of the weights: pi r^2 for
+        ``'exact'``, the number of pixels for ``'center'``) and
+        ``non_finite``: the aperture gives a pixel that is NaN or
+        infinite a non-zero weight, and the sum is NaN. Non-finite pixels
+        outside the aperture do not matter.
+
+    Raises
+    ------
+    ValueError
+        If the stamps are not (N, ny, nx) with odd sizes, the aperture
+        does not fit in them, an offset is not finite or beyond half a
+        pixel, or the method is unknown.
+
+    Notes
+    -----
+    The ``'exact'`` weights are bilinear interpolations between exact
+    overlaps (photutils' ``circular_overlap_grid``) on nodes 1/40 px
+    apart. Over 3,000 random offsets a weight differed from the exact
+    overlap by at most 1.6e-3 (r = 2) to 2.5e-3 (r = 5), with errors
+    that sum to zero (the area is exact to 1e-14). On noise stamps of
+    mean 100 and standard deviation 71 the relative error of a sum has a
+    standard deviation of at most 1.3e-4 (r = 2), 7e-5 (r = 3) and 3e-5
+    (r = 5) against ``aperture_photometry(method='exact')``; on a
+    star's profile it is within 1e-4 (r = 2) to 1e-7 (r = 5). The stamps
+    are grouped by table cell, one matrix product per cell: 10^5 stamps
+    of 21 x 21 take about 0.1 s.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from satphotutils.stamps.apertures import aperture_sums
+    >>> stamps = np.ones((2, 21, 21))
+    >>> stamps[1, 10, 12] = np.nan
+    >>> result = aperture_sums(stamps, 2.0, dx=[0.0, -0.3], dy=[0.0, 0.2])
+    >>> result.sum.round(6).tolist(), result.area.round(6).tolist()
+    ([12.566371, nan], [12.566371, 12.566371])
+    >>> result.non_finite
+    array([False,  True])
+    >>> aperture_sums(stamps[:1], 2.0, method='center').sum
+    array([13.])
+    """
+    if method not in _METHODS:
+        msg = f'method must be one of {_METHODS}, got {method!r}'
+        raise ValueError(msg)
+    stamps = np.asarray(stamps)
+    if stamps.ndim != 3:
+        msg = f'stamps must have shape (N, ny, nx), got {stamps.shape}'
+        raise ValueError(msg)
+    ny, nx = _check_shape(stamps.shape[1:])
+    radius = _check_radius(radius)
+    n = len(stamps)
+    dx = _offset(dx, n, 'dx')
+    dy = _offset(dy, n, 'dy')
+    half = _reach(radius, method)
+    if half > min(ny, nx) // 2:
+        need = 2 * half + 1
+        msg = (f'an aperture of radius {radius:g} px ({method!r}) needs '
+               f'stamps of at least {need} x {need} pixels, got '
+               f'{ny} x {nx}')
+        raise ValueError(msg)
+    cy, cx = ny // 2, nx // 2
+    core = stamps[:, cy - half:cy + half + 1, cx - half:cx + half + 1]
+    core = core.reshape(n, -1).astype(float)
+    finite = np.isfinite(core)
+    if method == 'center':
+        size = 2 * half + 1
+        inside = _distance2((size, size), slice(None), dx, dy, n,
+                            float) <= radius**2
+        bad = (inside & ~finite).any(axis=1)
+        sums = np.where(inside, core, 0.0).sum(axis=1)
+        sums[bad] = np.nan
+        return ApertureSums(sums, inside.sum(axis=1).astype(float), bad)
+    return _exact_sums(core, finite, radius, half, dx, dy)
+
+
+def _offset(d, n, name):
+    if d is None:
+        return np.zeros(n)
+    d = np.broadcast_to(np.asarray(d, dtype=float), (n,))
+    if not np.all(np.abs(d) <= 0.5):
+        msg = (f'{name} must be finite offsets within [-0.5, 0.5] px of '
+               'the central pixel: cut the stamps at the rounded '
+               'positions (satphotutils.stamps.cutout.cut_stamps)')
+        raise ValueError(msg)
+    return d
+
+
+def _exact_sums(core, finite, radius, half, dx, dy):
+    table = _weight_table(radius, half)
+    cells = _GRID - 1
+    fy = (dy + 0.5) * cells
+    fx = (dx + 0.5) * cells
+    iy = np.minimum(fy.astype(int), cells - 1)
+    ix = np.minimum(fx.astype(int), cells - 1)
+    ty, tx = fy - iy, fx - ix
+    coef = np.column_stack([(1 - ty) * (1 - tx), (1 - ty) * tx,
+                            ty * (1 - tx), ty * tx])
+    has_bad = ~finite.all(axis=1)
+    if has_bad.any():
+        core = np.where(finite, core, 0.0)
+    n = len(core)
+    sums = np.empty(n)
+    area = np.empty(n)
+    bad = np.zeros(n, dtype=bool)
+    # One matrix product per table cell: the four corner weights of the
+    # cell against all its stamps' cores at once.
+    cell = iy * cells + ix
+    order = np.argsort(cell, kind='stable')
+    starts = np.flatnonzero(np.r_[True, np.diff(cell[order]) != 0])
+    for start, stop in zip(starts, np.r_[starts[1:], n], strict=True):
+        rows = order[start:stop]
+        i, j = iy[rows[0]], ix[rows[0]]
+        corners = table[i:i + 2, j:j + 2].reshape(4, -1)
+        c = coef[rows]
+        sums[rows] = np.einsum('nk,nk->n', core[rows] @ corners.T, c)
+        area[rows] = c @ corners.sum(axis=1)
+        spoilt = has_bad[rows]
+        if spoilt.any():
+            # The pixels with weight: those of the corners used.
+            touched = (c[spoilt] > 0) @ (corners > 0) > 0
+            bad[rows[spoilt]] = (touched & ~finite[rows[spoilt]]).any(
+                axis=1)
+    sums[bad] = np.nan
+    return ApertureSums(sums, area, bad)
