@@ -3,12 +3,29 @@
 
 import numpy as np
 
+from satphotutils.utils.flags import SATPHOT_FLAGS
+
 __all__ = ['plot_intercalibration']
+
+
+# Ten colours and seven markers: (k mod 10, k mod 7) differs for every
+# pair of the first 70 groups, and neighbours differ in both.
+_MARKERS = ('o', 's', '^', 'D', 'v', 'P', 'X')
+
+# Points left out of the fit (drawn hollow).
+_NOT_FITTED = (SATPHOT_FLAGS.INTERCAL_FAINTEST | SATPHOT_FLAGS.INTERCAL_CLIPPED
+               | SATPHOT_FLAGS.BAD_QUALITY)
 
 
 def plot_intercalibration(result, *, path=None):
     """
     Plot a light curve before and after intercalibration, by group.
+
+    Each camera/filter group has its own colour and marker; points left
+    out of the fit (faintest, clipped, bad quality) are hollow. Flagged
+    groups (too small, implausible offset, mostly clipped) are drawn in
+    a panel of their own, as measured, and marked in the legend, which
+    sits outside the data.
 
     Parameters
     ----------
@@ -43,26 +60,46 @@ def plot_intercalibration(result, *, path=None):
     """
     import matplotlib.pyplot as plt
 
-    lc = result.lightcurve
-    t = lc['time'].jd - 2450000
-    fig, axes = plt.subplots(2, 1, figsize=(9, 6), sharex=True,
-                             layout='constrained')
-    for group in np.unique(lc['group']):
-        sel = lc['group'] == group
-        good = sel & (lc['flags'] == 0)
-        for ax, col in ((axes[0], 'mag_raw'), (axes[1], 'mag')):
-            line, = ax.plot(t[good], lc[col].value[good], '.', ms=2,
-                            label=group)
-            bad = sel & (lc['flags'] != 0)
-            ax.plot(t[bad], lc[col].value[bad], 'x', ms=3,
-                    color=line.get_color(), alpha=0.5)
-    for ax, title in zip(axes, ('before', 'after (x: flagged)'),
-                         strict=True):
+    flagged = result.flagged_groups
+    parts = [result.lightcurve] if result.left_out is None else \
+        [result.lightcurve, result.left_out]
+    n_rows = 3 if flagged else 2
+    fig, axes = plt.subplots(n_rows, 1, figsize=(10, 2.6 * n_rows + 0.6),
+                             sharex=True, layout='constrained')
+    colours = plt.rcParams['axes.prop_cycle'].by_key().get('color') or \
+        [f'C{k}' for k in range(10)]
+    handles = []
+    for k, group in enumerate(result.offsets['group']):
+        group = str(group)
+        style = {'color': colours[k % len(colours)],
+                 'marker': _MARKERS[k % len(_MARKERS)], 'ms': 3,
+                 'ls': 'none'}
+        rows = [p[p['group'] == group] for p in parts]
+        if group in flagged:
+            targets = [(axes[2], 'mag_raw')]
+        else:
+            targets = [(axes[0], 'mag_raw'), (axes[1], 'mag')]
+        for part in rows:
+            t = part['time'].jd - 2450000
+            bad = (np.asarray(part['flags']) & _NOT_FITTED) != 0
+            for ax, col in targets:
+                y = part[col].value
+                ax.plot(t[~bad], y[~bad], **style)
+                ax.plot(t[bad], y[bad], mfc='none', alpha=0.6, **style)
+        label = f'{group} (flagged)' if group in flagged else group
+        handles.append(plt.Line2D([], [], label=label, **style))
+    titles = ['before (hollow: left out of the fit)', 'after']
+    if flagged:
+        titles.append('flagged groups, as measured: '
+                      + ', '.join(flagged))
+    for ax, title in zip(axes, titles, strict=True):
         ax.invert_yaxis()
         ax.set_ylabel('mag')
-        ax.set_title(title)
-    axes[1].set_xlabel('JD - 2450000')
-    axes[0].legend(ncol=4, fontsize='small', markerscale=4)
+        ax.set_title(title, fontsize='medium', loc='left')
+    axes[-1].set_xlabel('JD - 2450000')
+    fig.legend(handles=handles, loc='outside right upper',
+               fontsize='small', markerscale=1.5,
+               ncols=1 + (len(handles) - 1) // 24)
     if path is not None:
         from satphotutils.utils.io import atomic_output
 

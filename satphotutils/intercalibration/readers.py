@@ -1,14 +1,18 @@
 # Licensed under a 3-clause BSD style license - see LICENSE.rst
 """
-Readers of ASAS-SN Sky Patrol light curves into one table layout.
+Readers of light curves into one table layout.
 
-Every reader returns a `~astropy.table.QTable` sorted by time with
-``time`` (`~astropy.time.Time`), ``mag``, ``mag_err`` (mag), ``camera``,
-``filter`` and ``quality`` (bool, the survey's good-quality mark, True
-where the format has none); rows without a valid measurement (99.99
-placeholders, ``>limit`` non-detections, zero or placeholder errors) are
-left out and counted in ``meta['n_invalid']``. Camera codes are kept
-case-sensitive: ``ba`` is a unit in V and ``bA`` the same unit in g.
+Sky Patrol v1/v2 and pyasassn exports, and the package's own light-curve
+files (``satphot lightcurve``), are read into a `~astropy.table.QTable`
+sorted by time with ``time`` (`~astropy.time.Time`), ``mag``,
+``mag_err`` (mag), ``camera``, ``filter``, ``quality`` (bool: False
+where the survey marked the point bad or the photometry flagged it with a
+rejecting flag, see `read_lightcurve`) and ``flags`` (the photometry
+flags of the package's files, 0 for the survey's); rows without a valid
+measurement (99.99 placeholders, ``>limit`` non-detections, zero or
+placeholder errors, NaN magnitudes of unusable epochs) are left out and
+counted in ``meta['n_invalid']``. Camera codes are kept case-sensitive:
+``ba`` is a unit in V and ``bA`` the same unit in g.
 """
 
 import re
@@ -21,11 +25,28 @@ from astropy.table import QTable, Table
 from astropy.time import Time
 from astropy.utils.exceptions import AstropyWarning
 
+from satphotutils.lightcurves.epochs import REJECT_FLAGS
 from satphotutils.utils.exceptions import SatphotutilsError
+from satphotutils.utils.flags import SATPHOT_FLAGS
 
 __all__ = ['read_lightcurve']
 
 _PLACEHOLDER = 99.0  # 99.99 / 99.999 mark failed measurements
+
+# Photometry flags that make a point bad quality: those that keep an
+# exposure out of its epoch (an epoch carries them only when none of its
+# exposures was clean), and a previous intercalibration's bad-quality
+# mark. Not ``lightcurve_outlier``: the light-curve stage clips about the
+# median of all cameras before their offsets are known, so it flags every
+# point of a camera whose zero point is off (a simulated camera 0.25 mag
+# off had all its epochs flagged), the very points intercalibration
+# corrects; its robust mode clips again after the offsets.
+_BAD_QUALITY_FLAGS = REJECT_FLAGS | SATPHOT_FLAGS.BAD_QUALITY
+
+
+def _quality_from_flags(flags):
+    """Good quality (True) where no bad-quality flag bit is set."""
+    return (np.asarray(flags, dtype=np.int64) & _BAD_QUALITY_FLAGS) == 0
 
 
 def _detect(text):
@@ -90,26 +111,31 @@ def _clean_camera(values):
     return np.array([re.sub(r'[^A-Za-z0-9]', '', str(v)) for v in values])
 
 
-def _finish(time, mag, err, camera, filt, quality, fmt, source):
+def _finish(time, mag, err, camera, filt, quality, fmt, source, *,
+            flags=None, scale='utc', meta=None):
     valid = (np.isfinite(mag) & np.isfinite(err) & (mag < _PLACEHOLDER)
              & (err > 0) & (err < _PLACEHOLDER))
+    if flags is None:
+        flags = np.zeros(len(mag), dtype=np.int64)
     order = np.argsort(time[valid], kind='stable')
     table = QTable()
-    table['time'] = Time(time[valid][order], format='jd', scale='utc')
+    table['time'] = Time(time[valid][order], format='jd', scale=scale)
     table['mag'] = mag[valid][order] * u.mag
     table['mag_err'] = err[valid][order] * u.mag
     table['camera'] = camera[valid][order]
     table['filter'] = filt[valid][order]
     table['quality'] = quality[valid][order]
+    table['flags'] = flags[valid][order]
+    table.meta.update(meta or {})
     table.meta.update({'format': fmt, 'source': str(source),
                        'n_rows': len(mag),
                        'n_invalid': int((~valid).sum())})
     return table
 
 
-def read_lightcurve(source, *, format=None):
+def read_lightcurve(source, *, format=None, name=None):
     r"""
-    Read a Sky Patrol light curve (or any light-curve table).
+    Read a light curve: Sky Patrol, pyasassn or the package's own.
 
     Parameters
     ----------
@@ -117,23 +143,40 @@ def read_lightcurve(source, *, format=None):
         A Sky Patrol v1 CSV (``HJD,UT Date,Camera,...``; a missing
         ``Filter`` column means V), a Sky Patrol v2 web CSV (``#``
         header lines, ``JD,Flux,...,Quality,Camera``), a pyasassn table
-        (``jd,...,cam``; g), or a table / ECSV with ``time``, ``mag``,
-        ``mag_err``, ``camera`` and ``filter``.
+        (``jd,...,cam``; g), a light curve written by ``satphot
+        lightcurve`` (one target's ECSV or FITS file, or the long
+        ``all.ecsv``/``all.fits`` with a ``name`` column), or any table
+        / ECSV / FITS with ``time``, ``mag``, ``mag_err``, ``camera``
+        and ``filter`` (and optional ``quality`` and ``flags``).
 
     format : {'sp1', 'sp2web', 'sp2api', 'table'}, optional
-        The format; detected from the header if `None`.
+        The format; detected from the file if `None`.
+
+    name : str, optional
+        The target to read from a table of several (a ``name`` column,
+        as in ``all.ecsv``); required when it holds more than one.
 
     Returns
     -------
     table : `~astropy.table.QTable`
         See the module docstring. SP1 times are HJD and SP2 times JD,
         both read as Julian dates in UTC (the difference, minutes, does
-        not matter for intercalibration).
+        not matter for intercalibration); a table's `~astropy.time.Time`
+        column keeps its scale, and a plain number column is read as JD.
+        The photometry ``flags`` of the package's files are kept; a
+        point with a rejecting one (``damaged_core``, ``no_overlap``,
+        ``non_finite_data``, ``no_calibration``: an epoch carries them
+        only when none of its exposures was clean; or ``bad_quality``)
+        has ``quality`` False, as has a Sky Patrol v2 point of quality
+        B. ``lightcurve_outlier`` does not: the light-curve stage clips
+        before the cameras' offsets are known, so it marks whole cameras
+        whose zero point is off.
 
     Raises
     ------
     SatphotutilsError
-        If the file cannot be read or its format is not recognised.
+        If the file cannot be read, its format is not recognised, or it
+        holds several targets and ``name`` does not choose one.
 
     Examples
     --------
@@ -151,25 +194,32 @@ def read_lightcurve(source, *, format=None):
     >>> lc.meta['n_invalid']
     1
     """
+    if format not in (None, 'sp1', 'sp2web', 'sp2api', 'table'):
+        msg = (f"format must be 'sp1', 'sp2web', 'sp2api', 'table' or "
+               f'None, not {format!r}')
+        raise ValueError(msg)
     if isinstance(source, Table):
-        return _from_table(source, 'in-memory table')
+        return _from_table(source, 'in-memory table', name)
     path = Path(source)
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
+        raw = path.read_bytes()
+    except OSError as exc:
+        msg = f'cannot read {path}: {exc}'
+        raise SatphotutilsError(msg) from exc
+    if raw.startswith(b'SIMPLE  ='):
+        return _read_table(path, name, format='fits')
+    try:
+        # utf-8-sig: spreadsheets save CSV files with a byte-order mark.
+        text = raw.decode('utf-8-sig')
+    except UnicodeDecodeError as exc:
         msg = f'cannot read {path}: {exc}'
         raise SatphotutilsError(msg) from exc
     if not text.strip():
         msg = f'{path} is empty; give a Sky Patrol or light-curve table file'
         raise SatphotutilsError(msg)
     fmt = format or _detect(text)
-    if fmt is None:
-        try:
-            return _from_table(QTable.read(path), path)
-        except (OSError, ValueError) as exc:
-            msg = (f'{path} is not a Sky Patrol v1/v2 or pyasassn CSV, nor a '
-                   f'table with time, mag, mag_err, camera, filter: {exc}')
-            raise SatphotutilsError(msg) from exc
+    if fmt in (None, 'table'):
+        return _read_table(path, name)
     try:
         return _read_format(_csv(text), fmt, path)
     except (KeyError, ValueError) as exc:
@@ -178,6 +228,20 @@ def read_lightcurve(source, *, format=None):
                f'cannot be read: {what}; check that it is complete and '
                'unedited, or pass format=')
         raise SatphotutilsError(msg) from exc
+
+
+def _read_table(path, name, **kwargs):
+    if kwargs.get('format') == 'fits':
+        # Time columns of FITS tables come back as Time only with
+        # astropy_native; other formats do not take the argument.
+        kwargs['astropy_native'] = True
+    try:
+        table = QTable.read(path, **kwargs)
+    except (OSError, ValueError) as exc:
+        msg = (f'{path} is not a Sky Patrol v1/v2 or pyasassn CSV, nor a '
+               f'table with time, mag, mag_err, camera, filter: {exc}')
+        raise SatphotutilsError(msg) from exc
+    return _from_table(table, path, name)
 
 
 _FORMAT_NAMES = {'sp1': 'Sky Patrol v1 CSV', 'sp2web': 'Sky Patrol v2 web CSV',
@@ -209,21 +273,64 @@ def _read_format(table, fmt, path):
     raise SatphotutilsError(msg)
 
 
-def _from_table(table, source):
+def _from_table(table, source, name=None):
     needed = ('time', 'mag', 'mag_err', 'camera', 'filter')
     missing = [c for c in needed if c not in table.colnames]
     if missing:
         msg = f'the light-curve table lacks the columns {missing}'
         raise SatphotutilsError(msg)
+    table, meta = _one_target(table, source, name)
     time = table['time']
-    jd = time.jd if isinstance(time, Time) else np.asarray(time, float)
+    if isinstance(time, Time):
+        jd, scale = time.jd, time.scale
+    else:
+        jd, scale = np.asarray(time, float), 'utc'
     n = len(table)
     quality = np.asarray(table['quality'], bool) if 'quality' in \
         table.colnames else np.ones(n, bool)
+    flags = None
+    if 'flags' in table.colnames:
+        flags = np.asarray(table['flags'], dtype=np.int64)
+        quality = quality & _quality_from_flags(flags)
     return _finish(jd, np.asarray(getattr(table['mag'], 'value',
                                           table['mag']), float),
                    np.asarray(getattr(table['mag_err'], 'value',
                                       table['mag_err']), float),
                    np.asarray(table['camera']).astype(str),
                    np.asarray(table['filter']).astype(str), quality,
-                   'table', source)
+                   'table', source, flags=flags, scale=scale, meta=meta)
+
+
+def _one_target(table, source, name):
+    """Select one target of a table by ``name``; keep its identity."""
+    # FITS headers give the keys in upper case.
+    meta = {k.lower(): v for k, v in table.meta.items()
+            if k.lower() in ('name', 'ra', 'dec')}
+    known = meta.get('name')
+    if 'name' in table.colnames:
+        names = np.asarray(table['name']).astype(str)
+        present = list(dict.fromkeys(names))
+        if name is None and len(present) > 1:
+            shown = ', '.join(present[:5]) + (', ...' if len(present) > 5
+                                             else '')
+            msg = (f'{source} holds the light curves of {len(present)} '
+                   f'targets ({shown}), as all.ecsv of satphot lightcurve '
+                   'does; choose one with name= (--name)')
+            raise SatphotutilsError(msg)
+        chosen = present[0] if name is None and present else name
+        if chosen is not None and chosen not in present:
+            msg = (f'{source} has no target named {chosen!r}; it has '
+                   f'{", ".join(present[:10])}')
+            raise SatphotutilsError(msg)
+        if chosen is not None:
+            table = table[names == chosen]
+        known = chosen
+    elif name is not None and name != known:
+        msg = (f'{source} holds one light curve'
+               + (f' (of {known!r})' if known is not None else '')
+               + f' and no name column to choose {name!r} from')
+        raise SatphotutilsError(msg)
+    meta.pop('name', None)
+    if known is not None:
+        meta = {'name': str(known), **meta}
+    return table, meta

@@ -44,23 +44,58 @@ def _versions():
     return tuple(versions.items())
 
 
-def get_meta(**extra):
+def get_meta(*, config=None, flags='all', **extra):
     """
-    Return table metadata in the photutils layout.
+    Return the metadata of an output table, in the photutils layout.
 
-    The metadata holds the date and a ``version`` dict, followed by
-    ``extra``.
+    Every table satphotutils writes takes its provenance from here: the
+    date, a ``version`` dict (Python and the packages used), the meanings
+    of the flag bits and the configuration that produced it.
 
     Parameters
     ----------
+    config : dict, optional
+        The configuration that produced the table, stored under
+        ``'config'``.
+
+    flags : 'all', str, iterable of str or `None`, optional
+        The flag bits whose meanings are stored under ``'flags'`` (see
+        `~satphotutils.utils.flags.SATPHOT_FLAGS`): ``'all'`` for every
+        bit of the registry, a name or names for those bits, `None` for
+        none (a table without a ``flags`` column).
+
     **extra
-        Further items to store, such as the configuration that produced
-        the table.
+        Further items to store, such as the model's provenance or the
+        fitted model.
 
     Returns
     -------
     meta : dict
-        The metadata.
+        ``date``, ``version``, then ``flags`` and ``config`` when given,
+        then ``extra``.
+
+    Raises
+    ------
+    KeyError
+        If ``flags`` names a flag that is not in the registry.
+
+    Examples
+    --------
+    >>> from satphotutils.utils._misc import get_meta
+    >>> meta = get_meta(config={'robust': True}, flags=['bad_quality'])
+    >>> list(meta)
+    ['date', 'version', 'flags', 'config']
+    >>> meta['flags']['bad_quality']['bit']
+    268435456
     """
+    from satphotutils.utils.flags import SATPHOT_FLAGS
+
     date = datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S %Z')
-    return {'date': date, 'version': get_versions(), **extra}
+    meta = {'date': date, 'version': get_versions()}
+    if flags is not None:
+        if isinstance(flags, str):
+            flags = None if flags == 'all' else [flags]
+        meta['flags'] = SATPHOT_FLAGS.to_meta(flags)
+    if config is not None:
+        meta['config'] = dict(config)
+    return {**meta, **extra}

@@ -4,7 +4,11 @@ Bit flags of satphotutils results.
 
 One integer ``flags`` column holds photutils-compatible bits (the
 aperture-photometry meanings, below 65536) and satphotutils bits from
-65536 up, so that photutils' decoders still read the low bits.
+65536 up, so that photutils' decoders still read the low bits. Every
+stage (photometry, light curves, intercalibration) sets bits of this one
+registry, so a light curve carries its photometry flags through the
+intercalibration and `decode_flags` names every bit of every output;
+`SATPHOT_FLAGS.to_meta` writes their meanings into a table's metadata.
 """
 
 import dataclasses
@@ -75,6 +79,29 @@ _DEFINITIONS = (
                    'the PSF fit of the wings may not have converged, has '
                    'no covariance, or ended at a bound or non-finite '
                    '(PSFWingPhotometry)'),
+    # Intercalibration bits (2**26 and up). A point carrying any of them
+    # was left out of the fit of the offsets; it keeps its row.
+    FlagDefinition(67108864, 'intercal_faintest',
+                   'among the faintest points of its camera/filter group, '
+                   'left out of the intercalibration fit (drop_faintest)'),
+    FlagDefinition(134217728, 'intercal_clipped',
+                   'rejected as an outlier by the robust intercalibration '
+                   '(clipped against the running median of all groups or '
+                   'the damped-random-walk prediction)'),
+    FlagDefinition(268435456, 'bad_quality',
+                   "marked bad by its source (the survey's quality flag, "
+                   'or a rejecting photometry or light-curve flag), left '
+                   'out of the intercalibration fit'),
+    FlagDefinition(536870912, 'small_group',
+                   'its camera/filter group has too few usable points for '
+                   'an offset: left out of the intercalibrated light '
+                   'curve unless kept on request (then uncorrected)'),
+    FlagDefinition(1073741824, 'rejected_group',
+                   "its camera/filter group's offset is implausible (too "
+                   'large, or inconsistent with the other groups of its '
+                   'filter) or most of its points were clipped: left out '
+                   'of the intercalibrated light curve unless kept on '
+                   'request'),
 )
 
 
@@ -104,6 +131,47 @@ class _Registry:
                 return d.description
         msg = f'unknown flag bit {bit_value}'
         raise KeyError(msg)
+
+    def to_meta(self, names=None):
+        """
+        Return the meanings of flag bits, for a table's metadata.
+
+        Parameters
+        ----------
+        names : iterable of str, optional
+            The flags to describe, by name; every flag if `None`.
+
+        Returns
+        -------
+        meanings : dict
+            Flag name to ``{'bit': value, 'description': text}``, in
+            the order of the bits.
+
+        Raises
+        ------
+        KeyError
+            If a name is not a flag of the registry.
+
+        Examples
+        --------
+        >>> from satphotutils.utils.flags import SATPHOT_FLAGS
+        >>> SATPHOT_FLAGS.to_meta(['intercal_clipped'])['intercal_clipped'][
+        ...     'bit']
+        134217728
+        """
+        if names is None:
+            chosen = self.definitions
+        else:
+            by_name = {d.name: d for d in self.definitions}
+            wanted = set(names)
+            unknown = sorted(wanted - set(by_name))
+            if unknown:
+                msg = (f'unknown flag names {unknown}; the registry has '
+                       f'{sorted(by_name)}')
+                raise KeyError(msg)
+            chosen = [d for d in self.definitions if d.name in wanted]
+        return {d.name: {'bit': d.bit_value, 'description': d.description}
+                for d in chosen}
 
 
 #: The registry of flag bits; ``SATPHOT_FLAGS.DAMAGED_CORE == 65536``.

@@ -12,6 +12,7 @@ from satphotutils.intercalibration import (
     marginal_log_likelihood,
     read_lightcurve,
 )
+from satphotutils.utils.flags import SATPHOT_FLAGS as F
 
 SHARED = Path(__file__).parents[1] / 'data' / 'asassn_lc'
 OFFSETS = {'bi/g': 0.0, 'bj/g': 0.12, 'bm/g': -0.07, 'ba/V': 0.35,
@@ -94,7 +95,8 @@ def test_paper_procedure_exactly():
                  'filter': ['g'] * 40})
     result = DRWIntercalibrator(method='paper', drop_faintest=0.1)(lc)
     # The faintest 10% (two points) of each group are dropped ...
-    assert np.count_nonzero(result.lightcurve['flags'] & 1) == 4
+    assert np.count_nonzero(result.lightcurve['flags']
+                            & F.INTERCAL_FAINTEST) == 4
     # ... group means 10.085 and 10.585; reference their median, 10.335.
     off = dict(zip(result.offsets['group'], result.offsets['offset'].value,
                    strict=True))
@@ -110,19 +112,22 @@ def test_robust_mode_survives_outliers_and_a_wild_group(rng):
     lc['mag'][wild] += 6.0
     junk = (groups == 'bm/g') & (rng.uniform(size=len(lc)) < 0.4)
     lc['mag'][junk] += rng.uniform(0.5, 3.0, junk.sum())
-    plain = DRWIntercalibrator()(lc)
-    robust = DRWIntercalibrator(robust=True)(lc)
+    plain = DRWIntercalibrator(keep_flagged_groups=True)(lc)
+    robust = DRWIntercalibrator(robust=True, keep_flagged_groups=True)(lc)
     off = {r['group']: r['offset'].value for r in robust.offsets}
     ref = robust.drw['reference']
     assert abs(off['bE/g'] - (6.03 - OFFSETS[ref])) < 0.01
     assert abs(off['bm/g'] - (-0.07 - OFFSETS[ref])) < 0.01
     plain_off = {r['group']: r['offset'].value for r in plain.offsets}
     assert abs(plain_off['bm/g'] - (-0.07 - OFFSETS[ref])) > 0.05
+    # The wild group is named, not silently combined.
+    assert list(robust.flagged_groups) == ['bE/g']
     # Rejected points are flagged, not lost.
     out = robust.lightcurve
     assert len(out) == len(lc)
     sorted_junk = junk[np.argsort(lc['time'].jd, kind='stable')]
-    assert np.mean((out['flags'][sorted_junk] & 2) > 0) > 0.9
+    assert np.mean((out['flags'][sorted_junk] & F.INTERCAL_CLIPPED) > 0) \
+        > 0.9
 
 
 @pytest.mark.parametrize('name', ['sp1_V765Cas_EB.csv',

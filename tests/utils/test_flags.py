@@ -30,3 +30,33 @@ def test_user_guide_table_lists_every_bit():
     documented = {int(bit): name for bit, name in rows}
     registry = {d.bit_value: d.name for d in SATPHOT_FLAGS.definitions}
     assert documented == registry
+
+
+def test_intercalibration_bits_have_their_own_names():
+    # Issue #20: the intercalibration used bits 1/2/4/8 in the same
+    # column, decoded as no_overlap, partial_overlap, (nothing),
+    # masked_pixels.
+    expected = {'intercal_faintest': 2**26, 'intercal_clipped': 2**27,
+                'bad_quality': 2**28, 'small_group': 2**29,
+                'rejected_group': 2**30}
+    for name, bit in expected.items():
+        assert getattr(SATPHOT_FLAGS, name.upper()) == bit
+        assert decode_flags(bit) == [name]
+    photometry = {d.bit_value for d in SATPHOT_FLAGS.definitions
+                  if d.bit_value < 2**26}
+    assert not photometry & set(expected.values())
+    # Bit 2**25 is kept for another flag; all fit a signed 32-bit column.
+    assert 2**25 not in {d.bit_value for d in SATPHOT_FLAGS.definitions}
+    assert max(d.bit_value for d in SATPHOT_FLAGS.definitions) < 2**31
+
+
+def test_to_meta_gives_every_bit_and_its_meaning():
+    meta = SATPHOT_FLAGS.to_meta()
+    assert [v['bit'] for v in meta.values()] == [
+        d.bit_value for d in SATPHOT_FLAGS.definitions]
+    assert meta['no_signal']['description'] == \
+        SATPHOT_FLAGS.get_description(SATPHOT_FLAGS.NO_SIGNAL)
+    assert list(SATPHOT_FLAGS.to_meta(['small_group', 'no_overlap'])) == [
+        'no_overlap', 'small_group']
+    with pytest.raises(KeyError, match=r"unknown flag names.*'clipped'"):
+        SATPHOT_FLAGS.to_meta(['clipped'])
