@@ -31,7 +31,7 @@ __all__ = ['FEATURE_VERSION', 'Prepared', 'StampFeatures']
 
 #: Version of the feature definition; stored in model files. Version 2
 #: dropped version 1's ``zeropoint`` and ``has_position`` inputs (see
-#: `~satphotutils.network.modelfile.convert_v1_model`).
+#: `~satphotutils.network.convert_v1_model`).
 FEATURE_VERSION = 2
 
 # Names of the scalar features, in order, after the pixel blocks.
@@ -88,14 +88,14 @@ class Prepared(_RowsMixin):
     """
     A batch of stamps turned into network inputs, with what goes around.
 
-    Made by `StampFeatures` (``__call__``); read by
+    Made by `~satphotutils.network.StampFeatures` (``__call__``); read by
     `~satphotutils.network.SaturatedStarModel.predict_prepared`, the
     trainer and the photometry. All fields are arrays of length N.
 
     Attributes
     ----------
     features : `~numpy.ndarray`, float32, shape (N, n_features)
-        The inputs, in the order of `StampFeatures.names`, before
+        The inputs, in the order of ``StampFeatures.names``, before
         standardisation.
 
     base : `~numpy.ndarray`
@@ -291,7 +291,7 @@ class StampFeatures:
 
         Parameters
         ----------
-        x : `Prepared`
+        x : `~satphotutils.network.Prepared`
             Output of this object's `__call__`.
 
         Returns
@@ -371,11 +371,11 @@ class StampFeatures:
             Pixels that are not data (masked by the caller, or off the
             image): like non-finite pixels they are left out of the
             background and count as background within the radius, but
-            they do not make `Prepared.finite` false.
+            they do not make ``Prepared.finite`` false.
 
         Returns
         -------
-        prepared : `Prepared`
+        prepared : `~satphotutils.network.Prepared`
             The features and the quantities that go with them.
         """
         stamps = np.asarray(stamps, dtype=np.float32)

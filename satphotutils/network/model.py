@@ -6,7 +6,7 @@ Both have the same mean and width heads.
 
 Both read the standardised feature vector of
 `~satphotutils.network.StampFeatures` and are registered in
-`satphotutils.network.registry` (types ``'mlp'`` and ``'cnn'``).
+``satphotutils.network.registry`` (types ``'mlp'`` and ``'cnn'``).
 """
 
 import torch

@@ -10,7 +10,7 @@ architecture, uncertainty calibration, training provenance, validation
 metrics and the package version).
 
 The architecture is ``model.json``'s ``architecture``: its ``type`` (a
-key of `satphotutils.network.registry`; ``'mlp'`` when absent, as in
+key of ``satphotutils.network.registry``; ``'mlp'`` when absent, as in
 files written before the registry), the options of the network's
 ``to_config``, ``n_features`` and ``members``. Every field is checked
 on reading, and the weights' shapes are checked against the
@@ -139,7 +139,7 @@ class Prediction(_RowsMixin):
     method : `~numpy.ndarray` of str
         ``'network'``, or ``'lookup_<estimate>'`` for a star given a
         classical estimate by the model-level lookup (``hybrid=True`` of
-        `SaturatedStarModel.predict_prepared`).
+        `~satphotutils.network.SaturatedStarModel.predict_prepared`).
 
     Examples
     --------
@@ -178,7 +178,7 @@ class SaturatedStarModel:
 
     networks : list of `torch.nn.Module`
         Ensemble members, best first: registered architectures (see
-        `satphotutils.network.registry`), all with the same
+        ``satphotutils.network.registry``), all with the same
         configuration.
 
     input_mean, input_std : array-like
@@ -274,8 +274,7 @@ class SaturatedStarModel:
         Parameters
         ----------
         x : `~numpy.ndarray`, shape (N, n_features)
-            Features from ``self.features`` (`Prepared.features
-            <satphotutils.network.Prepared>`).
+            Features from ``self.features`` (``Prepared.features``).
 
         ensemble : bool, optional
             Average all members (their spread adds to the uncertainty);
@@ -848,7 +847,7 @@ def _fold_v1(tensors, meta, features, members, path):
     Drop version 1's constant inputs, folding them into the first layer.
 
     A version-1 input that was constant in training has the placeholder
-    standard deviation 1 (`satphotutils.network.training` sets it where
+    standard deviation 1 (``satphotutils.network.training`` sets it where
     the spread is below 1e-6) and its mean is the constant. Its
     standardised value at the constant, ``(value - mean) / std``, times
     its column of the first layer's weights is added to that layer's
@@ -911,14 +910,14 @@ def convert_v1_model(source, output_dir, *, overwrite=False):
     Convert a feature-version-1 model directory to the current version.
 
     Version 1 fed the network ``zeropoint - 25`` and a ``has_position``
-    indicator. In every model trained with it both were constant (the
-    training stamps all had Z = 25.5 and offsets), so they carried no
-    information, while any other zero point shifted the predicted counts.
-    The conversion folds them into the first layer's bias (see
-    `SaturatedStarModel.read`, which applies it on reading): the
-    converted model's predictions equal the original's at the training
-    values, for every zero point. The conversion is recorded in
-    ``metadata['training']['conversion']``.
+    indicator. Where both were constant in training (the bundled model's
+    stamps all had Z = 25.5 and offsets) they carried no information,
+    while any other zero point shifted the predicted counts. The
+    conversion folds them into the first layer's bias
+    (`~satphotutils.network.SaturatedStarModel.read` applies it on
+    reading): the converted model predicts what the original did at the
+    training values, now whatever the zero point. The conversion is
+    recorded in ``metadata['training']['conversion']``.
 
     Parameters
     ----------

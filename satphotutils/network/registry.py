@@ -27,7 +27,7 @@ options of `to_config`; reading it looks the class up here and calls its
     the log of its (uncalibrated) standard deviation.
 
 This module does not import torch; the built-in architectures
-(``'mlp'``, ``'cnn'``) are registered when `satphotutils.network.model`
+(``'mlp'``, ``'cnn'``) are registered when ``satphotutils.network.model``
 is imported, which `get_architecture` does on first use.
 """
 

@@ -64,7 +64,7 @@ class TrainingConfig:
     huber_delta : float
         Huber width (dex).
     architecture : str
-        Registered architecture type (`satphotutils.network.registry`):
+        Registered architecture type (``satphotutils.network.registry``):
         ``'mlp'`` (`~satphotutils.network.StampMLP`) or ``'cnn'``
         (`~satphotutils.network.StampCNN`).
     width, depth : int
@@ -204,7 +204,7 @@ class Trainer:
     model_factory : callable, optional
         ``model_factory(features)`` returns an untrained network (a
         `torch.nn.Module` of a registered architecture, see
-        `satphotutils.network.registry`) for a
+        ``satphotutils.network.registry``) for a
         `~satphotutils.network.StampFeatures`; it is called once per
         seed, after the seed is set. By default the architecture of
         ``config.architecture_config()`` is built from the registry.
