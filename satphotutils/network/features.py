@@ -401,22 +401,29 @@ class StampFeatures:
                 msg = (f'mask must have the shape of the stamps, '
                        f'{stamps.shape}, got {mask.shape}')
                 raise ValueError(msg)
-            missing = bad | mask.reshape(n, -1)
+            mask = mask.reshape(n, -1)
+            missing = bad | mask
             # Only unmasked non-finite pixels the features read count.
-            bad &= ~mask.reshape(n, -1)
+            bad &= ~mask
         else:
             missing = bad
-        read = np.concatenate([circle, ring])
-        finite = ~bad[:, read].any(axis=1)
-        bkg = _ring_median(flat[:, ring], missing[:, ring])
+        # Most stamps miss nothing: only the others are looked at closely.
+        rows = np.flatnonzero(missing.any(axis=1))
+        finite = np.ones(n, dtype=bool)
         raw = flat[:, circle]
-        hole = missing[:, circle]
-        if hole.any():
+        vals = flat[:, ring]
+        if rows.size:
+            finite[rows] = ~(bad[rows][:, circle].any(axis=1)
+                             | bad[rows][:, ring].any(axis=1))
+            hole = missing[rows][:, circle]
+            bkg = _ring_median(vals, missing[rows][:, ring], rows)
             # A missing pixel within the radius is taken at the
             # background: it adds nothing to A.
-            raw = np.where(hole, bkg[:, None], raw)
-            unity = (raw == 1.0) & ~hole
+            raw[rows] = np.where(hole, bkg[rows, None], raw[rows])
+            unity = raw == 1.0
+            unity[rows] &= ~hole
         else:
+            bkg = _ring_median(vals, None, rows)
             unity = raw == 1.0
         pix = raw - bkg[:, None]
         total = pix.sum(axis=1, dtype=np.float64)
@@ -468,22 +475,22 @@ class StampFeatures:
                         n_unity=n_unity, finite=finite, known_camera=known)
 
 
-def _ring_median(vals, missing):
+def _ring_median(vals, missing, rows):
     """
     Return the upper median of each row's usable annulus pixels.
 
-    ``vals`` is a copy that is overwritten. One in-place partition for
-    the rows without missing pixels (no float64 copy, half the work of
+    ``vals`` is a copy that is overwritten; ``missing`` says which pixels
+    of the rows ``rows`` are not usable. One in-place partition for the
+    rows without missing pixels (no float64 copy, half the work of
     np.median on an even count); a sort of the few others. A row with no
     usable pixel gets 0.
     """
     n_ring = vals.shape[1]
     k = n_ring // 2
-    rows = np.flatnonzero(missing.any(axis=1))
     if rows.size:
-        sub = np.where(missing[rows], np.float32(np.inf), vals[rows])
+        sub = np.where(missing, np.float32(np.inf), vals[rows])
         sub.sort(axis=1)
-        count = (~missing[rows]).sum(axis=1)
+        count = (~missing).sum(axis=1)
         picked = np.where(count > 0, sub[np.arange(rows.size), np.minimum(
             count // 2, n_ring - 1)], np.float32(0.0))
         vals[rows] = 0.0
