@@ -16,11 +16,14 @@ __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
     'evaluate': [
         'Evaluation', 'lightcurve_dispersion', 'summary_statistics'],
     'features': [
-        'FEATURE_VERSION', 'StampFeatures'],
+        'FEATURE_VERSION', 'Prepared', 'StampFeatures'],
     'model': [
-        'StampMLP'],
+        'StampCNN', 'StampMLP'],
     'modelfile': [
-        'MODEL_FORMAT', 'MODEL_FORMAT_VERSION', 'SaturatedStarModel'],
+        'MODEL_FORMAT', 'MODEL_FORMAT_VERSION', 'Prediction',
+        'SaturatedStarModel', 'convert_v1_model'],
+    'registry': [
+        'architecture_types', 'get_architecture', 'register_architecture'],
     'training': [
         'PRESETS', 'Trainer', 'TrainingConfig'],
 })

@@ -29,8 +29,13 @@ def register(subparsers, formatter_class):
     train.add_argument('--lr', type=float, help='(peak) learning rate')
     train.add_argument('--seed', type=int, help='base random seed')
     train.add_argument('--depth', type=int, help='hidden layers')
+    train.add_argument('--width', type=int, help='width of the hidden layers')
+    train.add_argument('--architecture', default=None,
+                       help=("registered architecture type: 'mlp' "
+                             "(default) or 'cnn'"))
     train.add_argument('--device', default=None,
-                       help='torch device (default: GPU if present)')
+                       help=("torch device: 'cpu', 'cuda', 'mps' (default: "
+                             'the GPU if present)'))
     train.add_argument('--no-resume', action='store_true',
                        help='ignore checkpoints of an interrupted run')
     train.add_argument('--overwrite', action='store_true',
@@ -74,17 +79,23 @@ def _model_options(parser):
     parser.add_argument('--reflections', action='store_true',
                         help='average the four reflections of each stamp')
     parser.add_argument('--hybrid', action='store_true',
-                        help=('for unsaturated stars, use a classical '
-                              'estimate where it beat the network on the '
-                              "model's validation stars"))
+                        help=('the model-level classical lookup: an '
+                              'unsaturated star gets the classical estimate '
+                              '(pixel-centre aperture or PSF-weighted sum '
+                              'plus its offset) that beat the network on the '
+                              "model's validation stars of its brightness; "
+                              'flagged classical_lookup (not the '
+                              "photometry's frame-level hybrid)"))
+    parser.add_argument('--device', default=None,
+                        help="torch device: 'cpu' (default), 'cuda', 'mps'")
 
 
 def _load_model(args):
     from satphotutils.network import SaturatedStarModel
 
     if args.model is None:
-        return SaturatedStarModel.default()
-    return SaturatedStarModel.read(args.model)
+        return SaturatedStarModel.default(device=args.device)
+    return SaturatedStarModel.read(args.model, device=args.device)
 
 
 def _train(args):
@@ -93,7 +104,8 @@ def _train(args):
     from satphotutils.network import PRESETS, Trainer
 
     changes = {name: getattr(args, name) for name in
-               ('epochs', 'seeds', 'batch_size', 'lr', 'seed', 'depth')
+               ('epochs', 'seeds', 'batch_size', 'lr', 'seed', 'depth',
+                'width', 'architecture')
                if getattr(args, name) is not None}
     config = dataclasses.replace(PRESETS[args.preset], **changes)
     trainer = Trainer(config, device=args.device, progress=True)
@@ -131,9 +143,9 @@ def _predict(args):
                 reflections=args.reflections, hybrid=args.hybrid)
             columns = {name: np.asarray(chunk[name])
                        for name in chunk.colnames}
-            columns['log_counts_pred'] = pred['log_counts']
-            columns['log_counts_pred_err'] = pred['log_counts_err']
-            columns['pred_flags'] = pred['flags']
+            columns['log_counts_pred'] = pred.log_counts
+            columns['log_counts_pred_err'] = pred.log_counts_err
+            columns['pred_flags'] = pred.flags
             writer.write(columns)
             n += len(chunk)
     print(f'wrote {n} predictions to {args.output}')

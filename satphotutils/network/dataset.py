@@ -5,6 +5,9 @@ import numpy as np
 from astropy.table import Table
 
 from satphotutils.stamps.table import iter_stamp_table
+from satphotutils.utils.exceptions import SatphotutilsError
+
+from .features import Prepared
 
 __all__ = ['camera_codes', 'load_features', 'split_by_star']
 
@@ -42,19 +45,39 @@ def camera_codes(table):
     return camera
 
 
-def _columns(table, name, default=None):
-    if name in table.colnames:
-        return np.asarray(table[name])
-    return default
-
-
 def features_of(table, features):
-    """Compute `StampFeatures` for one table (chunk) of stamps."""
-    result = features(
-        np.asarray(table['stamp']), zeropoint=_columns(table, 'zeropoint'),
-        sky=_columns(table, 'sky'), dx=_columns(table, 'dx'),
-        dy=_columns(table, 'dy'), camera=camera_codes(table))
-    return result
+    """
+    Compute `StampFeatures` for one table (chunk) of stamps.
+
+    Parameters
+    ----------
+    table : `~astropy.table.Table`
+        Stamp-table rows with ``stamp``, ``sky``, ``dx`` and ``dy``
+        (``camera`` and ``filter`` when present).
+
+    features : `~satphotutils.network.StampFeatures`
+        The preprocessing.
+
+    Returns
+    -------
+    prepared : `~satphotutils.network.Prepared`
+
+    Raises
+    ------
+    SatphotutilsError
+        If a column the network needs is missing.
+    """
+    missing = [c for c in ('stamp', 'sky', 'dx', 'dy')
+               if c not in table.colnames]
+    if missing:
+        msg = (f'the stamp table has no {", ".join(missing)} column(s); the '
+               'network needs the stamps, the sky level and the offsets '
+               "dx, dy of each target from the central pixel's centre "
+               '(x - round(x), y - round(y))')
+        raise SatphotutilsError(msg)
+    return features(np.asarray(table['stamp']), sky=np.asarray(table['sky']),
+                    dx=np.asarray(table['dx']), dy=np.asarray(table['dy']),
+                    camera=camera_codes(table))
 
 
 def load_features(source, features, *, chunk_size=50_000,
@@ -83,21 +106,23 @@ def load_features(source, features, *, chunk_size=50_000,
 
     Returns
     -------
-    data : dict of `~numpy.ndarray`
-        The output of `StampFeatures` for all rows, plus the extra
-        columns present in the table.
+    prepared : `~satphotutils.network.Prepared`
+        The output of `StampFeatures` for all rows.
+
+    columns : dict of `~numpy.ndarray`
+        The extra columns present in the table(s).
 
     Examples
     --------
     >>> from satphotutils.network import StampFeatures, load_features
     >>> from satphotutils.simulation import StampSimulator
     >>> stamps = StampSimulator(images_per_star=2)(5, seed=1)
-    >>> data = load_features(stamps, StampFeatures())
-    >>> data['features'].shape[0], 'log_counts' in data
+    >>> prepared, columns = load_features(stamps, StampFeatures())
+    >>> len(prepared), 'log_counts' in columns
     (10, True)
     """
     sources = source if isinstance(source, (list, tuple)) else [source]
-    parts = []
+    parts, extras = [], []
     offset = 0
     for src in sources:
         if isinstance(src, Table):
@@ -107,21 +132,21 @@ def load_features(source, features, *, chunk_size=50_000,
             chunks = iter_stamp_table(src, chunk_size=chunk_size)
         largest = -1
         for chunk in chunks:
-            result = features_of(chunk, features)
-            for name in extra_columns:
-                if name in chunk.colnames:
-                    result[name] = np.asarray(chunk[name])
-            if 'star_id' in result:
-                result['star_id'] = result['star_id'].astype(np.int64) \
-                    + offset
-                largest = max(largest, int(result['star_id'].max()))
-            parts.append(result)
+            parts.append(features_of(chunk, features))
+            extra = {name: np.asarray(chunk[name]) for name in extra_columns
+                     if name in chunk.colnames}
+            if 'star_id' in extra:
+                extra['star_id'] = extra['star_id'].astype(np.int64) + offset
+                largest = max(largest, int(extra['star_id'].max()))
+            extras.append(extra)
         offset = largest + 1
     if not parts:
         msg = 'the stamp table has no rows'
         raise ValueError(msg)
-    return {key: np.concatenate([p[key] for p in parts])
-            for key in parts[0]}
+    common = set.intersection(*(set(e) for e in extras))
+    columns = {key: np.concatenate([e[key] for e in extras])
+               for key in extras[0] if key in common}
+    return Prepared.concatenate(parts), columns
 
 
 def split_by_star(star_id, *, fractions=(0.6, 0.2, 0.2), seed=0):

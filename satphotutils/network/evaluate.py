@@ -199,10 +199,9 @@ class Evaluation:
                 x, ensemble=self.ensemble, reflections=self.reflections,
                 hybrid=self.hybrid)
             label = np.asarray(chunk['log_counts'], dtype=float)
-            dx = np.asarray(chunk['dx']) if 'dx' in chunk.colnames else None
-            dy = np.asarray(chunk['dy']) if 'dy' in chunk.colnames else None
             flux, _ = stamp_aperture_photometry(
-                np.asarray(chunk['stamp']), _APERTURES, dx=dx, dy=dy)
+                np.asarray(chunk['stamp']), _APERTURES,
+                dx=np.asarray(chunk['dx']), dy=np.asarray(chunk['dy']))
             part = QTable()
             part['star_id'] = np.asarray(chunk['star_id'])
             part['epoch'] = (np.asarray(chunk['epoch'])
@@ -214,16 +213,16 @@ class Evaluation:
                            else zp - 2.5 * label)
             part['saturated'] = (np.asarray(chunk['saturated'], dtype=bool)
                                  if 'saturated' in chunk.colnames
-                                 else pred['saturated'])
-            part['diff_network'] = -2.5 * (pred['log_counts'] - label)
+                                 else pred.saturated)
+            part['diff_network'] = -2.5 * (pred.log_counts - label)
             with np.errstate(invalid='ignore', divide='ignore'):
                 for j, r in enumerate(_APERTURES):
                     part[f'diff_ap{r:g}'] = -2.5 * (
                         np.log10(np.where(flux[:, j] > 0, flux[:, j],
                                           np.nan)) - label)
-            part['z'] = (label - pred['log_counts']) / pred['log_counts_err']
-            part['flags'] = pred['flags']
-            part['n_unity'] = pred['n_unity']
+            part['z'] = (label - pred.log_counts) / pred.log_counts_err
+            part['flags'] = pred.flags
+            part['n_unity'] = pred.n_unity
             parts.append(part)
         from astropy.table import vstack
 

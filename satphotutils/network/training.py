@@ -11,6 +11,7 @@ for saturated and unsaturated stars.
 """
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -24,9 +25,14 @@ from satphotutils.utils.exceptions import SatphotutilsError
 from satphotutils.utils.io import atomic_output
 from satphotutils.utils.stats import dispersion
 
+from . import registry
 from .dataset import load_features, split_by_star
 from .features import StampFeatures
-from .modelfile import SaturatedStarModel
+from .modelfile import (
+    SaturatedStarModel,
+    _architecture_config,
+    _torch_device,
+)
 
 __all__ = ['PRESETS', 'Trainer', 'TrainingConfig']
 
@@ -57,8 +63,16 @@ class TrainingConfig:
         exposures) with width ``huber_delta`` dex, or the paper's MSE.
     huber_delta : float
         Huber width (dex).
+    architecture : str
+        Registered architecture type (``satphotutils.network.registry``):
+        ``'mlp'`` (`~satphotutils.network.StampMLP`) or ``'cnn'``
+        (`~satphotutils.network.StampCNN`).
     width, depth : int
-        Network shape.
+        Network shape: the hidden layers of the MLP, the dense layers
+        after the CNN's convolutions.
+    architecture_options : dict
+        Further options of the architecture's ``from_config`` (for
+        ``'cnn'``: ``channels``, ``conv_layers``).
     seeds : int
         Networks trained from different seeds; the best on the
         validation set comes first, and all form the ensemble.
@@ -94,8 +108,10 @@ class TrainingConfig:
     schedule: str = 'onecycle'
     loss: str = 'huber'
     huber_delta: float = 0.01
+    architecture: str = 'mlp'
     width: int = 256
     depth: int = 3
+    architecture_options: dict = dataclasses.field(default_factory=dict)
     seeds: int = 1
     seed: int = 0
     patience: int = 8
@@ -111,7 +127,12 @@ class TrainingConfig:
             'optimizer': self.optimizer in ('adamw', 'adam'),
             'schedule': self.schedule in ('onecycle', 'constant'),
             'loss': self.loss in ('huber', 'mse'),
-            'camera_dropout': 0 <= self.camera_dropout < 1}
+            'camera_dropout': 0 <= self.camera_dropout < 1,
+            'architecture': isinstance(self.architecture, str),
+            'architecture_options': isinstance(self.architecture_options,
+                                               dict)
+            and not {'type', 'width', 'depth'} & set(
+                self.architecture_options)}
         for name, ok in checks.items():
             if not ok:
                 msg = f'invalid training option {name}={getattr(self, name)!r}'
@@ -121,6 +142,19 @@ class TrainingConfig:
     def to_dict(self):
         """Return the options as a dict."""
         return dataclasses.asdict(self)
+
+    def architecture_config(self):
+        """
+        Return the ``architecture`` config the default factory builds.
+
+        Examples
+        --------
+        >>> from satphotutils.network import TrainingConfig
+        >>> TrainingConfig(width=64, depth=2).architecture_config()
+        {'type': 'mlp', 'width': 64, 'depth': 2}
+        """
+        return {'type': self.architecture, 'width': self.width,
+                'depth': self.depth, **self.architecture_options}
 
 
 #: Named configurations. ``'paper'`` is Winecki & Kochanek's recipe
@@ -140,7 +174,7 @@ def _device(device):
 
     if device is None:
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    return torch.device(device)
+    return _torch_device(device)
 
 
 def _symmetric_stats(x, features, reflections):
@@ -167,12 +201,21 @@ class Trainer:
         Options, or the name of a preset in ``PRESETS``; ``'default'`` if
         `None`.
 
+    model_factory : callable, optional
+        ``model_factory(features)`` returns an untrained network (a
+        `torch.nn.Module` of a registered architecture, see
+        ``satphotutils.network.registry``) for a
+        `~satphotutils.network.StampFeatures`; it is called once per
+        seed, after the seed is set. By default the architecture of
+        ``config.architecture_config()`` is built from the registry.
+
     features : `~satphotutils.network.StampFeatures`, optional
         Preprocessing. By default, a camera encoding is learnt for each
         ``camera/filter`` in the table.
 
     device : str, optional
-        Torch device; the GPU when present, else the CPU.
+        Torch device (``'cpu'``, ``'cuda'``, ``'mps'``); the GPU when
+        present if `None`, else the CPU.
 
     progress : bool, optional
         Show tqdm progress bars.
@@ -184,8 +227,8 @@ class Trainer:
     0.0001
     """
 
-    def __init__(self, config=None, *, features=None, device=None,
-                 progress=False):
+    def __init__(self, config=None, *, model_factory=None, features=None,
+                 device=None, progress=False):
         if config is None:
             config = 'default'
         if isinstance(config, str):
@@ -194,6 +237,14 @@ class Trainer:
                 raise ValueError(msg)
             config = dataclasses.replace(PRESETS[config])
         self.config = config
+        if model_factory is None:
+            try:
+                registry.get_architecture(config.architecture)
+            except KeyError as exc:
+                raise ValueError(exc.args[0]) from None
+            model_factory = functools.partial(
+                _build, config.architecture_config())
+        self.model_factory = model_factory
         self.features = features
         self.device = device
         self.progress = progress
@@ -233,28 +284,28 @@ class Trainer:
                    'or use overwrite')
             raise SatphotutilsError(msg)
         start_time = time.perf_counter()
-        data, features = self._load(stamps)
-        subset = split_by_star(data['star_id'], fractions=cfg.fractions,
+        device = _device(self.device)
+        data, columns, features = self._load(stamps)
+        subset = split_by_star(columns['star_id'], fractions=cfg.fractions,
                                seed=cfg.seed)
-        usable = (np.isfinite(data['label']) & data['finite']
-                  & (data['n_unity'] <= cfg.max_unity))
+        usable = (np.isfinite(columns['label']) & data.finite
+                  & (data.n_unity <= cfg.max_unity))
         train = np.flatnonzero(usable & (subset == 0))
         valid = np.flatnonzero(usable & (subset == 2))
         test = np.flatnonzero(usable & (subset == 1))
         if len(train) == 0 or len(valid) == 0:
             msg = 'too few usable labelled stamps to train and validate'
             raise SatphotutilsError(msg)
-        x = data['features']
+        x = data.features
         mean, std = _symmetric_stats(x[train], features, cfg.reflections)
         key = self._run_key(stamps, len(x), features, mean)
-        device = _device(self.device)
         ckpt = out / 'checkpoints'
         ckpt.mkdir(parents=True, exist_ok=True)
 
         members, losses, resumed = [], [], {}
         for k in range(cfg.seeds):
             net, best, after = self._train_one(
-                k, x, data['target'], train, valid, mean, std, features,
+                k, x, columns['target'], train, valid, mean, std, features,
                 device, ckpt, key, resume)
             members.append(net.cpu())
             losses.append(best)
@@ -266,15 +317,17 @@ class Trainer:
 
         model = SaturatedStarModel(
             features, members, input_mean=mean, input_std=std, metadata={})
-        label = data['label']
+        label = columns['label']
         model.metadata.update({
-            'saturation_log_counts': _saturation_threshold(data, usable),
+            'saturation_log_counts': _saturation_threshold(columns, usable),
             'label_range': [float(np.min(label[train])),
                             float(np.max(label[train]))]})
-        model.metadata['uncertainty_scale'] = _calibrate(model, data, valid)
-        model.metadata['classical'] = _classical_table(model, data, valid)
-        model.metadata['validation'] = _metrics(model, data, valid)
-        model.metadata['test'] = _metrics(model, data, test)
+        model.metadata['uncertainty_scale'] = _calibrate(
+            model, data, columns, valid)
+        model.metadata['classical'] = _classical_table(
+            model, data, columns, valid)
+        model.metadata['validation'] = _metrics(model, data, columns, valid)
+        model.metadata['test'] = _metrics(model, data, columns, test)
         model.metadata['training'] = {
             'source': _describe(stamps),
             'rows': len(x), 'rows_used': {'train': len(train),
@@ -298,13 +351,16 @@ class Trainer:
         features = self.features
         if features is None:
             features = StampFeatures(cameras=_cameras_in(stamps))
-        data = load_features(stamps, features)
-        if 'log_counts' not in data:
-            msg = 'the stamp table has no log_counts labels to train on'
-            raise SatphotutilsError(msg)
-        data['label'] = data['log_counts'].astype(float)
-        data['target'] = (data['label'] - data['base']).astype(np.float32)
-        return data, features
+        data, columns = load_features(stamps, features)
+        for name in ('log_counts', 'star_id'):
+            if name not in columns:
+                msg = (f'the stamp table has no {name} column; training '
+                       'needs the labels and the stars they belong to')
+                raise SatphotutilsError(msg)
+        columns['label'] = columns['log_counts'].astype(float)
+        columns['target'] = (columns['label'] - data.base).astype(
+            np.float32)
+        return data, columns, features
 
     def _run_key(self, stamps, n_rows, features, mean):
         text = json.dumps({'config': self.config.to_dict(),
@@ -317,13 +373,16 @@ class Trainer:
         import torch
         from torch.nn import functional as F
 
-        from .model import StampMLP
-
         cfg = self.config
         seed = cfg.seed * 1000 + k
         torch.manual_seed(seed)
-        net = StampMLP(features.n_features, width=cfg.width,
-                       depth=cfg.depth).to(device)
+        net = self.model_factory(features)
+        # Fails now, not after training, for a network a model file could
+        # not describe.
+        architecture = _architecture_config([net], features)
+        net = net.to(device)
+        key = hashlib.sha256(json.dumps(
+            [key, architecture], sort_keys=True).encode()).hexdigest()[:16]
         opt_cls = torch.optim.AdamW if cfg.optimizer == 'adamw' else \
             torch.optim.Adam
         opt = opt_cls(net.parameters(), lr=cfg.lr,
@@ -432,6 +491,10 @@ class Trainer:
         return net, state['best'], resumed_after
 
 
+def _build(config, features):
+    return registry.build(config, features=features)
+
+
 def _describe(stamps):
     if isinstance(stamps, (list, tuple)):
         return [_describe(s) for s in stamps]
@@ -538,34 +601,35 @@ def _load_checkpoint(net, opt, sched, paths, device):
         sched.load_state_dict(sched_state)
 
 
-def _saturation_threshold(data, usable):
+def _saturation_threshold(columns, usable):
     """Return the label above which most stamps are saturated."""
-    if 'saturated' in data:
-        label = data['label'][usable]
-        sat = data['saturated'][usable].astype(bool)
+    if 'saturated' in columns:
+        label = columns['label'][usable]
+        sat = columns['saturated'][usable].astype(bool)
         grid = np.linspace(np.nanmin(label), np.nanmax(label), 400)
         errors = [np.count_nonzero(sat != (label > t)) for t in grid]
         return float(grid[int(np.argmin(errors))])
-    return float(np.median(-0.4 * (11.5 - data['zeropoint']))) \
-        if 'zeropoint' in data else 5.6
+    return float(np.median(-0.4 * (11.5 - columns['zeropoint']))) \
+        if 'zeropoint' in columns else 5.6
 
 
-def _groups(model, data, rows, pred):
-    if 'saturated' in data:
-        return data['saturated'][rows].astype(bool)
+def _groups(model, columns, rows, pred):
+    if 'saturated' in columns:
+        return columns['saturated'][rows].astype(bool)
     return pred > model.saturation_log_counts
 
 
-def _calibrate(model, data, rows):
+def _calibrate(model, data, columns, rows):
     """Scale the uncertainties so that 68% of |z| < 1 in each group."""
-    x = {k: v[rows] for k, v in data.items() if len(v) == len(data['label'])}
+    x = data[rows]
+    label = columns['label'][rows]
     scales = {}
     for mode in ('single', 'ensemble'):
         delta, sigma = model.predict_features(
-            x['features'], ensemble=(mode == 'ensemble'))
-        pred = x['base'] + delta
-        z = np.abs(x['label'] - pred) / sigma
-        sat = _groups(model, data, rows, pred)
+            x.features, ensemble=(mode == 'ensemble'))
+        pred = x.base + delta
+        z = np.abs(label - pred) / sigma
+        sat = _groups(model, columns, rows, pred)
         scales[mode] = {
             name: float(np.percentile(z[group], 68.27)) if group.any()
             else 1.0 for name, group in (('saturated', sat),
@@ -573,7 +637,8 @@ def _calibrate(model, data, rows):
     return scales
 
 
-def _classical_table(model, data, rows, *, step=0.25, min_rows=50):
+def _classical_table(model, data, columns, rows, *, step=0.25,
+                     min_rows=50):
     """
     Compare the network with classical estimates on validation stars.
 
@@ -582,22 +647,19 @@ def _classical_table(model, data, rows, *, step=0.25, min_rows=50):
     estimate (aperture sums of 2, 3 and 5 px, the PSF-weighted sum) after
     its median offset; the hybrid mode uses the best one per bin.
     """
-    x = {k: v[rows] for k, v in data.items() if len(v) == len(data['label'])}
-    pred = model.predict_prepared(x)
-    sat = _groups(model, data, rows, pred['log_counts'])
+    x = data[rows]
+    pred = model.predict_prepared(x).log_counts
+    sat = _groups(model, columns, rows, pred)
     estimates = model.features.classical_estimates(x)
-    label = x['label']
-    lo = np.floor(np.min(pred['log_counts'][~sat]) / step) * step \
-        if (~sat).any() else 0.0
+    label = columns['label'][rows]
+    lo = np.floor(np.min(pred[~sat]) / step) * step if (~sat).any() else 0.0
     table = []
     for start in np.arange(lo, model.saturation_log_counts + step, step):
-        sel = (~sat & (pred['log_counts'] >= start)
-               & (pred['log_counts'] < start + step))
+        sel = ~sat & (pred >= start) & (pred < start + step)
         if sel.sum() < min_rows:
             continue
         entry = {'lo': float(start), 'hi': float(start + step),
-                 'network': float(dispersion(label[sel]
-                                             - pred['log_counts'][sel]))}
+                 'network': float(dispersion(label[sel] - pred[sel]))}
         for name, est in estimates.items():
             offset = float(np.nanmedian(label[sel] - est[sel]))
             entry[name] = {'offset': offset, 'dispersion': float(
@@ -606,16 +668,15 @@ def _classical_table(model, data, rows, *, step=0.25, min_rows=50):
     return table
 
 
-def _metrics(model, data, rows):
+def _metrics(model, data, columns, rows):
     """Single-exposure statistics (mag) of the best member on ``rows``."""
     if len(rows) == 0:
         return {}
-    pred = model.predict_prepared({k: v[rows] for k, v in data.items()
-                                   if len(v) == len(data['label'])})
-    diff = -2.5 * (pred['log_counts'] - data['label'][rows])
-    z = np.abs(data['label'][rows] - pred['log_counts']) \
-        / pred['log_counts_err']
-    sat = _groups(model, data, rows, pred['log_counts'])
+    pred = model.predict_prepared(data[rows])
+    label = columns['label'][rows]
+    diff = -2.5 * (pred.log_counts - label)
+    z = np.abs(label - pred.log_counts) / pred.log_counts_err
+    sat = _groups(model, columns, rows, pred.log_counts)
     out = {}
     for name, group in (('saturated', sat), ('unsaturated', ~sat)):
         if group.any():

@@ -164,10 +164,10 @@ class _Photometry:
             sl = slice(start, start + _CHUNK)
             xs = np.where(placed[sl], x[sl], -10.0 * self.stamp_size)
             ys = np.where(placed[sl], y[sl], -10.0 * self.stamp_size)
-            stamps, stamp_flags, n_sat = self._stamps(
+            stamps, stamp_flags, n_sat, missing = self._stamps(
                 image, mask, xs, ys, frame['saturation_level'])
             result = self._measure(image, mask, error, xs, ys, stamps,
-                                   frame)
+                                   frame, missing)
             flags = result['flags'] | stamp_flags
             # photutils gives no value where there is no data.
             nothing = (flags & SATPHOT_FLAGS.NO_OVERLAP) != 0
@@ -231,12 +231,14 @@ class _Photometry:
         nonfinite = ~np.isfinite(stamps) & inside
         flags[(nonfinite & circle).any(axis=(1, 2))] |= \
             SATPHOT_FLAGS.NON_FINITE_DATA
+        missing = ~inside
         if mask is not None:
             masked, _ = cut_stamps(mask, ix, iy, size, dtype=bool)
             masked &= inside
             flags[(masked & circle).any(axis=(1, 2))] |= \
                 SATPHOT_FLAGS.MASKED_PIXELS
             stamps[masked] = np.nan
+            missing |= masked
         near = ((x < half) | (y < half) | (x > nx - 1 - half)
                 | (y > ny - 1 - half))
         flags[near] |= SATPHOT_FLAGS.NEAR_EDGE
@@ -245,7 +247,7 @@ class _Photometry:
             n_sat = np.ma.masked_all(len(x), dtype=int)
         else:
             n_sat = np.count_nonzero((stamps >= level) & circle, axis=(1, 2))
-        return stamps, flags, n_sat
+        return stamps, flags, n_sat, missing
 
     def _table(self, x, y, sky_center, unit, result, flags, n_sat, frame):
         table = QTable()
@@ -336,8 +338,9 @@ class SaturatedStarPhotometry(_Photometry):
         Stamps per forward pass (bounds the memory).
 
     device : str, optional
-        The torch device of the network (``'cpu'``, ``'cuda'``,
-        ``'mps'``); the model's if `None`.
+        Torch device the model runs on (``'cpu'``, ``'cuda'``,
+        ``'mps'``); the model is moved there. `None` leaves it where it
+        is (the CPU for a model read from a file).
 
     Notes
     -----
@@ -398,6 +401,8 @@ class SaturatedStarPhotometry(_Photometry):
                    f'magnitudes, got {hybrid_tolerance}')
             raise ValueError(msg)
         self.hybrid_tolerance = hybrid_tolerance
+        if device is not None:
+            model.to(device)
         self.model = model
         features = model.features
         self.radius = features.radius
@@ -425,39 +430,38 @@ class SaturatedStarPhotometry(_Photometry):
             'training', {}).get('command')
         return config
 
-    def _measure(self, image, mask, error, x, y, stamps, frame):
+    def _measure(self, image, mask, error, x, y, stamps, frame, missing):
         n = len(x)
         dx = x - np.rint(x)
         dy = y - np.rint(y)
-        zp = frame['zeropoint'] if frame['zeropoint'] is not None else 25.5
         camera = None if frame['camera'] is None else \
             np.full(n, frame['camera'])
         x_feat = self.model.features(
-            stamps, zeropoint=np.full(n, zp), sky=np.full(n, frame['sky']),
-            dx=dx, dy=dy, camera=camera)
+            stamps, sky=np.full(n, frame['sky']), dx=dx, dy=dy,
+            camera=camera, mask=missing)
         pred = self.model.predict_prepared(
             x_feat, ensemble=self.ensemble, reflections=self.reflections,
             hybrid=False, batch_size=self.batch_size)
-        flags = pred['flags'] & ~np.int64(16)  # re-derived from the mask
-        log_counts = pred['log_counts']
-        err = pred['log_counts_err']
-        method = pred['method']
+        flags = pred.flags
+        log_counts = pred.log_counts
+        err = pred.log_counts_err
+        method = pred.method
         if self.hybrid:
             log_counts, err = self._hybrid(stamps, x, y, dx, dy, pred, flags,
                                            method, frame)
         if error is not None:
             err = np.hypot(err, self._pixel_error(error, x, y, log_counts))
-        no_signal = ~(x_feat['aperture_sum'] > 0)
+        no_signal = ~(x_feat.aperture_sum > 0)
         flags[no_signal] |= SATPHOT_FLAGS.NO_SIGNAL
         log_counts = np.where(no_signal, np.nan, log_counts)
         err = np.where(no_signal, np.nan, err)
-        local_bkg = pred['local_bkg']
+        local_bkg = pred.local_bkg
         if self.local_bkg_estimator is not None:
             local_bkg = np.asarray(self.local_bkg_estimator(
                 image, x, y, mask=mask), dtype=float)
         return {'log_counts': log_counts, 'log_counts_err': err,
                 'flags': flags,
-                'local_bkg': local_bkg, 'n_unity': pred['n_unity'],
+                'local_bkg': local_bkg, 'n_unity': pred.n_unity,
                 'method': method}
 
     def _pixel_error(self, error, x, y, log_counts):
@@ -475,7 +479,7 @@ class SaturatedStarPhotometry(_Photometry):
     def _hybrid(self, stamps, x, y, dx, dy, pred, flags, method, frame):
         from .hybrid import frame_hybrid
 
-        log_counts = pred['log_counts']
+        log_counts = pred.log_counts
         # The model's saturation boundary is where most stars saturate;
         # in good seeing a star up to twice fainter still has a saturated
         # peak, which the aperture would miss by a little - within the
@@ -497,8 +501,8 @@ class SaturatedStarPhotometry(_Photometry):
         read_noise = 0.0 if frame['read_noise'] is None else \
             frame['read_noise']
         use, log_counts, err, _ = frame_hybrid(
-            log_counts, pred['log_counts_err'], sums, area,
-            pred['local_bkg'], unsat, x, y, tolerance=self.hybrid_tolerance,
+            log_counts, pred.log_counts_err, sums, area,
+            pred.local_bkg, unsat, x, y, tolerance=self.hybrid_tolerance,
             gain=gain, read_noise=read_noise)
         flags[use] |= SATPHOT_FLAGS.HYBRID_CLASSICAL
         method[use] = 'ap2'
@@ -550,7 +554,8 @@ class AperturePhotometryBaseline(_Photometry):
         return super()._config() | {'radius': self.radius,
                                     'annulus': self.annulus}
 
-    def _measure(self, image, mask, error, x, y, stamps, frame):
+    def _measure(self, image, mask, error, x, y, stamps, frame,
+                 missing):
         from photutils.aperture import CircularAperture, aperture_photometry
         from photutils.background import LocalBackground
 
@@ -641,7 +646,8 @@ class PSFWingPhotometry(_Photometry):
         return super()._config() | {'fit_shape': self.fit_shape,
                                     'core_radius': self.core_radius}
 
-    def _measure(self, image, mask, error, x, y, stamps, frame):
+    def _measure(self, image, mask, error, x, y, stamps, frame,
+                 missing):
         from photutils.background import LocalBackground
         from photutils.psf import PSFPhotometry
 

@@ -10,9 +10,14 @@ from satphotutils.utils._lazy import lazy_namespace
 
 # Public names and their modules, imported on first use.
 __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
+    'apertures': [
+        'ApertureSums', 'aperture_sums', 'center_sums', 'circle_index',
+        'circle_mask'],
     'builder': [
         'BuildReport', 'StampBuilder'],
     'table': [
         'REQUIRED_COLUMNS', 'STAMP_FORMAT_VERSION', 'StampTableWriter',
         'iter_stamp_table', 'read_stamp_table', 'stamp_table_columns'],
+    'cutout': [
+        'cut_stamps'],
 })

@@ -45,8 +45,9 @@ _DEFINITIONS = (
     FlagDefinition(8, 'masked_pixels',
                    'masked pixels inside the aperture or stamp'),
     FlagDefinition(16, 'non_finite_data',
-                   'non-finite pixels (NaN or inf), set to 0 for the '
-                   'network'),
+                   'non-finite pixels (NaN or inf) where they are read: '
+                   'within the radius or, for the network, in its '
+                   'background annulus (it takes them at the background)'),
     # satphotutils bits.
     FlagDefinition(65536, 'damaged_core',
                    'more than four pixels within 5 px are exactly 1: the '
@@ -56,10 +57,11 @@ _DEFINITIONS = (
                    "the prediction is outside the range of the model's "
                    'training labels'),
     FlagDefinition(262144, 'hybrid_classical',
-                   'a classical estimate was returned instead of the '
-                   "network's: on a frame, the exact 2-px aperture put on "
-                   "the network's scale, where the two agree (an "
-                   'isolated unsaturated star)'),
+                   'the frame-level hybrid (SaturatedStarPhotometry '
+                   "hybrid=True) returned the exact 2-px aperture sum put "
+                   "on the network's scale by the frame's offset surface, "
+                   'where the two agree (an isolated unsaturated star); '
+                   "method 'ap2'"),
     FlagDefinition(524288, 'unknown_camera',
                    "the camera/filter is not in the model's encoding; the "
                    'camera-agnostic encoding was used'),
@@ -79,6 +81,12 @@ _DEFINITIONS = (
                    'the PSF fit of the wings may not have converged, has '
                    'no covariance, or ended at a bound or non-finite '
                    '(PSFWingPhotometry)'),
+    FlagDefinition(33554432, 'classical_lookup',
+                   'the model-level lookup (SaturatedStarModel '
+                   'predict_prepared hybrid=True; satphot predict and '
+                   'evaluate --hybrid) returned the classical estimate '
+                   'that beat the network on the validation stars of this '
+                   "brightness, plus its offset; method 'lookup_<estimate>'"),
     # Intercalibration bits (2**26 and up). A point carrying any of them
     # was left out of the fit of the offsets; it keeps its row.
     FlagDefinition(67108864, 'intercal_faintest',

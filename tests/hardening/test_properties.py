@@ -33,8 +33,8 @@ FUZZ = settings(max_examples=60, deadline=None,
 def test_stamps_equal_astropy_cutouts(ny, nx, x, y):
     image = np.arange(ny * nx, dtype=float).reshape(ny, nx)
     phot = AperturePhotometryBaseline(stamp_size=11)
-    stamps, flags, _ = phot._stamps(image, None, np.array([x]),
-                                    np.array([y]), None)
+    stamps, flags, _, _ = phot._stamps(image, None, np.array([x]),
+                                       np.array([y]), None)
     ix, iy = int(np.rint(x)), int(np.rint(y))
     inside = -5 <= ix <= nx + 4 and -5 <= iy <= ny + 4
     if not inside:

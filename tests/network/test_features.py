@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -5,7 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_allclose
 
-from satphotutils.network import StampFeatures, split_by_star
+from satphotutils.network import Prepared, StampFeatures, split_by_star
 
 
 def star(flux, dx=0.0, dy=0.0, sky=200.0, fwhm=1.8):
@@ -20,14 +22,14 @@ def test_feature_names_and_scale_invariance():
     assert f.n_pixels == 81  # the paper's 5-px circle
     assert len(f.names) == f.n_features
     stamps = np.array([star(1e3), star(1e6), star(1e8)])
-    out = f(stamps, zeropoint=[25.5] * 3, sky=[200.0] * 3)
+    out = f(stamps, sky=[200.0] * 3, dx=[0.0] * 3, dy=[0.0] * 3)
     # log10 A is the aperture sum of the star, whatever its flux ...
-    assert_allclose(out['base'], [3, 6, 8], atol=2e-3)
+    assert_allclose(out.base, [3, 6, 8], atol=2e-3)
     # ... and the pixel block is scale-free: the same star shape gives the
     # same normalised pixels.
-    pix = out['features'][:, :81]
+    pix = out.features[:, :81]
     assert_allclose(pix[0], pix[2], atol=1e-4)
-    psf = out['features'][:, f.names.index('psf_ratio')]
+    psf = out.features[:, f.names.index('psf_ratio')]
     assert_allclose(psf, 1.0, atol=0.02)
 
 
@@ -36,9 +38,9 @@ def test_unity_pixels_are_visible_and_counted():
     s = star(1e5)
     s[10, 9:12] = 1.0
     s[9, 10] = s[11, 10] = 1.0
-    out = f(s[None], zeropoint=[25.5], sky=[200.0])
-    assert out['n_unity'][0] == 5
-    unity = out['features'][0, 81:162]
+    out = f(s[None], sky=[200.0], dx=[0.0], dy=[0.0])
+    assert out.n_unity[0] == 5
+    unity = out.features[0, 81:162]
     assert unity.sum() == 5
 
 
@@ -50,10 +52,10 @@ def test_reflection_permutation_equals_features_of_reflected_stamp(k, rng):
     flip = {1: (1,), 2: (0,), 3: (0, 1)}[k]
     sx = {1: -1, 2: 1, 3: -1}[k]
     sy = {1: 1, 2: -1, 3: -1}[k]
-    a = f(s[None], zeropoint=[25.5], sky=[200.0], dx=[0.3], dy=[-0.2],
-          camera=['bi/g'])['features'][0]
-    b = f(np.flip(s, axis=flip)[None], zeropoint=[25.5], sky=[200.0],
-          dx=[0.3 * sx], dy=[-0.2 * sy], camera=['bi/g'])['features'][0]
+    a = f(s[None], sky=[200.0], dx=[0.3], dy=[-0.2],
+          camera=['bi/g']).features[0]
+    b = f(np.flip(s, axis=flip)[None], sky=[200.0],
+          dx=[0.3 * sx], dy=[-0.2 * sy], camera=['bi/g']).features[0]
     perm = f.reflections()[k]
     sign = f.reflection_signs()[k]
     assert_allclose(a[perm] * sign, b, atol=1e-5)
@@ -61,20 +63,98 @@ def test_reflection_permutation_equals_features_of_reflected_stamp(k, rng):
 
 def test_unknown_camera_uses_agnostic_encoding():
     f = StampFeatures(cameras=('bi/g', 'bj/g'))
-    out = f(np.array([star(1e5)] * 3), zeropoint=[25.5] * 3,
-            sky=[200.0] * 3, camera=['bj/g', 'zz/V', 'bi/g'])
-    onehot = out['features'][:, -3:]
+    out = f(np.array([star(1e5)] * 3), sky=[200.0] * 3, dx=[0.0] * 3,
+            dy=[0.0] * 3, camera=['bj/g', 'zz/V', 'bi/g'])
+    onehot = out.features[:, -3:]
     assert_allclose(onehot, [[0, 1, 0], [0, 0, 1], [1, 0, 0]])
-    assert list(out['known_camera']) == [True, False, True]
+    assert list(out.known_camera) == [True, False, True]
 
 
-def test_non_finite_pixels_are_reported_not_propagated():
+def test_non_finite_pixels_are_reported_where_they_are_read(rng):
     f = StampFeatures()
-    s = star(1e5)
+    clean = star(1e5) + rng.normal(0, 3, (21, 21))
+    kw = {'sky': [200.0], 'dx': [0.0], 'dy': [0.0]}
+    ref = f(clean[None], **kw)
+    # A corner pixel (r = 14 px) is neither in the circle nor in the
+    # annulus: nothing the network reads changes, nothing is reported.
+    s = clean.copy()
     s[0, 0] = np.nan
-    out = f(s[None], zeropoint=[25.5], sky=[200.0])
-    assert not out['finite'][0]
-    assert np.isfinite(out['features']).all()
+    out = f(s[None], **kw)
+    assert out.finite[0]
+    assert_allclose(out.features, ref.features)
+    # In the annulus (r = 8): reported, and the background is the upper
+    # median of the other annulus pixels.
+    yy, xx = np.mgrid[-10:11, -10:11]
+    r = np.hypot(xx, yy)
+    ring = (r >= 7) & (r <= 10) & (np.abs(xx) > 2)
+    s = clean.copy()
+    s[10, 18] = np.nan
+    out = f(s[None], **kw)
+    assert not out.finite[0]
+    others = np.sort(s[ring & np.isfinite(s)])
+    assert_allclose(out.local_bkg[0], others[len(others) // 2], rtol=1e-6)
+    assert np.isfinite(out.features).all()
+    # In the circle: reported, and the pixel counts as background.
+    s = clean.copy()
+    s[10, 12] = np.inf
+    out = f(s[None], **kw)
+    assert not out.finite[0]
+    assert np.isfinite(out.features).all()
+    circle = r <= 5
+    expected = np.sum((clean - ref.local_bkg[0])[
+        circle & ~((yy == 0) & (xx == 2))])
+    assert_allclose(out.aperture_sum[0], expected, rtol=1e-5)
+
+
+def test_masked_pixels_are_left_out_but_not_reported(rng):
+    f = StampFeatures()
+    s = star(1e5) + rng.normal(0, 3, (21, 21))
+    s[10, 18] = np.nan
+    mask = np.zeros((1, 21, 21), bool)
+    mask[0, 10, 18] = True
+    kw = {'sky': [200.0], 'dx': [0.0], 'dy': [0.0]}
+    out = f(s[None], mask=mask, **kw)
+    assert out.finite[0]
+    # The same as a non-finite pixel otherwise.
+    bad = f(s[None], **kw)
+    assert not bad.finite[0]
+    assert_allclose(out.features, bad.features)
+
+
+def test_zeropoint_and_has_position_are_not_inputs():
+    f = StampFeatures()
+    assert 'zeropoint' not in f.names
+    assert 'has_position' not in f.names
+    assert f.n_features == 81 + 81 + 11 + 1
+    with pytest.raises(TypeError, match='zeropoint'):
+        f(np.zeros((1, 21, 21)), zeropoint=[25.5], sky=[0.0], dx=[0.0],
+          dy=[0.0])
+
+
+def test_offsets_are_required():
+    # The bundled network measured unsaturated stars ~0.2 mag too faint
+    # when it was fed 'no position'; it is refused, not guessed.
+    with pytest.raises(ValueError, match='dx and dy'):
+        StampFeatures()(np.zeros((1, 21, 21)), sky=[0.0], dx=None,
+                        dy=None)
+
+
+def test_prepared_rows_and_concatenation(rng):
+    f = StampFeatures()
+    stamps = rng.normal(200, 5, (5, 21, 21))
+    kw = {'sky': [200.0] * 5, 'dx': rng.uniform(-0.5, 0.5, 5),
+          'dy': rng.uniform(-0.5, 0.5, 5)}
+    out = f(stamps, **kw)
+    assert isinstance(out, Prepared)
+    assert len(out) == 5
+    again = Prepared.concatenate([out[:2], out[2:]])
+    for field in dataclasses.fields(Prepared):
+        assert_allclose(getattr(again, field.name),
+                        getattr(out, field.name))
+    one = f(stamps[3:4], sky=[200.0], dx=kw['dx'][3:4], dy=kw['dy'][3:4])
+    assert_allclose(out[[3]].features, one.features)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        out.base = None
 
 
 def test_configuration_round_trip_and_validation():
@@ -83,8 +163,13 @@ def test_configuration_round_trip_and_validation():
     bad = f.to_dict() | {'version': 99}
     with pytest.raises(ValueError, match='feature version 99'):
         StampFeatures.from_dict(bad)
+    for field, value in (('psf_fwhm', -1.0), ('psf_fwhm', float('nan')),
+                         ('radius', 'five'), ('stamp_size', 20),
+                         ('annulus', [7.0]), ('cameras', 'bi/g')):
+        with pytest.raises(ValueError, match=f'features.{field}'):
+            StampFeatures.from_dict(f.to_dict() | {field: value})
     with pytest.raises(ValueError, match='shape'):
-        f(np.zeros((2, 15, 15)), zeropoint=[0, 0], sky=[0, 0])
+        f(np.zeros((2, 15, 15)), sky=[0, 0], dx=[0, 0], dy=[0, 0])
 
 
 def test_split_keeps_each_star_in_one_subset():
@@ -107,12 +192,11 @@ def test_split_keeps_each_star_in_one_subset():
        st.floats(-0.5, 0.5), st.integers(0, 3))
 def test_features_are_finite_and_reflection_equivariant(stamps, dx, k):
     f = StampFeatures(cameras=('bi/g',))
-    kw = {'zeropoint': [25.5, 25.5], 'sky': [200.0, 200.0],
-          'camera': ['bi/g', 'xx/V']}
+    kw = {'sky': [200.0, 200.0], 'camera': ['bi/g', 'xx/V']}
     out = f(stamps, dx=[dx, dx], dy=[0.1, 0.1], **kw)
     # No NaN or inf ever reaches the network, whatever the pixels.
-    assert np.isfinite(out['features']).all()
-    assert np.isfinite(out['base']).all()
+    assert np.isfinite(out.features).all()
+    assert np.isfinite(out.base).all()
     flip = {0: (), 1: (2,), 2: (1,), 3: (1, 2)}[k]
     sx = -1 if k in (1, 3) else 1
     sy = -1 if k in (2, 3) else 1
@@ -120,7 +204,7 @@ def test_features_are_finite_and_reflection_equivariant(stamps, dx, k):
     out2 = f(np.ascontiguousarray(flipped), dx=[sx * dx] * 2,
              dy=[sy * 0.1] * 2, **kw)
     perm, sign = f.reflections()[k], f.reflection_signs()[k]
-    assert_allclose(out['features'][:, perm] * sign, out2['features'],
+    assert_allclose(out.features[:, perm] * sign, out2.features,
                     rtol=1e-4, atol=1e-4)
 
 
@@ -128,9 +212,9 @@ def test_dtype_and_endianness_do_not_change_features(rng):
     f = StampFeatures()
     base = rng.normal(300, 10, (3, 21, 21)) + 0.0
     base[:, 10, 10] += 5e4
-    kw = {'zeropoint': [25.5] * 3, 'sky': [300.0] * 3}
-    ref = f(base.astype(np.float32), **kw)['features']
+    kw = {'sky': [300.0] * 3, 'dx': [0.1] * 3, 'dy': [-0.2] * 3}
+    ref = f(base.astype(np.float32), **kw).features
     for stamps in (np.rint(base).astype(np.int32).astype('>i4'),
                    base.astype('>f8'), base.astype(np.float64)):
-        got = f(stamps, **kw)['features']
+        got = f(stamps, **kw).features
         assert_allclose(got, ref, rtol=1e-3, atol=2e-3)

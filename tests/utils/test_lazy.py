@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-PACKAGES = ['simulation', 'calibration', 'stamps', 'network', 'photometry',
+PACKAGES = ['frames', 'simulation', 'calibration', 'stamps', 'network', 'photometry',
             'lightcurves', 'intercalibration']
 
 
