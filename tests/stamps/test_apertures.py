@@ -11,7 +11,6 @@ from satphotutils.network import StampFeatures
 from satphotutils.photometry import stamp_aperture_photometry
 from satphotutils.stamps.apertures import (
     aperture_sums,
-    center_sums,
     circle_index,
     circle_mask,
 )
