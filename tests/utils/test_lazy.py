@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-PACKAGES = ['frames', 'simulation', 'calibration', 'stamps', 'network', 'photometry',
-            'lightcurves', 'intercalibration']
+PACKAGES = ['frames', 'simulation', 'calibration', 'stamps', 'network',
+            'photometry', 'lightcurves', 'intercalibration']
 
 
 @pytest.mark.parametrize('package', PACKAGES)
