@@ -126,8 +126,8 @@ def network_speed(ctx):
 
     from satphotutils.network import SaturatedStarModel
     from satphotutils.network.training import Trainer, TrainingConfig
-    from satphotutils.photometry import stamp_aperture_photometry
     from satphotutils.simulation import StampSimulator
+    from satphotutils.stamps import stamp_aperture_photometry
 
     model = SaturatedStarModel.default()
     base = StampSimulator()(250, seed=7)

@@ -259,7 +259,7 @@ class LightCurvePipeline:
         index = np.flatnonzero(on)
         if not len(index):
             return None
-        xs, ys = x[index], y[index]
+        xs, ys, sky = x[index], y[index], coords[index]
         n_comp = 0
         if self.comparison is not None:
             cx, cy = info.wcs.world_to_pixel(self._comparison_coords)
@@ -267,11 +267,14 @@ class LightCurvePipeline:
             comp = np.flatnonzero((cx >= margin) & (cx <= nx - 1 - margin)
                                   & (cy >= margin) & (cy <= ny - 1 - margin))
             xs, ys = np.r_[xs, cx[comp]], np.r_[ys, cy[comp]]
+            more = self._comparison_coords[comp]
+            sky = SkyCoord(np.r_[sky.ra.deg, more.ra.deg],
+                           np.r_[sky.dec.deg, more.dec.deg], unit='deg')
             n_comp = len(comp)
-        # Targets and comparison stars in one call: the frame's stamps,
-        # sky and hybrid surface are made once.
-        result = self.photometry(frame, positions=np.column_stack([xs, ys]),
-                                 frame_info=info)
+        # Targets and comparison stars in one call, at the positions just
+        # found: the frame's stamps, sky and hybrid surface are made once,
+        # and nothing is converted back to the sky.
+        result = self.photometry._measure_placed(frame, info, xs, ys, sky)
         n = len(index)
         log_counts = np.asarray(result['log_counts'])
         err = np.asarray(result['log_counts_err'])

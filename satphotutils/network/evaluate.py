@@ -177,7 +177,7 @@ class Evaluation:
             offset on unsaturated stars), ``z`` (residual over the
             uncertainty) and ``flags``.
         """
-        from satphotutils.photometry.baselines import (
+        from satphotutils.stamps.apertures import (
             stamp_aperture_photometry,
         )
         from satphotutils.stamps.table import iter_stamp_table

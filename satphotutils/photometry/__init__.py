@@ -10,8 +10,6 @@ from satphotutils.utils._lazy import lazy_namespace
 
 # Public names and their modules, imported on first use.
 __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
-    'baselines': [
-        'stamp_aperture_photometry'],
     'core': [
         'AperturePhotometryBaseline', 'PSFWingPhotometry',
         'SaturatedStarPhotometry'],

@@ -152,6 +152,15 @@ class _Photometry:
         return self._measure_positions(image, mask, error, x, y, sky_center,
                                        unit, frame)
 
+    def _measure_placed(self, data, frame_info, x, y, sky_center):
+        # For the light-curve pipeline, which has placed the targets with
+        # the frame's WCS already: nothing is converted twice.
+        image, unit, mask, error, _, _ = _unpack(data, None, None, None)
+        frame = self._frame_values(image, mask, frame_info, None)
+        return self._measure_positions(
+            image, mask, error, np.asarray(x, float), np.asarray(y, float),
+            sky_center, unit, frame)
+
     def _measure_positions(self, image, mask, error, x, y, sky_center, unit,
                            frame):
         # Positions a WCS cannot place (e.g. the far side of the sky of a

@@ -438,8 +438,9 @@ def test_pipeline_magnitudes_are_the_photometry_tables(field):
 
 def test_comparison_stars_are_measured_with_the_targets(field, monkeypatch):
     # One photometry call per frame for targets and comparison stars
-    # together (it used to be two), and the unknown_camera flag no longer
-    # keeps every comparison star out.
+    # together (it used to be two, each converting the pixel positions
+    # back to the sky), and the unknown_camera flag no longer keeps every
+    # comparison star out.
     from satphotutils.photometry.core import SaturatedStarPhotometry
 
     directory, targets, scene, _ = field
@@ -448,13 +449,21 @@ def test_comparison_stars_are_measured_with_the_targets(field, monkeypatch):
     comp = Table({'ra': scene.coord.ra.deg[pick],
                   'dec': scene.coord.dec.deg[pick], 'mag': scene.g[pick]})
     calls = []
-    original = SaturatedStarPhotometry.__call__
+    original = SaturatedStarPhotometry._measure_positions
 
     def counted(self, *args, **kwargs):
         calls.append(1)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(SaturatedStarPhotometry, '__call__', counted)
+    monkeypatch.setattr(SaturatedStarPhotometry, '_measure_positions',
+                        counted)
+    # Placed once: never converted back from pixels to the sky.
+    from astropy.wcs import WCS
+
+    def refuse(*args, **kwargs):
+        raise AssertionError('pixel_to_world called')
+
+    monkeypatch.setattr(WCS, 'pixel_to_world', refuse)
     run = LightCurvePipeline(comparison=comp, epoch_window=0.01)(frames,
                                                                   targets)
     assert len(calls) == len(frames)

@@ -251,3 +251,38 @@ def test_photometry_meta_records_each_value_and_its_source(frame, phot):
 def test_invalid_options(option, error):
     with pytest.raises(error):
         SaturatedStarPhotometry(**option)
+
+
+def test_aperture_baseline_without_signal_is_no_signal_not_non_finite():
+    # A background-subtracted sum <= 0 used to set bit 16
+    # (non_finite_data) although every pixel was finite.
+    image = np.full((60, 60), 100.0)
+    image[26:35, 26:35] = 50.0  # a hole: the aperture is below the ring
+    table = AperturePhotometryBaseline(radius=2.0)(image,
+                                                   positions=[[30, 30]])
+    assert decode_flags(table['flags'][0]) == ['no_signal']
+    assert np.isnan(table['flux'][0])
+
+
+def test_network_does_not_import_photometry():
+    # The network stage (evaluation included) sits below photometry: no
+    # import of it anywhere in satphotutils.network, at module level or
+    # inside a function (the evaluation used to import the photometry
+    # baselines, and the photometry the network: a hidden cycle).
+    import ast
+    from pathlib import Path
+
+    import satphotutils.network
+
+    root = Path(satphotutils.network.__file__).parent
+    for path in root.glob('*.py'):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or '']
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                assert not name.startswith('satphotutils.photometry'), \
+                    f'{path.name} imports {name}'

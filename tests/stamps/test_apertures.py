@@ -8,7 +8,7 @@ from photutils.aperture import CircularAperture, aperture_photometry
 from photutils.geometry import circular_overlap_grid
 
 from satphotutils.network import StampFeatures
-from satphotutils.photometry import stamp_aperture_photometry
+from satphotutils.stamps import stamp_aperture_photometry
 from satphotutils.stamps.apertures import (
     aperture_sums,
     circle_index,
