@@ -253,7 +253,16 @@ class LightCurvePipeline:
         if self.comparison is None:
             info.require('zeropoint', fix='or give comparison stars '
                          '(comparison=, --comparison)')
-        x, y = info.wcs.world_to_pixel(coords)
+        try:
+            x, y = info.wcs.world_to_pixel(coords)
+        except (ValueError, ArithmeticError) as exc:
+            msg = f'the WCS cannot place the targets: {exc}'
+            raise SatphotutilsError(msg) from exc
+        if not (np.isfinite(x) & np.isfinite(y)).any():
+            # A singular CD matrix, for one, places nothing anywhere.
+            msg = ('the WCS places no target anywhere (all positions NaN); '
+                   'is its CD/PC matrix singular?')
+            raise SatphotutilsError(msg)
         ny, nx = info.shape
         on = (x >= 0) & (x <= nx - 1) & (y >= 0) & (y <= ny - 1)
         index = np.flatnonzero(on)

@@ -541,3 +541,22 @@ def test_lightcurve_command_takes_header_keys(field, tmp_path):
     assert main([*args, '-o', str(tmp_path / 'b'),
                  '--header-key', 'zeropoint=MAGZP']) == 0
     assert len(renamed) == 3
+
+
+def test_frame_whose_wcs_places_nothing_is_skipped_and_said(field, tmp_path):
+    # A singular CD matrix gives NaN for every position: the frame was
+    # neither measured nor reported.
+    directory, targets, _, _ = field
+    frames = sorted(directory.glob('*.fits'))[:2]
+
+    def singular(header):
+        for key in ('CD1_1', 'CD1_2', 'CD2_1', 'CD2_2', 'PC1_1', 'PC1_2',
+                    'PC2_1', 'PC2_2', 'CDELT1', 'CDELT2'):
+            header.remove(key, ignore_missing=True)
+        header.update({'CD1_1': 1e-3, 'CD1_2': 1e-3, 'CD2_1': 1e-3,
+                       'CD2_2': 1e-3})
+
+    bad = _rewrite(frames[:1], tmp_path / 'singular', singular)[0]
+    run = LightCurvePipeline(epoch_window=0.01)([bad, frames[1]], targets)
+    assert 'places no target' in run.skipped[str(bad)]
+    assert run.frames_measured == 1
