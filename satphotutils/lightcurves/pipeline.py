@@ -334,7 +334,7 @@ class LightCurvePipeline:
         Parameters
         ----------
         frames : path-like, str or list
-            Frames (see `list_frames`).
+            Frames (see `~satphotutils.frames.list_frames`).
 
         targets : `~astropy.table.Table` or path-like
             ``ra``, ``dec`` (deg) or a ``skycoord`` column, optional

@@ -8,7 +8,7 @@ aperture-photometry meanings, below 65536) and satphotutils bits from
 stage (photometry, light curves, intercalibration) sets bits of this one
 registry, so a light curve carries its photometry flags through the
 intercalibration and `decode_flags` names every bit of every output;
-`SATPHOT_FLAGS.to_meta` writes their meanings into a table's metadata.
+``SATPHOT_FLAGS.to_meta()`` writes their meanings into a table's metadata.
 """
 
 import dataclasses
