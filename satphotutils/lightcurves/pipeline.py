@@ -75,6 +75,27 @@ def _non_negative(value, what):
     return number
 
 
+def _positive(value, what):
+    number = _non_negative(value, what)
+    if number == 0:
+        msg = f'{what} must be > 0, got {value!r}'
+        raise ValueError(msg)
+    return number
+
+
+def _count(value, what, *, minimum):
+    # A whole number: 2.5 stars, True or '5' are mistakes, not numbers.
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, np.integer, float, np.floating)) or \
+            not np.isfinite(value) or int(value) != value:
+        msg = f'{what} must be a whole number >= {minimum}, got {value!r}'
+        raise ValueError(msg)
+    if value < minimum:
+        msg = f'{what} must be >= {minimum}, got {value!r}'
+        raise ValueError(msg)
+    return int(value)
+
+
 def _coords(targets):
     if 'skycoord' in targets.colnames:
         coord = SkyCoord(targets['skycoord'])
@@ -101,7 +122,31 @@ def _read_targets(targets):
     if len(set(names)) != len(names):
         msg = 'target names must be unique'
         raise ValueError(msg)
+    if not len(names):
+        msg = 'the target table has no rows: give at least one target'
+        raise ValueError(msg)
+    bad = ~(np.isfinite(coord.ra.deg) & np.isfinite(coord.dec.deg))
+    if bad.all():
+        msg = ('no target has a finite position: every ra/dec is NaN or '
+               'infinite; check the target table')
+        raise ValueError(msg)
+    if bad.any():
+        which = [n for n, b in zip(names, bad, strict=True) if b]
+        log.warning('%d target(s) without a finite position get no light '
+                    'curve: %s', len(which), ', '.join(which[:10])
+                    + (', ...' if len(which) > 10 else ''))
     return coord, names
+
+
+def _places_itself(wcs, nx, ny):
+    """Whether the WCS takes the frame's centre to the sky and back."""
+    centre = ((nx - 1) / 2, (ny - 1) / 2)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        try:
+            back = wcs.world_to_pixel(wcs.pixel_to_world(*centre))
+        except (ValueError, ArithmeticError):
+            return False
+    return bool(np.allclose(back, centre, atol=1e-3))
 
 
 @dataclasses.dataclass
@@ -202,8 +247,10 @@ class LightCurvePipeline:
         self.comparison = comparison
         self._comparison_coords = None if comparison is None else \
             _coords(comparison)
-        self.min_comparison = int(min_comparison)
-        self.clip_sigma = _non_negative(clip_sigma, 'clip_sigma')
+        # One star would give a zero point with a zero error.
+        self.min_comparison = _count(min_comparison, 'min_comparison',
+                                     minimum=2)
+        self.clip_sigma = _positive(clip_sigma, 'clip_sigma')
 
     @property
     def header_keys(self):
@@ -264,12 +311,15 @@ class LightCurvePipeline:
         except (ValueError, ArithmeticError) as exc:
             msg = f'the WCS cannot place the targets: {exc}'
             raise SatphotutilsError(msg) from exc
-        if not (np.isfinite(x) & np.isfinite(y)).any():
-            # A singular CD matrix, for one, places nothing anywhere.
+        ny, nx = info.shape
+        if not (np.isfinite(x) & np.isfinite(y)).any() and \
+                not _places_itself(info.wcs, nx, ny):
+            # A singular CD matrix places nothing anywhere. (Targets on
+            # the far side of the projection are NaN too, but there the
+            # frame's own centre goes to the sky and back.)
             msg = ('the WCS places no target anywhere (all positions NaN); '
                    'is its CD/PC matrix singular?')
             raise SatphotutilsError(msg)
-        ny, nx = info.shape
         on = (x >= 0) & (x <= nx - 1) & (y >= 0) & (y <= ny - 1)
         index = np.flatnonzero(on)
         if not len(index):

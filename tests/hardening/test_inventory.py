@@ -823,6 +823,41 @@ def two_runs_into_one_output_directory(frames_dir, tmp_path, **_):
     assert not (out / 'report.json').exists()
 
 
+@case('R06')
+def light_curve_numeric_options(frames_dir, tmp_path, capsys, **_):
+    from satphotutils.lightcurves import LightCurvePipeline
+
+    for kwargs, words in (({'epoch_window': np.nan}, 'epoch_window'),
+                          ({'clip_sigma': 0}, 'clip_sigma must be > 0'),
+                          ({'min_comparison': 2.5}, 'whole number')):
+        with pytest.raises(ValueError, match=words):
+            LightCurvePipeline(**kwargs)
+    with pytest.raises(SystemExit):
+        main(['lightcurve', str(frames_dir[0]), '--targets',
+              str(tmp_path / 'targets.ecsv'), '-o', str(tmp_path / 'o'),
+              '--epoch-window=nan'])
+    assert '--epoch-window: must be a finite number' in \
+        capsys.readouterr().err
+
+
+@case('R07')
+def light_curve_targets_that_place_nothing(frames_dir, tmp_path, **_):
+    from satphotutils.lightcurves import LightCurvePipeline
+    from satphotutils.lightcurves.pipeline import NothingMeasuredError
+
+    directory = frames_dir[0]
+    with pytest.raises(ValueError, match='target table has no rows'):
+        LightCurvePipeline()(directory, Table({'ra': np.array([], float),
+                                               'dec': np.array([], float)}))
+    with pytest.raises(ValueError, match='no target has a finite position'):
+        LightCurvePipeline()(directory, Table({'ra': [np.nan],
+                                               'dec': [np.nan]}))
+    far = Table({'ra': [CENTRE.ra.deg + 180], 'dec': [-CENTRE.dec.deg]})
+    with pytest.raises(NothingMeasuredError,
+                       match='no target lies on any frame'):
+        LightCurvePipeline()(directory, far, tmp_path / 'out')
+
+
 # -- the command line ---------------------------------------------------------
 
 def _cli_fails(capsys, argv, words):

@@ -1,8 +1,9 @@
 """
-The state of a light-curve run in its output directory.
+The state of a light-curve run in its output directory, and its inputs.
 
 Saved per-frame results, their fingerprint, the lock, the temporaries
-and the target file names (issue 25, items 1, 2, 4, 6 and 7).
+and the target file names (issue 25, items 1, 2, 4, 6 and 7); numeric
+options and runs that can measure nothing (items 9 and 25).
 """
 
 import json
@@ -348,3 +349,98 @@ def test_copied_output_directory_is_not_confused(field, pipeline, tmp_path):
     shutil.copytree(out, tmp_path / 'copy')
     run = pipeline(frames, targets, tmp_path / 'copy', resume=True)
     assert run.frames_resumed == 2
+
+
+# -- item 9: numeric options ---------------------------------------------------
+
+@pytest.mark.parametrize(('option', 'value', 'words'), [
+    ('epoch_window', np.nan, 'finite number >= 0'),
+    ('epoch_window', -1.0, 'finite number >= 0'),
+    ('clip_sigma', 0.0, 'clip_sigma must be > 0'),
+    ('clip_sigma', np.inf, 'finite number'),
+    ('min_comparison', 0, 'min_comparison must be >= 2'),
+    ('min_comparison', 1, 'min_comparison must be >= 2'),
+    ('min_comparison', 2.5, 'whole number'),
+    ('min_comparison', True, 'whole number'),
+    ('min_comparison', '5', 'whole number'),
+])
+def test_numeric_options_are_validated(option, value, words):
+    with pytest.raises(ValueError, match=words):
+        LightCurvePipeline(AperturePhotometryBaseline(), **{option: value})
+
+
+def test_whole_float_min_comparison_is_accepted():
+    pipeline = LightCurvePipeline(AperturePhotometryBaseline(),
+                                  min_comparison=3.0)
+    assert pipeline.min_comparison == 3
+    assert type(pipeline.min_comparison) is int
+
+
+@pytest.mark.parametrize('value', ['nan', '-1', 'inf', 'soon'])
+def test_cli_epoch_window_is_validated(field, tmp_path, capsys, value):
+    from satphotutils.cli import main
+
+    frames, targets = field
+    targets.write(tmp_path / 't.ecsv')
+    with pytest.raises(SystemExit) as info:
+        main(['lightcurve', *map(str, frames), '--targets',
+              str(tmp_path / 't.ecsv'), '-o', str(tmp_path / 'out'),
+              f'--epoch-window={value}'])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert '--epoch-window' in err
+    assert 'finite number >= 0' in err
+    assert not (tmp_path / 'out').exists()
+
+
+# -- item 25: nothing to measure -----------------------------------------------
+
+def test_zero_targets_are_refused_at_once(field, pipeline, tmp_path):
+    frames, _ = field
+    empty = Table({'name': np.array([], str), 'ra': np.array([], float),
+                   'dec': np.array([], float)})
+    with pytest.raises(ValueError, match='target table has no rows'):
+        pipeline(frames, empty, tmp_path / 'out')
+    assert not (tmp_path / 'out').exists()
+
+
+def test_targets_without_positions_are_refused_at_once(field, pipeline,
+                                                       tmp_path):
+    frames, _ = field
+    nan = Table({'name': ['a', 'b'], 'ra': [np.nan, 10.0],
+                 'dec': [1.0, np.nan]})
+    with pytest.raises(ValueError, match='no target has a finite position'):
+        pipeline(frames, nan, tmp_path / 'out')
+
+
+def test_a_target_without_a_position_is_said(field, pipeline, caplog):
+    frames, targets = field
+    some = Table(targets)
+    some.add_row(['lost', np.nan, np.nan])
+    with caplog.at_level(logging.WARNING, logger=pipeline_module.__name__):
+        run = pipeline(frames, some)
+    assert '1 target(s) without a finite position' in caplog.text
+    assert 'lost' in caplog.text
+    assert set(run.lightcurves) == {'a', 'b'}
+
+
+def test_targets_far_from_every_frame_fail_the_run_with_the_reason(
+        field, pipeline, tmp_path, capsys):
+    from satphotutils.cli import main
+
+    frames, _ = field
+    # On the far side of the frames' projection: no pixel position.
+    far = Table({'name': ['far'], 'ra': [CENTRE.ra.deg + 180.0],
+                 'dec': [-CENTRE.dec.deg]})
+    with pytest.raises(pipeline_module.NothingMeasuredError) as info:
+        pipeline(frames, far, tmp_path / 'out')
+    # Not mistaken for frames with a broken WCS.
+    assert not info.value.run.skipped
+    assert 'no target lies on any frame' in str(info.value)
+    far.write(tmp_path / 'far.ecsv')
+    assert main(['lightcurve', *map(str, frames), '--targets',
+                 str(tmp_path / 'far.ecsv'), '-o',
+                 str(tmp_path / 'cli')]) == 1
+    err = capsys.readouterr().err
+    assert 'no target lies on any frame' in err
+    assert 'Traceback' not in err
