@@ -491,6 +491,7 @@ class LightCurvePipeline:
             for stale in (*out.glob(f'{TEMPORARY_PREFIX}*'),
                           *(out / 'frames').glob(f'{TEMPORARY_PREFIX}*')):
                 stale.unlink(missing_ok=True)
+            _remove_dead_lock_drafts(out)
             resume = self._check_state(out, coords, names, resume=resume)
             run, exposures = self._run(files, coords, names, files_of, out,
                                        resume=resume, scheduler=scheduler,
@@ -901,6 +902,15 @@ def _pid_alive(pid):
     return True
 
 
+def _remove_dead_lock_drafts(out):
+    """Remove the lock drafts (``.satphot.lock.PID``) of dead processes."""
+    for draft in out.glob(f'{_LOCK_FILE}.*'):
+        pid = draft.name.rpartition('.')[2]
+        if pid.isdigit() and int(pid) != os.getpid() and \
+                not _pid_alive(int(pid)):
+            draft.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def _output_lock(out):
     """
@@ -927,7 +937,8 @@ def _output_lock(out):
             if holder is None:
                 continue  # just released, or being replaced
             pid, where = holder
-            if where != host or _pid_alive(pid):
+            # Our own pid in a lock we do not hold yet: a dead run's.
+            if where != host or (pid != os.getpid() and _pid_alive(pid)):
                 on = '' if where == host else f' on {where}'
                 msg = (f'another satphotutils run (pid {pid}{on}) is '
                        f'writing to {out}; wait for it to end or choose '

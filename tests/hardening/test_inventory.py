@@ -782,11 +782,13 @@ def target_names_unfit_for_file_names(frames_dir, tmp_path, **_):
     out = tmp_path / 'out'
     run = LightCurvePipeline()(directory, many, out)
     files = json.loads((out / 'report.json').read_text())['files']
-    assert files == run.files and sorted(files) == sorted(names)
+    assert files == run.files
+    assert sorted(files) == sorted(names)
     assert len(set(files.values())) == len(names)
     assert files['a_b'] == 'a_b.ecsv'
     for name, file in files.items():
-        assert not file.startswith('.') and len(file) <= 120
+        assert not file.startswith('.')
+        assert len(file) <= 120
         assert Table.read(out / file).meta['name'] == name
     assert Table.read(out / 'all.ecsv')['file'][0] in files.values()
 
@@ -816,9 +818,9 @@ def two_runs_into_one_output_directory(frames_dir, tmp_path, **_):
     out = tmp_path / 'out'
     out.mkdir()
     (out / '.satphot.lock').write_text(
-        f'{os.getpid()} {socket.gethostname()}')
+        f'{os.getppid()} {socket.gethostname()}')
     with pytest.raises(SatphotutilsError,
-                       match=f'pid {os.getpid()}.* is writing to'):
+                       match=f'pid {os.getppid()}.* is writing to'):
         LightCurvePipeline()(directory, targets, out)
     assert not (out / 'report.json').exists()
 

@@ -77,7 +77,7 @@ def _states(out):
     return sorted(p for p in (out / 'frames').glob('*.ecsv'))
 
 
-# -- item 1: frames of one name in two directories -----------------------------
+# -- item 1: frames of one name in two directories ----------------------------
 
 def test_same_named_frames_in_two_directories_keep_two_states(
         field, pipeline, tmp_path):
@@ -133,7 +133,7 @@ def test_old_style_states_are_measured_again_and_said(field, pipeline,
     assert np.nanmax(run.lightcurves['a']['mag'].value) < 20
 
 
-# -- item 2: resume with other inputs ------------------------------------------
+# -- item 2: resume with other inputs -----------------------------------------
 
 @pytest.mark.parametrize('change', ['reorder', 'add', 'remove', 'move',
                                     'photometry', 'radius'])
@@ -195,7 +195,7 @@ def test_a_run_without_resume_starts_afresh(field, pipeline, tmp_path):
     assert run.frames_measured == len(frames) - 1
 
 
-# -- item 4: target names and file names ---------------------------------------
+# -- item 4: target names and file names --------------------------------------
 
 def test_target_names_get_unique_safe_bounded_file_names(field, pipeline,
                                                          tmp_path):
@@ -246,7 +246,7 @@ def _filled(column):
                       else column, dtype=str)
 
 
-# -- item 6: temporaries -------------------------------------------------------
+# -- item 6: temporaries ------------------------------------------------------
 
 def test_only_the_packages_temporaries_are_removed(field, pipeline,
                                                    tmp_path):
@@ -256,7 +256,7 @@ def test_only_the_packages_temporaries_are_removed(field, pipeline,
     mine = [out / '.notes.ecsv.bak', out / '.a.ecsv.draft',
             out / 'frames' / '.keep.ecsv.1']
     for path in mine:
-        path.write_text('the user\'s')
+        path.write_text("the user's")
     # What a run killed while writing FITS light curves leaves.
     stale = [out / '.satphot-tmp-a.fits.k3j2.fits',
              out / 'frames' / '.satphot-tmp-x.fits.1a2b.ecsv.ecsv']
@@ -264,7 +264,7 @@ def test_only_the_packages_temporaries_are_removed(field, pipeline,
         path.write_text('half')
     pipeline(frames, targets, out, resume=True, output_format='fits')
     for path in mine:
-        assert path.read_text() == 'the user\'s'
+        assert path.read_text() == "the user's"
     for path in stale:
         assert not path.exists()
     assert not [p for d in (out, out / 'frames') for p in d.iterdir()
@@ -280,7 +280,7 @@ def test_atomic_output_temporaries_carry_the_prefix(tmp_path):
         tmp.write_text('x')
 
 
-# -- item 7: one run per output directory --------------------------------------
+# -- item 7: one run per output directory -------------------------------------
 
 def test_a_second_run_into_a_locked_directory_is_refused(field, pipeline,
                                                         tmp_path):
@@ -289,11 +289,11 @@ def test_a_second_run_into_a_locked_directory_is_refused(field, pipeline,
     out.mkdir()
     import socket
 
-    # Held by a live process: this one.
-    (out / '.satphot.lock').write_text(f'{os.getpid()} '
+    # Held by a live process: this one's parent.
+    (out / '.satphot.lock').write_text(f'{os.getppid()} '
                                        f'{socket.gethostname()}\n')
     with pytest.raises(SatphotutilsError,
-                       match=f'pid {os.getpid()}') as info:
+                       match=f'pid {os.getppid()}') as info:
         pipeline(frames, targets, out)
     assert str(out) in str(info.value)
     assert not (out / 'report.json').exists()
@@ -324,6 +324,41 @@ def test_the_lock_of_a_dead_run_is_taken_over(field, pipeline, tmp_path,
     assert not list(out.glob('.satphot.lock*'))
 
 
+def test_a_lock_with_our_own_pid_is_a_dead_runs(field, pipeline, tmp_path,
+                                               caplog, monkeypatch):
+    # A killed run's pid, given again to the run that resumes it.
+    import socket
+
+    frames, targets = field
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / '.satphot.lock').write_text(f'{os.getpid()} '
+                                       f'{socket.gethostname()}\n')
+    # Every other pid looks alive: only being ours makes it stale.
+    monkeypatch.setattr(pipeline_module, '_pid_alive', lambda pid: True)
+    with caplog.at_level(logging.WARNING, logger=pipeline_module.__name__):
+        run = pipeline(frames[:1], targets, out)
+    assert run.frames_measured == 1
+    assert 'taking over the lock' in caplog.text
+
+
+def test_lock_drafts_of_dead_processes_are_removed(field, pipeline,
+                                                   tmp_path):
+    frames, targets = field
+    out = tmp_path / 'out'
+    out.mkdir()
+    dead = subprocess.run([sys.executable, '-c', 'import os; '
+                           'print(os.getpid())'], capture_output=True,
+                          check=True)
+    draft = out / f'.satphot.lock.{int(dead.stdout)}'
+    draft.write_text('killed before it linked the lock')
+    live = out / f'.satphot.lock.{os.getppid()}'
+    live.write_text('another run, taking the lock')
+    pipeline(frames[:1], targets, out)
+    assert not draft.exists()
+    assert live.exists()
+
+
 def test_lock_is_held_while_the_run_writes(field, pipeline, tmp_path,
                                            monkeypatch):
     frames, targets = field
@@ -351,7 +386,7 @@ def test_copied_output_directory_is_not_confused(field, pipeline, tmp_path):
     assert run.frames_resumed == 2
 
 
-# -- item 9: numeric options ---------------------------------------------------
+# -- item 9: numeric options --------------------------------------------------
 
 @pytest.mark.parametrize(('option', 'value', 'words'), [
     ('epoch_window', np.nan, 'finite number >= 0'),
@@ -393,7 +428,7 @@ def test_cli_epoch_window_is_validated(field, tmp_path, capsys, value):
     assert not (tmp_path / 'out').exists()
 
 
-# -- item 25: nothing to measure -----------------------------------------------
+# -- item 25: nothing to measure ----------------------------------------------
 
 def test_zero_targets_are_refused_at_once(field, pipeline, tmp_path):
     frames, _ = field
