@@ -398,13 +398,21 @@ class LightCurvePipeline:
 
         output : path-like, optional
             Output directory: ``frames/`` (per-frame results, the resume
-            state), one ECSV light curve per target, ``all.ecsv`` (every
-            target, with a ``name`` column), ``statistics.ecsv`` and
-            ``report.json``; plots with ``plot``. Nothing is written if
+            state, and ``state.json``, what they depend on), one ECSV
+            light curve per target, ``all.ecsv`` (every target, with
+            ``name`` and ``file`` columns), ``statistics.ecsv`` and
+            ``report.json``; plots with ``plot``. A target's file is its
+            name when that is a safe, free file name, else the name made
+            safe plus a short hash of it (``run.files`` and
+            ``report.json`` map names to files). The run holds
+            ``.satphot.lock`` in it while it works. Nothing is written if
             `None` (no resume possible).
 
         resume : bool, optional
-            Skip frames whose results are already in ``output``.
+            Skip frames whose results are already in ``output``, if they
+            were measured with the same targets, comparison stars and
+            photometry (model and configuration included). Without it,
+            the saved results are removed and every frame is measured.
 
         scheduler : str or `distributed.Client`, optional
             Run the frames on Dask: ``'threads'``, ``'processes'``, a
@@ -441,11 +449,16 @@ class LightCurvePipeline:
         Raises
         ------
         SatphotutilsError
-            If no frames are found. Frames that cannot be used are not
-            errors: they are skipped and listed in ``run.skipped`` and
-            ``report.json``.
+            If no frames are found, if ``output`` is in use by another
+            run, or if ``resume`` finds results of other inputs there.
+            Frames that cannot be used are not errors: they are skipped
+            and listed in ``run.skipped`` and ``report.json``.
+        NothingMeasuredError
+            If no frame gave a finite magnitude (after writing the
+            outputs, ``report.json`` included).
         ValueError
-            If the target table lacks positions or repeats a name.
+            If the target table is empty, lacks positions, has no finite
+            position or repeats a name.
         """
         if output_format not in _FORMATS:
             msg = (f'output_format must be one of {sorted(_FORMATS)}, got '
