@@ -479,3 +479,31 @@ def test_targets_far_from_every_frame_fail_the_run_with_the_reason(
     err = capsys.readouterr().err
     assert 'no target lies on any frame' in err
     assert 'Traceback' not in err
+
+
+def test_cli_says_in_one_line_why_a_run_cannot_start(field, tmp_path,
+                                                     capsys):
+    import socket
+
+    from satphotutils.cli import main
+
+    frames, targets = field
+    targets.write(tmp_path / 't.ecsv')
+    targets[::-1].write(tmp_path / 'reversed.ecsv')
+    out = tmp_path / 'out'
+    args = ['lightcurve', *map(str, frames[:1]), '-o', str(out)]
+    assert main([*args, '--targets', str(tmp_path / 't.ecsv')]) == 0
+    capsys.readouterr()
+    assert main([*args, '--targets', str(tmp_path / 'reversed.ecsv'),
+                 '--resume']) == 1
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1
+    assert 'the target table' in err
+    assert 'Traceback' not in err
+    (out / '.satphot.lock').write_text(f'{os.getppid()} '
+                                       f'{socket.gethostname()}\n')
+    assert main([*args, '--targets', str(tmp_path / 't.ecsv')]) == 1
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1
+    assert f'pid {os.getppid()}' in err
+    assert str(out) in err
