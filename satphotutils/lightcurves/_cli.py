@@ -22,7 +22,7 @@ def register(subparsers, formatter_class):
     parser.add_argument('-o', '--output', required=True, metavar='OUTDIR')
     parser.add_argument('--model', default=None, metavar='MODEL_DIR',
                         help='model directory (default: the bundled model)')
-    parser.add_argument('--epoch-window', type=float, default=0.1,
+    parser.add_argument('--epoch-window', type=_non_negative, default=0.1,
                         help='exposures closer than this (days) are one '
                              'epoch')
     parser.add_argument('--comparison', default=None, metavar='CAT.ecsv',
@@ -40,6 +40,20 @@ def register(subparsers, formatter_class):
                               'distributed scheduler address'))
     add_header_key_option(parser)
     parser.set_defaults(func=_run)
+
+
+def _non_negative(text):
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        msg = f'must be a finite number >= 0 (days), got {text!r}'
+        raise argparse.ArgumentTypeError(msg)
+    return value
 
 
 def _run(args):

@@ -15,8 +15,13 @@ its address) through the same per-frame function.
 import contextlib
 import dataclasses
 import gc
+import hashlib
 import json
 import logging
+import os
+import re
+import socket
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -32,7 +37,7 @@ from satphotutils.frames import list_frames, read_frame
 from satphotutils.utils._misc import get_meta
 from satphotutils.utils.exceptions import SatphotutilsError
 from satphotutils.utils.flags import SATPHOT_FLAGS, decode_flags
-from satphotutils.utils.io import atomic_output
+from satphotutils.utils.io import TEMPORARY_PREFIX, atomic_output
 
 from .epochs import (
     REJECT_FLAGS,
@@ -70,6 +75,27 @@ def _non_negative(value, what):
     return number
 
 
+def _positive(value, what):
+    number = _non_negative(value, what)
+    if number == 0:
+        msg = f'{what} must be > 0, got {value!r}'
+        raise ValueError(msg)
+    return number
+
+
+def _count(value, what, *, minimum):
+    # A whole number: 2.5 stars, True or '5' are mistakes, not numbers.
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, np.integer, float, np.floating)) or \
+            not np.isfinite(value) or int(value) != value:
+        msg = f'{what} must be a whole number >= {minimum}, got {value!r}'
+        raise ValueError(msg)
+    if value < minimum:
+        msg = f'{what} must be >= {minimum}, got {value!r}'
+        raise ValueError(msg)
+    return int(value)
+
+
 def _coords(targets):
     if 'skycoord' in targets.colnames:
         coord = SkyCoord(targets['skycoord'])
@@ -96,7 +122,31 @@ def _read_targets(targets):
     if len(set(names)) != len(names):
         msg = 'target names must be unique'
         raise ValueError(msg)
+    if not len(names):
+        msg = 'the target table has no rows: give at least one target'
+        raise ValueError(msg)
+    bad = ~(np.isfinite(coord.ra.deg) & np.isfinite(coord.dec.deg))
+    if bad.all():
+        msg = ('no target has a finite position: every ra/dec is NaN or '
+               'infinite; check the target table')
+        raise ValueError(msg)
+    if bad.any():
+        which = [n for n, b in zip(names, bad, strict=True) if b]
+        log.warning('%d target(s) without a finite position get no light '
+                    'curve: %s', len(which), ', '.join(which[:10])
+                    + (', ...' if len(which) > 10 else ''))
     return coord, names
+
+
+def _places_itself(wcs, nx, ny):
+    """Whether the WCS takes the frame's centre to the sky and back."""
+    centre = ((nx - 1) / 2, (ny - 1) / 2)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        try:
+            back = wcs.world_to_pixel(wcs.pixel_to_world(*centre))
+        except (ValueError, ArithmeticError):
+            return False
+    return bool(np.allclose(back, centre, atol=1e-3))
 
 
 @dataclasses.dataclass
@@ -123,6 +173,7 @@ class LightCurveRun:
     frames_measured: int
     frames_resumed: int
     output: object = None
+    files: dict = dataclasses.field(default_factory=dict)
 
 
 class LightCurvePipeline:
@@ -196,8 +247,10 @@ class LightCurvePipeline:
         self.comparison = comparison
         self._comparison_coords = None if comparison is None else \
             _coords(comparison)
-        self.min_comparison = int(min_comparison)
-        self.clip_sigma = _non_negative(clip_sigma, 'clip_sigma')
+        # One star would give a zero point with a zero error.
+        self.min_comparison = _count(min_comparison, 'min_comparison',
+                                     minimum=2)
+        self.clip_sigma = _positive(clip_sigma, 'clip_sigma')
 
     @property
     def header_keys(self):
@@ -258,12 +311,15 @@ class LightCurvePipeline:
         except (ValueError, ArithmeticError) as exc:
             msg = f'the WCS cannot place the targets: {exc}'
             raise SatphotutilsError(msg) from exc
-        if not (np.isfinite(x) & np.isfinite(y)).any():
-            # A singular CD matrix, for one, places nothing anywhere.
+        ny, nx = info.shape
+        if not (np.isfinite(x) & np.isfinite(y)).any() and \
+                not _places_itself(info.wcs, nx, ny):
+            # A singular CD matrix places nothing anywhere. (Targets on
+            # the far side of the projection are NaN too, but there the
+            # frame's own centre goes to the sky and back.)
             msg = ('the WCS places no target anywhere (all positions NaN); '
                    'is its CD/PC matrix singular?')
             raise SatphotutilsError(msg)
-        ny, nx = info.shape
         on = (x >= 0) & (x <= nx - 1) & (y >= 0) & (y <= ny - 1)
         index = np.flatnonzero(on)
         if not len(index):
@@ -342,13 +398,21 @@ class LightCurvePipeline:
 
         output : path-like, optional
             Output directory: ``frames/`` (per-frame results, the resume
-            state), one ECSV light curve per target, ``all.ecsv`` (every
-            target, with a ``name`` column), ``statistics.ecsv`` and
-            ``report.json``; plots with ``plot``. Nothing is written if
+            state, and ``state.json``, what they depend on), one ECSV
+            light curve per target, ``all.ecsv`` (every target, with
+            ``name`` and ``file`` columns), ``statistics.ecsv`` and
+            ``report.json``; plots with ``plot``. A target's file is its
+            name when that is a safe, free file name, else the name made
+            safe plus a short hash of it (``run.files`` and
+            ``report.json`` map names to files). The run holds
+            ``.satphot.lock`` in it while it works. Nothing is written if
             `None` (no resume possible).
 
         resume : bool, optional
-            Skip frames whose results are already in ``output``.
+            Skip frames whose results are already in ``output``, if they
+            were measured with the same targets, comparison stars and
+            photometry (model and configuration included). Without it,
+            the saved results are removed and every frame is measured.
 
         scheduler : str or `distributed.Client`, optional
             Run the frames on Dask: ``'threads'``, ``'processes'``, a
@@ -385,11 +449,16 @@ class LightCurvePipeline:
         Raises
         ------
         SatphotutilsError
-            If no frames are found. Frames that cannot be used are not
-            errors: they are skipped and listed in ``run.skipped`` and
-            ``report.json``.
+            If no frames are found, if ``output`` is in use by another
+            run, or if ``resume`` finds results of other inputs there.
+            Frames that cannot be used are not errors: they are skipped
+            and listed in ``run.skipped`` and ``report.json``.
+        NothingMeasuredError
+            If no frame gave a finite magnitude (after writing the
+            outputs, ``report.json`` included).
         ValueError
-            If the target table lacks positions or repeats a name.
+            If the target table is empty, lacks positions, has no finite
+            position or repeats a name.
         """
         if output_format not in _FORMATS:
             msg = (f'output_format must be one of {sorted(_FORMATS)}, got '
@@ -406,18 +475,125 @@ class LightCurvePipeline:
                    'pattern or a list of files')
             raise SatphotutilsError(msg)
         out = None if output is None else Path(output)
-        done, rows = {}, []
-        if out is not None:
-            (out / 'frames').mkdir(parents=True, exist_ok=True)
-            # Temporaries of a killed run (atomic_output's dot files).
-            for stale in (*out.glob('.*.ecsv.*'),
-                          *(out / 'frames').glob('.*.ecsv.*')):
+        files_of = _file_names(names, _FORMATS[output_format][0])
+        if out is None:
+            run, exposures = self._run(files, coords, names, files_of, None,
+                                       scheduler=scheduler,
+                                       progress=progress)
+        else:
+            run, exposures = self._run_in(out, files, coords, names,
+                                          files_of, resume=resume,
+                                          scheduler=scheduler,
+                                          progress=progress, plot=plot,
+                                          baseline=baseline,
+                                          long_table=long_table,
+                                          output_format=output_format)
+        problem = _nothing_measured(run, exposures, len(files))
+        if problem:
+            raise NothingMeasuredError(problem, run)
+        return run
+
+    def _run_in(self, out, files, coords, names, files_of, *, resume,
+                scheduler, progress, plot, baseline, long_table,
+                output_format):
+        """Run, writing to ``out``, which is held locked."""
+        (out / 'frames').mkdir(parents=True, exist_ok=True)
+        with _output_lock(out):
+            # Temporaries of a killed run: atomic_output's, by their
+            # prefix, and nothing else.
+            for stale in (*out.glob(f'{TEMPORARY_PREFIX}*'),
+                          *(out / 'frames').glob(f'{TEMPORARY_PREFIX}*')):
                 stale.unlink(missing_ok=True)
+            _remove_dead_lock_drafts(out)
+            resume = self._check_state(out, coords, names, resume=resume)
+            run, exposures = self._run(files, coords, names, files_of, out,
+                                       resume=resume, scheduler=scheduler,
+                                       progress=progress)
+            self._write(run, out, plot=plot, baseline=baseline,
+                        long_table=long_table, output_format=output_format)
+        return run, exposures
+
+    def _fingerprint(self, coords, names):
+        """Return what the saved frame results depend on, as JSON."""
+        config = self.photometry._config()
+        # How many stamps go through the network at once changes nothing.
+        config.pop('batch_size', None)
+        comparison = None
+        if self.comparison is not None:
+            comparison = _digest(
+                self._comparison_coords.ra.deg,
+                self._comparison_coords.dec.deg,
+                np.asarray(self.comparison['mag'], dtype=float))
+        return json.loads(json.dumps({
+            'state_version': _STATE_VERSION,
+            'targets': _digest('\0'.join(names), coords.ra.deg,
+                               coords.dec.deg),
+            'n_targets': len(names),
+            'comparison': comparison,
+            'min_comparison': self.min_comparison,
+            'photometry': type(self.photometry).__name__,
+            'photometry_config': config}, default=str, sort_keys=True))
+
+    def _check_state(self, out, coords, names, *, resume):
+        """
+        Check that saved per-frame results belong to this run.
+
+        The saved rows hold target indices and this photometry's numbers:
+        with other targets or another configuration they would go to the
+        wrong targets, so a resume is refused. A run that does not resume
+        starts afresh. Returns whether to resume.
+        """
+        frames = out / 'frames'
+        path = frames / _STATE_FILE
+        now = self._fingerprint(coords, names)
+        if resume and path.exists():
+            try:
+                saved = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                msg = (f'cannot read {path} ({exc}); run without --resume '
+                       '(resume=False) to measure every frame again')
+                raise SatphotutilsError(msg) from exc
+            changed = _changes(saved, now)
+            if changed:
+                msg = (f'{out} holds the results of a run with other '
+                       f'inputs: {"; ".join(changed)} changed. Resume only '
+                       'with the same targets, model and configuration; '
+                       'write to a new output directory, or run without '
+                       '--resume (resume=False) to measure every frame '
+                       'again')
+                raise SatphotutilsError(msg)
+            return True
+        if resume:
+            old = [p for p in frames.glob('*.ecsv')
+                   if not _STATE_NAME.search(p.name)]
+            if old:
+                log.warning(
+                    '%s: %d saved frame results of an earlier satphotutils '
+                    'version (named by the frame file name alone, which '
+                    'two frames may share) are not used; every frame is '
+                    'measured again', frames, len(old))
+            elif any(frames.glob('*.ecsv')):
+                log.warning(
+                    '%s: the saved frame results have no %s to say which '
+                    'targets and configuration they were measured with; '
+                    'every frame is measured again', frames, _STATE_FILE)
+        for state in frames.glob('*.ecsv'):
+            if _STATE_NAME.search(state.name):
+                state.unlink()
+        with atomic_output(path, overwrite=True) as tmp:
+            Path(tmp).write_text(json.dumps(now, indent=1))
+        return False
+
+    def _run(self, files, coords, names, files_of, out, *, resume=False,
+             scheduler=None, progress=False):
+        """Measure the frames and combine the epochs; the run, exposures."""
+        done, rows = {}, []
         skipped = {}
-        todo = []
+        todo, state_of = [], {}
         for f in files:
-            state = None if out is None else \
-                out / 'frames' / f'{Path(f).name}.ecsv'
+            state_of[str(f)] = None if out is None else \
+                out / 'frames' / _state_name(f)
+            state = state_of[str(f)]
             if resume and state is not None and state.exists():
                 done[str(f)] = state
             else:
@@ -431,7 +607,7 @@ class LightCurvePipeline:
             if result is None:
                 result = QTable(names=['target'], dtype=[int])
             if out is not None:
-                with atomic_output(out / 'frames' / f'{Path(path).name}.ecsv',
+                with atomic_output(state_of[str(path)],
                                    overwrite=True) as tmp:
                     result.write(tmp, format='ascii.ecsv')
             rows.append(result)
@@ -468,14 +644,9 @@ class LightCurvePipeline:
                                        bounds, coords[ids])
         run = LightCurveRun(lightcurves=lightcurves, statistics=stats,
                             skipped=skipped, frames_measured=measured,
-                            frames_resumed=len(done), output=out)
-        if out is not None:
-            self._write(run, out, plot=plot, baseline=baseline,
-                        long_table=long_table, output_format=output_format)
-        problem = _nothing_measured(run, exposures, len(files))
-        if problem:
-            raise NothingMeasuredError(problem, run)
-        return run
+                            frames_resumed=len(done), output=out,
+                            files={n: files_of[n] for n in lightcurves})
+        return run, exposures
 
     def _map(self, files, coords, scheduler, progress):
         """Yield (file, rows or exception) for each frame."""
@@ -501,21 +672,24 @@ class LightCurvePipeline:
             {'SATPMETA': json.dumps(meta, default=str)}
         for name, ts in run.lightcurves.items():
             ts.meta.update(file_meta)
-            with atomic_output(out / f'{_safe(name)}{suffix}',
+            with atomic_output(out / run.files[name],
                                overwrite=True) as tmp:
                 ts.write(tmp, format=fmt)
             if plot:
                 base = None if baseline is None else baseline.get(name)
-                plot_lightcurve(ts, baseline=base,
-                                path=out / f'{_safe(name)}.png')
+                png = Path(run.files[name]).with_suffix('.png')
+                plot_lightcurve(ts, baseline=base, path=out / png)
         if long_table and run.lightcurves:
             table = _long_table(run.lightcurves)
+            # Which file holds each target's light curve: names are
+            # changed to make safe, unique file names.
+            table['file'] = [run.files[n] for n in table['name']]
             table.meta.update(file_meta)
             with atomic_output(out / f'all{suffix}', overwrite=True) as tmp:
                 table.write(tmp, format=fmt)
         if run.statistics:
-            stats = QTable(rows=[{'name': n, **s} for n, s in
-                                 run.statistics.items()])
+            stats = QTable(rows=[{'name': n, **s, 'file': run.files[n]}
+                                 for n, s in run.statistics.items()])
             stats.meta.update(meta)
             with atomic_output(out / 'statistics.ecsv',
                                overwrite=True) as tmp:
@@ -524,6 +698,7 @@ class LightCurvePipeline:
                   'frames_resumed': run.frames_resumed,
                   'skipped': run.skipped,
                   'targets_with_data': len(run.lightcurves),
+                  'files': run.files,
                   'provenance': meta}
         with atomic_output(out / 'report.json', overwrite=True) as tmp:
             Path(tmp).write_text(json.dumps(report, indent=1))
@@ -597,8 +772,204 @@ def _stack(tables):
 _FORMATS = {'ecsv': ('.ecsv', 'ascii.ecsv'), 'fits': ('.fits', 'fits')}
 
 
+# The saved state of a run: a frame's rows in FRAME.<identity>.ecsv, and
+# what they depend on (targets, photometry) in state.json.
+_STATE_VERSION = 1
+_STATE_FILE = 'state.json'
+_STATE_NAME = re.compile(r'\.[0-9a-f]{12}\.ecsv$')
+
+# The run's own files in the output directory, which no target's light
+# curve may take, and the names Windows reserves.
+_RESERVED = {'all', 'statistics', 'report', 'con', 'prn', 'aux', 'nul',
+             *(f'{d}{i}' for d in ('com', 'lpt') for i in range(10))}
+
+# Longest file-name stem made from a name: far from the 255 bytes most
+# file systems allow, with room for a hash and a suffix.
+_MAX_STEM = 100
+
+
 def _safe(name):
-    return ''.join(c if c.isalnum() or c in '-_.+' else '_' for c in name)
+    """ASCII letters, digits and ``-_.+``; the rest become ``_``."""
+    safe = ''.join(c if (c.isascii() and c.isalnum()) or c in '-_.+'
+                   else '_' for c in name)
+    # No hidden files, no '.' or '..'.
+    return '_' + safe[1:] if safe.startswith('.') else safe
+
+
+def _short_hash(text):
+    return hashlib.sha256(text.encode('utf-8', 'surrogateescape')
+                          ).hexdigest()
+
+
+def _file_names(names, suffix):
+    """
+    Return unique, safe, bounded file names for the targets' names.
+
+    A name that is already a safe, free file name is used as it is;
+    otherwise (changed, truncated, empty, one of the run's own file names
+    or taken by another target, compared without case as on macOS and
+    Windows) it gets a short hash of the name, which keeps the mapping
+    stable from run to run.
+    """
+    stems = [_safe(n)[:_MAX_STEM] for n in names]
+    clean = [stem == name != '' and stem.casefold() not in _RESERVED
+             for name, stem in zip(names, stems, strict=True)]
+    count = {}
+    for stem, ok in zip(stems, clean, strict=True):
+        if ok:
+            count[stem.casefold()] = count.get(stem.casefold(), 0) + 1
+    out, taken = {}, set()
+    for name, stem, ok in zip(names, stems, clean, strict=True):
+        if not ok or count[stem.casefold()] > 1:
+            stem = f'{stem or "target"}-{_short_hash(name)[:8]}'
+        base, k = stem, 0
+        while stem.casefold() in taken:  # a hash collision, in theory
+            k += 1
+            stem = f'{base}-{k}'
+        taken.add(stem.casefold())
+        out[name] = f'{stem}{suffix}'
+    return out
+
+
+def _state_name(path):
+    """
+    Return the file of a frame's saved rows: name and identity hash.
+
+    The identity is the resolved path, size and modification time: two
+    frames of one name in two directories have two states, and a frame
+    rewritten since is measured again.
+    """
+    path = Path(path)
+    try:
+        resolved = path.resolve()
+        stat = resolved.stat()
+        identity = f'{resolved}\0{stat.st_size}\0{stat.st_mtime_ns}'
+    except OSError:  # reported when the frame is read
+        identity = str(path.absolute())
+    stem = _safe(path.name)[:_MAX_STEM]
+    return f'{stem}.{_short_hash(identity)[:12]}.ecsv'
+
+
+def _digest(*values):
+    """Hash strings and arrays, to compare inputs between runs."""
+    h = hashlib.sha256()
+    for value in values:
+        if isinstance(value, str):
+            h.update(value.encode('utf-8', 'surrogateescape'))
+        else:
+            h.update(np.ascontiguousarray(value, dtype='<f8').tobytes())
+        h.update(b'\0')
+    return h.hexdigest()
+
+
+def _changes(saved, now):
+    """Say what differs between two run fingerprints."""
+    if saved.get('state_version') != now['state_version']:
+        return ['the format of the saved state (an earlier satphotutils)']
+    words = []
+    if saved.get('targets') != now['targets']:
+        words.append(f'the target table (names, positions or order; '
+                     f'{saved.get("n_targets")} targets then, '
+                     f'{now["n_targets"]} now)')
+    if saved.get('comparison') != now['comparison']:
+        words.append('the comparison stars')
+    if saved.get('min_comparison') != now['min_comparison']:
+        words.append(f'min_comparison ({saved.get("min_comparison")} then, '
+                     f'{now["min_comparison"]} now)')
+    if saved.get('photometry') != now['photometry']:
+        words.append(f'the photometry ({saved.get("photometry")} then, '
+                     f'{now["photometry"]} now)')
+    else:
+        then = saved.get('photometry_config') or {}
+        config = now['photometry_config']
+        keys = sorted(k for k in set(then) | set(config)
+                      if then.get(k) != config.get(k))
+        if keys:
+            words.append('the photometry configuration ('
+                         + ', '.join(keys) + ')')
+    return words
+
+
+# Held by the run writing to an output directory.
+_LOCK_FILE = '.satphot.lock'
+
+
+def _lock_holder(lock):
+    """Return the (pid, host) of a lock file, `None` if unreadable."""
+    try:
+        pid, host = lock.read_text().split(maxsplit=1)
+        return int(pid), host.strip()
+    except (OSError, ValueError):
+        return None
+
+
+def _pid_alive(pid):
+    if sys.platform == 'win32':  # os.kill would end the process
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, someone else's
+        return True
+    return True
+
+
+def _remove_dead_lock_drafts(out):
+    """Remove the lock drafts (``.satphot.lock.PID``) of dead processes."""
+    for draft in out.glob(f'{_LOCK_FILE}.*'):
+        pid = draft.name.rpartition('.')[2]
+        if pid.isdigit() and int(pid) != os.getpid() and \
+                not _pid_alive(int(pid)):
+            draft.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _output_lock(out):
+    """
+    Hold ``out/.satphot.lock`` (pid and host) while a run writes there.
+
+    Two runs into one directory would overwrite each other's results,
+    the last writer winning. A lock of a process that no longer exists
+    (a killed run) is taken over.
+    """
+    lock = out / _LOCK_FILE
+    host = socket.gethostname()
+    # Written in full, then linked into place: a lock file is never seen
+    # half-written, and os.link fails if another run holds the lock.
+    mine = out / f'{_LOCK_FILE}.{os.getpid()}'
+    mine.write_text(f'{os.getpid()} {host}\n')
+    try:
+        for _ in range(3):
+            try:
+                os.link(mine, lock)
+                break
+            except FileExistsError:
+                pass
+            holder = _lock_holder(lock)
+            if holder is None:
+                continue  # just released, or being replaced
+            pid, where = holder
+            # Our own pid in a lock we do not hold yet: a dead run's.
+            if where != host or (pid != os.getpid() and _pid_alive(pid)):
+                on = '' if where == host else f' on {where}'
+                msg = (f'another satphotutils run (pid {pid}{on}) is '
+                       f'writing to {out}; wait for it to end or choose '
+                       'another output directory (if no such run exists, '
+                       f'remove {lock})')
+                raise SatphotutilsError(msg)
+            log.warning('%s: taking over the lock of pid %d, which no '
+                        'longer runs (a killed run?)', out, pid)
+            lock.unlink(missing_ok=True)
+        else:
+            msg = f'cannot take the lock {lock}; remove it if no run uses it'
+            raise SatphotutilsError(msg)
+    finally:
+        mine.unlink(missing_ok=True)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 class NothingMeasuredError(SatphotutilsError):

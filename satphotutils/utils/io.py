@@ -12,6 +12,10 @@ from pathlib import Path
 
 __all__ = ['atomic_output']
 
+# Every temporary file of atomic_output starts with this, so that a tool
+# cleaning up after a killed run removes its own files and no one else's.
+TEMPORARY_PREFIX = '.satphot-tmp-'
+
 
 @contextlib.contextmanager
 def atomic_output(path, *, overwrite=False):
@@ -34,8 +38,11 @@ def atomic_output(path, *, overwrite=False):
     Yields
     ------
     tmp_path : `~pathlib.Path`
-        The temporary path to write to. It keeps the suffix of ``path`` so
-        that writers that choose a format from the file name still work.
+        The temporary path to write to, ``.satphot-tmp-NAME.XXXX`` plus
+        the suffixes of ``path`` (so that writers that choose a format
+        from the file name still work). The prefix marks it as
+        satphotutils' own: a temporary left by a killed process is
+        recognised by it and nothing else is ever removed.
 
     Raises
     ------
@@ -57,7 +64,8 @@ def atomic_output(path, *, overwrite=False):
         msg = (f'{path} already exists; pass overwrite=True (--overwrite on '
                'the command line) to replace it')
         raise FileExistsError(msg)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.',
+    fd, tmp = tempfile.mkstemp(dir=path.parent,
+                               prefix=f'{TEMPORARY_PREFIX}{path.name}.',
                                suffix=''.join(path.suffixes))
     os.close(fd)
     tmp = Path(tmp)

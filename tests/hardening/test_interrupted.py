@@ -118,7 +118,7 @@ def test_light_curve_run_killed_mid_way_resumes(field, tmp_path, scheduler):
 
     def finished_frames():
         # Not atomic_output's temporaries (dot files), which glob matches.
-        return [p for p in (out / 'frames').glob('*.fits.ecsv')
+        return [p for p in (out / 'frames').glob('*.fits.*.ecsv')
                 if not p.name.startswith('.')]
 
     _kill_when(process, lambda: len(finished_frames()) >= 4)

@@ -727,6 +727,139 @@ def fits_file_that_is_not_a_stamp_table(frame, tmp_path, **_):
         read_stamp_table(path)
 
 
+# -- light-curve runs: the output directory ------------------------------
+
+def _two_nights(frames_dir, tmp_path):
+    """The good frame as two nights, ten days apart, of one file name."""
+    frames = []
+    for night, shift in (('n1', 0.0), ('n2', 10.0)):
+        (tmp_path / night).mkdir()
+        with fits.open(frames_dir[0] / 'good.fits') as hdul:
+            for key in ('DATE-OBS', 'MJD-AVG', 'DATE-AVG'):
+                hdul[0].header.remove(key, ignore_missing=True)
+            hdul[0].header['MJD-OBS'] = 59500.0 + shift
+            hdul.writeto(tmp_path / night / 'good.fits')
+        frames.append(tmp_path / night / 'good.fits')
+    return frames
+
+
+@case('R01')
+def same_named_frames_in_two_directories(frames_dir, tmp_path, **_):
+    from satphotutils.lightcurves import LightCurvePipeline
+
+    frames = _two_nights(frames_dir, tmp_path)
+    out = tmp_path / 'out'
+    LightCurvePipeline()(frames, frames_dir[1], out)
+    run = LightCurvePipeline()(frames, frames_dir[1], out, resume=True)
+    assert run.frames_resumed == 2
+    lc = run.lightcurves['t']
+    assert list(lc['n_exposures']) == [1, 1]
+    assert np.ptp(lc['time'].mjd) == pytest.approx(10.0, abs=1e-6)
+
+
+@case('R02')
+def resume_with_another_target_table(frames_dir, tmp_path, **_):
+    from satphotutils.lightcurves import LightCurvePipeline
+
+    directory, targets = frames_dir
+    out = tmp_path / 'out'
+    LightCurvePipeline()(directory, targets, out)
+    more = Table(targets)
+    more.insert_row(0, ['u', targets['ra'][0] + 0.01, targets['dec'][0]])
+    with pytest.raises(SatphotutilsError,
+                       match='other inputs: the target table'):
+        LightCurvePipeline()(directory, more, out, resume=True)
+
+
+@case('R03')
+def target_names_unfit_for_file_names(frames_dir, tmp_path, **_):
+    from satphotutils.lightcurves import LightCurvePipeline
+
+    directory, targets = frames_dir
+    names = ['all', 'report', 'a/b', 'a_b', '', '.hidden', 'x' * 300]
+    many = Table({'name': names, 'ra': [targets['ra'][0]] * len(names),
+                  'dec': [targets['dec'][0]] * len(names)})
+    out = tmp_path / 'out'
+    run = LightCurvePipeline()(directory, many, out)
+    files = json.loads((out / 'report.json').read_text())['files']
+    assert files == run.files
+    assert sorted(files) == sorted(names)
+    assert len(set(files.values())) == len(names)
+    assert files['a_b'] == 'a_b.ecsv'
+    for name, file in files.items():
+        assert not file.startswith('.')
+        assert len(file) <= 120
+        assert Table.read(out / file).meta['name'] == name
+    assert Table.read(out / 'all.ecsv')['file'][0] in files.values()
+
+
+@case('R04')
+def user_dot_files_in_the_output_directory(frames_dir, tmp_path, **_):
+    from satphotutils.lightcurves import LightCurvePipeline
+
+    directory, targets = frames_dir
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / '.notes.ecsv.bak').write_text('keep')
+    (out / '.satphot-tmp-t.fits.x1y2.fits').write_text('half')
+    LightCurvePipeline()(directory, targets, out, output_format='fits')
+    assert (out / '.notes.ecsv.bak').read_text() == 'keep'
+    assert not (out / '.satphot-tmp-t.fits.x1y2.fits').exists()
+
+
+@case('R05')
+def two_runs_into_one_output_directory(frames_dir, tmp_path, **_):
+    import os
+    import socket
+
+    from satphotutils.lightcurves import LightCurvePipeline
+
+    directory, targets = frames_dir
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / '.satphot.lock').write_text(
+        f'{os.getppid()} {socket.gethostname()}')
+    with pytest.raises(SatphotutilsError,
+                       match=f'pid {os.getppid()}.* is writing to'):
+        LightCurvePipeline()(directory, targets, out)
+    assert not (out / 'report.json').exists()
+
+
+@case('R06')
+def light_curve_numeric_options(frames_dir, tmp_path, capsys, **_):
+    from satphotutils.lightcurves import LightCurvePipeline
+
+    for kwargs, words in (({'epoch_window': np.nan}, 'epoch_window'),
+                          ({'clip_sigma': 0}, 'clip_sigma must be > 0'),
+                          ({'min_comparison': 2.5}, 'whole number')):
+        with pytest.raises(ValueError, match=words):
+            LightCurvePipeline(**kwargs)
+    with pytest.raises(SystemExit):
+        main(['lightcurve', str(frames_dir[0]), '--targets',
+              str(tmp_path / 'targets.ecsv'), '-o', str(tmp_path / 'o'),
+              '--epoch-window=nan'])
+    assert '--epoch-window: must be a finite number' in \
+        capsys.readouterr().err
+
+
+@case('R07')
+def light_curve_targets_that_place_nothing(frames_dir, tmp_path, **_):
+    from satphotutils.lightcurves import LightCurvePipeline
+    from satphotutils.lightcurves.pipeline import NothingMeasuredError
+
+    directory = frames_dir[0]
+    with pytest.raises(ValueError, match='target table has no rows'):
+        LightCurvePipeline()(directory, Table({'ra': np.array([], float),
+                                               'dec': np.array([], float)}))
+    with pytest.raises(ValueError, match='no target has a finite position'):
+        LightCurvePipeline()(directory, Table({'ra': [np.nan],
+                                               'dec': [np.nan]}))
+    far = Table({'ra': [CENTRE.ra.deg + 180], 'dec': [-CENTRE.dec.deg]})
+    with pytest.raises(NothingMeasuredError,
+                       match='no target lies on any frame'):
+        LightCurvePipeline()(directory, far, tmp_path / 'out')
+
+
 # -- the command line ---------------------------------------------------------
 
 def _cli_fails(capsys, argv, words):
