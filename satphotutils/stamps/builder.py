@@ -45,12 +45,39 @@ class BuildReport:
     """
     What a `StampBuilder` run did.
 
+    Attributes
+    ----------
+    rows : int
+        Stamps written.
+
+    frames_listed, frames_used : int
+        Frames given, and frames that gave at least one stamp.
+
+    frames_without_stamps : int
+        Readable frames on which no target exposure passed the
+        selections.
+
+    skipped_files : dict
+        File name to the reason it was skipped.
+
+    rejected_edge, rejected_unity, rejected_no_label : int
+        Target exposures rejected as too near the detector edge, for
+        more than ``max_unity`` pixels exactly equal to 1, and for having
+        no label (a colour outside the colour relation's range).
+
+    dropped_over_limit : int
+        Exposures left out by ``max_exposures``.
+
     Examples
     --------
     >>> from satphotutils.stamps import BuildReport
-    >>> report = BuildReport(rows=10, frames_used=2)
-    >>> report.skipped_files
-    {}
+    >>> report = BuildReport(rows=10, frames_listed=3, frames_used=2,
+    ...                      skipped_files={'bad.fits': 'no WCS'})
+    >>> print(report.summary())
+    10 stamps from 2 of 3 frames (1 skipped, 0 without stamps)
+      skipped bad.fits: no WCS
+    rejected exposures: 0 near the edge, 0 damaged cores, 0 unlabelled
+    left out over the exposure limit: 0
     """
 
     rows: int = 0
@@ -60,6 +87,28 @@ class BuildReport:
     rejected_unity: int = 0
     rejected_no_label: int = 0
     dropped_over_limit: int = 0
+    frames_listed: int = 0
+    frames_without_stamps: int = 0
+
+    def summary(self):
+        """
+        Describe the run in a few lines, for people.
+
+        Returns
+        -------
+        text : str
+        """
+        lines = [f'{self.rows} stamps from {self.frames_used} of '
+                 f'{self.frames_listed} frames ({len(self.skipped_files)} '
+                 f'skipped, {self.frames_without_stamps} without stamps)']
+        lines += [f'  skipped {path}: {why}'
+                  for path, why in self.skipped_files.items()]
+        lines.append(f'rejected exposures: {self.rejected_edge} near the '
+                     f'edge, {self.rejected_unity} damaged cores, '
+                     f'{self.rejected_no_label} unlabelled')
+        lines.append('left out over the exposure limit: '
+                     f'{self.dropped_over_limit}')
+        return '\n'.join(lines)
 
 
 class StampBuilder:
@@ -166,7 +215,12 @@ class StampBuilder:
         from satphotutils.calibration.labels import training_labels
 
         files = list_frames(frames)
-        report = BuildReport()
+        if not files:
+            msg = (f'no FITS frames found in {frames}; give a directory of '
+                   '*.fits/*.fits.fz files, a glob pattern or a list of '
+                   'files')
+            raise SatphotutilsError(msg)
+        report = BuildReport(frames_listed=len(files))
         labels = training_labels(targets, zeropoint=0.0, band=self.band,
                                  neighbours=neighbours, seed=self.seed)
         coords = SkyCoord(np.asarray(targets['ra'], float),
@@ -226,9 +280,12 @@ class StampBuilder:
                     writer.write(rows)
                     report.rows += len(rows['stamp'])
                     report.frames_used += 1
+            report.frames_without_stamps = (
+                report.frames_listed - report.frames_used
+                - len(report.skipped_files))
             if report.rows == 0:
-                msg = ('no stamps passed the selection; see the report of '
-                       f'skipped files: {report.skipped_files}')
+                msg = ('no stamps passed the selection: '
+                       f'{report.summary()}')
                 raise SatphotutilsError(msg)
         return report
 

@@ -58,5 +58,5 @@ def test_duplicate_source_ids_are_refused(field):
     frames, coords = field
     gaia = Table({'source_id': [7, 7], 'ra': coords.ra.deg,
                   'dec': coords.dec.deg})
-    with pytest.raises(ValueError, match='unique.*source_id'):
+    with pytest.raises(ValueError, match=r'unique.*source_id'):
         LightCurvePipeline()(frames, gaia)
