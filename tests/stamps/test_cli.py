@@ -160,14 +160,21 @@ def test_stamps_command_header_keys(field, tmp_path, capsys):
             del header['ZP']
         frames.append(str(copy))
     args = ['stamps', *frames, '--catalog', str(cat), '--edge', str(EDGE)]
-    assert main([*args, '-o', str(tmp_path / 'a.fits')]) == 1
-    err = capsys.readouterr().err
-    assert 'no stamps passed' in err
-    assert 'ZP' in err  # the reason each frame was skipped
+    # Without ZP the zero point is fitted to the catalogue stars: the
+    # true 25.5 (less the frame's transparency), not MAGZP's 26.
+    assert main([*args, '-o', str(tmp_path / 'a.fits')]) == 0
+    assert 'zero points fitted to catalogue stars on 2 frames' in \
+        capsys.readouterr().out
+    fitted = read_stamp_table(tmp_path / 'a.fits')
+    np.testing.assert_allclose(fitted['zeropoint'], 25.5, atol=0.05)
+    assert np.all(fitted['zeropoint_n'] >= 20)
+    # Named by --header-key, the keyword wins over the fit.
     assert main([*args, '-o', str(tmp_path / 'b.fits'),
                  '--header-key', 'zeropoint=MAGZP']) == 0
     table = read_stamp_table(tmp_path / 'b.fits')
     np.testing.assert_allclose(table['zeropoint'], 25.5 + 0.5)
+    assert np.all(table['zeropoint_n'] == 0)
+    assert np.all(np.isnan(table['zeropoint_err']))
 
 
 def test_stamps_command_refuses_a_catalogue_without_gaia_columns(
