@@ -21,8 +21,10 @@ def register(subparsers, formatter_class):
             '(reduced FITS frames with a celestial WCS) and label it from '
             'Gaia: saturation corrections, the colour relation to the '
             "band, Eq. 1 with the frame's zero point and transparency "
-            '(header keywords, see --header-key) and Eq. 2 crowding from '
-            'the neighbours. Prints the frames used and skipped, with the '
+            '(header keywords, see --header-key; a zero point missing '
+            "from the header is fitted to the frame's isolated, "
+            'unsaturated catalogue stars) and Eq. 2 crowding from the '
+            'neighbours. Prints the frames used and skipped, with the '
             'reasons, and the stamps rejected by cause. Train on the '
             'output with "satphot train".'))
     parser.add_argument('frames', nargs='+', metavar='FRAMES',

@@ -243,9 +243,9 @@ def _stamp_hdu(path, hdul):
             found = (f'its binary tables have the columns '
                      f'{[h.columns.names for h in tables]}' if tables
                      else 'it has no binary table')
-            msg = (f'{path} is not a stamp table: it has no {_EXTNAME} '
-                   f'extension and {found}; a stamp table is a binary '
-                   f'table with the columns {list(REQUIRED_COLUMNS)}')
+            msg = (f'{path} has no {_EXTNAME} extension and {found}; it '
+                   'is not a stamp table (a binary table with the columns '
+                   f'{list(REQUIRED_COLUMNS)})')
             raise SatphotutilsError(msg)
     version = hdu.header.get('STAMPVER')
     if version is None:

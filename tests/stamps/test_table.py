@@ -144,5 +144,5 @@ def test_the_first_table_with_the_required_columns_is_read(tmp_path, rng):
     # and the message says what a stamp table needs.
     fits.HDUList([fits.PrimaryHDU(), other]).writeto(tmp_path / 'o.fits')
     with pytest.raises(SatphotutilsError,
-                       match=r"not a stamp table.*\['a'\].*'stamp'"):
+                       match=r"\['a'\].*not a stamp table.*'stamp'"):
         read_stamp_table(tmp_path / 'o.fits')
