@@ -236,3 +236,29 @@ def test_stamps_command_queries_gaia_through_the_cache(field, tmp_path,
     assert len(fake.queries) == n
     assert len(read_stamp_table(tmp_path / 'b.fits')) == \
         len(read_stamp_table(tmp_path / 'a.fits'))
+
+
+def test_stamps_command_takes_a_separate_neighbour_catalogue(field, tmp_path,
+                                                             capsys):
+    # Targets: the 30 brightest stars; crowding from the full catalogue.
+    directory, catalogue = field
+    bright = catalogue[np.argsort(catalogue['phot_g_mean_mag'])[:30]]
+    bright.write(tmp_path / 'bright.ecsv')
+    catalogue.write(tmp_path / 'all.fits')
+    args = ['stamps', str(directory / 'frames'), '--catalog',
+            str(tmp_path / 'bright.ecsv'), '--edge', str(EDGE), '--seed', '1']
+    assert main([*args, '-o', str(tmp_path / 'a.fits'), '--neighbours',
+                 str(tmp_path / 'all.fits')]) == 0
+    table = read_stamp_table(tmp_path / 'a.fits')
+    assert set(table['star_id']) <= set(bright['source_id'])
+    truth = _truth_inside(directory)
+    key = {(int(s), str(f)): k for k, (s, f) in
+           enumerate(zip(truth['star'], truth['file'], strict=True))}
+    k = np.array([key[(int(s) - 10**15, str(f))] for s, f in
+                  zip(table['star_id'], table['file'], strict=True)])
+    np.testing.assert_allclose(table['log_counts'],
+                               np.asarray(truth['log_counts'])[k], atol=0.01)
+    catalogue['ra', 'dec'].write(tmp_path / 'bad.ecsv')
+    assert main([*args, '-o', str(tmp_path / 'b.fits'), '--neighbours',
+                 str(tmp_path / 'bad.ecsv')]) == 1
+    assert 'neighbour catalogue' in capsys.readouterr().err
