@@ -22,6 +22,7 @@ __all__ = ['build_parser', 'main']
 _SUBCOMMAND_MODULES = (
     'satphotutils.utils._cli',
     'satphotutils.simulation._cli',
+    'satphotutils.stamps._cli',
     'satphotutils.network._cli',
     'satphotutils.photometry._cli',
     'satphotutils.lightcurves._cli',

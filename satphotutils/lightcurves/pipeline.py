@@ -117,10 +117,15 @@ def _read_targets(targets):
     coord = _coords(targets)
     if 'name' in targets.colnames:
         names = [str(n) for n in targets['name']]
+    elif 'source_id' in targets.colnames:
+        # A Gaia catalogue: its identifiers name the light curves, so
+        # that the files can be matched back to Gaia.
+        names = [str(n) for n in np.asarray(targets['source_id'])]
     else:
         names = [f'target{i:05d}' for i in range(len(targets))]
     if len(set(names)) != len(names):
-        msg = 'target names must be unique'
+        column = 'name' if 'name' in targets.colnames else 'source_id'
+        msg = f'target names must be unique (the {column} column)'
         raise ValueError(msg)
     if not len(names):
         msg = 'the target table has no rows: give at least one target'
@@ -394,7 +399,9 @@ class LightCurvePipeline:
 
         targets : `~astropy.table.Table` or path-like
             ``ra``, ``dec`` (deg) or a ``skycoord`` column, optional
-            ``name``.
+            ``name``. Without ``name`` the light curves are named after
+            a Gaia ``source_id`` column, or ``target00000``,
+            ``target00001``... in the table's order.
 
         output : path-like, optional
             Output directory: ``frames/`` (per-frame results, the resume

@@ -15,6 +15,8 @@ __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
         'circle_mask', 'stamp_aperture_photometry'],
     'builder': [
         'BuildReport', 'StampBuilder'],
+    'calibrate': [
+        'catalogue_zeropoint'],
     'table': [
         'REQUIRED_COLUMNS', 'STAMP_FORMAT_VERSION', 'StampTableWriter',
         'iter_stamp_table', 'read_stamp_table', 'stamp_table_columns'],

@@ -45,12 +45,44 @@ class BuildReport:
     """
     What a `StampBuilder` run did.
 
+    Attributes
+    ----------
+    rows : int
+        Stamps written.
+
+    frames_listed, frames_used : int
+        Frames given, and frames that gave at least one stamp.
+
+    frames_without_stamps : int
+        Readable frames on which no target exposure passed the
+        selections.
+
+    skipped_files : dict
+        File name to the reason it was skipped.
+
+    rejected_edge, rejected_unity, rejected_no_label : int
+        Target exposures rejected as too near the detector edge, for
+        more than ``max_unity`` pixels exactly equal to 1, and for having
+        no label (a colour outside the colour relation's range).
+
+    dropped_over_limit : int
+        Exposures left out by ``max_exposures``.
+
+    zeropoints : dict
+        File name to the `~satphotutils.calibration.FrameZeropoint`
+        fitted to its catalogue stars, for the frames without a zero
+        point in the header or the frame table.
+
     Examples
     --------
     >>> from satphotutils.stamps import BuildReport
-    >>> report = BuildReport(rows=10, frames_used=2)
-    >>> report.skipped_files
-    {}
+    >>> report = BuildReport(rows=10, frames_listed=3, frames_used=2,
+    ...                      skipped_files={'bad.fits': 'no WCS'})
+    >>> print(report.summary())
+    10 stamps from 2 of 3 frames (1 skipped, 0 without stamps)
+      skipped bad.fits: no WCS
+    rejected exposures: 0 near the edge, 0 damaged cores, 0 unlabelled
+    left out over the exposure limit: 0
     """
 
     rows: int = 0
@@ -60,6 +92,37 @@ class BuildReport:
     rejected_unity: int = 0
     rejected_no_label: int = 0
     dropped_over_limit: int = 0
+    frames_listed: int = 0
+    frames_without_stamps: int = 0
+    zeropoints: dict = dataclasses.field(default_factory=dict)
+
+    def summary(self):
+        """
+        Describe the run in a few lines, for people.
+
+        Returns
+        -------
+        text : str
+        """
+        lines = [f'{self.rows} stamps from {self.frames_used} of '
+                 f'{self.frames_listed} frames ({len(self.skipped_files)} '
+                 f'skipped, {self.frames_without_stamps} without stamps)']
+        lines += [f'  skipped {path}: {why}'
+                  for path, why in self.skipped_files.items()]
+        lines.append(f'rejected exposures: {self.rejected_edge} near the '
+                     f'edge, {self.rejected_unity} damaged cores, '
+                     f'{self.rejected_no_label} unlabelled')
+        lines.append('left out over the exposure limit: '
+                     f'{self.dropped_over_limit}')
+        fits = [z for z in self.zeropoints.values() if z.valid]
+        if fits:
+            lines.append(
+                f'zero points fitted to catalogue stars on {len(fits)} '
+                'frames: median error '
+                f'{np.median([z.error for z in fits]):.4f} mag from a '
+                f'median of {np.median([z.n_used for z in fits]):.0f} '
+                'stars')
+        return '\n'.join(lines)
 
 
 class StampBuilder:
@@ -90,7 +153,12 @@ class StampBuilder:
         filter (the defaults if `None`). A ``frame_table`` given to
         `__call__` takes precedence for Z and t. A frame without a
         transparency is its own reference (t = 1, recorded in the
-        ``transparency`` column).
+        ``transparency`` column). A frame without a zero point has it
+        fitted to aperture photometry of its catalogue stars
+        (`~satphotutils.stamps.catalogue_zeropoint`; the
+        ``zeropoint_err`` and ``zeropoint_n`` columns record the fit's
+        error and the stars used, NaN and 0 for a zero point that was
+        given); it is skipped when fewer than 5 stars are usable.
 
     radius : float, optional
         Radius (pixels) of the circle in which ``max_unity`` is counted
@@ -98,6 +166,10 @@ class StampBuilder:
 
     seed : int, optional
         Random seed of the exposure selection.
+
+    zeropoint_radius : float, optional
+        Aperture radius (pixels) of the photometry a missing zero point
+        is fitted to.
 
     Examples
     --------
@@ -111,7 +183,7 @@ class StampBuilder:
 
     def __init__(self, *, stamp_size=21, edge=50, max_unity=4,
                  max_exposures=None, band='g', header_keys=None, radius=5.0,
-                 seed=None):
+                 seed=None, zeropoint_radius=3.0):
         if stamp_size % 2 == 0:
             msg = 'stamp_size must be odd'
             raise ValueError(msg)
@@ -124,6 +196,7 @@ class StampBuilder:
             header_keys
         self.radius = float(radius)
         self.seed = seed
+        self.zeropoint_radius = float(zeropoint_radius)
 
     def __call__(self, frames, targets, output, *, frame_table=None,
                  neighbours=None, overwrite=False, progress=False):
@@ -166,7 +239,12 @@ class StampBuilder:
         from satphotutils.calibration.labels import training_labels
 
         files = list_frames(frames)
-        report = BuildReport()
+        if not files:
+            msg = (f'no FITS frames found in {frames}; give a directory of '
+                   '*.fits/*.fits.fz files, a glob pattern or a list of '
+                   'files')
+            raise SatphotutilsError(msg)
+        report = BuildReport(frames_listed=len(files))
         labels = training_labels(targets, zeropoint=0.0, band=self.band,
                                  neighbours=neighbours, seed=self.seed)
         coords = SkyCoord(np.asarray(targets['ra'], float),
@@ -175,6 +253,7 @@ class StampBuilder:
                    if 'source_id' in targets.colnames
                    else np.arange(len(targets)))
         overrides = _frame_overrides(frame_table)
+        valid = np.asarray(labels['valid'])
 
         # Pass 1: headers only, to find which targets each frame holds.
         candidates, info = [], {}
@@ -194,9 +273,13 @@ class StampBuilder:
                       & (y >= self.edge) & (y <= ny - 1 - self.edge))
             on_frame = (x >= 0) & (x <= nx - 1) & (y >= 0) & (y <= ny - 1)
             report.rejected_edge += int(np.count_nonzero(on_frame & ~inside))
-            ok = inside & np.asarray(labels['valid'])
+            ok = inside & valid
             report.rejected_no_label += int(np.count_nonzero(
-                inside & ~np.asarray(labels['valid'])))
+                inside & ~valid))
+            # All the frame's labelled stars, before max_exposures picks
+            # the stamps: they calibrate a frame without a zero point.
+            meta['stars'] = (np.flatnonzero(on_frame & valid),
+                             x[on_frame & valid], y[on_frame & valid])
             info[path] = meta
             candidates += [(path, int(i), float(x[i]), float(y[i]))
                            for i in np.flatnonzero(ok)]
@@ -226,9 +309,12 @@ class StampBuilder:
                     writer.write(rows)
                     report.rows += len(rows['stamp'])
                     report.frames_used += 1
+            report.frames_without_stamps = (
+                report.frames_listed - report.frames_used
+                - len(report.skipped_files))
             if report.rows == 0:
-                msg = ('no stamps passed the selection; see the report of '
-                       f'skipped files: {report.skipped_files}')
+                msg = ('no stamps passed the selection: '
+                       f'{report.summary()}')
                 raise SatphotutilsError(msg)
         return report
 
@@ -242,10 +328,8 @@ class StampBuilder:
                 'good': bool(row.get('good', True)),
                 'mjd': np.nan if info.time is None else info.time.utc.mjd}
         zp = row.get('zeropoint', info.zeropoint)
-        if zp is None:
-            info.require('zeropoint', fix='or give a frame_table with a '
-                         'zeropoint column')
-        meta['zeropoint'] = float(zp)
+        # None: fitted to the catalogue stars once the pixels are read.
+        meta['zeropoint'] = None if zp is None else float(zp)
         t = row.get('transparency', info.transparency)
         meta['transparency'] = 1.0 if t is None else float(t)
         meta['sky'] = info.sky
@@ -298,6 +382,14 @@ class StampBuilder:
             return None
         idx, x, y = idx[keep], x[keep], y[keep]
         zp, t = meta['zeropoint'], meta['transparency']
+        zp_err, zp_n = np.nan, 0
+        if zp is None:
+            fit = self._fit_zeropoint(data, meta, labels, mag)
+            report.zeropoints[Path(path).name] = fit
+            # The fit gives Z - 2.5 log10(t): a transparency from the
+            # header keeps its meaning relative to the reference image.
+            zp = fit.zeropoint + 2.5 * np.log10(t)
+            zp_err, zp_n = fit.error, fit.n_used
         n = len(idx)
         # b_c was computed for Z = 0 and t = 1: scale to this frame.
         b_c = np.asarray(labels['b_c'])[idx] * 10 ** (0.4 * zp) / t
@@ -308,6 +400,8 @@ class StampBuilder:
                 'log_counts': log_counts,
                 'star_id': star_id[idx],
                 'zeropoint': np.full(n, zp), 'sky': np.full(n, float(sky)),
+                'zeropoint_err': np.full(n, zp_err),
+                'zeropoint_n': np.full(n, zp_n),
                 'camera': np.full(n, meta['camera']),
                 'filter': np.full(n, meta['filter']),
                 'dx': x - np.rint(x), 'dy': y - np.rint(y),
@@ -320,6 +414,28 @@ class StampBuilder:
                 'n_unity': n_unity[keep],
                 'file': np.full(n, Path(path).name)}
         return rows
+
+
+    def _fit_zeropoint(self, data, meta, labels, mag):
+        from .calibrate import catalogue_zeropoint
+
+        idx, x, y = meta['stars']
+        info = meta['info']
+        fit, _ = catalogue_zeropoint(
+            data, x, y, mag[idx],
+            # Gaia neighbours within the blending radius spoil any
+            # aperture; catalogue_zeropoint checks the wider ones.
+            usable=np.asarray(labels['f_c'])[idx] < 0.05,
+            radius=self.zeropoint_radius,
+            saturation_level=info.saturation_level)
+        if not fit.valid:
+            key = self.header_keys.zeropoint
+            msg = (f'no zero point: the header has no {key} keyword (name '
+                   'another with header_keys, or give a frame_table) and '
+                   f'only {fit.n_used} isolated, unsaturated catalogue '
+                   'stars could be measured to fit one (5 needed)')
+            raise SatphotutilsError(msg)
+        return fit
 
 
 def _frame_overrides(frame_table):

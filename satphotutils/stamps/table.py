@@ -25,19 +25,27 @@ binary table with one row per exposure of a target:
     are combined by their median in light curves.
 
 Any other column is carried through to outputs unchanged. The header
-keyword ``STAMPVER`` gives the format version (currently 1). Tables are
+keyword ``STAMPVER`` gives the format version (currently 1). Any FITS
+binary table with the required columns is read as a stamp table (the
+first such table when there is no ``STAMPS`` extension; a missing
+``STAMPVER`` is taken as version 1, with a warning), so a table written
+by `astropy.table.Table.write` can be trained on. Tables are
 written in chunks and read in chunks through a memory map, so their size
 is not limited by memory.
 """
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
 from astropy.table import QTable, Table
 
-from satphotutils.utils.exceptions import SatphotutilsError
+from satphotutils.utils.exceptions import (
+    SatphotutilsError,
+    SatphotutilsUserWarning,
+)
 from satphotutils.utils.io import atomic_output
 
 __all__ = ['REQUIRED_COLUMNS', 'STAMP_FORMAT_VERSION', 'StampTableWriter',
@@ -200,6 +208,13 @@ class StampTableWriter:
 
 
 def _open(path):
+    """
+    Open a stamp table; return the HDU list and the table's HDU.
+
+    The ``STAMPS`` extension when there is one; otherwise the first
+    binary table with the required columns, so that a table written by
+    `astropy.table.Table.write` is a stamp table too.
+    """
     path = Path(path)
     if not path.exists():
         msg = f'stamp table {path} does not exist'
@@ -209,24 +224,43 @@ def _open(path):
     except OSError as exc:
         msg = f'{path} is not a readable FITS file ({exc})'
         raise SatphotutilsError(msg) from None
-    if _EXTNAME not in hdul:
+    try:
+        hdu = _stamp_hdu(path, hdul)
+    except BaseException:
         hdul.close()
-        msg = f'{path} has no {_EXTNAME} extension; it is not a stamp table'
-        raise SatphotutilsError(msg)
-    header = hdul[_EXTNAME].header
-    version = header.get('STAMPVER')
-    if version != STAMP_FORMAT_VERSION:
-        hdul.close()
+        raise
+    return hdul, hdu
+
+
+def _stamp_hdu(path, hdul):
+    if _EXTNAME in hdul:
+        hdu = hdul[_EXTNAME]
+    else:
+        tables = [h for h in hdul if isinstance(h, fits.BinTableHDU)]
+        hdu = next((h for h in tables
+                    if set(REQUIRED_COLUMNS) <= set(h.columns.names)), None)
+        if hdu is None:
+            found = (f'its binary tables have the columns '
+                     f'{[h.columns.names for h in tables]}' if tables
+                     else 'it has no binary table')
+            msg = (f'{path} has no {_EXTNAME} extension and {found}; it '
+                   'is not a stamp table (a binary table with the columns '
+                   f'{list(REQUIRED_COLUMNS)})')
+            raise SatphotutilsError(msg)
+    version = hdu.header.get('STAMPVER')
+    if version is None:
+        warnings.warn(f'{path} has no STAMPVER keyword; reading it as '
+                      f'stamp-table format version {STAMP_FORMAT_VERSION}',
+                      SatphotutilsUserWarning, stacklevel=4)
+    elif version != STAMP_FORMAT_VERSION:
         msg = (f'{path} is stamp-table format version {version}; this '
                f'satphotutils reads version {STAMP_FORMAT_VERSION}')
         raise SatphotutilsError(msg)
-    missing = [c for c in REQUIRED_COLUMNS
-               if c not in hdul[_EXTNAME].columns.names]
+    missing = [c for c in REQUIRED_COLUMNS if c not in hdu.columns.names]
     if missing:
-        hdul.close()
         msg = f'{path} lacks the required stamp-table columns {missing}'
         raise SatphotutilsError(msg)
-    return hdul
+    return hdu
 
 
 def _to_table(rec, names):
@@ -282,8 +316,8 @@ def iter_stamp_table(path, *, chunk_size=100000, columns=None):
     >>> [len(chunk) for chunk in iter_stamp_table(path, chunk_size=2)]
     [2, 2, 1]
     """
-    with _open(path) as hdul:
-        hdu = hdul[_EXTNAME]
+    hdul, hdu = _open(path)
+    with hdul:
         names = columns or hdu.columns.names
         unknown = set(names) - set(hdu.columns.names)
         if unknown:
@@ -329,8 +363,9 @@ def stamp_table_columns(path):
     >>> sorted(stamp_table_columns(path))
     ['sky', 'stamp', 'star_id', 'zeropoint']
     """
-    with _open(path) as hdul:
-        return list(hdul[_EXTNAME].columns.names)
+    hdul, hdu = _open(path)
+    with hdul:
+        return list(hdu.columns.names)
 
 
 def read_stamp_table(path, *, columns=None):
@@ -371,7 +406,8 @@ def read_stamp_table(path, *, columns=None):
     """
     chunks = list(iter_stamp_table(path, chunk_size=2**62, columns=columns))
     if not chunks:
-        with _open(path) as hdul:
-            names = columns or hdul[_EXTNAME].columns.names
+        hdul, hdu = _open(path)
+        with hdul:
+            names = columns or hdu.columns.names
         return QTable(names=names)
     return chunks[0]

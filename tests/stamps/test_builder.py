@@ -141,3 +141,66 @@ def test_frames_without_a_time_are_epochs_of_their_own(field, tmp_path):
     assert not set(rows['epoch'][timeless]) & set(rows['epoch'][~timeless])
     assert sorted(np.bincount(rows['epoch'][~timeless])[
         np.unique(rows['epoch'][~timeless])]) == [1, 3]
+
+
+def _without_keywords(directory, tmp_path, keys):
+    frames = []
+    for path in sorted(directory.glob('*.fits')):
+        copy = tmp_path / path.name
+        shutil.copy(path, copy)
+        for key in keys:
+            fits.delval(copy, key)
+        frames.append(copy)
+    return frames
+
+
+@pytest.mark.parametrize('removed', [('ZP',), ('ZP', 'TRANSP')])
+def test_frames_without_a_zero_point_are_calibrated_on_catalogue_stars(
+        field, tmp_path, removed):
+    directory, _, gaia = field
+    frames = _without_keywords(directory, tmp_path, removed)
+    catalogue = Table(gaia, copy=True)
+    catalogue['source_id'] = np.arange(len(catalogue)) + 1000
+    report = StampBuilder(edge=30)(frames, catalogue, tmp_path / 's.fits',
+                                   neighbours=gaia)
+    table = read_stamp_table(tmp_path / 's.fits')
+    assert report.frames_used == 6
+    assert sorted(report.zeropoints) == sorted(p.name for p in frames)
+    info = Table.read(directory / 'frames.ecsv')
+    for row in info:
+        fit = report.zeropoints[row['file']]
+        rows = table[table['file'] == row['file']]
+        # The fit measures Z - 2.5 log10(t); with TRANSP kept, the
+        # recorded Z is the reference image's.
+        true = 25.5 if 'TRANSP' not in removed else \
+            25.5 - 2.5 * np.log10(row['transparency'])
+        assert_allclose(rows['zeropoint'], true, atol=0.03)
+        assert fit.n_used >= 50
+        assert 0 < fit.error < 0.01
+        assert_allclose(rows['zeropoint_err'], fit.error)
+        assert np.all(rows['zeropoint_n'] == fit.n_used)
+    # The labels agree with the simulator's truth to the zero point's
+    # accuracy (0.03 mag = 0.012 dex).
+    truth = Table.read(directory / 'truth.ecsv')
+    key = {(int(s), str(f)): k for k, (s, f) in
+           enumerate(zip(truth['star'], truth['file'], strict=True))}
+    k = [key.get((int(s) - 1000, str(f)), -1)
+         for s, f in zip(table['star_id'], table['file'], strict=True)]
+    k = np.array(k)
+    assert np.count_nonzero(k >= 0) > 100
+    assert_allclose(np.asarray(table['log_counts'])[k >= 0],
+                    np.asarray(truth['log_counts'])[k[k >= 0]], atol=0.012)
+    assert 'zero points fitted to catalogue stars on 6 frames' in \
+        report.summary()
+
+
+def test_a_frame_with_too_few_catalogue_stars_for_a_zero_point_is_skipped(
+        field, tmp_path):
+    directory, targets, gaia = field
+    frames = _without_keywords(directory, tmp_path, ('ZP',))
+    # Four targets are too few for a fit (five are needed).
+    with pytest.raises(SatphotutilsError, match='no stamps passed') as exc:
+        StampBuilder(edge=30)(frames, targets, tmp_path / 's.fits',
+                              neighbours=gaia)
+    assert 'no ZP keyword' in str(exc.value)
+    assert 'catalogue stars could be measured' in str(exc.value)

@@ -9,7 +9,10 @@ from satphotutils.stamps import (
     iter_stamp_table,
     read_stamp_table,
 )
-from satphotutils.utils.exceptions import SatphotutilsError
+from satphotutils.utils.exceptions import (
+    SatphotutilsError,
+    SatphotutilsUserWarning,
+)
 
 
 def _chunk(n, rng, start=0):
@@ -109,3 +112,37 @@ def test_chunked_reading_selects_columns(tmp_path, rng):
     assert chunks[0].colnames == ['star_id', 'sky']
     with pytest.raises(SatphotutilsError, match='no columns'):
         list(iter_stamp_table(path, columns=['nope']))
+
+
+def test_a_table_written_by_astropy_is_a_stamp_table(tmp_path, rng):
+    # Table.write: no STAMPS extension name, no STAMPVER keyword.
+    chunk = _chunk(6, rng)
+    path = tmp_path / 'astropy.fits'
+    Table(chunk).write(path)
+    with pytest.warns(SatphotutilsUserWarning,
+                      match=r'astropy\.fits has no STAMPVER.*version 1'):
+        table = read_stamp_table(path)
+    for name, value in chunk.items():
+        np.testing.assert_array_equal(table[name], value)
+    with pytest.warns(SatphotutilsUserWarning, match='no STAMPVER'):
+        chunks = list(iter_stamp_table(path, chunk_size=4,
+                                       columns=['stamp', 'star_id']))
+    assert [len(c) for c in chunks] == [4, 2]
+    np.testing.assert_array_equal(chunks[1]['stamp'], chunk['stamp'][4:])
+
+
+def test_the_first_table_with_the_required_columns_is_read(tmp_path, rng):
+    chunk = _chunk(3, rng)
+    path = tmp_path / 'two.fits'
+    other = fits.BinTableHDU(Table({'a': [1, 2]}), name='OTHER')
+    stamps = fits.BinTableHDU(Table(chunk), name='MYSTAMPS')
+    stamps.header['STAMPVER'] = STAMP_FORMAT_VERSION
+    fits.HDUList([fits.PrimaryHDU(), other, stamps]).writeto(path)
+    table = read_stamp_table(path)  # versioned: no warning
+    np.testing.assert_array_equal(table['star_id'], chunk['star_id'])
+    # A binary table without the required columns is not a stamp table,
+    # and the message says what a stamp table needs.
+    fits.HDUList([fits.PrimaryHDU(), other]).writeto(tmp_path / 'o.fits')
+    with pytest.raises(SatphotutilsError,
+                       match=r"\['a'\].*not a stamp table.*'stamp'"):
+        read_stamp_table(tmp_path / 'o.fits')

@@ -1,0 +1,264 @@
+import re
+import shutil
+
+import numpy as np
+import pytest
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+from astropy.io import fits
+from astropy.table import Table
+
+from satphotutils.calibration import GaiaArchive
+from satphotutils.cli import build_parser, main
+from satphotutils.simulation import (
+    Camera,
+    Detector,
+    FrameSimulator,
+    Scene,
+    simulate_field,
+)
+from satphotutils.stamps import read_stamp_table
+
+CENTRE = SkyCoord(200.0, -30.0, unit='deg')
+EDGE = 15
+SIZE = 300
+
+
+@pytest.fixture(scope='module', name='field')
+def fixture_field(tmp_path_factory):
+    """Six simulated frames and their scene as a Gaia DR3 catalogue."""
+    directory = tmp_path_factory.mktemp('stamps_cli')
+    scene = Scene.random(CENTRE, radius=0.5 * u.deg, g_max=17.0, seed=3)
+    camera = Camera(detector=Detector(shape=(SIZE, SIZE)))
+    sim = FrameSimulator(camera=camera, pointing=CENTRE)
+    simulate_field(directory / 'frames', scene, [sim], n_epochs=2,
+                   exposures_per_epoch=3, seed=5)
+    catalogue = Table({
+        'source_id': np.arange(len(scene.G), dtype=np.int64) + 10**15,
+        'ra': scene.coord.ra.deg, 'dec': scene.coord.dec.deg,
+        'phot_g_mean_mag': scene.G, 'bp_rp': scene.bp_rp})
+    return directory, catalogue
+
+
+def _truth_inside(directory):
+    """The simulator's truth rows at least EDGE pixels from the edge."""
+    truth = Table.read(directory / 'frames' / 'truth.ecsv')
+    x, y = np.asarray(truth['x']), np.asarray(truth['y'])
+    inside = ((x >= EDGE) & (x <= SIZE - 1 - EDGE)
+              & (y >= EDGE) & (y <= SIZE - 1 - EDGE))
+    return truth[inside]
+
+
+def _check_against_truth(table, directory):
+    truth = _truth_inside(directory)
+    rows = {(int(s) - 10**15, str(f)): k for k, (s, f) in
+            enumerate(zip(table['star_id'], table['file'], strict=True))}
+    # Every truth star exposure inside the edge has its stamp, labelled
+    # as the simulator labelled it, at its true position.
+    k = np.array([rows[(int(s), str(f))]
+                  for s, f in zip(truth['star'], truth['file'], strict=True)])
+    np.testing.assert_allclose(np.asarray(table['log_counts'])[k],
+                               np.asarray(truth['log_counts']), atol=0.01)
+    np.testing.assert_allclose(np.asarray(table['x'])[k], truth['x'],
+                               atol=0.01)
+    np.testing.assert_allclose(np.asarray(table['y'])[k], truth['y'],
+                               atol=0.01)
+    # No stamp of a star nearer the edge than EDGE.
+    assert np.all((table['x'] >= EDGE) & (table['x'] <= SIZE - 1 - EDGE))
+    assert np.all((table['y'] >= EDGE) & (table['y'] <= SIZE - 1 - EDGE))
+
+
+@pytest.mark.parametrize('suffix', ['ecsv', 'fits', 'csv'])
+def test_stamps_command_from_frames_and_a_catalogue(field, tmp_path, capsys,
+                                                    suffix):
+    directory, catalogue = field
+    cat = tmp_path / f'gaia.{suffix}'
+    catalogue.write(cat)
+    out = tmp_path / 'stamps.fits'
+    assert main(['stamps', str(directory / 'frames'), '--catalog', str(cat),
+                 '-o', str(out), '--edge', str(EDGE), '--seed', '1']) == 0
+    printed = capsys.readouterr()
+    table = read_stamp_table(out)
+    assert f'{len(table)} stamps from 6 of 6 frames (0 skipped' \
+        in printed.out
+    assert re.search(r'rejected exposures: [1-9]\d* near the edge, '
+                     r'0 damaged cores, 0 unlabelled', printed.out)
+    assert 'frames: 100%' in printed.err  # the progress bar
+    assert set(table['file']) == {p.name for p in
+                                  (directory / 'frames').glob('*.fits')}
+    _check_against_truth(table, directory)
+
+
+def test_stamps_command_output_trains(field, tmp_path):
+    directory, catalogue = field
+    cat = tmp_path / 'gaia.ecsv'
+    catalogue.write(cat)
+    out = tmp_path / 'stamps.fits'
+    assert main(['stamps', str(directory / 'frames' / '*.fits'),
+                 '--catalog', str(cat), '-o', str(out), '--edge', str(EDGE),
+                 '--max-exposures', '2', '--seed', '1']) == 0
+    table = read_stamp_table(out)
+    assert np.bincount(np.unique(table['star_id'],
+                                 return_inverse=True)[1]).max() == 2
+    assert main(['train', str(out), '-o', str(tmp_path / 'model'),
+                 '--epochs', '1', '--seeds', '1', '--seed', '0']) == 0
+    assert any((tmp_path / 'model').iterdir())
+
+
+def test_stamps_command_options(field, tmp_path, capsys):
+    directory, catalogue = field
+    cat = tmp_path / 'gaia.ecsv'
+    catalogue.write(cat)
+    frames = sorted((directory / 'frames').glob('*.fits'))
+    args = ['stamps', *map(str, frames), '--catalog', str(cat),
+            '--edge', str(EDGE), '--seed', '2']
+    assert main([*args, '-o', str(tmp_path / 'a.fits'),
+                 '--max-exposures', '1']) == 0
+    a = read_stamp_table(tmp_path / 'a.fits')
+    assert len(a) == len(set(a['star_id']))
+    assert f'left out over the exposure limit: {5 * len(a)}' in \
+        capsys.readouterr().out
+    # The same seed picks the same exposures; --overwrite replaces.
+    assert main([*args, '-o', str(tmp_path / 'a.fits'),
+                 '--max-exposures', '1']) == 1
+    assert 'exists' in capsys.readouterr().err
+    assert main([*args, '-o', str(tmp_path / 'a.fits'),
+                 '--max-exposures', '1', '--overwrite']) == 0
+    again = read_stamp_table(tmp_path / 'a.fits')
+    np.testing.assert_array_equal(again['file'], a['file'])
+    # V band: the colour relation to V, not g, labels the same stamps.
+    assert main([*args, '-o', str(tmp_path / 'g.fits')]) == 0
+    assert main([*args, '-o', str(tmp_path / 'v.fits'),
+                 '--band', 'V']) == 0
+    g = read_stamp_table(tmp_path / 'g.fits')
+    v = read_stamp_table(tmp_path / 'v.fits')
+    np.testing.assert_array_equal(v['star_id'], g['star_id'])
+    np.testing.assert_array_equal(v['file'], g['file'])
+    assert np.all(np.isfinite(v['mag']))
+    assert np.median(np.abs(v['mag'] - g['mag'])) > 0.05
+    capsys.readouterr()
+    # --max-unity -1 rejects every stamp: a one-line error, status 1.
+    assert main([*args, '-o', str(tmp_path / 'u.fits'),
+                 '--max-unity', '-1']) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith('satphot stamps: error: no stamps passed')
+    assert 'damaged cores' in err
+    assert not (tmp_path / 'u.fits').exists()
+
+
+def test_stamps_command_header_keys(field, tmp_path, capsys):
+    directory, catalogue = field
+    cat = tmp_path / 'gaia.ecsv'
+    catalogue.write(cat)
+    frames = []
+    for path in sorted((directory / 'frames').glob('*.fits'))[:2]:
+        copy = tmp_path / path.name
+        shutil.copy(path, copy)
+        with fits.open(copy, mode='update') as hdul:
+            header = hdul[0].header
+            header['MAGZP'] = header['ZP'] + 0.5
+            del header['ZP']
+        frames.append(str(copy))
+    args = ['stamps', *frames, '--catalog', str(cat), '--edge', str(EDGE)]
+    # Without ZP the zero point is fitted to the catalogue stars: the
+    # true 25.5 (less the frame's transparency), not MAGZP's 26.
+    assert main([*args, '-o', str(tmp_path / 'a.fits')]) == 0
+    assert 'zero points fitted to catalogue stars on 2 frames' in \
+        capsys.readouterr().out
+    fitted = read_stamp_table(tmp_path / 'a.fits')
+    np.testing.assert_allclose(fitted['zeropoint'], 25.5, atol=0.05)
+    assert np.all(fitted['zeropoint_n'] >= 20)
+    # Named by --header-key, the keyword wins over the fit.
+    assert main([*args, '-o', str(tmp_path / 'b.fits'),
+                 '--header-key', 'zeropoint=MAGZP']) == 0
+    table = read_stamp_table(tmp_path / 'b.fits')
+    np.testing.assert_allclose(table['zeropoint'], 25.5 + 0.5)
+    assert np.all(table['zeropoint_n'] == 0)
+    assert np.all(np.isnan(table['zeropoint_err']))
+
+
+def test_stamps_command_refuses_a_catalogue_without_gaia_columns(
+        field, tmp_path, capsys):
+    directory, catalogue = field
+    cat = tmp_path / 'nocolour.ecsv'
+    catalogue['ra', 'dec', 'phot_g_mean_mag'].write(cat)
+    assert main(['stamps', str(directory / 'frames'), '--catalog', str(cat),
+                 '-o', str(tmp_path / 'x.fits')]) == 1
+    err = capsys.readouterr().err
+    assert 'nocolour.ecsv lacks the column(s) bp_rp' in err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(['stamps', 'f.fits', '-o', 'x.fits'])
+
+
+class _FakeGaia:
+    """Runs the archive backend's cone ADQL on a table."""
+
+    def __init__(self, table):
+        self.table = table
+        self.queries = []
+
+    def launch_job_async(self, query):
+        self.queries.append(query)
+        t = self.table
+        keep = np.ones(len(t), bool)
+        for name, op, value in re.findall(
+                r'(ra|dec|phot_g_mean_mag) (>=|<=|<) (-?[\d.]+)', query):
+            col, value = np.asarray(t[name]), float(value)
+            keep &= {'>=': col >= value, '<=': col <= value,
+                     '<': col < value}[op]
+        ra0, dec0, r = map(float, re.search(
+            r"CIRCLE\('ICRS', ([-\d.]+), ([-\d.]+), ([-\d.]+)\)",
+            query).groups())
+        sep = SkyCoord(t['ra'], t['dec'], unit='deg').separation(
+            SkyCoord(ra0, dec0, unit='deg')).deg
+        result = t[keep & (sep <= r)]
+
+        class Job:
+            def get_results(self):
+                return result
+
+        return Job()
+
+
+def test_stamps_command_queries_gaia_through_the_cache(field, tmp_path,
+                                                       monkeypatch):
+    directory, catalogue = field
+    fake = _FakeGaia(catalogue)
+    monkeypatch.setattr(GaiaArchive, 'service', property(lambda self: fake))
+    args = ['stamps', str(directory / 'frames'), '--gaia', '--gaia-cache',
+            str(tmp_path / 'cache'), '--edge', str(EDGE), '--seed', '1']
+    assert main([*args, '-o', str(tmp_path / 'a.fits')]) == 0
+    assert fake.queries
+    _check_against_truth(read_stamp_table(tmp_path / 'a.fits'), directory)
+    # Offline, the cached queries are enough.
+    n = len(fake.queries)
+    assert main([*args, '--offline', '-o', str(tmp_path / 'b.fits')]) == 0
+    assert len(fake.queries) == n
+    assert len(read_stamp_table(tmp_path / 'b.fits')) == \
+        len(read_stamp_table(tmp_path / 'a.fits'))
+
+
+def test_stamps_command_takes_a_separate_neighbour_catalogue(field, tmp_path,
+                                                             capsys):
+    # Targets: the 30 brightest stars; crowding from the full catalogue.
+    directory, catalogue = field
+    bright = catalogue[np.argsort(catalogue['phot_g_mean_mag'])[:30]]
+    bright.write(tmp_path / 'bright.ecsv')
+    catalogue.write(tmp_path / 'all.fits')
+    args = ['stamps', str(directory / 'frames'), '--catalog',
+            str(tmp_path / 'bright.ecsv'), '--edge', str(EDGE), '--seed', '1']
+    assert main([*args, '-o', str(tmp_path / 'a.fits'), '--neighbours',
+                 str(tmp_path / 'all.fits')]) == 0
+    table = read_stamp_table(tmp_path / 'a.fits')
+    assert set(table['star_id']) <= set(bright['source_id'])
+    truth = _truth_inside(directory)
+    key = {(int(s), str(f)): k for k, (s, f) in
+           enumerate(zip(truth['star'], truth['file'], strict=True))}
+    k = np.array([key[(int(s) - 10**15, str(f))] for s, f in
+                  zip(table['star_id'], table['file'], strict=True)])
+    np.testing.assert_allclose(table['log_counts'],
+                               np.asarray(truth['log_counts'])[k], atol=0.01)
+    catalogue['ra', 'dec'].write(tmp_path / 'bad.ecsv')
+    assert main([*args, '-o', str(tmp_path / 'b.fits'), '--neighbours',
+                 str(tmp_path / 'bad.ecsv')]) == 1
+    assert 'neighbour catalogue' in capsys.readouterr().err
