@@ -157,12 +157,23 @@ def _where(path):
     return f' of {path}' if path else ''
 
 
+def _get(header, key, path):
+    # A damaged card fails when its value is parsed (astropy's VerifyError
+    # or ValueError), not when the header is read.
+    try:
+        return header[key]
+    except Exception as exc:
+        msg = (f'the {key} header keyword{_where(path)} cannot be read: '
+               f'{exc}')
+        raise InvalidHeaderError(msg) from None
+
+
 def _number(header, key, path, *, positive=False, nonnegative=False,
             bounds=None):
     """Return a finite number from the header (`None` if absent)."""
     if not key or key not in header:
         return None
-    value = header[key]
+    value = _get(header, key, path)
     # FITS booleans are Python bools, which float() would take as 0/1.
     if isinstance(value, (bool, np.bool_)) or value is None:
         msg = (f'the {key} header keyword{_where(path)} must be a number, '
@@ -194,10 +205,10 @@ def _number(header, key, path, *, positive=False, nonnegative=False,
     return number
 
 
-def _text(header, key):
+def _text(header, key, path=None):
     if not key or key not in header:
         return None
-    value = header[key]
+    value = _get(header, key, path)
     if value is None or isinstance(value, (bool, np.bool_)):
         return None
     value = str(value).strip()
@@ -208,11 +219,11 @@ def _time(header, keys, path, exptime):
     """Return the mid-exposure time and where it came from."""
     from astropy.time import Time
 
-    scale = _text(header, keys.timesys)
+    scale = _text(header, keys.timesys, path)
     scale = 'utc' if scale is None else scale.lower()
     if scale not in _SCALES:
         msg = (f'the {keys.timesys} header keyword{_where(path)} is '
-               f'{header[keys.timesys]!r}, not a time scale astropy knows '
+               f'{scale.upper()!r}, not a time scale astropy knows '
                f'({", ".join(s.upper() for s in _SCALES)})')
         raise InvalidHeaderError(msg)
     candidates = ((keys.mjd_mid, 'mjd', 'mid'), (keys.date_mid, 'isot',
@@ -224,12 +235,12 @@ def _time(header, keys, path, exptime):
         if not key or key not in header:
             continue
         if fmt == 'isot':
-            value = _text(header, key)
+            value = _text(header, key, path)
             try:
                 time = Time(value, scale=scale)
             except (TypeError, ValueError):
                 msg = (f'the {key} header keyword{_where(path)} is '
-                       f'{header[key]!r}, not an ISO date and time')
+                       f'{value!r}, not an ISO date and time')
                 raise InvalidHeaderError(msg) from None
         else:
             value = _number(header, key, path)
@@ -308,7 +319,7 @@ def frame_info(source, *, header_keys=None, path=None):
         value = _number(header, keys.epoch, path)
         if value != int(value):
             msg = (f'the {keys.epoch} header keyword{_where(path)} must be '
-                   f'an integer epoch number, got {header[keys.epoch]!r}')
+                   f'an integer epoch number, got {value!r}')
             raise InvalidHeaderError(msg)
         epoch = int(value)
     return FrameInfo(
@@ -322,5 +333,6 @@ def frame_info(source, *, header_keys=None, path=None):
         read_noise=_number(header, keys.read_noise, path, nonnegative=True),
         saturation_level=_number(header, keys.saturation, path,
                                  positive=True),
-        camera=_text(header, keys.camera), filter=_text(header, keys.filter),
+        camera=_text(header, keys.camera, path),
+        filter=_text(header, keys.filter, path),
         epoch=epoch, keys=keys)

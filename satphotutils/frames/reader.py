@@ -186,7 +186,7 @@ def read_frame(path, *, header_keys=None, unit='adu', hdu=None):
         except ValueError as exc:
             msg = f'cannot read the frame {path}: {exc}'
             raise SatphotutilsError(msg) from exc
-    info = frame_info(header, header_keys=header_keys, path=path)
+        info = frame_info(header, header_keys=header_keys, path=path)
     wcs = frame.wcs if frame.wcs is not None and frame.wcs.has_celestial \
         else None
     return frame, dataclasses.replace(info, shape=frame.shape, wcs=wcs)

@@ -309,3 +309,17 @@ def test_simulated_frames_carry_standard_times():
                                                      date_mid=None))
     # From the start plus half the exposure: the same time.
     assert_allclose(start.time.mjd, 60000.5, atol=1e-8)
+
+
+def test_damaged_header_card_is_a_clean_error(tmp_path):
+    # Found by the fuzzing test: a NUL byte inside the MJD-OBS card fails
+    # when the value is parsed, after the file was opened.
+    path = tmp_path / 'damaged.fits'
+    fits.PrimaryHDU(np.zeros((4, 4), 'f4'), header=_header(
+        **{'MJD-OBS': 59000.0})).writeto(path)
+    raw = bytearray(path.read_bytes())
+    at = raw.find(b'MJD-OBS =') + 28
+    raw[at] = 0
+    path.write_bytes(bytes(raw))
+    with pytest.raises(SatphotutilsError, match='MJD-OBS'):
+        read_frame(path)
