@@ -160,9 +160,11 @@ def _where(path):
 def _get(header, key, path):
     # A damaged card fails when its value is parsed (astropy's VerifyError
     # or ValueError), not when the header is read.
+    from astropy.io.fits.verify import VerifyError
+
     try:
         return header[key]
-    except Exception as exc:
+    except (VerifyError, ValueError, UnicodeError) as exc:
         msg = (f'the {key} header keyword{_where(path)} cannot be read: '
                f'{exc}')
         raise InvalidHeaderError(msg) from None

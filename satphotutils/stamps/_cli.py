@@ -81,7 +81,9 @@ def _read_catalog(path, what):
 
     try:
         table = Table.read(path)
-    except Exception as exc:
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        # astropy's readers fail on a damaged or foreign file with these
+        # (an unknown format is a ValueError, a missing file an OSError).
         msg = (f'cannot read the {what} {path} ({exc}); give an ECSV, FITS '
                'or CSV table')
         raise SatphotutilsError(msg) from None
