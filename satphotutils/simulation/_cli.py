@@ -33,8 +33,9 @@ def register(subparsers, formatter_class):
         'frames', formatter_class=formatter_class,
         help='a directory of multi-epoch FITS frames with truth tables',
         description=('Write a multi-epoch, multi-camera field: FITS frames '
-                     '(CCDData with WCS and header keywords MJD-OBS, ZP, '
-                     'TRANSP, CAMERA, FILTER, SKY), truth.ecsv and '
+                     '(CCDData with WCS and header keywords DATE-OBS, '
+                     'MJD-OBS, DATE-AVG, MJD-AVG, EXPTIME, ZP, TRANSP, '
+                     'CAMERA, FILTER, SKY), truth.ecsv and '
                      'frames.ecsv.'))
     frames.add_argument('outdir', help='output directory')
     frames.add_argument('--n-epochs', type=int, default=20,
