@@ -44,16 +44,14 @@ def register(subparsers, formatter_class):
 
 def _non_negative(text):
     import argparse
-    import math
+
+    from satphotutils.utils._parameters import as_non_negative
 
     try:
-        value = float(text)
+        return as_non_negative(text, 'the value')
     except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
         msg = f'must be a finite number >= 0 (days), got {text!r}'
-        raise argparse.ArgumentTypeError(msg)
-    return value
+        raise argparse.ArgumentTypeError(msg) from None
 
 
 def _run(args):

@@ -35,6 +35,11 @@ from satphotutils.calibration.counts import counts_to_magnitude
 from satphotutils.calibration.zeropoint import frame_zeropoint
 from satphotutils.frames import list_frames, read_frame
 from satphotutils.utils._misc import get_meta
+from satphotutils.utils._parameters import (
+    as_non_negative,
+    as_positive,
+    as_whole_number,
+)
 from satphotutils.utils.exceptions import SatphotutilsError
 from satphotutils.utils.flags import SATPHOT_FLAGS, decode_flags
 from satphotutils.utils.io import TEMPORARY_PREFIX, atomic_output
@@ -61,39 +66,6 @@ _NOT_FOR_CALIBRATION = (REJECT_FLAGS | SATPHOT_FLAGS.NO_SIGNAL
                         | SATPHOT_FLAGS.NEAR_EDGE
                         | SATPHOT_FLAGS.OUTSIDE_TRAINING_RANGE
                         | SATPHOT_FLAGS.FIT_PROBLEM)
-
-
-def _non_negative(value, what):
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        msg = f'{what} must be a number, got {value!r}'
-        raise ValueError(msg) from None
-    if not number >= 0 or not np.isfinite(number):
-        msg = f'{what} must be a finite number >= 0, got {value!r}'
-        raise ValueError(msg)
-    return number
-
-
-def _positive(value, what):
-    number = _non_negative(value, what)
-    if number == 0:
-        msg = f'{what} must be > 0, got {value!r}'
-        raise ValueError(msg)
-    return number
-
-
-def _count(value, what, *, minimum):
-    # A whole number: 2.5 stars, True or '5' are mistakes, not numbers.
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-            value, (int, np.integer, float, np.floating)) or \
-            not np.isfinite(value) or int(value) != value:
-        msg = f'{what} must be a whole number >= {minimum}, got {value!r}'
-        raise ValueError(msg)
-    if value < minimum:
-        msg = f'{what} must be >= {minimum}, got {value!r}'
-        raise ValueError(msg)
-    return int(value)
 
 
 def _coords(targets):
@@ -240,7 +212,7 @@ class LightCurvePipeline:
                    f'PSFWingPhotometry), got {type(photometry).__name__}')
             raise TypeError(msg)
         self.photometry = photometry
-        self.epoch_window = _non_negative(epoch_window, 'epoch_window')
+        self.epoch_window = as_non_negative(epoch_window, 'epoch_window')
         if comparison is not None:
             missing = [c for c in ('ra', 'dec', 'mag')
                        if c not in comparison.colnames]
@@ -253,9 +225,9 @@ class LightCurvePipeline:
         self._comparison_coords = None if comparison is None else \
             _coords(comparison)
         # One star would give a zero point with a zero error.
-        self.min_comparison = _count(min_comparison, 'min_comparison',
+        self.min_comparison = as_whole_number(min_comparison, 'min_comparison',
                                      minimum=2)
-        self.clip_sigma = _positive(clip_sigma, 'clip_sigma')
+        self.clip_sigma = as_positive(clip_sigma, 'clip_sigma')
 
     @property
     def header_keys(self):

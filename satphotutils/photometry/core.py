@@ -22,6 +22,7 @@ from satphotutils.frames import FrameInfo, HeaderKeys, frame_info
 from satphotutils.stamps.apertures import aperture_sums, circle_mask
 from satphotutils.stamps.cutout import cut_stamps
 from satphotutils.utils._misc import get_meta
+from satphotutils.utils._parameters import as_finite, as_integer
 from satphotutils.utils.flags import SATPHOT_FLAGS
 
 __all__ = ['AperturePhotometryBaseline', 'PSFWingPhotometry',
@@ -44,7 +45,7 @@ class _Photometry:
 
     def __init__(self, *, stamp_size=21, header_keys=None,
                  saturation_level=None):
-        stamp_size = _validate_int(stamp_size, 'stamp_size')
+        stamp_size = as_integer(stamp_size, 'stamp_size')
         if stamp_size % 2 == 0 or stamp_size < 11:
             msg = f'stamp_size must be an odd integer >= 11, got {stamp_size}'
             raise ValueError(msg)
@@ -57,7 +58,7 @@ class _Photometry:
             raise TypeError(msg)
         self.header_keys = header_keys
         if saturation_level is not None:
-            saturation_level = _finite_number(saturation_level,
+            saturation_level = as_finite(saturation_level,
                                               'saturation_level')
             if saturation_level <= 0:
                 msg = ('saturation_level must be positive, got '
@@ -204,7 +205,7 @@ class _Photometry:
             sky_source = 'measured (sigma-clipped median of the image)'
         zp, zp_source = info.zeropoint, 'header'
         if zeropoint is not None:
-            zp, zp_source = _finite_number(zeropoint, 'zeropoint'), 'argument'
+            zp, zp_source = as_finite(zeropoint, 'zeropoint'), 'argument'
         elif zp is None:
             zp_source = None
         level = self.saturation_level
@@ -403,7 +404,7 @@ class SaturatedStarPhotometry(_Photometry):
         super().__init__(stamp_size=model.features.stamp_size,
                          header_keys=header_keys,
                          saturation_level=saturation_level)
-        hybrid_tolerance = _finite_number(hybrid_tolerance,
+        hybrid_tolerance = as_finite(hybrid_tolerance,
                                           'hybrid_tolerance')
         if not hybrid_tolerance > 0:
             msg = ('hybrid_tolerance must be a positive number of '
@@ -420,7 +421,7 @@ class SaturatedStarPhotometry(_Photometry):
         self.hybrid = hybrid
         self.ensemble = ensemble
         self.reflections = reflections
-        self.batch_size = _validate_int(batch_size, 'batch_size', minimum=1)
+        self.batch_size = as_integer(batch_size, 'batch_size', minimum=1)
         self.device = device
 
     def __repr__(self):
@@ -704,35 +705,11 @@ class PSFWingPhotometry(_Photometry):
 _COUNT_UNITS = (u.adu, u.ct, u.dimensionless_unscaled)
 
 
-def _validate_int(value, what, *, minimum=None):
-    # bool is an int to Python, and '21' or 21.5 are not stamp sizes.
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-            value, (int, np.integer)):
-        msg = f'{what} must be an integer, got {value!r}'
-        raise TypeError(msg)
-    if minimum is not None and value < minimum:
-        msg = f'{what} must be at least {minimum}, got {value}'
-        raise ValueError(msg)
-    return int(value)
-
-
 def _frame_info(meta, header_keys):
     # Header values of an in-memory image; bad values are user errors of
     # the data, named by keyword.
     return frame_info(meta, header_keys=header_keys) if meta else \
         FrameInfo(keys=header_keys)
-
-
-def _finite_number(value, what):
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        msg = f'{what} must be a number, got {value!r}'
-        raise ValueError(msg) from None
-    if not np.isfinite(number):
-        msg = f'{what} must be finite, got {value!r}'
-        raise ValueError(msg)
-    return number
 
 
 def _check_unit(unit):
