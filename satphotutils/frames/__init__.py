@@ -5,14 +5,16 @@ Frames: the one place where FITS images and their headers are read.
 `HeaderKeys` names every header keyword the package reads, `FrameInfo`
 holds what a frame's header says (each value `None` when unknown, never
 a silent default), `read_frame` opens a frame and `list_frames` finds
-them. Photometry, the stamp builder and the light-curve pipeline all go
-through these.
+them; `frame_fwhm` and `saturation_level` measure what the pixels say
+about the camera. Photometry, the stamp builder and the light-curve
+pipeline all go through these.
 """
 
 from satphotutils.utils._lazy import lazy_namespace
 
 # Public names and their modules, imported on first use.
 __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
+    'descriptors': ['frame_fwhm', 'gaussian_fit_fwhm', 'saturation_level'],
     'info': ['FrameInfo', 'InvalidHeaderError', 'frame_info'],
     'keys': ['HeaderKeys'],
     'listing': ['FRAME_PATTERNS', 'list_frames'],

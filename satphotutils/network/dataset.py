@@ -52,8 +52,10 @@ def features_of(table, features):
     Parameters
     ----------
     table : `~astropy.table.Table`
-        Stamp-table rows with ``stamp``, ``sky``, ``dx`` and ``dy``
-        (``camera`` and ``filter`` when present).
+        Stamp-table rows with ``stamp`` and the columns named by
+        ``features.needs`` (``sky``, ``dx``, ``dy``; version 3 also
+        ``saturation`` and ``fwhm``), ``camera`` and ``filter`` when
+        present.
 
     features : `~satphotutils.network.StampFeatures`
         The preprocessing.
@@ -67,17 +69,32 @@ def features_of(table, features):
     SatphotutilsError
         If a column the network needs is missing.
     """
-    missing = [c for c in ('stamp', 'sky', 'dx', 'dy')
-               if c not in table.colnames]
+    needed = ('stamp', *features.needs)
+    missing = [c for c in needed if c not in table.colnames]
     if missing:
-        msg = (f'the stamp table has no {", ".join(missing)} column(s); the '
-               'network needs the stamps, the sky level and the offsets '
-               "dx, dy of each target from the central pixel's centre "
-               '(x - round(x), y - round(y))')
+        msg = (f'the stamp table has no {", ".join(missing)} column(s); '
+               f'feature version {features.version} needs '
+               f'{", ".join(needed)}: {_COLUMN_HELP}')
         raise SatphotutilsError(msg)
-    return features(np.asarray(table['stamp']), sky=np.asarray(table['sky']),
-                    dx=np.asarray(table['dx']), dy=np.asarray(table['dy']),
-                    camera=camera_codes(table))
+    extra = {name: np.asarray(table[name]) for name in features.needs
+             if name not in ('sky', 'dx', 'dy')}
+    try:
+        return features(np.asarray(table['stamp']),
+                        sky=np.asarray(table['sky']),
+                        dx=np.asarray(table['dx']),
+                        dy=np.asarray(table['dy']),
+                        camera=camera_codes(table), **extra)
+    except ValueError as exc:
+        msg = f'stamp table: {exc}'
+        raise SatphotutilsError(msg) from None
+
+
+_COLUMN_HELP = (
+    'the stamps, the sky level S, the offsets dx, dy of each target from '
+    "the central pixel's centre (x - round(x), y - round(y)), and for "
+    'version 3 the saturation level of the frame (counts, sky included: '
+    "its SATURATE keyword or plateau) and the FWHM (px) of the frame's "
+    'unsaturated stars; satphot stamps writes them all')
 
 
 def load_features(source, features, *, chunk_size=50_000,

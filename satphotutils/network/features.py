@@ -13,10 +13,22 @@ The network predicts ``log N - log10 A``: a correction to aperture
 photometry, which for unsaturated stars is small and smooth, so that the
 network starts from the classical answer and only has to improve on it.
 
-The zero point is not an input (feature version 2): the counts on a
-frame do not depend on the calibration that turns them into magnitudes,
+The zero point is not an input (since feature version 2): the counts on
+a frame do not depend on the calibration that turns them into magnitudes,
 and version 1's zero-point input was constant in training, so any other
 value only shifted the prediction.
+
+Feature version 3 is camera-invariant: no input is an absolute number of
+counts. What saturation does to a star depends on its flux relative to
+the level at which pixels stop responding, so the flux, the peak and the
+sky are given relative to the frame's saturation level (``SATURATE`` or
+the measured plateau) above the local background, and the frame's FWHM,
+measured from its unsaturated stars, is an input and sets the width of
+the matched filter. Multiplying a stamp, its sky and its saturation level
+by any factor (another gain, exposure time or zero point) leaves the
+features unchanged and multiplies the predicted counts by that factor.
+Version 3 has no camera encoding unless ``cameras`` are given, so that a
+camera-agnostic model has no input that is constant in training.
 
 Everything here is NumPy, free of I/O and of torch.
 """
@@ -31,14 +43,26 @@ from satphotutils.stamps.apertures import center_sums, circle_index
 
 __all__ = ['FEATURE_VERSION', 'Prepared', 'StampFeatures']
 
-#: Version of the feature definition; stored in model files. Version 2
-#: dropped version 1's ``zeropoint`` and ``has_position`` inputs (see
-#: `~satphotutils.network.convert_v1_model`).
-FEATURE_VERSION = 2
+#: Version of the feature definition new models use; stored in model
+#: files. Version 2 dropped version 1's ``zeropoint`` and ``has_position``
+#: inputs (see `~satphotutils.network.convert_v1_model`); version 3 gives
+#: every count relative to the saturation level and adds the frame's FWHM.
+FEATURE_VERSION = 3
+
+#: Feature versions this satphotutils computes (and so reads models of).
+FEATURE_VERSIONS = (2, 3)
 
 # Names of the scalar features, in order, after the pixel blocks.
-_SCALARS = ('log_flux', 'log_peak', 'psf_ratio', 'ap2_ratio', 'ap3_ratio',
-            'core_ratio', 'local_bkg', 'sky', 'n_unity', 'dx', 'dy')
+_SCALARS = {
+    2: ('log_flux', 'log_peak', 'psf_ratio', 'ap2_ratio', 'ap3_ratio',
+        'core_ratio', 'local_bkg', 'sky', 'n_unity', 'dx', 'dy'),
+    3: ('log_flux_sat', 'log_peak_sat', 'psf_ratio', 'ap2_ratio',
+        'ap3_ratio', 'core_ratio', 'bkg_excess', 'log_sky_sat',
+        'sky_contrast', 'fwhm', 'n_unity', 'dx', 'dy'),
+}
+# The frame descriptors each version needs besides the stamps.
+_NEEDS = {2: ('sky', 'dx', 'dy'), 3: ('sky', 'dx', 'dy', 'saturation',
+                                      'fwhm')}
 _FLOOR = 30.0  # counts: the smallest aperture sum taken at face value
 _UNKNOWN = '<unknown>'
 
@@ -119,15 +143,20 @@ class Prepared(_RowsMixin):
     known_camera : `~numpy.ndarray` of bool
         The camera/filter code has its own encoding.
 
+    log_headroom : `~numpy.ndarray`
+        ``log10`` of the saturation level above the local background
+        (counts): where saturation sets in for this frame. NaN for
+        feature version 2, which does not know it.
+
     Examples
     --------
     >>> import numpy as np
     >>> from satphotutils.network import StampFeatures
     >>> stamps = np.full((3, 21, 21), 100.0)
     >>> x = StampFeatures()(stamps, sky=np.full(3, 100.0), dx=np.zeros(3),
-    ...                     dy=np.zeros(3))
+    ...                     dy=np.zeros(3), saturation=6e4, fwhm=2.0)
     >>> len(x), len(x[1:]), x[[0, 2]].features.shape
-    (3, 2, (2, 174))
+    (3, 2, (2, 175))
     """
 
     features: np.ndarray
@@ -137,6 +166,7 @@ class Prepared(_RowsMixin):
     n_unity: np.ndarray
     finite: np.ndarray
     known_camera: np.ndarray
+    log_headroom: np.ndarray
 
 
 def _check_number(config, name, *, positive=False):
@@ -168,12 +198,19 @@ class StampFeatures:
         Inner and outer radius of the local-background annulus.
 
     psf_fwhm : float, optional
-        FWHM (px) of the Gaussian weight of the PSF-weighted flux.
+        FWHM (px) of the Gaussian weight of the PSF-weighted flux in
+        version 2; version 3 uses each frame's own FWHM.
 
     cameras : tuple of str, optional
         ``'camera/filter'`` codes with their own encoding; any other
         (or a missing camera column) uses the camera-agnostic encoding
-        and is flagged. Empty for a camera-agnostic model.
+        and is flagged. Empty for a camera-agnostic model (which in
+        version 3 has no camera inputs at all).
+
+    version : {3, 2}, optional
+        The feature definition (`FEATURE_VERSION` for new models; a model
+        file says which one it was trained with). Version 3 needs the
+        frame's ``saturation`` level and ``fwhm`` in `__call__`.
 
     Examples
     --------
@@ -183,9 +220,17 @@ class StampFeatures:
     >>> stamps = np.full((2, 21, 21), 200.0, dtype=np.float32)
     >>> stamps[:, 10, 10] += [1e4, 1e5]
     >>> x = features(stamps, sky=[200.0, 200.0], dx=[0.0, 0.0],
-    ...              dy=[0.0, 0.0])
+    ...              dy=[0.0, 0.0], saturation=[6e4, 6e4], fwhm=[1.8, 1.8])
     >>> x.features.shape, x.base.round(3).tolist()
-    ((2, 174), [4.0, 5.0])
+    ((2, 175), [4.0, 5.0])
+
+    Counts scaled by any factor (another gain or exposure time) give the
+    same features:
+
+    >>> y = features(10 * stamps, sky=[2e3, 2e3], dx=[0.0, 0.0],
+    ...              dy=[0.0, 0.0], saturation=[6e5, 6e5], fwhm=[1.8, 1.8])
+    >>> bool(np.allclose(x.features, y.features, atol=1e-5))
+    True
     """
 
     stamp_size: int = 21
@@ -193,8 +238,13 @@ class StampFeatures:
     annulus: tuple = (7.0, 10.0)
     psf_fwhm: float = 1.8
     cameras: tuple = ()
+    version: int = FEATURE_VERSION
 
     def __post_init__(self):
+        if self.version not in FEATURE_VERSIONS:
+            msg = (f'feature version {self.version!r} is not one this '
+                   f'satphotutils computes ({FEATURE_VERSIONS})')
+            raise ValueError(msg)
         if self.stamp_size % 2 == 0:
             msg = 'stamp_size must be odd'
             raise ValueError(msg)
@@ -224,8 +274,23 @@ class StampFeatures:
         """Names of the features, in order."""
         pixels = [f'pixel_{i}' for i in range(self.n_pixels)]
         unity = [f'unity_{i}' for i in range(self.n_pixels)]
-        cams = [f'camera_{c}' for c in (*self.cameras, _UNKNOWN)]
-        return (*pixels, *unity, *_SCALARS, *cams)
+        return (*pixels, *unity, *self.scalar_names, *self._camera_names)
+
+    @property
+    def scalar_names(self):
+        """Names of the scalar features (after the pixel blocks)."""
+        return _SCALARS[self.version]
+
+    @property
+    def needs(self):
+        """The per-row inputs `__call__` needs besides the stamps."""
+        return _NEEDS[self.version]
+
+    @property
+    def _camera_names(self):
+        if self.version >= 3 and not self.cameras:
+            return ()
+        return tuple(f'camera_{c}' for c in (*self.cameras, _UNKNOWN))
 
     @property
     def n_features(self):
@@ -234,7 +299,7 @@ class StampFeatures:
 
     def to_dict(self):
         """Return the configuration as JSON-serialisable data."""
-        return {'version': FEATURE_VERSION, 'stamp_size': self.stamp_size,
+        return {'version': self.version, 'stamp_size': self.stamp_size,
                 'radius': self.radius, 'annulus': list(self.annulus),
                 'psf_fwhm': self.psf_fwhm, 'cameras': list(self.cameras)}
 
@@ -253,9 +318,9 @@ class StampFeatures:
             msg = f'features must be a JSON object, got {config!r}'
             raise ValueError(msg)
         version = config.get('version')
-        if version != FEATURE_VERSION:
+        if isinstance(version, bool) or version not in FEATURE_VERSIONS:
             msg = (f'the model uses feature version {version}, this '
-                   f'satphotutils computes version {FEATURE_VERSION}; '
+                   f'satphotutils computes versions {FEATURE_VERSIONS}; '
                    'retrain the model or use a matching satphotutils')
             raise ValueError(msg)
         size = config.get('stamp_size')
@@ -280,7 +345,8 @@ class StampFeatures:
         psf_fwhm = _check_number(config, 'psf_fwhm', positive=True)
         try:
             return cls(stamp_size=int(size), radius=radius, annulus=annulus,
-                       psf_fwhm=psf_fwhm, cameras=tuple(cameras))
+                       psf_fwhm=psf_fwhm, cameras=tuple(cameras),
+                       version=int(version))
         except ValueError as exc:
             msg = f'features: {exc}'
             raise ValueError(msg) from None
@@ -340,13 +406,14 @@ class StampFeatures:
     def reflection_signs(self):
         """Signs to multiply the features by for each reflection."""
         signs = np.ones((4, self.n_features), dtype=np.float32)
-        dx = 2 * self.n_pixels + _SCALARS.index('dx')
-        dy = 2 * self.n_pixels + _SCALARS.index('dy')
+        dx = 2 * self.n_pixels + self.scalar_names.index('dx')
+        dy = 2 * self.n_pixels + self.scalar_names.index('dy')
         signs[1, dx] = signs[3, dx] = -1
         signs[2, dy] = signs[3, dy] = -1
         return signs
 
-    def __call__(self, stamps, *, sky, dx, dy, camera=None, mask=None):
+    def __call__(self, stamps, *, sky, dx, dy, camera=None, mask=None,
+                 saturation=None, fwhm=None):
         """
         Compute the features of a batch of stamps.
 
@@ -373,6 +440,16 @@ class StampFeatures:
             background and count as background within the radius, but
             they do not make ``Prepared.finite`` false.
 
+        saturation : array-like, shape (N,)
+            Version 3: the level (in the stamps' counts, sky included) at
+            which the frame's pixels stop responding - ``SATURATE`` or
+            the measured plateau. Ignored by version 2.
+
+        fwhm : array-like, shape (N,)
+            Version 3: the frame's PSF FWHM in pixels, measured from its
+            unsaturated stars (`~satphotutils.frames.frame_fwhm`).
+            Ignored by version 2.
+
         Returns
         -------
         prepared : `~satphotutils.network.Prepared`
@@ -392,6 +469,9 @@ class StampFeatures:
             raise ValueError(msg)
         dx = np.broadcast_to(np.asarray(dx, dtype=np.float32), (n,))
         dy = np.broadcast_to(np.asarray(dy, dtype=np.float32), (n,))
+        sky = np.broadcast_to(np.asarray(sky, dtype=float), (n,))
+        if self.version >= 3:
+            saturation, fwhm = _frame_descriptors(saturation, fwhm, sky, n)
         flat = stamps.reshape(n, -1)
         circle, ring, cx, cy = _geometry(size, self.radius, self.annulus)
         bad = ~np.isfinite(flat)
@@ -429,7 +509,10 @@ class StampFeatures:
         total = pix.sum(axis=1, dtype=np.float64)
         scale = np.maximum(total, _FLOOR)
         d2 = (cx[None, :] - dx[:, None])**2 + (cy[None, :] - dy[:, None])**2
-        sig2 = np.float32((self.psf_fwhm / 2.3548) ** 2)
+        if self.version >= 3:
+            sig2 = ((fwhm / 2.3548) ** 2).astype(np.float32)[:, None]
+        else:
+            sig2 = np.float32((self.psf_fwhm / 2.3548) ** 2)
         # Matched filter with a unit-flux Gaussian: the PSF-weighted flux.
         prof = np.exp(d2 * np.float32(-0.5 / sig2)) \
             * np.float32(1 / (2 * np.pi * sig2))
@@ -442,17 +525,22 @@ class StampFeatures:
         core = pix[:, core_mask].sum(axis=1)
         peak = pix.max(axis=1)
         n_unity = unity.sum(axis=1)
-        scalars = np.column_stack([
-            (np.log10(scale) - 5.0) / 2.0,
-            (np.log10(np.maximum(peak, 1.0)) - 4.0) / 2.0,
-            np.clip(psf / scale, -2, 3),
-            np.clip(ap2 / scale, -2, 3),
-            np.clip(ap3 / scale, -2, 3),
-            np.clip(core / scale, -2, 3),
-            np.clip(bkg / 1000.0, -5, 50),
-            np.asarray(sky, dtype=float) / 1000.0,
-            n_unity / 10.0,
-            dx, dy]).astype(np.float32)
+        if self.version >= 3:
+            scalars = _scalars_v3(scale, peak, psf, ap2, ap3, core, bkg, sky,
+                                  saturation, fwhm, n_unity, dx, dy,
+                                  len(circle))
+        else:
+            scalars = np.column_stack([
+                (np.log10(scale) - 5.0) / 2.0,
+                (np.log10(np.maximum(peak, 1.0)) - 4.0) / 2.0,
+                np.clip(psf / scale, -2, 3),
+                np.clip(ap2 / scale, -2, 3),
+                np.clip(ap3 / scale, -2, 3),
+                np.clip(core / scale, -2, 3),
+                np.clip(bkg / 1000.0, -5, 50),
+                sky / 1000.0,
+                n_unity / 10.0,
+                dx, dy]).astype(np.float32)
         cameras = len(self.cameras)
         if camera is None:
             slot = np.full(n, cameras)
@@ -466,15 +554,73 @@ class StampFeatures:
             known = slot < cameras
         features = np.empty((n, self.n_features), dtype=np.float32)
         npx = len(circle)
+        n_scalars = len(self.scalar_names)
         np.clip(pix / scale[:, None].astype(np.float32), -5, 5,
                 out=features[:, :npx])
         features[:, npx:2 * npx] = unity
-        features[:, 2 * npx:2 * npx + len(_SCALARS)] = scalars
-        features[:, 2 * npx + len(_SCALARS):] = 0.0
-        features[np.arange(n), 2 * npx + len(_SCALARS) + slot] = 1.0
+        features[:, 2 * npx:2 * npx + n_scalars] = scalars
+        if self._camera_names:
+            features[:, 2 * npx + n_scalars:] = 0.0
+            features[np.arange(n), 2 * npx + n_scalars + slot] = 1.0
+        headroom = np.log10(np.maximum(saturation - bkg, 1.0)) \
+            if self.version >= 3 else np.full(n, np.nan)
         return Prepared(features=features, base=np.log10(scale),
                         aperture_sum=total, local_bkg=bkg.astype(float),
-                        n_unity=n_unity, finite=finite, known_camera=known)
+                        n_unity=n_unity, finite=finite, known_camera=known,
+                        log_headroom=headroom)
+
+
+def _frame_descriptors(saturation, fwhm, sky, n):
+    """Check version 3's per-frame inputs; no default stands in for one."""
+    out = []
+    for name, value, fix in (
+            ('saturation', saturation,
+             "the frame's SATURATE keyword, its measured plateau "
+             '(satphotutils.frames.saturation_level) or a saturation '
+             'column in the stamp table'),
+            ('fwhm', fwhm,
+             "the FWHM measured from the frame's unsaturated stars "
+             '(satphotutils.frames.frame_fwhm) or an fwhm column')):
+        if value is None:
+            msg = (f'{name} is required by feature version 3 (the model '
+                   f'reads it): give {fix}')
+            raise ValueError(msg)
+        value = np.broadcast_to(np.asarray(value, dtype=float), (n,))
+        if not np.all(np.isfinite(value) & (value > 0)):
+            bad = value[~(np.isfinite(value) & (value > 0))][0]
+            msg = (f'{name} must be finite and positive for every stamp, '
+                   f'got {bad!r}: give {fix}')
+            raise ValueError(msg)
+        out.append(value)
+    saturation, fwhm = out
+    if np.any(saturation <= sky):
+        bad = int(np.flatnonzero(saturation <= sky)[0])
+        msg = (f'saturation ({saturation[bad]:g}) must lie above the sky '
+               f'({sky[bad]:g}): it is the level, sky included, at which a '
+               'pixel stops responding, in the counts of the stamps')
+        raise ValueError(msg)
+    return saturation, fwhm
+
+
+def _scalars_v3(scale, peak, psf, ap2, ap3, core, bkg, sky, saturation,
+                fwhm, n_unity, dx, dy, n_pixels):
+    """Version 3's scalar features: no absolute number of counts."""
+    # The headroom: how far above the local background a pixel can rise.
+    headroom = np.maximum(saturation - bkg, 1.0)
+    sky_pos = np.maximum(sky, 1.0)
+    return np.column_stack([
+        np.clip((np.log10(scale / headroom) - 0.5) / 2.0, -4, 4),
+        np.clip(np.log10(np.maximum(peak, 1.0) / headroom) + 1.0, -4, 2),
+        np.clip(psf / scale, -2, 3),
+        np.clip(ap2 / scale, -2, 3),
+        np.clip(ap3 / scale, -2, 3),
+        np.clip(core / scale, -2, 3),
+        np.clip((bkg - sky) / sky_pos, -1, 10),
+        np.clip(np.log10(sky_pos / saturation) + 2.0, -4, 2),
+        np.clip(np.log10(sky_pos * n_pixels / scale) / 2.0, -4, 4),
+        np.clip((fwhm - 2.0) / 1.0, -2, 6),
+        n_unity / 10.0,
+        dx, dy]).astype(np.float32)
 
 
 def _ring_median(vals, missing, rows):

@@ -34,7 +34,7 @@ from satphotutils.utils.flags import SATPHOT_FLAGS
 from satphotutils.utils.io import atomic_output
 
 from . import registry
-from .features import _SCALARS, FEATURE_VERSION, StampFeatures, _RowsMixin
+from .features import StampFeatures, _RowsMixin
 
 __all__ = ['MODEL_FORMAT', 'MODEL_FORMAT_VERSION', 'Prediction',
            'SaturatedStarModel', 'convert_v1_model']
@@ -46,6 +46,8 @@ _META = 'model.json'
 _MAX_MEMBERS = 64
 # Feature version 1 had two more scalar inputs, both constant in the
 # training of every model made with it.
+# Version 1 converts to version 2: the same inputs less the constant two.
+_V1_TARGET = 2
 _V1_SCALARS = ('log_flux', 'log_peak', 'psf_ratio', 'ap2_ratio',
                'ap3_ratio', 'core_ratio', 'local_bkg', 'sky', 'zeropoint',
                'n_unity', 'dx', 'dy', 'has_position')
@@ -225,8 +227,50 @@ class SaturatedStarModel:
 
     @property
     def saturation_log_counts(self):
-        """log10 counts above which a star is treated as saturated."""
+        """
+        Where the model treats a star as saturated.
+
+        For feature version 2, log10 counts; for version 3, log10 of the
+        counts over the frame's headroom (``Prepared.log_headroom``), so
+        that the boundary follows each frame's saturation level.
+        """
         return float(self.metadata.get('saturation_log_counts', 5.6))
+
+    def is_saturated(self, x, log_counts, *, margin=0.0):
+        """
+        Return which predictions lie above the saturation boundary.
+
+        Parameters
+        ----------
+        x : `~satphotutils.network.Prepared`
+            The features the predictions came from.
+
+        log_counts : array-like
+            Predicted (or true) log10 counts.
+
+        margin : float, optional
+            Dex by which the boundary is lowered.
+
+        Returns
+        -------
+        saturated : `~numpy.ndarray` of bool
+        """
+        return self.saturation_coordinate(x, log_counts) \
+            > self.saturation_log_counts - margin
+
+    def saturation_coordinate(self, x, log_counts):
+        """
+        Return log counts on the scale of `saturation_log_counts`.
+
+        The log counts themselves for feature version 2; for version 3
+        relative to each frame's headroom, so that the saturation
+        boundary and the classical-lookup bins are the same on every
+        camera.
+        """
+        log_counts = np.asarray(log_counts, dtype=float)
+        if self.features.version >= 3:
+            return log_counts - x.log_headroom
+        return log_counts
 
     @property
     def device(self):
@@ -330,7 +374,8 @@ class SaturatedStarModel:
                 np.sqrt(np.concatenate(out_var)).astype(float))
 
     def __call__(self, stamps, *, sky, dx, dy, camera=None, mask=None,
-                 ensemble=False, reflections=False, batch_size=16384):
+                 saturation=None, fwhm=None, ensemble=False,
+                 reflections=False, batch_size=16384):
         """
         Predict the log10 counts of the targets of a batch of stamps.
 
@@ -353,6 +398,11 @@ class SaturatedStarModel:
             Pixels that are not data; see
             `~satphotutils.network.StampFeatures`.
 
+        saturation, fwhm : array-like, shape (N,), optional
+            The frames' saturation level (counts, sky included) and PSF
+            FWHM (pixels); required by models of feature version 3 (see
+            `~satphotutils.network.StampFeatures`).
+
         ensemble, reflections : bool, optional
             See `predict_features`.
 
@@ -372,7 +422,7 @@ class SaturatedStarModel:
         """
         n = len(stamps)
         columns = {'sky': sky, 'dx': dx, 'dy': dy, 'camera': camera,
-                   'mask': mask}
+                   'mask': mask, 'saturation': saturation, 'fwhm': fwhm}
         columns = {k: None if v is None else np.broadcast_to(
             np.asarray(v), (n, *np.shape(v)[1:]) if k == 'mask' else (n,))
             for k, v in columns.items()}
@@ -436,7 +486,7 @@ class SaturatedStarModel:
             x.features, ensemble=ensemble, reflections=reflections,
             batch_size=batch_size)
         log_counts = x.base + delta
-        saturated = log_counts > self.saturation_log_counts
+        saturated = self.is_saturated(x, log_counts)
         scales = self.metadata.get('uncertainty_scale', {}).get(
             'ensemble' if ensemble and len(self.networks) > 1 else 'single',
             {})
@@ -464,6 +514,7 @@ class SaturatedStarModel:
         if not table:
             return
         estimates = self.features.classical_estimates(x)
+        where = self.saturation_coordinate(x, log_counts)
         for entry in table:
             scores = {name: value['dispersion']
                       for name, value in entry.items()
@@ -474,8 +525,8 @@ class SaturatedStarModel:
             best = min(scores, key=scores.get)
             if not scores[best] < entry['network']:
                 continue
-            sel = (~saturated & (log_counts >= entry['lo'])
-                   & (log_counts < entry['hi'])
+            sel = (~saturated & (where >= entry['lo'])
+                   & (where < entry['hi'])
                    & np.isfinite(estimates[best]))
             if not sel.any():
                 continue
@@ -590,7 +641,7 @@ class SaturatedStarModel:
             and features_config.get('version') == 1
         try:
             features = StampFeatures.from_dict(
-                {**features_config, 'version': FEATURE_VERSION} if v1
+                {**features_config, 'version': _V1_TARGET} if v1
                 else features_config)
         except ValueError as exc:
             msg = f'{meta_path}: {exc}'
@@ -839,7 +890,8 @@ def _v1_names(features):
     """Feature names of version 1 for the same preprocessing."""
     n = features.n_pixels
     names = list(features.names)
-    return (*names[:2 * n], *_V1_SCALARS, *names[2 * n + len(_SCALARS):])
+    scalars = len(features.scalar_names)
+    return (*names[:2 * n], *_V1_SCALARS, *names[2 * n + scalars:])
 
 
 def _fold_v1(tensors, meta, features, members, path):
@@ -884,7 +936,7 @@ def _fold_v1(tensors, meta, features, members, path):
     meta['feature_names'] = list(features.names)
     meta['architecture']['n_features'] = features.n_features
     meta.setdefault('training', {})['conversion'] = {
-        'from_feature_version': 1, 'to_feature_version': FEATURE_VERSION,
+        'from_feature_version': 1, 'to_feature_version': _V1_TARGET,
         # The constant feature values: zeropoint was Z - 25.
         'dropped_inputs': {
             name: float(v) for name, v in zip(_V1_DROPPED, value,

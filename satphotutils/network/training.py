@@ -210,8 +210,10 @@ class Trainer:
         ``config.architecture_config()`` is built from the registry.
 
     features : `~satphotutils.network.StampFeatures`, optional
-        Preprocessing. By default, a camera encoding is learnt for each
-        ``camera/filter`` in the table.
+        Preprocessing. By default the current feature version, camera
+        agnostic (no camera encoding): the model reads each frame's
+        saturation level and FWHM instead, which it can use on any
+        camera.
 
     device : str, optional
         Torch device (``'cpu'``, ``'cuda'``, ``'mps'``); the GPU when
@@ -319,7 +321,8 @@ class Trainer:
             features, members, input_mean=mean, input_std=std, metadata={})
         label = columns['label']
         model.metadata.update({
-            'saturation_log_counts': _saturation_threshold(columns, usable),
+            'saturation_log_counts': _saturation_threshold(
+                columns, usable, data),
             'label_range': [float(np.min(label[train])),
                             float(np.max(label[train]))]})
         model.metadata['uncertainty_scale'] = _calibrate(
@@ -350,7 +353,9 @@ class Trainer:
     def _load(self, stamps):
         features = self.features
         if features is None:
-            features = StampFeatures(cameras=_cameras_in(stamps))
+            # Camera-agnostic: a per-camera encoding would be an input the
+            # network cannot use on any camera it did not see.
+            features = StampFeatures()
         data, columns = load_features(stamps, features)
         for name in ('log_counts', 'star_id'):
             if name not in columns:
@@ -502,31 +507,6 @@ def _describe(stamps):
         Path(stamps).name
 
 
-def _cameras_in(stamps):
-    """Return the sorted 'camera/filter' codes of a stamp table."""
-    from astropy.table import Table
-
-    from satphotutils.stamps.table import (
-        read_stamp_table,
-        stamp_table_columns,
-    )
-
-    from .dataset import camera_codes
-
-    if isinstance(stamps, (list, tuple)):
-        return tuple(sorted({c for s in stamps for c in _cameras_in(s)}))
-    if isinstance(stamps, Table):
-        head = stamps
-    else:
-        wanted = [c for c in ('camera', 'filter')
-                  if c in stamp_table_columns(stamps)]
-        if not wanted:
-            return ()
-        head = read_stamp_table(stamps, columns=wanted)
-    codes = camera_codes(head)
-    return () if codes is None else tuple(sorted({str(c) for c in codes}))
-
-
 def _ckpt_paths(ckpt, k):
     # Weights and optimiser state carry their epoch in the file name and
     # the state file, written last, names them: a kill at any moment
@@ -601,8 +581,20 @@ def _load_checkpoint(net, opt, sched, paths, device):
         sched.load_state_dict(sched_state)
 
 
-def _saturation_threshold(columns, usable):
+def _saturation_threshold(columns, usable, data):
     """Return the label above which most stamps are saturated."""
+    if data.log_headroom[usable].size and np.isfinite(
+            data.log_headroom[usable]).all():
+        # Feature version 3: relative to each frame's headroom.
+        label = columns['label'][usable] - data.log_headroom[usable]
+        if 'saturated' not in columns:
+            # A star saturates when its peak pixel, about a tenth of its
+            # counts at FWHM 2 px, reaches the headroom.
+            return 1.0
+        sat = columns['saturated'][usable].astype(bool)
+        grid = np.linspace(np.nanmin(label), np.nanmax(label), 400)
+        errors = [np.count_nonzero(sat != (label > t)) for t in grid]
+        return float(grid[int(np.argmin(errors))])
     if 'saturated' in columns:
         label = columns['label'][usable]
         sat = columns['saturated'][usable].astype(bool)
@@ -613,10 +605,10 @@ def _saturation_threshold(columns, usable):
         if 'zeropoint' in columns else 5.6
 
 
-def _groups(model, columns, rows, pred):
+def _groups(model, columns, rows, pred, x):
     if 'saturated' in columns:
         return columns['saturated'][rows].astype(bool)
-    return pred > model.saturation_log_counts
+    return model.is_saturated(x, pred)
 
 
 def _calibrate(model, data, columns, rows):
@@ -629,7 +621,7 @@ def _calibrate(model, data, columns, rows):
             x.features, ensemble=(mode == 'ensemble'))
         pred = x.base + delta
         z = np.abs(label - pred) / sigma
-        sat = _groups(model, columns, rows, pred)
+        sat = _groups(model, columns, rows, pred, x)
         scales[mode] = {
             name: float(np.percentile(z[group], 68.27)) if group.any()
             else 1.0 for name, group in (('saturated', sat),
@@ -649,13 +641,17 @@ def _classical_table(model, data, columns, rows, *, step=0.25,
     """
     x = data[rows]
     pred = model.predict_prepared(x).log_counts
-    sat = _groups(model, columns, rows, pred)
+    sat = _groups(model, columns, rows, pred, x)
     estimates = model.features.classical_estimates(x)
     label = columns['label'][rows]
-    lo = np.floor(np.min(pred[~sat]) / step) * step if (~sat).any() else 0.0
+    # Bins on the model's saturation scale (relative to each frame's
+    # headroom for a camera-agnostic model), as the lookup reads them.
+    where = model.saturation_coordinate(x, pred)
+    lo = np.floor(np.min(where[~sat]) / step) * step if (~sat).any() \
+        else 0.0
     table = []
     for start in np.arange(lo, model.saturation_log_counts + step, step):
-        sel = ~sat & (pred >= start) & (pred < start + step)
+        sel = ~sat & (where >= start) & (where < start + step)
         if sel.sum() < min_rows:
             continue
         entry = {'lo': float(start), 'hi': float(start + step),
@@ -676,7 +672,7 @@ def _metrics(model, data, columns, rows):
     label = columns['label'][rows]
     diff = -2.5 * (pred.log_counts - label)
     z = np.abs(label - pred.log_counts) / pred.log_counts_err
-    sat = _groups(model, columns, rows, pred.log_counts)
+    sat = _groups(model, columns, rows, pred.log_counts, data[rows])
     out = {}
     for name, group in (('saturated', sat), ('unsaturated', ~sat)):
         if group.any():

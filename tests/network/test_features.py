@@ -10,6 +10,28 @@ from numpy.testing import assert_allclose
 from satphotutils.network import Prepared, StampFeatures, split_by_star
 
 
+class Features:
+    """StampFeatures with fixed frame descriptors for version 3."""
+
+    def __init__(self, version, **kw):
+        self.f = StampFeatures(version=version, **kw)
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __call__(self, stamps, **kw):
+        if self.f.version >= 3:
+            n = len(stamps)
+            kw.setdefault('saturation', np.full(n, 6e4))
+            kw.setdefault('fwhm', np.full(n, 1.8))
+        return self.f(stamps, **kw)
+
+
+@pytest.fixture(params=[2, 3])
+def version(request):
+    return request.param
+
+
 def star(flux, dx=0.0, dy=0.0, sky=200.0, fwhm=1.8):
     yy, xx = np.mgrid[-10:11, -10:11]
     s = fwhm / 2.3548
@@ -17,8 +39,8 @@ def star(flux, dx=0.0, dy=0.0, sky=200.0, fwhm=1.8):
     return sky + flux * img / img.sum()
 
 
-def test_feature_names_and_scale_invariance():
-    f = StampFeatures()
+def test_feature_names_and_scale_invariance(version):
+    f = Features(version)
     assert f.n_pixels == 81  # the paper's 5-px circle
     assert len(f.names) == f.n_features
     stamps = np.array([star(1e3), star(1e6), star(1e8)])
@@ -33,8 +55,8 @@ def test_feature_names_and_scale_invariance():
     assert_allclose(psf, 1.0, atol=0.02)
 
 
-def test_unity_pixels_are_visible_and_counted():
-    f = StampFeatures()
+def test_unity_pixels_are_visible_and_counted(version):
+    f = Features(version)
     s = star(1e5)
     s[10, 9:12] = 1.0
     s[9, 10] = s[11, 10] = 1.0
@@ -45,8 +67,9 @@ def test_unity_pixels_are_visible_and_counted():
 
 
 @pytest.mark.parametrize('k', [1, 2, 3])
-def test_reflection_permutation_equals_features_of_reflected_stamp(k, rng):
-    f = StampFeatures(cameras=('bi/g',))
+def test_reflection_permutation_equals_features_of_reflected_stamp(k, rng,
+                                                                   version):
+    f = Features(version, cameras=('bi/g',))
     s = star(1e5, dx=0.3, dy=-0.2) + rng.normal(0, 5, (21, 21))
     s[3, 4] += 3000.0  # an asymmetric neighbour
     flip = {1: (1,), 2: (0,), 3: (0, 1)}[k]
@@ -61,8 +84,8 @@ def test_reflection_permutation_equals_features_of_reflected_stamp(k, rng):
     assert_allclose(a[perm] * sign, b, atol=1e-5)
 
 
-def test_unknown_camera_uses_agnostic_encoding():
-    f = StampFeatures(cameras=('bi/g', 'bj/g'))
+def test_unknown_camera_uses_agnostic_encoding(version):
+    f = Features(version, cameras=('bi/g', 'bj/g'))
     out = f(np.array([star(1e5)] * 3), sky=[200.0] * 3, dx=[0.0] * 3,
             dy=[0.0] * 3, camera=['bj/g', 'zz/V', 'bi/g'])
     onehot = out.features[:, -3:]
@@ -70,8 +93,8 @@ def test_unknown_camera_uses_agnostic_encoding():
     assert list(out.known_camera) == [True, False, True]
 
 
-def test_non_finite_pixels_are_reported_where_they_are_read(rng):
-    f = StampFeatures()
+def test_non_finite_pixels_are_reported_where_they_are_read(rng, version):
+    f = Features(version)
     clean = star(1e5) + rng.normal(0, 3, (21, 21))
     kw = {'sky': [200.0], 'dx': [0.0], 'dy': [0.0]}
     ref = f(clean[None], **kw)
@@ -106,8 +129,8 @@ def test_non_finite_pixels_are_reported_where_they_are_read(rng):
     assert_allclose(out.aperture_sum[0], expected, rtol=1e-5)
 
 
-def test_masked_pixels_are_left_out_but_not_reported(rng):
-    f = StampFeatures()
+def test_masked_pixels_are_left_out_but_not_reported(rng, version):
+    f = Features(version)
     s = star(1e5) + rng.normal(0, 3, (21, 21))
     s[10, 18] = np.nan
     mask = np.zeros((1, 21, 21), bool)
@@ -122,13 +145,16 @@ def test_masked_pixels_are_left_out_but_not_reported(rng):
 
 
 def test_zeropoint_and_has_position_are_not_inputs():
-    f = StampFeatures()
-    assert 'zeropoint' not in f.names
-    assert 'has_position' not in f.names
-    assert f.n_features == 81 + 81 + 11 + 1
-    with pytest.raises(TypeError, match='zeropoint'):
-        f(np.zeros((1, 21, 21)), zeropoint=[25.5], sky=[0.0], dx=[0.0],
-          dy=[0.0])
+    assert StampFeatures(version=2).n_features == 81 + 81 + 11 + 1
+    # Version 3 has no camera slot when it knows no camera: an input that
+    # would be constant in training.
+    assert StampFeatures().n_features == 81 + 81 + 13
+    for f in (StampFeatures(), StampFeatures(version=2)):
+        assert 'zeropoint' not in f.names
+        assert 'has_position' not in f.names
+        with pytest.raises(TypeError, match='zeropoint'):
+            f(np.zeros((1, 21, 21)), zeropoint=[25.5], sky=[0.0], dx=[0.0],
+              dy=[0.0])
 
 
 def test_offsets_are_required():
@@ -139,8 +165,8 @@ def test_offsets_are_required():
                         dy=None)
 
 
-def test_prepared_rows_and_concatenation(rng):
-    f = StampFeatures()
+def test_prepared_rows_and_concatenation(rng, version):
+    f = Features(version)
     stamps = rng.normal(200, 5, (5, 21, 21))
     kw = {'sky': [200.0] * 5, 'dx': rng.uniform(-0.5, 0.5, 5),
           'dy': rng.uniform(-0.5, 0.5, 5)}
@@ -189,9 +215,10 @@ def test_split_keeps_each_star_in_one_subset():
               elements=st.one_of(
                   st.floats(-1e3, 1e7, width=32),
                   st.sampled_from([np.nan, np.inf, -np.inf, 1.0]))),
-       st.floats(-0.5, 0.5), st.integers(0, 3))
-def test_features_are_finite_and_reflection_equivariant(stamps, dx, k):
-    f = StampFeatures(cameras=('bi/g',))
+       st.floats(-0.5, 0.5), st.integers(0, 3), st.sampled_from([2, 3]))
+def test_features_are_finite_and_reflection_equivariant(stamps, dx, k,
+                                                        version):
+    f = Features(version, cameras=('bi/g',))
     kw = {'sky': [200.0, 200.0], 'camera': ['bi/g', 'xx/V']}
     out = f(stamps, dx=[dx, dx], dy=[0.1, 0.1], **kw)
     # No NaN or inf ever reaches the network, whatever the pixels.
@@ -208,8 +235,8 @@ def test_features_are_finite_and_reflection_equivariant(stamps, dx, k):
                     rtol=1e-4, atol=1e-4)
 
 
-def test_dtype_and_endianness_do_not_change_features(rng):
-    f = StampFeatures()
+def test_dtype_and_endianness_do_not_change_features(rng, version):
+    f = Features(version)
     base = rng.normal(300, 10, (3, 21, 21)) + 0.0
     base[:, 10, 10] += 5e4
     kw = {'sky': [300.0] * 3, 'dx': [0.1] * 3, 'dy': [-0.2] * 3}
@@ -218,3 +245,91 @@ def test_dtype_and_endianness_do_not_change_features(rng):
                    base.astype('>f8'), base.astype(np.float64)):
         got = f(stamps, **kw).features
         assert_allclose(got, ref, rtol=1e-3, atol=2e-3)
+
+
+def test_version_3_is_invariant_to_the_scale_of_the_counts(rng):
+    # Another gain, exposure time or zero point multiplies every count
+    # (stamp, sky, saturation level) by one factor: version 3's features
+    # do not change, version 2's absolute log flux and sky do.
+    stamps = np.array([star(3e3, dx=0.2), star(2e5, dy=-0.3),
+                       np.minimum(star(5e6), 6e4)])
+    stamps += rng.normal(0, 4, stamps.shape)
+    kw = {'dx': [0.2, 0.0, 0.0], 'dy': [0.0, -0.3, 0.0],
+          'fwhm': [1.8] * 3}
+    v3 = StampFeatures()
+    a = v3(stamps, sky=[200.0] * 3, saturation=[6e4] * 3, **kw)
+    for factor in (0.1, 7.0, 300.0):
+        b = v3(stamps * factor, sky=[200.0 * factor] * 3,
+               saturation=[6e4 * factor] * 3, **kw)
+        assert_allclose(a.features, b.features, atol=2e-5)
+        assert_allclose(b.base - a.base, np.log10(factor), atol=1e-5)
+        assert_allclose(b.log_headroom - a.log_headroom, np.log10(factor),
+                        atol=1e-5)
+    v2 = StampFeatures(version=2)
+    c = v2(stamps, sky=[200.0] * 3, dx=kw['dx'], dy=kw['dy'])
+    d = v2(stamps * 7, sky=[1400.0] * 3, dx=kw['dx'], dy=kw['dy'])
+    assert not np.allclose(c.features, d.features, atol=1e-3)
+
+
+def test_version_3_sees_saturation_relative_to_the_level():
+    # The same stamp is a deeply saturated star on a camera that clips at
+    # 2e4 and a barely exposed one on a camera that clips at 2e6.
+    f = StampFeatures()
+    s = np.array([star(1e5)] * 2)
+    out = f(s, sky=[200.0] * 2, dx=[0.0] * 2, dy=[0.0] * 2,
+            saturation=[2e4, 2e6], fwhm=[1.8] * 2)
+    i = f.names.index('log_flux_sat')
+    assert out.features[0, i] - out.features[1, i] == pytest.approx(
+        1.0, abs=0.01)  # two dex, in units of 2 dex
+    assert_allclose(out.log_headroom, np.log10([2e4 - 200, 2e6 - 200]),
+                    rtol=1e-6)
+    assert np.isnan(StampFeatures(version=2)(
+        s, sky=[200.0] * 2, dx=[0.0] * 2, dy=[0.0] * 2).log_headroom).all()
+
+
+def test_version_3_psf_filter_follows_the_frame_fwhm():
+    # The matched filter uses each frame's FWHM: a wide star measured with
+    # its own width gets the PSF-weighted flux right, as a narrow one does.
+    f = StampFeatures()
+    s = np.array([star(1e5, fwhm=1.5), star(1e5, fwhm=3.5)])
+    out = f(s, sky=[200.0] * 2, dx=[0.0] * 2, dy=[0.0] * 2,
+            saturation=[1e6] * 2, fwhm=[1.5, 3.5])
+    psf = out.features[:, f.names.index('psf_ratio')]
+    assert_allclose(psf, 1.0, atol=0.03)
+    fixed = StampFeatures(version=2)(s, sky=[200.0] * 2, dx=[0.0] * 2,
+                                     dy=[0.0] * 2)
+    assert abs(fixed.features[1, f.names.index('psf_ratio')] - 1) > 0.1
+
+
+@pytest.mark.parametrize(('kw', 'match'), [
+    ({'fwhm': [1.8]}, 'saturation is required'),
+    ({'saturation': [6e4]}, 'fwhm is required'),
+    ({'saturation': [np.nan], 'fwhm': [1.8]}, 'saturation must be finite'),
+    ({'saturation': [6e4], 'fwhm': [0.0]}, 'fwhm must be finite'),
+    ({'saturation': [100.0], 'fwhm': [1.8]}, 'above the sky'),
+])
+def test_version_3_frame_descriptors_are_required_and_checked(kw, match):
+    with pytest.raises(ValueError, match=match):
+        StampFeatures()(np.full((1, 21, 21), 200.0), sky=[200.0], dx=[0.0],
+                        dy=[0.0], **kw)
+
+
+def test_stamp_table_without_version_3_columns_names_them():
+    from astropy.table import Table
+
+    from satphotutils.network import load_features
+    from satphotutils.utils.exceptions import SatphotutilsError
+
+    table = Table({'stamp': np.full((2, 21, 21), 200.0, np.float32),
+                   'sky': [200.0] * 2, 'dx': [0.0] * 2, 'dy': [0.0] * 2,
+                   'star_id': [1, 2]})
+    with pytest.raises(SatphotutilsError, match='no saturation, fwhm'):
+        load_features(table, StampFeatures())
+    table['saturation'] = [6e4, 50.0]
+    table['fwhm'] = [1.8, 1.8]
+    with pytest.raises(SatphotutilsError, match='stamp table: saturation'):
+        load_features(table, StampFeatures())
+    table['saturation'] = [6e4, 6e4]
+    x, _ = load_features(table, StampFeatures())
+    assert len(x) == 2
+    assert len(load_features(table, StampFeatures(version=2))[0]) == 2
