@@ -24,6 +24,7 @@ a pipeline shows no plateau; its level must come from the header
 """
 
 import logging
+import warnings
 
 import numpy as np
 from astropy.stats import sigma_clipped_stats
@@ -80,9 +81,13 @@ def saturation_level(data, *, min_pixels=5):
 def _isolated_peaks(data, threshold, box, saturation, n_stars, mask):
     """Positions of isolated, unsaturated peaks, brightest first."""
     from photutils.detection import find_peaks
+    from photutils.utils.exceptions import NoDetectionsWarning
 
-    table = find_peaks(data, threshold, box_size=box, mask=mask,
-                       border_width=box)
+    with warnings.catch_warnings():
+        # No peak is an answer here (the caller gets NaN), not a warning.
+        warnings.simplefilter('ignore', NoDetectionsWarning)
+        table = find_peaks(data, threshold, box_size=box, mask=mask,
+                           border_width=box)
     if table is None:
         return np.empty((0, 2))
     x = np.asarray(table['x_peak'], dtype=float)

@@ -169,6 +169,10 @@ PRESETS = {
 }
 
 
+# Training jitter of the frames' FWHM input (see load_features).
+_FWHM_SCATTER = 0.1
+
+
 def _device(device):
     import torch
 
@@ -356,7 +360,9 @@ class Trainer:
             # Camera-agnostic: a per-camera encoding would be an input the
             # network cannot use on any camera it did not see.
             features = StampFeatures()
-        data, columns = load_features(stamps, features)
+        data, columns = load_features(
+            stamps, features, fwhm_scatter=_FWHM_SCATTER,
+            seed=self.config.seed)
         for name in ('log_counts', 'star_id'):
             if name not in columns:
                 msg = (f'the stamp table has no {name} column; training '

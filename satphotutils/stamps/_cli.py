@@ -67,6 +67,11 @@ def register(subparsers, formatter_class):
     parser.add_argument('--seed', type=int, default=None,
                         help=('random seed (exposure selection, crowding '
                               'probes)'))
+    parser.add_argument('--saturation', type=float, default=None,
+                        metavar='COUNTS',
+                        help='saturation level (counts, sky included) of '
+                        'frames whose header has no saturation keyword '
+                        'and whose pixels show no plateau')
     parser.add_argument('--overwrite', action='store_true',
                         help='replace an existing output file')
     add_header_key_option(parser)
@@ -163,7 +168,8 @@ def _run(args):
         _read_catalog(args.neighbours, 'neighbour catalogue')
     builder = StampBuilder(edge=args.edge, max_unity=args.max_unity,
                            max_exposures=args.max_exposures,
-                           band=args.band, header_keys=keys, seed=args.seed)
+                           band=args.band, header_keys=keys, seed=args.seed,
+                           saturation=args.saturation)
     report = builder(frames or args.frames, targets, args.output,
                      neighbours=neighbours, overwrite=args.overwrite,
                      progress=True)

@@ -27,6 +27,7 @@ from satphotutils.frames import (
     read_frame_info,
 )
 from satphotutils.lightcurves.epochs import assign_epochs
+from satphotutils.utils._parameters import as_positive
 from satphotutils.utils.exceptions import SatphotutilsError
 
 from .apertures import circle_mask
@@ -73,6 +74,9 @@ class BuildReport:
         fitted to its catalogue stars, for the frames without a zero
         point in the header or the frame table.
 
+    fwhm : dict
+        File name to the PSF FWHM (pixels) measured on the frame.
+
     Examples
     --------
     >>> from satphotutils.stamps import BuildReport
@@ -95,6 +99,7 @@ class BuildReport:
     frames_listed: int = 0
     frames_without_stamps: int = 0
     zeropoints: dict = dataclasses.field(default_factory=dict)
+    fwhm: dict = dataclasses.field(default_factory=dict)
 
     def summary(self):
         """
@@ -171,6 +176,22 @@ class StampBuilder:
         Aperture radius (pixels) of the photometry a missing zero point
         is fitted to.
 
+    saturation : float, optional
+        The saturation level (counts, sky included) of every frame, for
+        frames whose header has no saturation keyword (``SATURATE`` by
+        default) and whose pixels show no plateau
+        (`~satphotutils.frames.saturation_level`). A ``frame_table``
+        ``saturation`` column takes precedence, then the header, then
+        this, then the plateau; a frame with none of them is skipped.
+
+    Notes
+    -----
+    Every row records its frame's saturation level (``saturation``) and
+    PSF width (``fwhm``, `~satphotutils.frames.frame_fwhm` on the frame's
+    isolated unsaturated stars), the per-frame descriptors a
+    camera-agnostic network reads; a frame whose FWHM cannot be measured
+    (fewer than 5 such stars) is skipped and reported.
+
     Examples
     --------
     >>> from satphotutils.stamps import StampBuilder
@@ -183,7 +204,7 @@ class StampBuilder:
 
     def __init__(self, *, stamp_size=21, edge=50, max_unity=4,
                  max_exposures=None, band='g', header_keys=None, radius=5.0,
-                 seed=None, zeropoint_radius=3.0):
+                 seed=None, zeropoint_radius=3.0, saturation=None):
         if stamp_size % 2 == 0:
             msg = 'stamp_size must be odd'
             raise ValueError(msg)
@@ -197,6 +218,8 @@ class StampBuilder:
         self.radius = float(radius)
         self.seed = seed
         self.zeropoint_radius = float(zeropoint_radius)
+        self.saturation = None if saturation is None else as_positive(
+            saturation, 'saturation')
 
     def __call__(self, frames, targets, output, *, frame_table=None,
                  neighbours=None, overwrite=False, progress=False):
@@ -330,6 +353,9 @@ class StampBuilder:
         zp = row.get('zeropoint', info.zeropoint)
         # None: fitted to the catalogue stars once the pixels are read.
         meta['zeropoint'] = None if zp is None else float(zp)
+        level = row.get('saturation', info.saturation_level)
+        meta['saturation'] = self.saturation if level is None \
+            else float(level)
         t = row.get('transparency', info.transparency)
         meta['transparency'] = 1.0 if t is None else float(t)
         meta['sky'] = info.sky
@@ -380,6 +406,8 @@ class StampBuilder:
         report.rejected_unity += int(np.count_nonzero(whole & ~keep))
         if not keep.any():
             return None
+        saturation, fwhm = self._descriptors(data, meta)
+        report.fwhm[Path(path).name] = fwhm
         idx, x, y = idx[keep], x[keep], y[keep]
         zp, t = meta['zeropoint'], meta['transparency']
         zp_err, zp_n = np.nan, 0
@@ -412,8 +440,32 @@ class StampBuilder:
                 'mjd': np.full(n, meta['mjd']),
                 'epoch': np.full(n, epoch),
                 'n_unity': n_unity[keep],
+                'saturation': np.full(n, saturation),
+                'fwhm': np.full(n, fwhm),
                 'file': np.full(n, Path(path).name)}
         return rows
+
+    def _descriptors(self, data, meta):
+        """The frame's saturation level and FWHM, or why there are none."""
+        from satphotutils.frames import frame_fwhm, saturation_level
+
+        saturation = meta['saturation']
+        if saturation is None:
+            saturation = saturation_level(data)
+        if saturation is None:
+            key = self.header_keys.saturation
+            msg = (f'no saturation level: the header has no {key} keyword '
+                   '(name another with header_keys / --header-key '
+                   'saturation=KEYWORD, give one with saturation= / '
+                   '--saturation or a frame_table saturation column) and '
+                   'the pixels show no plateau')
+            raise SatphotutilsError(msg)
+        fwhm = frame_fwhm(data, saturation=saturation)
+        if not np.isfinite(fwhm):
+            msg = ('the PSF FWHM could not be measured: fewer than 5 '
+                   'isolated, unsaturated stars well above the noise')
+            raise SatphotutilsError(msg)
+        return saturation, fwhm
 
 
     def _fit_zeropoint(self, data, meta, labels, mag):
@@ -446,7 +498,7 @@ def _frame_overrides(frame_table):
     if 'file' not in frame_table.colnames:
         msg = 'frame_table needs a file column (frame file names)'
         raise ValueError(msg)
-    keys = [c for c in ('zeropoint', 'transparency', 'good')
+    keys = [c for c in ('zeropoint', 'transparency', 'saturation', 'good')
             if c in frame_table.colnames]
     return {Path(str(r['file'])).name: {k: r[k] for k in keys}
             for r in frame_table}

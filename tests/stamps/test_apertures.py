@@ -154,7 +154,7 @@ def test_features_are_reproduced_bit_for_bit():
     # were: pixel centres within r of the target, in float32.
     rng = np.random.default_rng(5)
     n = 3000
-    features = StampFeatures()
+    features = StampFeatures(version=2)
     stamps = rng.gamma(2.0, 50.0, (n, 21, 21)).astype(np.float32)
     stamps[:, 10, 10] += rng.uniform(0, 1e5, n).astype(np.float32)
     stamps[::50, 9, 11] = np.nan

@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+
+from satphotutils.frames import frame_fwhm, gaussian_fit_fwhm, saturation_level
+from satphotutils.simulation import (
+    Camera,
+    Detector,
+    ExposureConditions,
+    FrameSimulator,
+    Scene,
+    SurveyPipeline,
+)
+
+CENTRE = SkyCoord(15.0, -27.0, unit='deg')  # near the galactic pole
+
+
+def _frame(fwhm, beta, seed):
+    detector = Detector(shape=(700, 700))
+    sim = FrameSimulator(camera=Camera(detector=detector), pointing=CENTRE,
+                         # Nearest-pixel resampling onto the reference grid: the
+                         # bilinear default broadens the stars by up to
+                         # half a pixel, which the measurement (rightly)
+                         # sees and a fit to the model PSF does not.
+                         pipeline=SurveyPipeline(damage_fraction=0.0,
+                                                 resample_order=0))
+    scene = Scene.random(CENTRE, radius=1.5 * u.deg, g_max=15.5, seed=seed)
+    cond = ExposureConditions(mjd=59000.0, zeropoint=25.5, fwhm=fwhm,
+                              beta=beta, ellipticity=0.0,
+                              fwhm_gradient=0.0)
+    frame, _ = sim(scene, conditions=cond, seed=seed)
+    psf = cond.psf(detector)
+    yy, xx = np.mgrid[-10:11, -10:11]
+    return np.asarray(frame.data), gaussian_fit_fwhm(psf.integrate(xx, yy))
+
+
+@pytest.mark.parametrize(('fwhm', 'beta'), [(2.6, 4.0), (3.5, 1.8)])
+def test_frame_fwhm_is_what_a_fit_to_the_true_psf_gives(fwhm, beta):
+    # Simulated truth: the frame's stars are drawn with a known Moffat
+    # PSF; the width measured on the frame's isolated unsaturated stars
+    # is the one a Gaussian fit to that PSF gives (the definition the
+    # simulator labels its stamps with), within 3%.
+    data, truth = _frame(fwhm, beta, seed=int(10 * fwhm))
+    measured = frame_fwhm(data)
+    assert measured == pytest.approx(truth, rel=0.03)
+    # A Gaussian fit to a Moffat core is not its FWHM, but it follows it.
+    assert 0.8 * fwhm < truth < 1.4 * fwhm
+
+
+def test_frame_fwhm_without_enough_stars_is_nan(rng):
+    data = rng.normal(200.0, 5.0, (300, 300))
+    assert np.isnan(frame_fwhm(data))
+    with pytest.raises(ValueError, match='2-D'):
+        frame_fwhm(np.zeros(10))
+
+
+def test_saturation_plateau():
+    image = np.full((40, 40), 250.0)
+    image[10:20, 10:12] = 16383.0  # a 14-bit ADC
+    assert saturation_level(image) == 16383.0
+    image[10:20, 10:12] = np.linspace(9e3, 1.6e4, 20).reshape(10, 2)
+    assert saturation_level(image) is None
+    image[0, :3] = 40000.0
+    assert saturation_level(image) is None  # 3 pixels: a peak, not a plateau
+    assert saturation_level(image, min_pixels=3) == 40000.0
+    assert saturation_level(np.full((3, 3), np.nan)) is None
+
+
+def test_frame_fwhm_of_an_undersampled_psf_is_broader_than_the_model():
+    # At FWHM 1.5 px the pixel phase of each star matters: a Gaussian fit
+    # to the model PSF gives 1.74 px centred on a pixel, 1.89 px on a
+    # pixel corner, and the frame's stars, at every phase, measure about
+    # 2.0 px. The network is trained with its FWHM input scattered by
+    # this much (see StampFeatures), so it must not lean on it closely.
+    data, truth = _frame(1.5, 2.5, seed=15)
+    measured = frame_fwhm(data)
+    assert truth < measured < 1.25 * truth
