@@ -76,8 +76,9 @@ def _log_uniform(rng, lo, hi):
 @dataclasses.dataclass(frozen=True)
 class ConditionsSampler:
     """
-    The exposures of one drawn camera: per-exposure conditions drawn
-    within the camera's own ranges.
+    Draw the exposures of one drawn camera.
+
+    Per-exposure conditions are drawn within the camera's own ranges.
 
     Attributes
     ----------

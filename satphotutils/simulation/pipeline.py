@@ -118,8 +118,7 @@ class SurveyPipeline:
     @staticmethod
     def saturation_threshold(detector):
         """
-        The raw level (ADU) from which the pipeline treats pixels as
-        saturated.
+        Return the raw level (ADU) from which pixels count as saturated.
 
         The ADC maximum when the ADC clips first; otherwise 97% of the way
         from the bias to the full-well plateau, below its read noise and

@@ -39,8 +39,9 @@ _FLUSH = 4_000_000
 
 class _PixelPSF:
     """
-    What every PSF of the renderer shares: pixel integration, footprints
-    and their cached tables. A subclass defines ``evaluate`` (surface
+    Share pixel integration, footprints and their tables between PSFs.
+
+    A subclass defines ``evaluate`` (surface
     brightness per unit pixel area, unit total flux), ``outside_fraction``
     and ``half_width``, and sets ``fwhm`` and ``tiers``.
     """

@@ -630,7 +630,7 @@ def _fwhm(conditions):
 
 
 def _saturation_level(detector, pipeline, y, x):
-    """The stored counts at which a pixel at ``(y, x)`` stops responding."""
+    """Return the stored counts at which pixel ``(y, x)`` stops responding."""
     level = detector.plateau_counts / float(detector.flat(y, x))
     return min(level, pipeline.storage_max) if pipeline.clip_storage \
         else level
