@@ -10,7 +10,7 @@ cameras do, and labelled on named axes so that a family can be held out
 of training and tested on (leave-one-family-out).
 
 The ranges and their justification are on the simulation page of the
-documentation (:ref:`simulation`); `RANGES` holds them.
+documentation (:ref:`simulation`); ``RANGES`` holds them.
 """
 
 import dataclasses
@@ -172,7 +172,7 @@ class CameraDraw:
     code : str
         A code unique to this draw (the stamp table's ``camera``).
     labels : dict
-        The family of each axis of `AXES`, e.g. ``{'psf': 'moffat', ...}``.
+        The family of each axis of ``AXES``, e.g. ``{'psf': 'moffat', ...}``.
     camera : `~satphotutils.simulation.Camera`
         The camera and its `~satphotutils.simulation.Detector`.
     pipeline : `~satphotutils.simulation.SurveyPipeline`
@@ -229,10 +229,10 @@ class CameraFamily:
     """
     Draw complete cameras and pipelines from randomised families.
 
-    Each draw is a camera on the named axes of `AXES` (PSF family,
+    Each draw is a camera on the named axes of ``AXES`` (PSF family,
     saturation-correction variant, saturation class, storage, filter),
     with its detector, pipeline and per-exposure conditions drawn within
-    `RANGES`, jointly so that it is a plausible camera: its zero point is
+    ``RANGES``, jointly so that it is a plausible camera: its zero point is
     set so that stars saturate between g ~ 8 and 13, and its sky stays
     well below its saturation level.
 
