@@ -7,7 +7,8 @@ photometry, light curves, intercalibration). Real survey pixels are not
 public, so this physically grounded simulator is the package's data
 engine: it trains the bundled model and drives the tests, benchmarks and
 ``satphot demo``. Every ingredient is configurable: detector (gain, read
-noise, full well, ADC, vignetting), pixel-integrated Moffat PSF, Gaia-like
+noise, full well, ADC, non-linearity, vignetting), pixel-integrated
+Moffat, Gaussian or core-halo PSFs, randomised camera families, Gaia-like
 star fields, blooming, the ASAS-style saturation correction with its
 failure modes, integer-overflow damage, resampling, cadence, cameras and
 variability.
@@ -21,6 +22,8 @@ __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
         'Camera', 'Detector'],
     'exposure': [
         'bleed_columns', 'expose', 'expose_and_read', 'read_out'],
+    'families': [
+        'AXES', 'RANGES', 'CameraDraw', 'CameraFamily', 'ConditionsSampler'],
     'frames': [
         'FrameSimulator', 'Scene', 'simulate_field'],
     'observation': [
@@ -29,7 +32,8 @@ __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
     'pipeline': [
         'SurveyPipeline'],
     'psf': [
-        'MoffatPSF', 'render_gaussian', 'render_stars'],
+        'CoreHaloPSF', 'GaussianPSF', 'MoffatPSF', 'render_gaussian',
+        'render_stars'],
     'scene': [
         'cumulative_star_density', 'draw_stars',
         'galactic_density_factor', 'latitude_factor'],

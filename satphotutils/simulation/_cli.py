@@ -19,6 +19,25 @@ def _camera_spec(text):
     return parts[0], parts[1], *values
 
 
+def _family_spec(text):
+    """Parse ``AXIS=NAME[,NAME...]`` for --exclude and --only."""
+    from satphotutils.simulation.families import AXES
+
+    axis, sep, names = text.partition('=')
+    if not sep or axis not in AXES or not names:
+        msg = (f'{text!r} must look like AXIS=NAME[,NAME] with AXIS one of '
+               f'{", ".join(AXES)}, e.g. psf=gaussian')
+        raise argparse.ArgumentTypeError(msg)
+    names = tuple(names.split(','))
+    unknown = [n for n in names if n not in AXES[axis]]
+    if unknown:
+        msg = (f'{text!r}: unknown {axis} famil'
+               f'{"ies" if len(unknown) > 1 else "y"} {", ".join(unknown)}; '
+               f'choose from {", ".join(AXES[axis])}')
+        raise argparse.ArgumentTypeError(msg)
+    return axis, names
+
+
 def register(subparsers, formatter_class):
     """Add ``simulate`` with its ``frames`` and ``stamps`` subcommands."""
     parser = subparsers.add_parser(
@@ -95,6 +114,22 @@ def register(subparsers, formatter_class):
                         default='area',
                         help='targets uniform on the sky (area) or spread '
                         'over Galactic latitude as the stars are (stars)')
+    stamps.add_argument('--family', action='store_true',
+                        help='draw a new camera and pipeline for every '
+                        'chunk of --stars-per-camera targets from the '
+                        'randomised camera families (--camera, '
+                        '--damage-fraction, --misplace-rate and '
+                        '--lost-rate are then drawn too)')
+    stamps.add_argument('--exclude', action='append', type=_family_spec,
+                        default=[], metavar='AXIS=NAME[,NAME]',
+                        help='with --family: never draw these families '
+                        '(repeatable), e.g. psf=gaussian')
+    stamps.add_argument('--only', action='append', type=_family_spec,
+                        default=[], metavar='AXIS=NAME[,NAME]',
+                        help='with --family: draw only these families '
+                        '(repeatable), e.g. storage=float')
+    stamps.add_argument('--stars-per-camera', type=int, default=100,
+                        help='with --family: targets per drawn camera')
     stamps.add_argument('--workers', type=int, default=None,
                         help='worker processes (default: all cores)')
     stamps.add_argument('--overwrite', action='store_true',
@@ -111,9 +146,32 @@ def _make_camera(spec, detector=None):
                   colour_term=ct, detector=detector)
 
 
-def _stamps(args):
-    from satphotutils.simulation import StampSimulator, SurveyPipeline
+def _restrictions(pairs):
+    out = {}
+    for axis, names in pairs:
+        out.setdefault(axis, set()).update(names)
+    return out or None
 
+
+def _stamps(args):
+    from satphotutils.simulation import (
+        CameraFamily,
+        StampSimulator,
+        SurveyPipeline,
+    )
+    from satphotutils.utils.exceptions import SatphotutilsError
+
+    family = None
+    if args.family:
+        if args.camera:
+            msg = ('--camera and --family exclude each other: the family '
+                   'draws the cameras')
+            raise SatphotutilsError(msg)
+        family = CameraFamily(exclude=_restrictions(args.exclude),
+                              only=_restrictions(args.only))
+    elif args.exclude or args.only:
+        msg = '--exclude and --only need --family'
+        raise SatphotutilsError(msg)
     camera = _make_camera(args.camera) if args.camera else None
     pipeline = SurveyPipeline(damage_fraction=args.damage_fraction,
                               misplace_rate=args.misplace_rate,
@@ -126,7 +184,9 @@ def _stamps(args):
                          images_per_star=args.images_per_star,
                          exposures_per_epoch=per_epoch,
                          exposures_per_chunk=pool,
-                         latitude_weighting=args.latitude_weighting)
+                         latitude_weighting=args.latitude_weighting,
+                         family=family,
+                         stars_per_camera=args.stars_per_camera)
     n = sim.write(args.out, args.n_stars, seed=args.seed,
                   n_workers=args.workers, overwrite=args.overwrite,
                   progress=True)

@@ -53,6 +53,11 @@ class Detector:
         field falls quadratically with radius from 1 at the centre to
         this value in the corners.
 
+    nonlinearity : float, optional
+        Fractional loss of response at the full well: a pixel holding
+        ``q`` electrons reads ``q (1 - nonlinearity (q / full_well)**2)``,
+        the quadratic roll-off of CCDs nearing saturation.
+
     Examples
     --------
     >>> from astropy.coordinates import SkyCoord
@@ -66,7 +71,7 @@ class Detector:
 
     def __init__(self, *, shape=(2048, 2048), pixel_scale=8.0 * u.arcsec,
                  gain=1.5, read_noise=12.0, bias=3000.0, full_well=130000.0,
-                 adc_max=65535, corner_throughput=0.5):
+                 adc_max=65535, corner_throughput=0.5, nonlinearity=0.0):
         shape = tuple(int(n) for n in np.atleast_1d(shape))
         if len(shape) != 2 or min(shape) < 8:
             msg = 'shape must be two integers >= 8, (ny, nx)'
@@ -86,6 +91,9 @@ class Detector:
         if not 0 < corner_throughput <= 1:
             msg = 'corner_throughput must be in (0, 1]'
             raise ValueError(msg)
+        if not 0 <= nonlinearity < 0.5:
+            msg = f'nonlinearity must be in [0, 0.5), got {nonlinearity!r}'
+            raise ValueError(msg)
         if bias >= adc_max:
             msg = 'bias must be below adc_max'
             raise ValueError(msg)
@@ -97,6 +105,7 @@ class Detector:
         self.full_well = float(full_well)
         self.adc_max = int(adc_max)
         self.corner_throughput = float(corner_throughput)
+        self.nonlinearity = float(nonlinearity)
 
     def __repr__(self):
         return (f'<Detector {self.shape[1]}x{self.shape[0]}, '
@@ -108,6 +117,23 @@ class Detector:
     def saturation_counts(self):
         """Bias-subtracted counts at which the ADC clips (flat = 1)."""
         return self.adc_max - self.bias
+
+    @property
+    def plateau_adu(self):
+        """
+        Raw ADU at which a pixel stops responding.
+
+        The ADC maximum, or the full well read out (after the
+        non-linearity) if that comes first.
+        """
+        well = self.bias + self.full_well * (1 - self.nonlinearity) \
+            / self.gain
+        return min(float(self.adc_max), well)
+
+    @property
+    def plateau_counts(self):
+        """`plateau_adu` above the bias (flat = 1)."""
+        return self.plateau_adu - self.bias
 
     @property
     def full_well_counts(self):

@@ -182,6 +182,9 @@ def read_out(electrons, detector, rng):
 
 def _digitise(charge, detector):
     """Convert noisy charge (float32, modified in place) to raw ADU."""
+    if detector.nonlinearity:
+        fill = np.clip(charge, 0, None) / detector.full_well
+        charge *= 1 - detector.nonlinearity * fill * fill
     charge *= 1 / detector.gain
     charge += detector.bias
     np.rint(charge, out=charge)

@@ -17,7 +17,7 @@ from scipy import ndimage
 from satphotutils.calibration.counts import expected_log_counts
 
 from .exposure import expose_and_read
-from .psf import MoffatPSF, render_stars
+from .psf import CoreHaloPSF, GaussianPSF, MoffatPSF, render_stars
 
 __all__ = ['ExposureConditions', 'Observation', 'draw_conditions',
            'observe', 'observe_many']
@@ -55,6 +55,18 @@ class ExposureConditions:
         Whether the frame is stored with the integer-overflow damage.
     exptime : float
         Exposure time in seconds.
+    psf_family : {None, 'moffat', 'gaussian', 'core_halo'}
+        The profile: `None` is the survey's own Moffat with the rendering
+        footprints of the bundled model; a name selects
+        `~satphotutils.simulation.MoffatPSF`,
+        `~satphotutils.simulation.GaussianPSF` or
+        `~satphotutils.simulation.CoreHaloPSF` with footprints that widen
+        with the profile.
+    halo_fraction, halo_scale : float
+        The halo of a ``'core_halo'`` PSF (see
+        `~satphotutils.simulation.CoreHaloPSF`); ``beta`` is its index.
+    ellipticity_gradient : float
+        Ellipticity added from the centre to the corners (optics).
 
     Examples
     --------
@@ -76,24 +88,35 @@ class ExposureConditions:
     dither: tuple = (0.0, 0.0)
     damaged: bool = False
     exptime: float = 90.0
+    psf_family: str = None
+    halo_fraction: float = 0.1
+    halo_scale: float = 5.0
+    ellipticity_gradient: float = 0.0
 
     def psf(self, detector, y=None, x=None):
         """
         Return the PSF at detector position ``(y, x)`` (centre if `None`).
 
         The FWHM grows quadratically with radius by ``fwhm_gradient`` at
-        the corners, in three zones of equal radius squared, so that PSFs
-        (and their rendering tables) are shared between nearby windows.
+        the corners (and the ellipticity by ``ellipticity_gradient``), in
+        three zones of equal radius squared, so that PSFs (and their
+        rendering tables) are shared between nearby windows.
         """
-        scale = 1.0
+        zone = 0.0
         if y is not None:
             ny, nx = detector.shape
             r2 = (((y - (ny - 1) / 2) ** 2 + (x - (nx - 1) / 2) ** 2)
                   / (((ny - 1) / 2) ** 2 + ((nx - 1) / 2) ** 2))
-            scale = 1 + self.fwhm_gradient * np.round(
-                min(float(r2), 1.0) * (_PSF_ZONES - 1)) / (_PSF_ZONES - 1)
-        return _cached_psf(round(self.fwhm * scale, 2), self.beta,
-                           self.ellipticity, self.theta)
+            zone = np.round(min(float(r2), 1.0) * (_PSF_ZONES - 1)) \
+                / (_PSF_ZONES - 1)
+        fwhm = round(self.fwhm * (1 + self.fwhm_gradient * zone), 2)
+        if self.psf_family is None:
+            return _cached_psf(fwhm, self.beta, self.ellipticity, self.theta)
+        ellipticity = round(min(self.ellipticity
+                                + self.ellipticity_gradient * zone, 0.6), 3)
+        return _family_psf(self.psf_family, fwhm, self.beta, ellipticity,
+                           round(self.theta, 2), round(self.halo_fraction, 3),
+                           round(self.halo_scale, 2))
 
     def counts(self, mag):
         """Total counts of stars of magnitude ``mag`` (Eq. 1)."""
@@ -105,6 +128,22 @@ class ExposureConditions:
 def _cached_psf(fwhm, beta, ellipticity, theta):
     return MoffatPSF(fwhm=fwhm, beta=beta, ellipticity=ellipticity,
                      theta=theta)
+
+
+@functools.lru_cache(maxsize=256)
+def _family_psf(family, fwhm, beta, ellipticity, theta, halo_fraction,
+                halo_scale):
+    shape = {'ellipticity': ellipticity, 'theta': theta, 'adaptive': True}
+    if family == 'moffat':
+        return MoffatPSF(fwhm=fwhm, beta=beta, **shape)
+    if family == 'gaussian':
+        return GaussianPSF(fwhm=fwhm, **shape)
+    if family == 'core_halo':
+        return CoreHaloPSF(fwhm=fwhm, beta=beta, halo_fraction=halo_fraction,
+                           halo_scale=halo_scale, **shape)
+    msg = (f"psf_family must be None, 'moffat', 'gaussian' or 'core_halo', "
+           f'not {family!r}')
+    raise ValueError(msg)
 
 
 def draw_conditions(rng, *, mjd, zeropoint=25.5, damage_fraction=0.2,
@@ -390,7 +429,7 @@ def observe_many(requests, *, camera, conditions, pipeline, rng,
     truncated = (((full_ends[:, 0] & own).any(axis=1) & (ry0 > 0))
                  | ((full_ends[:, 1] & own).any(axis=1)
                     & (ry0 + rows < det_ny)))
-    saturated_px = raw >= detector.adc_max
+    saturated_px = raw >= pipeline.saturation_threshold(detector)
 
     # Which stars saturated (a raw pixel at the ADC maximum within 2 px).
     ix_s, iy_s = np.rint(sx).astype(int), np.rint(sy).astype(int)
@@ -407,7 +446,8 @@ def observe_many(requests, *, camera, conditions, pipeline, rng,
 
     counts, sat_mask = pipeline.calibrate(raw, flat, detector)
     known = np.flatnonzero(np.isfinite(catalog_mag))
-    fwhm = np.array([p.fwhm for p in psfs])
+    # The FWHM the pipeline re-inserts with, mis-set by some pipelines.
+    fwhm = np.array([p.fwhm for p in psfs]) * pipeline.fwhm_factor
     regions, labels, corrected = pipeline._correct(
         counts, sat_mask, detector=detector, fwhm=fwhm,
         catalog_x=sx[known], catalog_y=sy[known],

@@ -64,6 +64,16 @@ class SurveyPipeline:
         Spline order of the interpolation onto the reference grid
         (1 = bilinear).
 
+    fwhm_factor : float, optional
+        The FWHM the correction re-inserts the trail flux with, over the
+        image's true FWHM: a pipeline whose seeing estimate is off.
+
+    clip_storage : bool, optional
+        Whether undamaged frames are clipped to ``[0, storage_max]`` as
+        16-bit integer storage clips them; by default only the damaged
+        exposures lose their overflowing pixels (to exactly 1) and the
+        others keep every value, as in floating-point storage.
+
     Examples
     --------
     >>> from satphotutils.simulation import SurveyPipeline
@@ -74,7 +84,8 @@ class SurveyPipeline:
 
     def __init__(self, *, misplace_rate=0.05, lost_rate=0.03,
                  damage_fraction=0.2, storage_max=65535,
-                 bleed_flux_scale=None, resample_order=1):
+                 bleed_flux_scale=None, resample_order=1, fwhm_factor=1.0,
+                 clip_storage=False):
         for name, value in (('misplace_rate', misplace_rate),
                             ('lost_rate', lost_rate),
                             ('damage_fraction', damage_fraction)):
@@ -90,11 +101,33 @@ class SurveyPipeline:
         self.storage_max = int(storage_max)
         self.bleed_flux_scale = bleed_flux_scale
         self.resample_order = int(resample_order)
+        if not 0 < fwhm_factor < 10:
+            msg = f'fwhm_factor must be in (0, 10), got {fwhm_factor!r}'
+            raise ValueError(msg)
+        self.fwhm_factor = float(fwhm_factor)
+        self.clip_storage = bool(clip_storage)
 
     def __repr__(self):
         return (f'<SurveyPipeline misplace_rate={self.misplace_rate} '
                 f'lost_rate={self.lost_rate} '
-                f'damage_fraction={self.damage_fraction}>')
+                f'damage_fraction={self.damage_fraction} '
+                f'fwhm_factor={self.fwhm_factor:.3f} '
+                f'resample_order={self.resample_order} '
+                f'clip_storage={self.clip_storage}>')
+
+    @staticmethod
+    def saturation_threshold(detector):
+        """
+        Return the raw level (ADU) from which pixels count as saturated.
+
+        The ADC maximum when the ADC clips first; otherwise 97% of the way
+        from the bias to the full-well plateau, below its read noise and
+        non-linear roll-off, as a ``SATURATE`` keyword is set a little
+        below the plateau.
+        """
+        if detector.plateau_adu >= detector.adc_max:
+            return detector.adc_max
+        return detector.bias + 0.97 * detector.plateau_counts
 
     def calibrate(self, raw, flat, detector):
         """
@@ -106,9 +139,9 @@ class SurveyPipeline:
             Flat-fielded counts.
 
         saturated : `~numpy.ndarray` of bool
-            Pixels at the ADC maximum.
+            Pixels at or above `saturation_threshold`.
         """
-        saturated = raw >= detector.adc_max
+        saturated = raw >= self.saturation_threshold(detector)
         counts = raw.astype(np.float64)
         counts -= detector.bias
         counts /= flat
@@ -182,7 +215,8 @@ class SurveyPipeline:
         structure = np.zeros((3, 3, 3), dtype=bool)
         structure[1] = ndimage.generate_binary_structure(2, 1)
         labels, n_regions = ndimage.label(sat, structure)
-        scale = (detector.full_well_counts / detector.saturation_counts
+        # A saturated pixel holds a full well whatever it reads.
+        scale = (detector.full_well_counts / detector.plateau_counts
                  if self.bleed_flux_scale is None else self.bleed_flux_scale)
         rows = {'item': [], 'n_pixels': [], 'flux': [], 'star': [],
                 'assigned': [], 'outcome': [], 'x': [], 'y': []}
@@ -323,7 +357,8 @@ class SurveyPipeline:
         -------
         stored : `~numpy.ndarray` of float32
             Rounded values; overflowing corrected pixels are exactly 1
-            when ``damaged``.
+            when ``damaged``; with ``clip_storage`` the others are clipped
+            to ``[0, storage_max]``.
 
         bad : `~numpy.ndarray` of bool
             The pixels set to 1.
@@ -335,6 +370,8 @@ class SurveyPipeline:
             if corrected is not None:
                 bad &= corrected
             stored[bad] = 1.0
+        if self.clip_storage:
+            np.clip(stored, 0, self.storage_max, out=stored)
         return stored.astype(np.float32), bad
 
 

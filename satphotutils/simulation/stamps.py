@@ -8,6 +8,8 @@ for the target's bleed trail, with neighbours drawn from the luminosity
 function along the whole strip. Exposures come from a pool of frames per
 chunk, shared by many targets as on a real survey, and targets sample g
 uniformly like the paper's training set (40,000 stars per magnitude).
+With a `~satphotutils.simulation.CameraFamily` every chunk is observed
+with a newly drawn camera and pipeline.
 """
 
 import concurrent.futures
@@ -29,6 +31,7 @@ from satphotutils.calibration.crowding import (
 from satphotutils.calibration.gaia import GAIA_RELATIONS
 from satphotutils.stamps.apertures import circle_mask
 from satphotutils.stamps.table import StampTableWriter
+from satphotutils.utils._parameters import as_integer
 
 from .detector import Camera
 from .observation import draw_conditions, observe_many
@@ -47,6 +50,9 @@ _NEAR = 10
 _BATCH_PIXELS = 300000
 # Largest default chunk of targets.
 _CHUNK = 3000
+# The families of the single camera (family=None).
+_SINGLE_CAMERA = {'psf': 'moffat', 'correction': 'asas', 'saturation': 'adc',
+                  'storage': 'uint16', 'filter': None}
 
 
 class StampSimulator:
@@ -97,6 +103,17 @@ class StampSimulator:
         paper's 5 px (81 pixels), that of the bundled model
         (`~satphotutils.network.StampFeatures` ``radius``).
 
+    family : `~satphotutils.simulation.CameraFamily`, optional
+        Draw a new camera, pipeline and range of conditions for every
+        chunk of ``stars_per_camera`` targets; ``camera``, ``pipeline``
+        and ``zeropoint`` are then unused. `None` simulates the one
+        camera given.
+
+    stars_per_camera : int, optional
+        Targets per chunk (and so per drawn camera) with a ``family``:
+        a million-stamp set of four exposures per target then holds
+        thousands of cameras.
+
     latitude_weighting : {'area', 'stars'}, optional
         How targets are spread over ``latitude_range``: ``'area'``
         uniformly on the sky, or ``'stars'`` as the stars themselves are
@@ -117,7 +134,8 @@ class StampSimulator:
                  stamp_size=21, g_range=(3.0, 15.0), images_per_star=4,
                  exposures_per_chunk=24, exposures_per_epoch=1,
                  neighbour_g_max=19.0, latitude_range=(0.0, 90.0),
-                 latitude_weighting='area', signal_radius=5.0):
+                 latitude_weighting='area', signal_radius=5.0, family=None,
+                 stars_per_camera=100):
         if stamp_size % 2 == 0 or stamp_size < 5:
             msg = 'stamp_size must be an odd integer >= 5'
             raise ValueError(msg)
@@ -150,11 +168,15 @@ class StampSimulator:
         self.latitude_range = tuple(latitude_range)
         self.latitude_weighting = latitude_weighting
         self.signal_radius = float(signal_radius)
+        self.family = family
+        self.stars_per_camera = as_integer(stars_per_camera,
+                                           'stars_per_camera', minimum=1)
         # Refused here, not in a worker.
         circle_mask(self.stamp_size, self.signal_radius)
 
     def __repr__(self):
-        return (f'<StampSimulator {self.camera!r} g={self.g_range} '
+        source = self.camera if self.family is None else self.family
+        return (f'<StampSimulator {source!r} g={self.g_range} '
                 f'images_per_star={self.images_per_star}>')
 
     def __call__(self, n_stars, *, seed=None, first_star_id=0):
@@ -176,13 +198,24 @@ class StampSimulator:
         -------
         stamps : `~astropy.table.QTable`
             A stamp table (see `satphotutils.stamps`) with the truth
-            columns described in `write`.
+            columns described in `write`. With a ``family`` the targets
+            are split into chunks of ``stars_per_camera`` as `write`
+            splits them, so both give the same stamps.
         """
         from astropy.table import QTable
 
         if not isinstance(seed, np.random.SeedSequence):
             seed = np.random.SeedSequence(seed)
-        return QTable(self._chunk(int(n_stars), seed, int(first_star_id)))
+        n_stars, first = int(n_stars), int(first_star_id)
+        if self.family is None:
+            return QTable(self._chunk(n_stars, seed, first))
+        step = self.stars_per_camera
+        starts = range(0, n_stars, step)
+        parts = [self._chunk(min(step, n_stars - s), seq, first + s)
+                 for s, seq in zip(starts, seed.spawn(len(starts)),
+                                   strict=True)]
+        return QTable({name: np.concatenate([p[name] for p in parts])
+                       for name in parts[0]})
 
     def write(self, path, n_stars, *, seed=None, chunk_stars=None,
               n_workers=None, overwrite=False, progress=False):
@@ -204,8 +237,15 @@ class StampSimulator:
         ``b_c``, ``transparency``, ``fwhm``, ``mjd``, ``exposure`` and
         ``epoch`` (indices of the frame and of its epoch in the pool of
         the target's chunk: group by ``star_id`` and ``epoch``),
-        ``x_ref``, ``y_ref`` (reference-frame position) and ``dx``,
-        ``dy`` (its offset from the stamp's central pixel).
+        ``x_ref``, ``y_ref`` (reference-frame position), ``dx``,
+        ``dy`` (its offset from the stamp's central pixel),
+        ``saturation`` (the level, in the stamp's stored counts with the
+        sky, at which a pixel stops responding at the target: what a
+        ``SATURATE`` keyword says), ``family_psf``,
+        ``family_correction``, ``family_saturation`` and
+        ``family_storage`` (the camera's families; for the single camera
+        ``moffat``, ``asas``, ``adc`` and ``uint16``). ``camera`` is the
+        drawn camera's code with a ``family``, unique per camera.
 
         Parameters
         ----------
@@ -220,8 +260,10 @@ class StampSimulator:
 
         chunk_stars : int, optional
             Targets per chunk of work; by default up to 3,000, in equal
-            shares for the workers. The result depends on it (each chunk
-            has its own seed and pool of frames), not on ``n_workers``.
+            shares for the workers, and ``stars_per_camera`` with a
+            ``family``. The result depends on it (each chunk has its own
+            seed, pool of frames and drawn camera), not on
+            ``n_workers``.
 
         n_workers : int, optional
             Worker processes; all available cores if `None`, 1 for none.
@@ -245,6 +287,8 @@ class StampSimulator:
             raise ValueError(msg)
         if n_workers is None:
             n_workers = len(os.sched_getaffinity(0))
+        if chunk_stars is None and self.family is not None:
+            chunk_stars = self.stars_per_camera
         if chunk_stars is None:
             # Whole rounds of equal chunks keep every worker busy; chunks
             # of up to 3,000 amortise each pool of frames over enough stamps.
@@ -259,6 +303,9 @@ class StampSimulator:
                             'simulation seed'),
                 'IMGPSTAR': (self.images_per_star, 'images per star'),
                 'CAMERA': self.camera.name, 'FILTER': self.camera.filter}
+        if self.family is not None:
+            meta['CAMERA'] = ('family', 'a drawn camera per chunk')
+            del meta['FILTER']
         bar = tqdm(total=n_stars, unit='star', disable=not progress)
         with StampTableWriter(path, meta=meta, overwrite=overwrite) as out:
             if n_workers <= 1:
@@ -285,19 +332,27 @@ class StampSimulator:
 
     def _chunk(self, n_stars, seed_sequence, first_star_id):
         rng = np.random.default_rng(seed_sequence)
-        camera, detector = self.camera, self.camera.detector
+        if self.family is None:
+            camera, pipeline, draw = self.camera, self.pipeline, None
+            labels = _SINGLE_CAMERA
+        else:
+            draw = self.family(rng)
+            camera, pipeline, labels = draw.camera, draw.pipeline, draw.labels
+        detector = camera.detector
         half = self.stamp_size // 2
         k = self.images_per_star
         per_epoch = self.exposures_per_epoch
         pool = []
         for _ in range(self.exposures_per_chunk // per_epoch):
-            first = self._conditions(rng, 58000.0 + rng.uniform(0, 2000))
+            first = self._conditions(rng, 58000.0 + rng.uniform(0, 2000),
+                                     draw)
             pool.append(first)
             for j in range(1, per_epoch):
                 # Consecutive exposures of an epoch share the night's sky,
                 # seeing and transparency to a few per cent; dither, noise
                 # and damage are their own.
-                other = self._conditions(rng, first.mjd + j * 110 / 86400)
+                other = self._conditions(rng, first.mjd + j * 110 / 86400,
+                                         draw)
                 pool.append(dataclasses.replace(
                     other, fwhm=float(first.fwhm * rng.normal(1, 0.03)),
                     transparency=float(first.transparency
@@ -316,6 +371,16 @@ class StampSimulator:
         x_ref = rng.uniform(margin, nx - 1 - margin, n_stars)
         y_ref = rng.uniform(margin, ny - 1 - margin, n_stars)
         blend_px = (_BLEND_RADIUS / detector.pixel_scale).decompose().value
+        if draw is not None:
+            # A blend is what falls in one pixel, whatever its size.
+            blend_px = 1.0
+            density = density * draw.crowding
+            # The brightest exposure of the pool, and the PSFs that
+            # saturate narrowest and widest.
+            brightest = max(10 ** (0.4 * c.zeropoint) / c.transparency
+                            for c in pool)
+            pool_psfs = [c.psf(detector) for c in
+                         (min(pool, key=_fwhm), max(pool, key=_fwhm))]
 
         # First the stars, their neighbours and their exposures ...
         stars = []
@@ -325,9 +390,15 @@ class StampSimulator:
             base = 10 ** (-0.4 * (mag[i] + camera.colour_term
                                   * (bp_rp[i] - 1.0)))
             # Strip sizes for the brightest exposure the pool can give.
-            peak_flux = base * 10 ** (0.4 * (self.zeropoint + 1.0))
-            trail_rows = _trail_rows(peak_flux, detector)
-            radius = _saturated_radius(peak_flux, detector)
+            if draw is None:
+                peak_flux = base * 10 ** (0.4 * (self.zeropoint + 1.0))
+                trail_rows = _trail_rows(peak_flux, detector)
+                radius = _saturated_radius(peak_flux, detector)
+            else:
+                peak_flux = base * brightest
+                trail_rows = _trail_rows(peak_flux, detector, pool_psfs[0])
+                radius = max(_saturated_radius(peak_flux, detector, psf)
+                             for psf in pool_psfs)
             trail_cols = _col_class(radius, half)
             ix, iy = int(np.rint(x_ref[i])), int(np.rint(y_ref[i]))
             # Neighbours: to the faint limit around the stamp; along the
@@ -343,7 +414,8 @@ class StampSimulator:
             near = (ix - half - _NEAR, ix + half + _NEAR, iy - half - _NEAR,
                     iy + half + _NEAR)
             nb_x, nb_y, nb_mag, nb_colour = self._neighbours(
-                rng, near, (sx0, sx1, sy0, sy1), density[i], detector)
+                rng, near, (sx0, sx1, sy0, sy1), density[i], detector,
+                camera.filter)
             nb_base = 10 ** (-0.4 * (nb_mag + camera.colour_term
                                      * (nb_colour - 1.0)))
             x_all = np.concatenate([[x_ref[i]], nb_x])
@@ -375,8 +447,9 @@ class StampSimulator:
             for j, e in enumerate(star['exposures']):
                 cond = pool[e]
                 scale = 10 ** (0.4 * cond.zeropoint) / cond.transparency
+                psf = None if draw is None else cond.psf(detector)
                 key = (e, _size_class(_trail_rows(star['base'][0] * scale,
-                                                  detector, cond), ny),
+                                                  detector, psf or cond), ny),
                        star['cols'])
                 batches.setdefault(key, []).append((i, j))
         observations = {}
@@ -393,7 +466,7 @@ class StampSimulator:
                              stars[i]['window']) for i, _ in batch]
                 results = observe_many(
                     requests, camera=camera, conditions=cond,
-                    pipeline=self.pipeline, rng=rng, trail_rows=trail_rows,
+                    pipeline=pipeline, rng=rng, trail_rows=trail_rows,
                     trail_cols=trail_cols)
                 for (i, j), request, obs in zip(batch, requests, results,
                                                 strict=True):
@@ -404,7 +477,7 @@ class StampSimulator:
                         rows = min(2 * rows, ny)
                         obs = observe_many(
                             [request], camera=camera, conditions=cond,
-                            pipeline=self.pipeline, rng=rng,
+                            pipeline=pipeline, rng=rng,
                             trail_rows=rows, trail_cols=cols)[0]
                     observations[i, j] = obs
 
@@ -413,7 +486,7 @@ class StampSimulator:
             'filter', 'g', 'saturated', 'damaged', 'n_unity', 'outcome',
             'received', 'true_log_counts', 'G', 'bp_rp', 'f_c', 'b_c',
             'transparency', 'fwhm', 'mjd', 'exposure', 'epoch', 'x_ref',
-            'y_ref', 'dx', 'dy')}
+            'y_ref', 'dx', 'dy', 'saturation')}
         circle = circle_mask(self.stamp_size, self.signal_radius)
         label_mag = []
         for i, star in enumerate(stars):
@@ -451,6 +524,9 @@ class StampSimulator:
                 columns['y_ref'].append(y_ref[i])
                 columns['dx'].append(x_ref[i] - np.rint(x_ref[i]))
                 columns['dy'].append(y_ref[i] - np.rint(y_ref[i]))
+                columns['saturation'].append(_saturation_level(
+                    detector, pipeline, y_ref[i] + cond.dither[0],
+                    x_ref[i] + cond.dither[1]))
         # The labels: Eq. 1 (without the colour term) and Eq. 2, with a
         # floor of 1e-3 counts for targets lost in the background.
         columns['log_counts'] = np.fmax(crowded_log_counts(
@@ -460,6 +536,11 @@ class StampSimulator:
         out = {name: np.asarray(values) for name, values in columns.items()}
         out['stamp'] = out['stamp'].astype(np.float32)
         out['outcome'] = out['outcome'].astype('<U9')
+        n = len(out['stamp'])
+        if draw is not None:
+            out['camera'] = np.full(n, camera.name, dtype='<U16')
+        for axis in ('psf', 'correction', 'saturation', 'storage'):
+            out[f'family_{axis}'] = np.full(n, labels[axis], dtype='<U11')
         return out
 
     def _latitudes(self, rng, n):
@@ -478,13 +559,15 @@ class StampSimulator:
             out = np.concatenate([out, b[keep]])
         return out[:n]
 
-    def _conditions(self, rng, mjd):
+    def _conditions(self, rng, mjd, draw):
+        if draw is not None:
+            return draw.conditions(rng, mjd=mjd)
         return draw_conditions(
             rng, mjd=mjd, zeropoint=self.zeropoint
             + self.camera.zeropoint_offset,
             damage_fraction=self.pipeline.damage_fraction)
 
-    def _neighbours(self, rng, near, strip, density, detector):
+    def _neighbours(self, rng, near, strip, density, detector, filter_):
         """Neighbour positions, magnitudes in the camera's filter, colours."""
         pixel_area = (detector.pixel_scale**2).to_value(u.deg**2)
 
@@ -492,7 +575,7 @@ class StampSimulator:
             x0, x1, y0, y1 = box
             area = max(y1 - y0, 0) * max(x1 - x0, 0) * pixel_area * u.deg**2
             g, G, bp_rp = _draw_arrays(area, 2.0, g_max, density, rng)
-            mag = g if self.camera.filter == 'g' else \
+            mag = g if filter_ == 'g' else \
                 G - GAIA_RELATIONS['V'].g_minus_x(bp_rp)
             return (rng.uniform(x0, x1, g.size), rng.uniform(y0, y1, g.size),
                     mag, bp_rp)
@@ -514,10 +597,14 @@ def _trail_rows(flux, detector, conditions=None):
 
     The trail holds the charge of the central column beyond the full
     well, spilled equally both ways; the column's share of the flux comes
-    from the exposure's PSF (the sharpest seeing if no ``conditions``).
-    `observe_many` reports a truncated trail, and the window is then
-    enlarged, so this only needs to be a good guess.
+    from the exposure's PSF (the sharpest seeing if no ``conditions``;
+    a PSF may be given instead of conditions). `observe_many` reports a
+    truncated trail, and the window is then enlarged, so this only needs
+    to be a good guess.
     """
+    if hasattr(conditions, 'integrate'):
+        share = _psf_column_share(conditions)
+        return int(0.5 * share * flux / detector.full_well_counts * 1.1) + 8
     fwhm = 1.35 if conditions is None else conditions.fwhm
     share = _column_share(round(fwhm, 2))
     return int(0.5 * share * flux / detector.full_well_counts * 1.1) + 8
@@ -532,6 +619,23 @@ def _column_share(fwhm):
                                                 rows).sum())
 
 
+@functools.lru_cache(maxsize=512)
+def _psf_column_share(psf):
+    rows = np.arange(-60.0, 61.0)
+    return float(psf.integrate(np.zeros_like(rows), rows).sum())
+
+
+def _fwhm(conditions):
+    return conditions.fwhm
+
+
+def _saturation_level(detector, pipeline, y, x):
+    """Return the stored counts at which pixel ``(y, x)`` stops responding."""
+    level = detector.plateau_counts / float(detector.flat(y, x))
+    return min(level, pipeline.storage_max) if pipeline.clip_storage \
+        else level
+
+
 def _size_class(trail_rows, limit):
     """Round rows up in steps of 1.25x, so that windows batch together."""
     steps = np.ceil(np.log(max(trail_rows, 8) / 8) / np.log(1.25))
@@ -544,9 +648,10 @@ def _col_class(radius, half):
     return 0 if need <= 0 else 4 * int(np.ceil(need / 4))
 
 
-def _saturated_radius(flux, detector):
+def _saturated_radius(flux, detector, psf=None):
     """Radius (px) within which a star of ``flux`` saturates, roughly."""
     from .psf import MoffatPSF
 
-    psf = MoffatPSF(fwhm=1.4)  # the sharpest seeing saturates widest
-    return float(psf.half_width(flux, floor=0.5 * detector.saturation_counts))
+    if psf is None:
+        psf = MoffatPSF(fwhm=1.4)  # the sharpest seeing saturates widest
+    return float(psf.half_width(flux, floor=0.5 * detector.plateau_counts))
