@@ -28,7 +28,7 @@ __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
         'FrameSimulator', 'Scene', 'simulate_field'],
     'observation': [
         'ExposureConditions', 'Observation', 'draw_conditions',
-        'observe', 'observe_many'],
+        'measured_fwhm', 'observe', 'observe_many'],
     'pipeline': [
         'SurveyPipeline'],
     'psf': [

@@ -20,7 +20,7 @@ from .exposure import expose_and_read
 from .psf import CoreHaloPSF, GaussianPSF, MoffatPSF, render_stars
 
 __all__ = ['ExposureConditions', 'Observation', 'draw_conditions',
-           'observe', 'observe_many']
+           'measured_fwhm', 'observe', 'observe_many']
 
 _MARGIN = 3  # detector pixels around a window, for the interpolation
 _PSF_ZONES = 3
@@ -144,6 +144,62 @@ def _family_psf(family, fwhm, beta, ellipticity, theta, halo_fraction,
     msg = (f"psf_family must be None, 'moffat', 'gaussian' or 'core_halo', "
            f'not {family!r}')
     raise ValueError(msg)
+
+
+def measured_fwhm(conditions, detector, pipeline):
+    """
+    Return the FWHM a measurement on this exposure's frame would give.
+
+    `~satphotutils.frames.frame_fwhm` fits a Gaussian to the frame's
+    stars, after the pipeline resampled them onto the reference grid.
+    That is not the PSF's own FWHM: a Gaussian fit to a Moffat or
+    core-plus-halo profile differs from it, undersampled stars look
+    broader, and the interpolation of a fractional shift broadens them
+    further (bilinear at half a pixel adds 1.4 square pixels to the
+    squared FWHM). So the stamps are labelled with the same fit to a
+    noiseless star of the exposure's PSF, halfway out in the field,
+    resampled by the exposure's fractional shift.
+
+    Parameters
+    ----------
+    conditions : `ExposureConditions`
+        The exposure.
+
+    detector : `~satphotutils.simulation.Detector`
+        Its detector (the PSF varies over the field).
+
+    pipeline : `~satphotutils.simulation.SurveyPipeline`
+        The reduction that resampled it.
+
+    Returns
+    -------
+    fwhm : float
+        Pixels.
+
+    Examples
+    --------
+    >>> from satphotutils.simulation import (
+    ...     Detector, ExposureConditions, SurveyPipeline, measured_fwhm)
+    >>> cond = ExposureConditions(mjd=59000.0, zeropoint=25.5, fwhm=1.6,
+    ...                           dither=(0.5, 0.5), fwhm_gradient=0.0)
+    >>> round(measured_fwhm(cond, Detector(), SurveyPipeline()), 2) > 1.9
+    True
+    """
+    from satphotutils.frames import stamp_fwhm
+
+    ny, nx = detector.shape
+    # Halfway out in radius squared: the median star of a uniform field.
+    r = np.sqrt(0.5)
+    psf = conditions.psf(detector, (ny - 1) / 2 * (1 + r),
+                         (nx - 1) / 2 * (1 + r))
+    yy, xx = np.mgrid[-10:11, -10:11]
+    # A quarter pixel: between the phases a frame's stars fall on.
+    phase = 0.25
+    star = psf.integrate(xx - phase, yy - phase)
+    dy, dx = (float(d - np.floor(d)) for d in conditions.dither)
+    star = pipeline.resample(star, (dy, dx))
+    return float(stamp_fwhm(star[None], [phase - dx], [phase - dy],
+                            background=[0.0])[0])
 
 
 def draw_conditions(rng, *, mjd, zeropoint=25.5, damage_fraction=0.2,

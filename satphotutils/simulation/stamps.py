@@ -34,7 +34,7 @@ from satphotutils.stamps.table import StampTableWriter
 from satphotutils.utils._parameters import as_integer
 
 from .detector import Camera
-from .observation import draw_conditions, observe_many
+from .observation import draw_conditions, measured_fwhm, observe_many
 from .pipeline import SurveyPipeline
 from .scene import _draw_arrays, _draw_colours, latitude_factor
 
@@ -234,7 +234,10 @@ class StampSimulator:
         saturation correction: ok, misplaced, lost, unmatched or none),
         ``received`` (given another star's misplaced flux), ``true_log_counts``
         (log10 of the target's own counts), ``G``, ``bp_rp``, ``f_c``,
-        ``b_c``, ``transparency``, ``fwhm``, ``mjd``, ``exposure`` and
+        ``b_c``, ``transparency``, ``fwhm`` (what
+        `~satphotutils.frames.frame_fwhm` would measure on the frame:
+        `~satphotutils.simulation.measured_fwhm`), ``fwhm_true`` (the
+        PSF's own FWHM at the detector centre), ``mjd``, ``exposure`` and
         ``epoch`` (indices of the frame and of its epoch in the pool of
         the target's chunk: group by ``star_id`` and ``epoch``),
         ``x_ref``, ``y_ref`` (reference-frame position), ``dx``,
@@ -485,8 +488,11 @@ class StampSimulator:
             'stamp', 'log_counts', 'star_id', 'zeropoint', 'sky', 'camera',
             'filter', 'g', 'saturated', 'damaged', 'n_unity', 'outcome',
             'received', 'true_log_counts', 'G', 'bp_rp', 'f_c', 'b_c',
-            'transparency', 'fwhm', 'mjd', 'exposure', 'epoch', 'x_ref',
-            'y_ref', 'dx', 'dy', 'saturation')}
+            'transparency', 'fwhm', 'fwhm_true', 'mjd', 'exposure', 'epoch',
+            'x_ref', 'y_ref', 'dx', 'dy', 'saturation')}
+        # What frame_fwhm would measure on each exposure's frame.
+        measured = {e: measured_fwhm(pool[e], detector, pipeline)
+                    for e in {e for s in stars for e in s['exposures']}}
         circle = circle_mask(self.stamp_size, self.signal_radius)
         label_mag = []
         for i, star in enumerate(stars):
@@ -516,7 +522,8 @@ class StampSimulator:
                 columns['f_c'].append(star['f_c'])
                 columns['b_c'].append(star['b_c'] * scale)
                 columns['transparency'].append(cond.transparency)
-                columns['fwhm'].append(cond.fwhm)
+                columns['fwhm'].append(measured[e])
+                columns['fwhm_true'].append(cond.fwhm)
                 columns['mjd'].append(cond.mjd)
                 columns['exposure'].append(int(e))
                 columns['epoch'].append(int(e) // per_epoch)

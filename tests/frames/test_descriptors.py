@@ -76,3 +76,49 @@ def test_frame_fwhm_of_an_undersampled_psf_is_broader_than_the_model():
     data, truth = _frame(1.5, 2.5, seed=15)
     measured = frame_fwhm(data)
     assert truth < measured < 1.25 * truth
+
+
+def test_the_fit_is_photutils_fit_fwhm(rng):
+    # Peer library: the same model fitted by photutils' fit_fwhm on the
+    # same noisy stars gives the same FWHM.
+    from photutils.psf import CircularGaussianPRF, fit_fwhm
+
+    from satphotutils.frames import stamp_fwhm
+
+    yy, xx = np.mgrid[-10:11, -10:11]
+    widths = [1.3, 1.9, 2.7, 3.6]
+    shifts = rng.uniform(-0.5, 0.5, (4, 2))
+    stamps = np.array([
+        2e4 * CircularGaussianPRF(fwhm=w)(xx - sx, yy - sy)
+        for w, (sx, sy) in zip(widths, shifts, strict=True)])
+    stamps += rng.normal(0, 8, stamps.shape) + 120.0
+    ours = stamp_fwhm(stamps, shifts[:, 0], shifts[:, 1],
+                      background=[120.0] * 4)
+    theirs = [fit_fwhm(s - 120.0, xypos=[(10 + sx, 10 + sy)], fit_shape=7,
+                       fwhm=2.0)[0] for s, (sx, sy) in zip(stamps, shifts,
+                                                          strict=True)]
+    assert np.allclose(ours, theirs, rtol=1e-4)
+    assert np.allclose(ours, widths, rtol=0.03)
+
+
+@pytest.mark.parametrize(('fwhm', 'dither'), [(1.5, (3.5, -2.5)),
+                                              (2.4, (0.0, 0.0)),
+                                              (3.2, (1.3, 0.2))])
+def test_simulated_stamps_are_labelled_with_what_frame_fwhm_measures(
+        fwhm, dither):
+    # The stamp simulator labels every stamp with measured_fwhm: the fit
+    # to a noiseless star of the exposure's PSF, resampled by its dither.
+    # On a whole simulated frame of the same exposure, frame_fwhm (on
+    # noisy, crowded, resampled stars) gives the same within 5%.
+    from satphotutils.simulation import measured_fwhm
+
+    detector = Detector(shape=(700, 700))
+    pipeline = SurveyPipeline(damage_fraction=0.0)
+    sim = FrameSimulator(camera=Camera(detector=detector), pointing=CENTRE,
+                         pipeline=pipeline)
+    scene = Scene.random(CENTRE, radius=1.5 * u.deg, g_max=15.5, seed=7)
+    cond = ExposureConditions(mjd=59000.0, zeropoint=25.5, fwhm=fwhm,
+                              beta=2.5, ellipticity=0.03, dither=dither)
+    frame, _ = sim(scene, conditions=cond, seed=8)
+    assert frame_fwhm(np.asarray(frame.data)) == pytest.approx(
+        measured_fwhm(cond, detector, pipeline), rel=0.05)
