@@ -1,6 +1,6 @@
 # Licensed under a 3-clause BSD style license - see LICENSE.rst
-"""
-The out-of-distribution guard: is a stamp like the model's training stamps?
+r"""
+The out-of-distribution guard: how unlike the training stamps a stamp is.
 
 A network trained on one camera answers confidently on any stamp; its
 stated uncertainty was calibrated on stamps like its training set and
@@ -12,8 +12,8 @@ scores a new stamp by its Mahalanobis distance from it:
 
 .. math::
 
-    d^2 = \\frac{1}{D} \\frac{1}{M} \\sum_m (h_m - \\mu_m)^T
-          \\Sigma_m^{-1} (h_m - \\mu_m)
+    d^2 = \frac{1}{D} \frac{1}{M} \sum_m (h_m - \mu_m)^T
+          \Sigma_m^{-1} (h_m - \mu_m)
 
 over the M members that make the prediction (D is the embedding width),
 with the covariance shrunk towards its mean variance so that directions

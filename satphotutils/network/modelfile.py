@@ -352,7 +352,7 @@ class SaturatedStarModel:
         return [np.concatenate(parts) for parts in out]
 
     def _run(self, x, *, ensemble, reflections, batch_size, guard):
-        """The networks and, with ``guard``, the guard's distance."""
+        """Run the networks and, with ``guard``, the guard's distance."""
         torch = _torch()
         device = self.device
         members = self.networks if ensemble else self.networks[:1]
