@@ -17,6 +17,8 @@ __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
         'Evaluation', 'lightcurve_dispersion', 'summary_statistics'],
     'features': [
         'FEATURE_VERSION', 'Prepared', 'StampFeatures'],
+    'guard': [
+        'Guard', 'fit_guard'],
     'model': [
         'StampCNN', 'StampMLP'],
     'modelfile': [

@@ -70,6 +70,24 @@ def register(subparsers, formatter_class):
     _model_options(evaluate)
     evaluate.set_defaults(func=_evaluate)
 
+    guard = subparsers.add_parser(
+        'guard', formatter_class=formatter_class,
+        help="fit a model's out-of-distribution guard",
+        description=('Fit the out-of-distribution guard of an existing '
+                     'model (satphot train fits one itself) to stamps like '
+                     'its training stamps, calibrate it on half of them '
+                     '(split by star) or on --valid, and rewrite the '
+                     "model's files in place."))
+    guard.add_argument('model_dir', metavar='MODEL_DIR')
+    guard.add_argument('stamps', metavar='STAMPS.fits', nargs='+',
+                       help='stamp tables like the training stamps')
+    guard.add_argument('--valid', metavar='VALID.fits', default=None,
+                       help='other such stamps to calibrate on')
+    guard.add_argument('--false-positive-rate', type=float, default=None,
+                       help='fraction of in-distribution stamps flagged '
+                            '(default 0.05)')
+    guard.set_defaults(func=_guard)
+
 
 def _model_options(parser):
     parser.add_argument('--model', metavar='MODEL_DIR', default=None,
@@ -146,9 +164,27 @@ def _predict(args):
             columns['log_counts_pred'] = pred.log_counts
             columns['log_counts_pred_err'] = pred.log_counts_err
             columns['pred_flags'] = pred.flags
+            columns['ood_score'] = pred.ood_score
             writer.write(columns)
             n += len(chunk)
     print(f'wrote {n} predictions to {args.output}')
+
+
+def _guard(args):
+    from satphotutils.network import SaturatedStarModel
+    from satphotutils.network.guard import fit_guard
+
+    model = SaturatedStarModel.read(args.model_dir)
+    stamps = args.stamps[0] if len(args.stamps) == 1 else args.stamps
+    guard = fit_guard(model, stamps, valid=args.valid,
+                      false_positive_rate=args.false_positive_rate)
+    model.write(args.model_dir, overwrite=True)
+    print(f'wrote the guard of {args.model_dir}: fitted on {guard.n_fit} '
+          f'stamps, threshold (rms Mahalanobis distance) '
+          f"{guard.threshold['single']:.3g} single, "
+          f"{guard.threshold['ensemble']:.3g} ensemble, flagging "
+          f'{guard.false_positive_rate:.0%} of {guard.n_valid} validation '
+          'stamps')
 
 
 def _evaluate(args):

@@ -30,7 +30,14 @@ class _TwoHeads(nn.Module):
             self.mean_head.bias.zero_()
             self.sigma_head[-1].bias.fill_(-3.5)
 
-    def _heads(self, h):
+    def heads(self, h):
+        """
+        Return ``(mean, log_sigma)`` for embeddings ``h`` (see `embed`).
+
+        ``forward(x)`` is ``heads(embed(x))``; the two steps are separate
+        so that a prediction can keep the embedding for the
+        out-of-distribution guard without a second pass.
+        """
         mean = self.mean_head(h)[:, 0]
         # The width head sees the features but does not train them: the
         # uncertainty never pulls the mean.
@@ -115,9 +122,18 @@ class StampMLP(_TwoHeads):
                    depth=config_int(config, 'depth', default=3, lo=1,
                                     hi=16))
 
+    def embed(self, x):
+        """
+        Return the last hidden activations for inputs ``x``, (N, width).
+
+        Both heads read them; the out-of-distribution guard
+        (`satphotutils.network.guard`) models their density.
+        """
+        return self.body(x)
+
     def forward(self, x):
         """Return the mean and log standard deviation for inputs ``x``."""
-        return self._heads(self.body(x))
+        return self.heads(self.embed(x))
 
 
 @register_architecture
@@ -225,8 +241,13 @@ class StampCNN(_TwoHeads):
                    depth=config_int(config, 'depth', default=2, lo=1,
                                     hi=16))
 
-    def forward(self, x):
-        """Return the mean and log standard deviation for inputs ``x``."""
+    def embed(self, x):
+        """
+        Return the last hidden activations for inputs ``x``, (N, width).
+
+        Both heads read them; the out-of-distribution guard
+        (`satphotutils.network.guard`) models their density.
+        """
         n, m = len(x), self.n_pixels
         planes = torch.stack([x[:, :m], x[:, m:2 * m],
                               torch.ones_like(x[:, :m])], dim=1)
@@ -234,4 +255,8 @@ class StampCNN(_TwoHeads):
             2, self.grid_index, planes)
         h = self.conv(grid.view(n, 3, self.grid, self.grid))
         h = torch.cat([h.flatten(1), x[:, 2 * m:]], dim=1)
-        return self._heads(self.body(h))
+        return self.body(h)
+
+    def forward(self, x):
+        """Return the mean and log standard deviation for inputs ``x``."""
+        return self.heads(self.embed(x))

@@ -9,6 +9,13 @@ only arrays, so a model received from someone else cannot run code) and
 architecture, uncertainty calibration, training provenance, validation
 metrics and the package version).
 
+A model may carry an out-of-distribution guard
+(`~satphotutils.network.guard.Guard`): its tensors ``guard.mean`` (M, D)
+and ``guard.whiten`` (M, D, D) in ``model.safetensors`` and its
+calibration in ``model.json``'s ``guard``; both are checked on reading.
+A model without one predicts ``ood_score`` NaN and never sets
+``out_of_distribution``.
+
 The architecture is ``model.json``'s ``architecture``: its ``type`` (a
 key of ``satphotutils.network.registry``; ``'mlp'`` when absent, as in
 files written before the registry), the options of the network's
@@ -22,6 +29,7 @@ import copy
 import dataclasses
 import datetime
 import json
+import logging
 import math
 import numbers
 from importlib import resources
@@ -38,6 +46,8 @@ from .features import StampFeatures, _RowsMixin
 
 __all__ = ['MODEL_FORMAT', 'MODEL_FORMAT_VERSION', 'Prediction',
            'SaturatedStarModel', 'convert_v1_model']
+
+log = logging.getLogger(__name__)
 
 MODEL_FORMAT = 'satphotutils-model'
 MODEL_FORMAT_VERSION = 1
@@ -143,6 +153,11 @@ class Prediction(_RowsMixin):
         classical estimate by the model-level lookup (``hybrid=True`` of
         `~satphotutils.network.SaturatedStarModel.predict_prepared`).
 
+    ood_score : `~numpy.ndarray`
+        The out-of-distribution score (`~satphotutils.network.guard`):
+        above 1 the stamp is unlike the training stamps and flagged
+        ``out_of_distribution``; NaN for a model without a guard.
+
     Examples
     --------
     >>> import numpy as np
@@ -164,6 +179,7 @@ class Prediction(_RowsMixin):
     n_unity: np.ndarray
     saturated: np.ndarray
     method: np.ndarray
+    ood_score: np.ndarray
 
 
 class SaturatedStarModel:
@@ -192,6 +208,10 @@ class SaturatedStarModel:
         {'saturated': s, 'unsaturated': s}, 'ensemble': {...}}``),
         ``saturation_log_counts``, ``label_range`` and ``classical``.
 
+    guard : `~satphotutils.network.guard.Guard`, optional
+        The out-of-distribution guard (`~satphotutils.network.guard.
+        fit_guard` makes one); without it ``ood_score`` is NaN.
+
     Examples
     --------
     >>> import numpy as np
@@ -207,7 +227,7 @@ class SaturatedStarModel:
     """
 
     def __init__(self, features, networks, *, input_mean, input_std,
-                 metadata):
+                 metadata, guard=None):
         self.features = features
         self.networks = list(networks)
         for net in self.networks:
@@ -215,7 +235,9 @@ class SaturatedStarModel:
         self.input_mean = np.asarray(input_mean, dtype=np.float32)
         self.input_std = np.asarray(input_std, dtype=np.float32)
         self.metadata = dict(metadata)
+        self.guard = guard
         self._device = 'cpu'
+        self._said_unguarded = False
 
     def __repr__(self):
         config = self.networks[0].to_config()
@@ -337,6 +359,44 @@ class SaturatedStarModel:
             The predicted correction to ``log10 A`` and its uncalibrated
             uncertainty (dex).
         """
+        delta, sigma, _ = self._run(x, ensemble=ensemble,
+                                    reflections=reflections,
+                                    batch_size=batch_size, guard=False)
+        return delta, sigma
+
+    def embed_features(self, x, *, batch_size=65536):
+        """
+        Return each member's embedding of feature arrays.
+
+        Parameters
+        ----------
+        x : `~numpy.ndarray`, shape (N, n_features)
+            Features from ``self.features``, not yet standardised.
+
+        batch_size : int, optional
+            Rows per forward pass.
+
+        Returns
+        -------
+        embeddings : list of `~numpy.ndarray`, each shape (N, D)
+            The last hidden activations (``embed``) of every member.
+        """
+        torch = _torch()
+        mean = torch.from_numpy(self.input_mean).to(self.device)
+        std = torch.from_numpy(self.input_std).to(self.device)
+        out = [[] for _ in self.networks]
+        with torch.inference_mode():
+            for start in range(0, len(x), batch_size):
+                xb = torch.from_numpy(np.ascontiguousarray(
+                    x[start:start + batch_size], dtype=np.float32)).to(
+                        self.device)
+                xb = (xb - mean) / std
+                for k, net in enumerate(self.networks):
+                    out[k].append(net.embed(xb).cpu().numpy())
+        return [np.concatenate(parts) for parts in out]
+
+    def _run(self, x, *, ensemble, reflections, batch_size, guard):
+        """Run the networks and, with ``guard``, the guard's distance."""
         torch = _torch()
         device = self.device
         members = self.networks if ensemble else self.networks[:1]
@@ -348,30 +408,44 @@ class SaturatedStarModel:
             views = list(zip(perms, signs, strict=True))
         mean = torch.from_numpy(self.input_mean).to(device)
         std = torch.from_numpy(self.input_std).to(device)
-        out_mu, out_var = [], []
+        guarded = (guard and self.guard is not None
+                   and len(members) <= self.guard.members)
+        out_mu, out_var, out_d = [], [], []
         with torch.inference_mode():
             for start in range(0, len(x), batch_size):
                 xb = torch.from_numpy(np.ascontiguousarray(
                     x[start:start + batch_size], dtype=np.float32)).to(
                         device)
-                mus, variances = [], []
+                mus, variances, dists = [], [], []
                 for perm, sign in views:
                     xv = xb if perm is None else xb[:, perm] * sign
                     xv = (xv - mean) / std
+                    embeddings = []
                     for net in members:
-                        mu, log_sigma = net(xv)
+                        if guarded:
+                            h = net.embed(xv)
+                            embeddings.append(h)
+                            mu, log_sigma = net.heads(h)
+                        else:
+                            mu, log_sigma = net(xv)
                         mus.append(mu)
                         variances.append(torch.exp(2 * log_sigma))
+                    if guarded:
+                        dists.append(self.guard.distance(embeddings))
                 mus = torch.stack(mus)
                 var = torch.stack(variances).mean(0)
                 if len(members) > 1:
                     var = var + mus.var(0, unbiased=False)
                 out_mu.append(mus.mean(0).cpu().numpy())
                 out_var.append(var.cpu().numpy())
+                if guarded:
+                    out_d.append(torch.stack(dists).mean(0).cpu().numpy())
         if not out_mu:
-            return np.zeros(0), np.zeros(0)
+            return np.zeros(0), np.zeros(0), np.zeros(0)
+        distance = np.concatenate(out_d).astype(float) if guarded else \
+            np.full(len(x), np.nan)
         return (np.concatenate(out_mu).astype(float),
-                np.sqrt(np.concatenate(out_var)).astype(float))
+                np.sqrt(np.concatenate(out_var)).astype(float), distance)
 
     def __call__(self, stamps, *, sky, dx, dy, camera=None, mask=None,
                  saturation=None, fwhm=None, ensemble=False,
@@ -482,9 +556,9 @@ class SaturatedStarModel:
         -------
         prediction : `Prediction`
         """
-        delta, sigma = self.predict_features(
+        delta, sigma, distance = self._run(
             x.features, ensemble=ensemble, reflections=reflections,
-            batch_size=batch_size)
+            batch_size=batch_size, guard=True)
         log_counts = x.base + delta
         saturated = self.is_saturated(x, log_counts)
         scales = self.metadata.get('uncertainty_scale', {}).get(
@@ -500,6 +574,9 @@ class SaturatedStarModel:
         lo, hi = self.metadata.get('label_range', (-np.inf, np.inf))
         flags[(log_counts < lo) | (log_counts > hi)] |= \
             SATPHOT_FLAGS.OUTSIDE_TRAINING_RANGE
+        ood_score = self._ood_score(distance, ensemble)
+        # NaN > 1 is False: an unguarded model never sets the flag.
+        flags[ood_score > 1] |= SATPHOT_FLAGS.OUT_OF_DISTRIBUTION
         err = sigma * scale
         method = np.full(len(log_counts), 'network', dtype='<U10')
         if hybrid:
@@ -507,7 +584,21 @@ class SaturatedStarModel:
         return Prediction(log_counts=log_counts, log_counts_err=err,
                           flags=flags, aperture_log_counts=x.base,
                           local_bkg=x.local_bkg, n_unity=x.n_unity,
-                          saturated=saturated, method=method)
+                          saturated=saturated, method=method,
+                          ood_score=ood_score)
+
+    def _ood_score(self, distance, ensemble):
+        if self.guard is None:
+            if not self._said_unguarded:
+                log.warning(
+                    'the model has no out-of-distribution guard: ood_score '
+                    'is NaN and out_of_distribution is never set (fit one '
+                    'with satphot guard MODEL_DIR STAMPS or '
+                    'satphotutils.network.guard.fit_guard)')
+                self._said_unguarded = True
+            return distance
+        return self.guard.score(distance, ensemble=ensemble
+                                and len(self.networks) > 1)
 
     def _lookup(self, x, log_counts, err, saturated, flags, method):
         table = self.metadata.get('classical', [])
@@ -572,6 +663,10 @@ class SaturatedStarModel:
             for name, value in net.state_dict().items():
                 tensors[f'member{k}.{name}'] = value.detach().cpu().numpy()
         meta = dict(self.metadata)
+        meta.pop('guard', None)
+        if self.guard is not None:
+            tensors.update(self.guard.to_tensors())
+            meta['guard'] = self.guard.to_meta()
         meta.update({
             'format': MODEL_FORMAT, 'format_version': MODEL_FORMAT_VERSION,
             'features': self.features.to_dict(),
@@ -684,6 +779,14 @@ class SaturatedStarModel:
                    f"architecture type 'mlp', not {kind!r}")
             raise SatphotutilsError(msg)
         n_in = len(_v1_names(features)) if v1 else features.n_features
+        guard_meta = meta.get('guard')
+        widths = set()
+        if guard_meta is not None and callable(getattr(template, 'embed',
+                                                       None)):
+            # The embedding width, from a pass on the meta device.
+            with torch.device('meta'):
+                widths = {int(template.embed(torch.zeros(
+                    (1, features.n_features))).shape[1])}
         expected = {'input_mean': (n_in,), 'input_std': (n_in,)}
         for name, value in template.state_dict().items():
             shape = tuple(value.shape)
@@ -707,7 +810,9 @@ class SaturatedStarModel:
                        f'({meta_path}: {kind}, {members} member(s)): {key} '
                        f'{got}, the architecture needs {shape}')
                 raise SatphotutilsError(msg)
-        extra = sorted(set(shapes) - set(expected))
+        extra = sorted(set(shapes) - set(expected)
+                       - (set() if guard_meta is None else
+                          {'guard.mean', 'guard.whiten'}))
         if extra:
             msg = (f'{weights} does not match its architecture: unexpected '
                    f'tensors {", ".join(extra[:5])}')
@@ -723,6 +828,13 @@ class SaturatedStarModel:
             msg = (f'{weights}: input_mean and input_std must be finite and '
                    'input_std positive')
             raise SatphotutilsError(msg)
+        guard = None
+        if guard_meta is not None:
+            from .guard import Guard
+
+            guard = Guard.from_file(tensors, guard_meta, members=members,
+                                    widths=widths, weights=weights,
+                                    meta_path=meta_path)
         if v1:
             tensors, meta = _fold_v1(tensors, meta, features, members,
                                      meta_path)
@@ -740,7 +852,8 @@ class SaturatedStarModel:
                 raise SatphotutilsError(msg) from exc
             networks.append(net)
         return cls(features, networks, input_mean=tensors['input_mean'],
-                   input_std=tensors['input_std'], metadata=meta)
+                   input_std=tensors['input_std'], metadata=meta,
+                   guard=guard)
 
     @classmethod
     def default(cls, *, device=None):

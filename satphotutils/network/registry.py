@@ -26,6 +26,13 @@ options of `to_config`; reading it looks the class up here and calls its
     outputs have shape (N,): the predicted correction to ``log10 A`` and
     the log of its (uncalibrated) standard deviation.
 
+``embed(self, x) -> h`` and ``heads(self, h) -> (mean, log_sigma)`` (optional)
+    The last hidden activations, shape (N, width), and the heads that
+    read them, with ``forward(x) == heads(embed(x))``. The
+    out-of-distribution guard (``satphotutils.network.guard``) models
+    the density of ``h``; an architecture without them can be used but
+    not guarded.
+
 This module does not import torch; the built-in architectures
 (``'mlp'``, ``'cnn'``) are registered when ``satphotutils.network.model``
 is imported, which `get_architecture` does on first use.

@@ -28,6 +28,7 @@ from satphotutils.utils.stats import dispersion
 from . import registry
 from .dataset import load_features, split_by_star
 from .features import StampFeatures
+from .guard import fit_guard
 from .modelfile import (
     SaturatedStarModel,
     _architecture_config,
@@ -335,6 +336,8 @@ class Trainer:
             model, data, columns, valid)
         model.metadata['validation'] = _metrics(model, data, columns, valid)
         model.metadata['test'] = _metrics(model, data, columns, test)
+        fit_guard(model, data[train], valid=data[valid], seed=cfg.seed,
+                  strict=False)
         model.metadata['training'] = {
             'source': _describe(stamps),
             'rows': len(x), 'rows_used': {'train': len(train),

@@ -74,6 +74,10 @@ def _photometry(args):
     with atomic_output(args.output, overwrite=args.overwrite) as tmp:
         table.write(tmp, format='ascii.ecsv')
     print(f'measured {len(table)} targets; wrote {args.output}')
+    # The frame-level check of model against camera, one line.
+    print(table.meta['frame_check']['message'])
+    if table.meta['ood_guard'].startswith('unavailable'):
+        print('out-of-distribution guard ' + table.meta['ood_guard'])
 
 
 def _demo(args):

@@ -8,6 +8,7 @@ configure in ``__init__``, call on an image with target positions, get a
 layout with satphotutils columns after ``flags``.
 """
 
+import logging
 import warnings
 
 import numpy as np
@@ -27,6 +28,8 @@ from satphotutils.utils.flags import SATPHOT_FLAGS
 
 __all__ = ['AperturePhotometryBaseline', 'PSFWingPhotometry',
            'SaturatedStarPhotometry']
+
+log = logging.getLogger(__name__)
 
 _CHUNK = 65536  # targets measured at a time
 # Targets the hybrid leaves to the network whatever the aperture says.
@@ -427,6 +430,27 @@ class SaturatedStarPhotometry(_Photometry):
     def __repr__(self):
         return f'<SaturatedStarPhotometry {self.model!r}>'
 
+    def _table(self, x, y, sky_center, unit, result, flags, n_sat, frame):
+        from .check import frame_check
+
+        table = super()._table(x, y, sky_center, unit, result, flags,
+                               n_sat, frame)
+        table['ood_score'] = result['ood_score']
+        guard = self.model.guard
+        table.meta['ood_guard'] = (
+            'unavailable: the model has no out-of-distribution guard, '
+            'ood_score is NaN and out_of_distribution is never set'
+            if guard is None else
+            f'available: ood_score > 1 is out_of_distribution (set on '
+            f'{guard.false_positive_rate:.0%} of validation stamps)')
+        check = frame_check(x, y, result['check_residual'])
+        table.meta['frame_check'] = check
+        if check['status'] == 'mismatch':
+            log.warning('%s', check['message'])
+        else:
+            log.info('%s', check['message'])
+        return table
+
     def _config(self):
         config = super()._config()
         config.update({'radius': self.radius, 'hybrid': self.hybrid,
@@ -456,6 +480,7 @@ class SaturatedStarPhotometry(_Photometry):
         log_counts = pred.log_counts
         err = pred.log_counts_err
         method = pred.method
+        check = self._check_inputs(stamps, x, y, dx, dy, pred, flags, frame)
         if self.hybrid:
             log_counts, err = self._hybrid(stamps, x, y, dx, dy, pred, flags,
                                            method, frame)
@@ -472,7 +497,30 @@ class SaturatedStarPhotometry(_Photometry):
         return {'log_counts': log_counts, 'log_counts_err': err,
                 'flags': flags,
                 'local_bkg': local_bkg, 'n_unity': pred.n_unity,
-                'method': method}
+                'method': method, 'ood_score': pred.ood_score, **check}
+
+    def _unsaturated(self, stamps, pred, flags, frame):
+        """Targets safely below saturation, with undamaged stamps."""
+        log_counts = pred.log_counts
+        # The model's saturation boundary is where most stars saturate;
+        # in good seeing a star up to twice fainter still has a saturated
+        # peak, which an aperture would miss by a little.
+        unsat = (np.isfinite(log_counts)
+                 & (log_counts < self.model.saturation_log_counts
+                    - _HYBRID_MARGIN)
+                 & ((flags & _NOT_FOR_HYBRID) == 0))
+        if frame['saturation_level'] is not None:
+            unsat &= ~(stamps >= frame['saturation_level']).any(axis=(1, 2))
+        return unsat
+
+    def _check_inputs(self, stamps, x, y, dx, dy, pred, flags, frame):
+        """Per-target inputs of the frame-level check (see `frame_check`)."""
+        from .check import check_inputs
+
+        unsat = self._unsaturated(stamps, pred, flags, frame)
+        return check_inputs(stamps, pred.log_counts, pred.local_bkg, unsat,
+                            dx, dy, radius=self.radius,
+                            outer_radius=self.model.features.annulus[0])
 
     def _pixel_error(self, error, x, y, log_counts):
         """Propagate the pixel errors of the signal circle, in dex."""
@@ -490,16 +538,10 @@ class SaturatedStarPhotometry(_Photometry):
         from .hybrid import frame_hybrid
 
         log_counts = pred.log_counts
-        # The model's saturation boundary is where most stars saturate;
-        # in good seeing a star up to twice fainter still has a saturated
-        # peak, which the aperture would miss by a little - within the
-        # tolerance - so those keep the network's value.
-        unsat = (np.isfinite(log_counts)
-                 & (log_counts < self.model.saturation_log_counts
-                    - _HYBRID_MARGIN)
-                 & ((flags & _NOT_FOR_HYBRID) == 0))
-        if frame['saturation_level'] is not None:
-            unsat &= ~(stamps >= frame['saturation_level']).any(axis=(1, 2))
+        # Those a little fainter than the boundary may still have a
+        # saturated peak, which the aperture would miss by a little -
+        # within the tolerance - so they keep the network's value.
+        unsat = self._unsaturated(stamps, pred, flags, frame)
         sums = np.full(len(log_counts), np.nan)
         area = np.full(len(log_counts), np.nan)
         if unsat.any():
@@ -513,7 +555,9 @@ class SaturatedStarPhotometry(_Photometry):
         use, log_counts, err, _ = frame_hybrid(
             log_counts, pred.log_counts_err, sums, area,
             pred.local_bkg, unsat, x, y, tolerance=self.hybrid_tolerance,
-            gain=gain, read_noise=read_noise)
+            gain=gain, read_noise=read_noise,
+            out_of_distribution=(flags
+                                 & SATPHOT_FLAGS.OUT_OF_DISTRIBUTION) != 0)
         flags[use] |= SATPHOT_FLAGS.HYBRID_CLASSICAL
         method[use] = 'ap2'
         return log_counts, err

@@ -15,7 +15,10 @@ discount neighbours). The hybrid therefore:
    aperture correction, which depends on the seeing, is learned from the
    frame itself, never from a table);
 3. keeps the aperture value where it agrees with the network within
-   ``tolerance`` and the network's value elsewhere.
+   ``tolerance`` and the network's value elsewhere;
+4. where the network is out of distribution (the guard's flag), the
+   network's value is not evidence: such stars neither calibrate the
+   offset nor need to agree, and get the calibrated aperture value.
 
 Pure numerical functions: no I/O, no frame handling.
 """
@@ -34,7 +37,7 @@ _FLOOR = 0.002
 
 def frame_hybrid(log_counts, log_counts_err, aperture_sum, area,
                  local_bkg, unsaturated, x, y, *, tolerance=0.03, gain=1.0,
-                 read_noise=0.0, min_stars=20):
+                 read_noise=0.0, min_stars=20, out_of_distribution=None):
     """
     Choose between the network and a frame-calibrated aperture.
 
@@ -68,6 +71,12 @@ def frame_hybrid(log_counts, log_counts_err, aperture_sum, area,
         Fewest agreeing stars to calibrate the offset with; below it the
         network's values are kept.
 
+    out_of_distribution : `~numpy.ndarray` of bool, optional
+        Targets the guard flagged: left out of the offset's calibration
+        and given the calibrated aperture value whether or not they
+        agree with the network (if ``unsaturated`` and the aperture sum
+        is positive).
+
     Returns
     -------
     use : `~numpy.ndarray` of bool
@@ -84,7 +93,10 @@ def frame_hybrid(log_counts, log_counts_err, aperture_sum, area,
     signal = aperture_sum - local_bkg * area
     with np.errstate(invalid='ignore', divide='ignore'):
         ap = np.where(signal > 0, np.log10(signal), np.nan)
-    ok = unsaturated & np.isfinite(ap) & np.isfinite(net)
+    ood = np.zeros(len(net), dtype=bool) if out_of_distribution is None \
+        else np.asarray(out_of_distribution, dtype=bool)
+    fallback = unsaturated & np.isfinite(ap) & ood
+    ok = unsaturated & np.isfinite(ap) & np.isfinite(net) & ~ood
     tol = tolerance / 2.5
     values = net.copy()
     errors = np.asarray(log_counts_err, dtype=float).copy()
@@ -106,7 +118,7 @@ def frame_hybrid(log_counts, log_counts_err, aperture_sum, area,
         if np.array_equal(again, agree):
             break
         agree = again
-    use = agree
+    use = agree | fallback
     # Poisson noise of the star and the sky, read noise, the
     # uncertainty of the offset surface and the systematic floor.
     var = (np.maximum(signal, 0) / gain

@@ -110,6 +110,14 @@ _DEFINITIONS = (
                    'filter) or most of its points were clipped: left out '
                    'of the intercalibrated light curve unless kept on '
                    'request'),
+    # 2**31: still well inside the int64 flags column.
+    FlagDefinition(2147483648, 'out_of_distribution',
+                   "the stamp is unlike the model's training stamps: its "
+                   "embedding's Mahalanobis distance from them exceeds the "
+                   'threshold calibrated on validation stamps (ood_score '
+                   '> 1, satphotutils.network.guard); the network value '
+                   'may be badly off, and the frame-level hybrid returns '
+                   'its classical estimate instead where it has one'),
 )
 
 

@@ -45,10 +45,12 @@ def test_intercalibration_bits_have_their_own_names():
     photometry = {d.bit_value for d in SATPHOT_FLAGS.definitions
                   if d.bit_value < 2**26}
     assert not photometry & set(expected.values())
-    # Bit 2**25 is the model-level lookup's; all fit a signed 32-bit
-    # column.
+    # Bit 2**25 is the model-level lookup's; 2**31 the guard's
+    # (out_of_distribution), so the column needs 64 bits, which every
+    # flags column has.
     assert SATPHOT_FLAGS.get_name(2**25) == 'classical_lookup'
-    assert max(d.bit_value for d in SATPHOT_FLAGS.definitions) < 2**31
+    assert SATPHOT_FLAGS.get_name(2**31) == 'out_of_distribution'
+    assert max(d.bit_value for d in SATPHOT_FLAGS.definitions) < 2**63
 
 
 def test_to_meta_gives_every_bit_and_its_meaning():

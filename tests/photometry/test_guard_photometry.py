@@ -1,0 +1,119 @@
+# Licensed under a 3-clause BSD style license - see LICENSE.rst
+"""The guard in the photometry: ood_score, the hybrid's fallback, the
+frame-level check."""
+
+import dataclasses
+import logging
+
+import numpy as np
+import pytest
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+
+from satphotutils.network import SaturatedStarModel
+from satphotutils.network.guard import fit_guard
+from satphotutils.photometry import SaturatedStarPhotometry
+from satphotutils.photometry.hybrid import frame_hybrid
+from satphotutils.simulation import (
+    Camera,
+    Detector,
+    FrameSimulator,
+    Scene,
+    StampSimulator,
+)
+from satphotutils.utils.flags import SATPHOT_FLAGS
+
+
+def test_hybrid_falls_back_to_the_aperture_where_out_of_distribution():
+    rng = np.random.default_rng(3)
+    n = 60
+    truth = rng.uniform(3.0, 4.5, n)
+    area = np.full(n, np.pi * 4)
+    bkg = np.full(n, 100.0)
+    # An aperture that holds 80% of the light: the offset is log10(1.25).
+    sums = 0.8 * 10**truth + bkg * area
+    net = truth + rng.normal(0, 0.002, n)
+    ood = np.zeros(n, dtype=bool)
+    ood[:5] = True
+    net[:5] += 0.5  # the network is badly off where out of distribution
+    use, values, _, offset = frame_hybrid(
+        net, np.full(n, 0.01), sums, area, bkg, np.ones(n, bool),
+        np.zeros(n), np.zeros(n), out_of_distribution=ood)
+    assert use[:5].all()
+    np.testing.assert_allclose(offset, np.log10(1.25), atol=0.003)
+    np.testing.assert_allclose(values[:5], truth[:5], atol=0.003)
+
+
+@pytest.fixture(scope='module')
+def guarded():
+    model = SaturatedStarModel.default()
+    sim = StampSimulator(images_per_star=2)
+    fit_guard(model, sim(600, seed=21), valid=sim(300, seed=22))
+    return model
+
+
+class _Sim(FrameSimulator):
+    def __init__(self, *, fwhm=None, beta=None, **kwargs):
+        super().__init__(**kwargs)
+        self._change = {k: v for k, v in (('fwhm', fwhm), ('beta', beta))
+                        if v is not None}
+
+    def draw_conditions(self, mjd, rng):
+        return dataclasses.replace(super().draw_conditions(mjd, rng),
+                                   **self._change)
+
+
+def _frame(**kwargs):
+    centre = SkyCoord(150, -40, unit='deg')
+    rng = np.random.default_rng(1)
+    n = 100
+    off = rng.uniform(-18, 18, (n, 2))
+    coord = SkyCoord(150 + off[:, 0] / 60 / np.cos(np.deg2rad(40)),
+                     -40 + off[:, 1] / 60, unit='deg')
+    scene = Scene(coord, rng.uniform(7, 14, n), np.ones(n))
+    camera = Camera(detector=Detector(shape=(300, 300)))
+    frame, _ = _Sim(camera=camera, pointing=centre, **kwargs)(
+        scene, mjd=59000.0, seed=0)
+    return frame, scene
+
+
+def test_frame_check_quiet_on_the_matching_camera(guarded, caplog):
+    frame, scene = _frame()
+    with caplog.at_level(logging.WARNING):
+        table = SaturatedStarPhotometry(guarded)(frame,
+                                                 skycoord=scene.coord)
+    check = table.meta['frame_check']
+    assert check['status'] == 'ok'
+    assert check['n_stars'] >= 5
+    assert not [r for r in caplog.records if 'disagree' in r.getMessage()]
+    assert table.meta['ood_guard'].startswith('available')
+    assert np.isfinite(table['ood_score']).all()
+    flagged = (table['flags'] & SATPHOT_FLAGS.OUT_OF_DISTRIBUTION) != 0
+    assert np.array_equal(flagged, table['ood_score'] > 1)
+
+
+def test_frame_check_warns_on_a_mismatched_camera(guarded, caplog):
+    frame, scene = _frame(fwhm=3.0, beta=4.0)
+    with caplog.at_level(logging.WARNING):
+        table = SaturatedStarPhotometry(guarded)(frame,
+                                                 skycoord=scene.coord)
+    check = table.meta['frame_check']
+    assert check['status'] == 'mismatch'
+    assert abs(check['offset']) > check['offset_tolerance']
+    assert [r for r in caplog.records if 'disagree' in r.getMessage()]
+
+
+def test_unguarded_model_says_so_in_the_table():
+    centre = SkyCoord(150, -40, unit='deg')
+    scene = Scene(centre.directional_offset_by([0, 90] * u.deg,
+                                               [1, 3] * u.arcmin),
+                  [7.0, 10.0], [1.0, 1.0])
+    camera = Camera(detector=Detector(shape=(200, 200)))
+    frame, _ = FrameSimulator(camera=camera, pointing=centre)(
+        scene, mjd=59000.0, seed=2)
+    table = SaturatedStarPhotometry()(frame, skycoord=scene.coord)
+    assert table.meta['ood_guard'].startswith('unavailable')
+    assert np.isnan(table['ood_score']).all()
+    assert not (table['flags'] & SATPHOT_FLAGS.OUT_OF_DISTRIBUTION).any()
+    # Two stars: too few for the frame check, which says so.
+    assert table.meta['frame_check']['status'] == 'too_few_stars'
