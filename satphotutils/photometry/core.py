@@ -23,7 +23,8 @@ from satphotutils.frames import FrameInfo, HeaderKeys, frame_info
 from satphotutils.stamps.apertures import aperture_sums, circle_mask
 from satphotutils.stamps.cutout import cut_stamps
 from satphotutils.utils._misc import get_meta
-from satphotutils.utils._parameters import as_finite, as_integer
+from satphotutils.utils._parameters import as_finite, as_integer, as_positive
+from satphotutils.utils.exceptions import SatphotutilsError
 from satphotutils.utils.flags import SATPHOT_FLAGS
 
 __all__ = ['AperturePhotometryBaseline', 'PSFWingPhotometry',
@@ -355,8 +356,24 @@ class SaturatedStarPhotometry(_Photometry):
         ``'mps'``); the model is moved there. `None` leaves it where it
         is (the CPU for a model read from a file).
 
+    fwhm : float, optional
+        The PSF FWHM (pixels) of every frame, for a camera-agnostic
+        model (feature version 3), which reads it. By default it is
+        measured on each frame (`~satphotutils.frames.frame_fwhm`, the
+        same measurement its training stamps were labelled with); a
+        frame on which it cannot be measured (fewer than 5 isolated
+        unsaturated stars) is an error naming this argument.
+
     Notes
     -----
+    A camera-agnostic model (feature version 3) also reads each frame's
+    saturation level: ``saturation_level``, else the header's saturation
+    keyword, else the frame's plateau
+    (`~satphotutils.frames.saturation_level`); with none of them the
+    frame is refused with an error that says so. The table's meta records
+    both and where they came from (``frame_fwhm``,
+    ``frame_saturation``).
+
     The hybrid: an isolated unsaturated star is measured with less noise
     by a small aperture than by the network, while a star with a
     neighbour in the aperture is measured better by the network, which
@@ -395,7 +412,7 @@ class SaturatedStarPhotometry(_Photometry):
     def __init__(self, model=None, *, local_bkg_estimator=None,
                  header_keys=None, saturation_level=None, hybrid=True,
                  hybrid_tolerance=0.03, ensemble=True, reflections=False,
-                 batch_size=65536, device=None):
+                 batch_size=65536, device=None, fwhm=None):
         from satphotutils.network import SaturatedStarModel
 
         if model is None:
@@ -417,6 +434,7 @@ class SaturatedStarPhotometry(_Photometry):
         if device is not None:
             model.to(device)
         self.model = model
+        self.fwhm = None if fwhm is None else as_positive(fwhm, 'fwhm')
         features = model.features
         self.radius = features.radius
         self.signal_radius = features.radius
@@ -443,6 +461,10 @@ class SaturatedStarPhotometry(_Photometry):
             if guard is None else
             f'available: ood_score > 1 is out_of_distribution (set on '
             f'{guard.false_positive_rate:.0%} of validation stamps)')
+        for key in ('frame_fwhm', 'frame_saturation'):
+            if key in frame:
+                table.meta[key] = {'value': frame[key],
+                                   'source': frame[f'{key}_source']}
         check = frame_check(x, y, result['check_residual'])
         table.meta['frame_check'] = check
         if check['status'] == 'mismatch':
@@ -470,9 +492,15 @@ class SaturatedStarPhotometry(_Photometry):
         dy = y - np.rint(y)
         camera = None if frame['camera'] is None else \
             np.full(n, frame['camera'])
+        descriptors = {}
+        if 'saturation' in self.model.features.needs:
+            level, fwhm = self._descriptors(image, mask, frame)
+            descriptors = {'saturation': np.full(n, level),
+                           'fwhm': np.full(n, fwhm)}
         x_feat = self.model.features(
             stamps, sky=np.full(n, frame['sky']), dx=dx, dy=dy,
-            camera=camera, mask=missing)
+            camera=camera, mask=missing, **descriptors)
+        frame['x_feat'] = x_feat
         pred = self.model.predict_prepared(
             x_feat, ensemble=self.ensemble, reflections=self.reflections,
             hybrid=False, batch_size=self.batch_size)
@@ -499,6 +527,42 @@ class SaturatedStarPhotometry(_Photometry):
                 'local_bkg': local_bkg, 'n_unity': pred.n_unity,
                 'method': method, 'ood_score': pred.ood_score, **check}
 
+    def _descriptors(self, image, mask, frame):
+        """The frame's saturation level and FWHM (feature version 3)."""
+        from satphotutils.frames import frame_fwhm, saturation_level
+
+        if 'frame_fwhm' in frame:
+            return frame['frame_saturation'], frame['frame_fwhm']
+        level, source = frame['saturation_level'], \
+            frame['saturation_level_source']
+        if level is None:
+            level = saturation_level(np.where(mask, np.nan, image)
+                                     if mask is not None else image)
+            source = 'plateau'
+        if level is None:
+            key = self.header_keys.saturation
+            msg = ('the model reads the saturation level of the frame, and '
+                   f'this one has none: no {key} keyword (name another with '
+                   'header_keys / --header-key saturation=KEYWORD), no '
+                   'saturation_level= given, and its pixels show no '
+                   'plateau')
+            raise SatphotutilsError(msg)
+        fwhm, fwhm_source = self.fwhm, 'argument'
+        if fwhm is None:
+            fwhm = frame_fwhm(image, saturation=level, mask=mask)
+            fwhm_source = 'measured (frame_fwhm)'
+        if not np.isfinite(fwhm):
+            msg = ("the model reads the frame's PSF FWHM, and it could not "
+                   'be measured on this frame (fewer than 5 isolated, '
+                   'unsaturated stars well above the noise): give fwhm= '
+                   '(pixels)')
+            raise SatphotutilsError(msg)
+        frame.update({'frame_saturation': float(level),
+                      'frame_saturation_source': source,
+                      'frame_fwhm': float(fwhm),
+                      'frame_fwhm_source': fwhm_source})
+        return float(level), float(fwhm)
+
     def _unsaturated(self, stamps, pred, flags, frame):
         """Targets safely below saturation, with undamaged stamps."""
         log_counts = pred.log_counts
@@ -506,8 +570,8 @@ class SaturatedStarPhotometry(_Photometry):
         # in good seeing a star up to twice fainter still has a saturated
         # peak, which an aperture would miss by a little.
         unsat = (np.isfinite(log_counts)
-                 & (log_counts < self.model.saturation_log_counts
-                    - _HYBRID_MARGIN)
+                 & ~self.model.is_saturated(frame['x_feat'], log_counts,
+                                            margin=_HYBRID_MARGIN)
                  & ((flags & _NOT_FOR_HYBRID) == 0))
         if frame['saturation_level'] is not None:
             unsat &= ~(stamps >= frame['saturation_level']).any(axis=(1, 2))

@@ -30,6 +30,7 @@ from .detector import Camera
 from .observation import draw_conditions, observe
 from .pipeline import SurveyPipeline
 from .scene import _draw_arrays, galactic_density_factor
+from .stamps import _saturation_level
 
 __all__ = ['FrameSimulator', 'Scene', 'simulate_field']
 
@@ -331,6 +332,11 @@ class FrameSimulator:
                        'transparency t: N = 10**(-0.4(m - Z)) / t'),
             'SKY': (c.sky, 'sky level (counts per pixel)'),
             'FWHM': (c.fwhm, 'PSF FWHM at centre (pixels)'),
+            'SATURATE': (_saturation_level(
+                self.camera.detector, self.pipeline,
+                (self.camera.detector.shape[0] - 1) / 2,
+                (self.camera.detector.shape[1] - 1) / 2),
+                'counts at which pixels stop responding (centre)'),
             'GAIN': (self.camera.detector.gain, 'gain (e-/ADU)'),
             'RDNOISE': (self.camera.detector.read_noise, 'read noise (e-)'),
             'CAMERA': self.camera.name,
