@@ -13,9 +13,9 @@ def register(subparsers, formatter_class):
                      'labels (star-grouped 60/20/20 split, reflections, '
                      'early stopping, checkpoints every epoch: rerun the '
                      'same command to resume after an interruption). '
-                     'With --init, fine-tune a trained model instead: '
-                     'a few hundred labelled stamps of a new camera are '
-                     'enough.'))
+                     'With --init, fine-tune a trained model instead, '
+                     'for instance on a few hundred labelled stamps of a '
+                     'new camera.'))
     train.add_argument('stamps', metavar='STAMPS.fits', nargs='+',
                        help='one or more stamp tables')
     train.add_argument('-o', '--output', required=True, metavar='MODEL_DIR',
