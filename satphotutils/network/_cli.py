@@ -12,16 +12,26 @@ def register(subparsers, formatter_class):
         description=('Train the network on a stamp table with log_counts '
                      'labels (star-grouped 60/20/20 split, reflections, '
                      'early stopping, checkpoints every epoch: rerun the '
-                     'same command to resume after an interruption).'))
+                     'same command to resume after an interruption). '
+                     'With --init, fine-tune a trained model instead, '
+                     'for instance on a few hundred labelled stamps of a '
+                     'new camera.'))
     train.add_argument('stamps', metavar='STAMPS.fits', nargs='+',
                        help='one or more stamp tables')
     train.add_argument('-o', '--output', required=True, metavar='MODEL_DIR',
                        help='directory for the model and its checkpoints')
-    train.add_argument('--preset', default='default',
-                       choices=['default', 'paper'],
-                       help=("option set; 'paper' is Winecki & Kochanek's "
-                             'recipe (Adam, lr 1e-4, batch 128, MSE, 150 '
-                             'epochs, 24 seeds)'))
+    train.add_argument('--init', default=None, metavar='default|MODEL_DIR',
+                       help=("fine-tune: start from this model ('default': "
+                             'the bundled one) with its preprocessing and '
+                             'input standardisation, one network per member'))
+    train.add_argument('--preset', default=None,
+                       choices=['default', 'paper', 'finetune'],
+                       help=("option set (default: 'finetune' with --init, "
+                             "else 'default'); 'paper' is Winecki & "
+                             "Kochanek's recipe (Adam, lr 1e-4, batch 128, "
+                             "MSE, 150 epochs, 24 seeds); 'finetune': lr "
+                             '3e-3 one-cycle, batch 32, 15 epochs, 80/20 '
+                             'train/validation split'))
     train.add_argument('--epochs', type=int, help='maximum epochs')
     train.add_argument('--seeds', type=int,
                        help='networks trained from different seeds')
@@ -120,13 +130,21 @@ def _train(args):
     import dataclasses
 
     from satphotutils.network import PRESETS, Trainer
+    from satphotutils.utils.exceptions import SatphotutilsError
 
+    shape = [name for name in ('depth', 'width', 'architecture')
+             if getattr(args, name) is not None]
+    if args.init is not None and shape:
+        msg = (f'--{shape[0]} cannot be combined with --init: the '
+               f'architecture is that of the init model {args.init}')
+        raise SatphotutilsError(msg)
     changes = {name: getattr(args, name) for name in
-               ('epochs', 'seeds', 'batch_size', 'lr', 'seed', 'depth',
-                'width', 'architecture')
+               ('epochs', 'seeds', 'batch_size', 'lr', 'seed', *shape)
                if getattr(args, name) is not None}
-    config = dataclasses.replace(PRESETS[args.preset], **changes)
-    trainer = Trainer(config, device=args.device, progress=True)
+    preset = args.preset or ('default' if args.init is None else 'finetune')
+    config = dataclasses.replace(PRESETS[preset], **changes)
+    trainer = Trainer(config, init=args.init, device=args.device,
+                      progress=True)
     stamps = args.stamps[0] if len(args.stamps) == 1 else args.stamps
     model = trainer(stamps, args.output, resume=not args.no_resume,
                     overwrite=args.overwrite,
@@ -137,6 +155,10 @@ def _train(args):
     if resumed:
         print('resumed from checkpoints: ' + ', '.join(
             f'seed {k} after epoch {e}' for k, e in resumed.items()))
+    init = model.metadata['training'].get('init')
+    if init:
+        print(f"started from {init['source']} (created {init['created']}, "
+              f"sha256 {init['sha256'][:12]})")
     print(f'wrote {args.output}: {model!r}')
     for group, stats in val.items():
         print(f"  validation {group}: dispersion {stats['dispersion']:.4f} "
