@@ -551,7 +551,7 @@ def render_stars(shape, x, y, flux, psf, *, item=None, chunk=20000):
         if flat_parts:
             total = np.bincount(np.concatenate(flat_parts),
                                 weights=np.concatenate(weight_parts),
-                                minlength=n_items * ny * nx)
+                                minlength=n_items * pny * pnx)
             if accumulated:
                 accumulated[0] += total
             else:
@@ -561,6 +561,12 @@ def render_stars(shape, x, y, flux, psf, *, item=None, chunk=20000):
 
     ix = np.rint(x).astype(int)
     iy = np.rint(y).astype(int)
+    # Footprints that reach the image are summed on it padded by twice
+    # the widest vectorised half-width, so that no pixel of them needs a
+    # bounds test; the padding is then cut off (in-image pixels get the
+    # same terms in the same order).
+    pad = 2 * max([h for _, h, _ in psf.tiers if h <= _VECTOR_MAX] + [0])
+    pny, pnx = ny + 2 * pad, nx + 2 * pad
     lower = 0.0
     sliced = []
     for upper, half_width, phases in psf.tiers:
@@ -580,28 +586,29 @@ def render_stars(shape, x, y, flux, psf, *, item=None, chunk=20000):
             sliced += [(table[a, b], half_width, i)
                        for a, b, i in zip(ky, kx, sel, strict=True)]
             continue
+        # Only footprints that reach the image.
+        reach = ((iy[sel] >= -half_width) & (iy[sel] < ny + half_width)
+                 & (ix[sel] >= -half_width) & (ix[sel] < nx + half_width))
+        sel, ky, kx = sel[reach], ky[reach], kx[reach]
         grid = np.arange(-half_width, half_width + 1)
-        offsets = grid[:, None] * nx + grid[None, :]
+        offsets = (grid[:, None] * pnx + grid[None, :]).ravel()
         for start in range(0, sel.size, chunk):
             part = slice(start, start + chunk)
             idx = sel[part]
             values = table[ky[part], kx[part]] \
                 * flux[idx, None, None].astype(np.float32)
-            yy = iy[idx, None] + grid[None, :]
-            xx = ix[idx, None] + grid[None, :]
-            inside = (((yy >= 0) & (yy < ny))[:, :, None]
-                      & ((xx >= 0) & (xx < nx))[:, None, :])
-            flat = ((item[idx] * ny + iy[idx]) * nx + ix[idx])[:, None, None] \
-                + offsets[None]
-            flat_parts.append(flat[inside])
-            weight_parts.append(values[inside])
+            flat = ((item[idx] * pny + iy[idx] + pad) * pnx
+                    + ix[idx] + pad)[:, None] + offsets[None]
+            flat_parts.append(flat.ravel())
+            weight_parts.append(values.ravel())
             if sum(p.size for p in flat_parts) > _FLUSH:
                 flush()
     flush()
     # A buffer padded to whole blocks, so the wing grid adds in place.
     image = np.zeros((n_items, nby * _BLOCK, nbx * _BLOCK))
     if accumulated:
-        image[:, :ny, :nx] = accumulated[0].reshape(n_items, ny, nx)
+        image[:, :ny, :nx] = accumulated[0].reshape(
+            n_items, pny, pnx)[:, pad:pad + ny, pad:pad + nx]
     for footprint, h, i in sliced:
         ylo, yhi = max(iy[i] - h, 0), min(iy[i] + h + 1, ny)
         xlo, xhi = max(ix[i] - h, 0), min(ix[i] + h + 1, nx)
