@@ -153,3 +153,21 @@ def test_adaptive_tables_evaluate_the_profile_sparingly():
     psf.table(5, 8)
     psf.table(48, 4)
     assert sum(calls) < 200_000
+
+
+@pytest.mark.parametrize('adaptive', [False, True])
+def test_stars_at_and_beyond_the_edges_render_their_in_image_part(adaptive):
+    # Independent truth: the same stars on an image 40 px larger on every
+    # side, cut to the small image (light is lost beyond the edges). The
+    # 32-px wing blocks differ between the two grids, so only the
+    # footprints are compared: fluxes where the wings are negligible.
+    psf = MoffatPSF(fwhm=1.8, beta=4.0, adaptive=adaptive)
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.uniform(-25, 65, 300), [-15.2, 54.6, 20.0]])
+    y = np.concatenate([rng.uniform(-25, 60, 300), [30.0, -14.7, 59.4]])
+    flux = np.concatenate([10 ** rng.uniform(1, 5.9, 300), [8e5] * 3])
+    small = render_stars((2, 36, 41), x, y, flux, psf,
+                         item=np.arange(x.size) % 2)
+    big = render_stars((2, 116, 121), x + 40, y + 40, flux, psf,
+                       item=np.arange(x.size) % 2)[:, 40:76, 40:81]
+    assert np.abs(small - big).max() < 1e-5 * big.max()
