@@ -12,10 +12,10 @@ from satphotutils.simulation import StampSimulator
 class SoftPSFSimulator(StampSimulator):
     """A `StampSimulator` with a wider, softer PSF than the survey's."""
 
-    def _conditions(self, rng, mjd):
+    def _conditions(self, rng, mjd, draw=None):
         # The simulator has no public hook for the conditions draw (yet):
         # this overrides its private one.
-        cond = super()._conditions(rng, mjd)
+        cond = super()._conditions(rng, mjd, draw)
         return dataclasses.replace(
             cond, fwhm=float(np.clip(rng.normal(2.6, 0.25), 2.0, 3.4)),
             beta=float(rng.uniform(3.5, 4.5)))

@@ -528,7 +528,7 @@ class SaturatedStarPhotometry(_Photometry):
                 'method': method, 'ood_score': pred.ood_score, **check}
 
     def _descriptors(self, image, mask, frame):
-        """The frame's saturation level and FWHM (feature version 3)."""
+        """Return the frame's saturation level and FWHM (feature v3)."""
         from satphotutils.frames import frame_fwhm, saturation_level
 
         if 'frame_fwhm' in frame:

@@ -446,7 +446,7 @@ class StampBuilder:
         return rows
 
     def _descriptors(self, data, meta):
-        """The frame's saturation level and FWHM, or why there are none."""
+        """Return the frame's saturation level and FWHM, or say why not."""
         from satphotutils.frames import frame_fwhm, saturation_level
 
         saturation = meta['saturation']

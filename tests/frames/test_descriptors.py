@@ -13,7 +13,8 @@ from satphotutils.simulation import (
     SurveyPipeline,
 )
 
-CENTRE = SkyCoord(15.0, -27.0, unit='deg')  # near the galactic pole
+# Near the south galactic pole: a sparse field.
+CENTRE = SkyCoord(15.0, -27.0, unit='deg')
 
 
 def _frame(fwhm, beta, seed):

@@ -192,7 +192,8 @@ def test_training_killed_mid_epoch_resumes(stamp_file, tmp_path):
     _finish(_satphot(['train', stamp_file, '-o', full, *common]))
 
     table = read_stamp_table(stamp_file)[:50]
-    kwargs = {'sky': table['sky'], 'dx': table['dx'], 'dy': table['dy']}
+    kwargs = {'sky': table['sky'], 'dx': table['dx'], 'dy': table['dy'],
+              'saturation': table['saturation'], 'fwhm': table['fwhm']}
     resumed = SaturatedStarModel.read(killed)(np.asarray(table['stamp']),
                                               **kwargs)
     uninterrupted = SaturatedStarModel.read(full)(np.asarray(table['stamp']),

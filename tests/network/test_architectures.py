@@ -26,6 +26,7 @@ from .conftest import camera_codes
 
 def _kw(t):
     return {'sky': t['sky'], 'dx': t['dx'], 'dy': t['dy'],
+            'saturation': t['saturation'], 'fwhm': t['fwhm'],
             'camera': camera_codes(t)}
 
 
@@ -43,7 +44,8 @@ def test_cnn_grid_is_the_stamp():
     features = StampFeatures()
     net = StampCNN(features, channels=1, conv_layers=1, width=4, depth=1)
     stamp = np.arange(21 * 21, dtype=np.float32).reshape(21, 21)
-    x = features(stamp[None] + 1000.0, sky=[0.0], dx=[0.0], dy=[0.0])
+    x = features(stamp[None] + 1000.0, sky=[0.0], dx=[0.0], dy=[0.0],
+                 saturation=[6e4], fwhm=[2.0])
     grid = np.zeros(net.grid**2, np.float32)
     grid[net.grid_index.numpy()] = np.arange(features.n_pixels)
     grid = grid.reshape(net.grid, net.grid)

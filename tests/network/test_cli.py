@@ -42,6 +42,7 @@ def test_train_predict_evaluate(stamp_file, tmp_path, capsys):
     model = SaturatedStarModel.read(model_dir)
     direct = model(np.asarray(source['stamp']), sky=source['sky'],
                    dx=source['dx'], dy=source['dy'],
+                   saturation=source['saturation'], fwhm=source['fwhm'],
                    camera=[f'{c}/{f}' for c, f in zip(source['camera'],
                                                       source['filter'],
                                                       strict=True)])

@@ -20,8 +20,8 @@ OOD = SATPHOT_FLAGS.OUT_OF_DISTRIBUTION
 class _WidePSF(StampSimulator):
     """A camera the default never saw: FWHM 3 px, Moffat beta 4."""
 
-    def _conditions(self, rng, mjd):
-        return dataclasses.replace(super()._conditions(rng, mjd), fwhm=3.0,
+    def _conditions(self, rng, mjd, draw=None):
+        return dataclasses.replace(super()._conditions(rng, mjd, draw), fwhm=3.0,
                                    beta=4.0)
 
 

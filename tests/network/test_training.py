@@ -23,7 +23,8 @@ def test_trained_model_beats_its_starting_point(tiny_model, small_stamps):
     # saturated stars, for which that sum misses much of the flux.
     t = small_stamps
     out = model(np.asarray(t['stamp']), sky=t['sky'], dx=t['dx'],
-                dy=t['dy'], camera=camera_codes(t))
+                dy=t['dy'], saturation=t['saturation'], fwhm=t['fwhm'],
+                camera=camera_codes(t))
     sat = np.asarray(t['saturated']) & (np.asarray(t['n_unity']) <= 4)
     err_net = np.abs(out.log_counts - t['log_counts'])[sat]
     err_ap = np.abs(out.aperture_log_counts - t['log_counts'])[sat]
@@ -42,6 +43,7 @@ def test_model_files_round_trip(tiny_model, small_stamps):
     again = SaturatedStarModel.read(path)
     t = small_stamps[:50]
     kw = {'sky': t['sky'], 'dx': t['dx'], 'dy': t['dy'],
+          'saturation': t['saturation'], 'fwhm': t['fwhm'],
           'camera': camera_codes(t)}
     a = model(np.asarray(t['stamp']), **kw, ensemble=True)
     b = again(np.asarray(t['stamp']), **kw, ensemble=True)
@@ -58,6 +60,7 @@ def test_reflection_and_ensemble_options(tiny_model, small_stamps):
     model, _ = tiny_model
     t = small_stamps[:40]
     kw = {'sky': t['sky'], 'dx': t['dx'], 'dy': t['dy'],
+          'saturation': t['saturation'], 'fwhm': t['fwhm'],
           'camera': camera_codes(t)}
     plain = model(np.asarray(t['stamp']), **kw)
     both = model(np.asarray(t['stamp']), **kw, reflections=True,
@@ -116,6 +119,7 @@ def test_resume_after_interruption_matches_uninterrupted(small_stamps,
     assert saved == [3]
     t = small_stamps[:30]
     kw = {'sky': t['sky'], 'dx': t['dx'], 'dy': t['dy'],
+          'saturation': t['saturation'], 'fwhm': t['fwhm'],
           'camera': camera_codes(t)}
     assert_allclose(resumed(np.asarray(t['stamp']), **kw).log_counts,
                     full(np.asarray(t['stamp']), **kw).log_counts,
