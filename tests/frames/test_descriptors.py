@@ -20,8 +20,8 @@ CENTRE = SkyCoord(15.0, -27.0, unit='deg')
 def _frame(fwhm, beta, seed):
     detector = Detector(shape=(700, 700))
     sim = FrameSimulator(camera=Camera(detector=detector), pointing=CENTRE,
-                         # Nearest-pixel resampling onto the reference grid: the
-                         # bilinear default broadens the stars by up to
+                         # Nearest-pixel resampling onto the reference grid:
+                         # the bilinear default broadens the stars by up to
                          # half a pixel, which the measurement (rightly)
                          # sees and a fit to the model PSF does not.
                          pipeline=SurveyPipeline(damage_fraction=0.0,

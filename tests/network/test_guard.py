@@ -21,8 +21,8 @@ class _WidePSF(StampSimulator):
     """A camera the default never saw: FWHM 3 px, Moffat beta 4."""
 
     def _conditions(self, rng, mjd, draw=None):
-        return dataclasses.replace(super()._conditions(rng, mjd, draw), fwhm=3.0,
-                                   beta=4.0)
+        return dataclasses.replace(super()._conditions(rng, mjd, draw),
+                                   fwhm=3.0, beta=4.0)
 
 
 @pytest.fixture(scope='module')
