@@ -131,8 +131,9 @@ def _figure(rows, path):
     '(up to 90,000 stars x 3 exposures) and test cameras (6,000 '
     'constant stars x 3 epochs of 3 exposures). For each family a '
     'network is trained without it (12 epochs, one member) and tested '
-    'on the test cameras of that family; the network trained on all training cameras, a '
-    '5-px aperture and the bundled default are measured on the same '
+    'on the test cameras of that family; the network trained on all '
+    'training cameras, a 5-px aperture and the bundled default are '
+    'measured on the same '
     'stamps. Saturated stars: single-exposure dispersion, light-curve '
     'dispersion (median of each epoch), median bias.'))
 def camera_transfer(ctx):
