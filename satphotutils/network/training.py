@@ -848,6 +848,14 @@ def _save_checkpoint(net, opt, sched, state, paths):
     state['scheduler'] = None if sched is None else {
         k: v for k, v in sched.state_dict().items()
         if isinstance(v, (int, float, str, bool, list)) or v is None}
+    # The learning rate and momenta the scheduler set live in the
+    # parameter groups: without them the first step after a resume ran
+    # at the schedule's starting rate.
+    state['param_groups'] = [
+        {k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()
+         if k != 'params' and (isinstance(v, (int, float, bool, tuple))
+                               or v is None)}
+        for g in opt.state_dict()['param_groups']]
     with atomic_output(paths['state'], overwrite=True) as tmp:
         Path(tmp).write_text(json.dumps(state, default=float))
     # Only now is the previous checkpoint unneeded.
@@ -867,6 +875,10 @@ def _load_checkpoint(net, opt, sched, paths, device):
     for key, value in tensors.items():
         _, pid, name = key.split('.', 2)
         opt_state['state'].setdefault(int(pid), {})[name] = value
+    for group, values in zip(opt_state['param_groups'],
+                             saved.get('param_groups', []), strict=False):
+        group.update({k: tuple(v) if isinstance(v, list) else v
+                      for k, v in values.items()})
     opt.load_state_dict(opt_state)
     if sched is not None and saved.get('scheduler'):
         sched_state = sched.state_dict()
