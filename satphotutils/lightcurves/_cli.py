@@ -2,6 +2,10 @@
 """Subcommand of the light-curve stage: ``lightcurve``."""
 
 from satphotutils.frames._cli import add_header_key_option, header_keys_from
+from satphotutils.photometry._cli import (
+    add_descriptor_options,
+    descriptor_options,
+)
 
 
 def register(subparsers, formatter_class):
@@ -22,6 +26,7 @@ def register(subparsers, formatter_class):
     parser.add_argument('-o', '--output', required=True, metavar='OUTDIR')
     parser.add_argument('--model', default=None, metavar='MODEL_DIR',
                         help='model directory (default: the bundled model)')
+    add_descriptor_options(parser)
     parser.add_argument('--epoch-window', type=_non_negative, default=0.1,
                         help='exposures closer than this (days) are one '
                              'epoch')
@@ -65,7 +70,8 @@ def _run(args):
     frames = list_frames(args.frames)
     comparison = Table.read(args.comparison) if args.comparison else None
     pipeline = LightCurvePipeline(
-        SaturatedStarPhotometry(model=args.model, header_keys=keys),
+        SaturatedStarPhotometry(model=args.model, header_keys=keys,
+                                **descriptor_options(args)),
         epoch_window=args.epoch_window, comparison=comparison)
     run = pipeline(frames, args.targets, args.output, resume=args.resume,
                    scheduler=args.scheduler, progress=True, plot=args.plot,

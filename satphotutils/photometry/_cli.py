@@ -28,6 +28,7 @@ def register(subparsers, formatter_class):
     phot.add_argument('--overwrite', action='store_true',
                       help='replace an existing output file')
     add_header_key_option(phot)
+    add_descriptor_options(phot)
     phot.set_defaults(func=_photometry)
 
     demo = subparsers.add_parser(
@@ -42,6 +43,23 @@ def register(subparsers, formatter_class):
     demo.add_argument('--seed', type=int, default=1, help='random seed')
     demo.set_defaults(func=_demo)
 
+
+
+def add_descriptor_options(parser):
+    """Add ``--saturation-level`` and ``--fwhm`` (the frames' own values)."""
+    parser.add_argument('--saturation-level', type=float, default=None,
+                        metavar='COUNTS',
+                        help='counts (sky included) at which pixels stop '
+                        "responding (default: the header's saturation "
+                        "keyword, else the frame's plateau)")
+    parser.add_argument('--fwhm', type=float, default=None, metavar='PX',
+                        help='PSF FWHM of every frame, for a camera-agnostic '
+                        'model (default: measured on each frame)')
+
+
+def descriptor_options(args):
+    """Return the `SaturatedStarPhotometry` keywords of those options."""
+    return {'saturation_level': args.saturation_level, 'fwhm': args.fwhm}
 
 def _read_targets(path):
     from astropy.table import Table
@@ -65,7 +83,8 @@ def _photometry(args):
     keys = header_keys_from(args)
     targets = _read_targets(args.targets)
     frame, info = read_frame(args.image, header_keys=keys)
-    phot = SaturatedStarPhotometry(model=args.model, header_keys=keys)
+    phot = SaturatedStarPhotometry(model=args.model, header_keys=keys,
+                                   **descriptor_options(args))
     table = phot(frame, init_params=targets, zeropoint=args.zeropoint,
                  frame_info=info)
     for name in targets.colnames:
