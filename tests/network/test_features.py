@@ -333,3 +333,21 @@ def test_stamp_table_without_version_3_columns_names_them():
     x, _ = load_features(table, StampFeatures())
     assert len(x) == 2
     assert len(load_features(table, StampFeatures(version=2))[0]) == 2
+
+
+def test_no_version_3_input_is_constant_over_camera_families():
+    # A constant input in training is one the network cannot learn to
+    # read, and any other value of it on a new camera is a silent shift
+    # (version 1's zero point). On stamps of several drawn cameras every
+    # version-3 input varies.
+    from satphotutils.network import load_features
+    from satphotutils.simulation import CameraFamily, StampSimulator
+
+    stamps = StampSimulator(family=CameraFamily(), stars_per_camera=20,
+                            images_per_star=2)(120, seed=5)
+    assert len(np.unique(np.asarray(stamps['camera']))) >= 5
+    x, _ = load_features(stamps, StampFeatures())
+    names = np.array(StampFeatures().names)
+    constant = names[np.ptp(x.features, axis=0) == 0]
+    # The exactly-1 indicator of a pixel can be 0 throughout a small set.
+    assert [n for n in constant if not n.startswith('unity_')] == []
