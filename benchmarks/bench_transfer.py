@@ -95,10 +95,18 @@ def _scores(model, table):
     keep = np.asarray(rows['n_unity']) <= 4
     bad, good = keep & (err > 0.2), keep & (err < 0.05)
     guarded = model.guard is not None
+    # The model's own uncertainty (mag), from the residual over z.
+    with np.errstate(divide='ignore', invalid='ignore'):
+        sigma = err / np.abs(np.asarray(rows['z']))
+    unsure = ood | (sigma > 0.1)
     return {'hit': float(ood[bad].mean()) if bad.any() and guarded
             else np.nan,
             'false_alarm': float(ood[good].mean()) if good.any() and guarded
             else np.nan,
+            'hit_or_unsure': float(unsure[bad].mean()) if bad.any()
+            else np.nan,
+            'false_alarm_or_unsure': float(unsure[good].mean())
+            if good.any() else np.nan,
             'single': stats['single']['saturated']['network']['dispersion'],
             'bias': float(np.median(rows['diff_network'][sat])),
             'lc': lc.get('network', np.nan), 'lc_ap5': lc.get('ap5', np.nan),
@@ -189,7 +197,11 @@ def camera_transfer(ctx):
                    'errors', out['hit'], '', '>= 0.8', out['hit'] >= 0.8),
             Metric(f'{label}: held out, out_of_distribution on < 0.05 mag '
                    'errors', out['false_alarm'], '', '<= 0.2',
-                   out['false_alarm'] <= 0.2)]
+                   out['false_alarm'] <= 0.2),
+            Metric(f'{label}: held out, flagged or sigma > 0.1 mag, on '
+                   '> 0.2 mag errors', out['hit_or_unsure'], ''),
+            Metric(f'{label}: held out, flagged or sigma > 0.1 mag, on '
+                   '< 0.05 mag errors', out['false_alarm_or_unsure'], '')]
         rows.append((axis, name, out['lc'], ref['lc'], out['lc_ap5'],
                      base['lc'], out['hit'], out['false_alarm']))
     notes = '\n'.join(
