@@ -96,6 +96,10 @@ def register(subparsers, formatter_class):
     guard.add_argument('--false-positive-rate', type=float, default=None,
                        help='fraction of in-distribution stamps flagged '
                             '(default 0.05)')
+    guard.add_argument('--sigma-limit', type=float, default=0.1,
+                       metavar='MAG',
+                       help="flag as well where the model's own "
+                       'uncertainty exceeds this; 0 for the distance alone')
     guard.set_defaults(func=_guard)
 
 
@@ -199,7 +203,8 @@ def _guard(args):
     model = SaturatedStarModel.read(args.model_dir)
     stamps = args.stamps[0] if len(args.stamps) == 1 else args.stamps
     guard = fit_guard(model, stamps, valid=args.valid,
-                      false_positive_rate=args.false_positive_rate)
+                      false_positive_rate=args.false_positive_rate,
+                      sigma_limit=args.sigma_limit or None)
     model.write(args.model_dir, overwrite=True)
     print(f'wrote the guard of {args.model_dir}: fitted on {guard.n_fit} '
           f'stamps, threshold (rms Mahalanobis distance) '

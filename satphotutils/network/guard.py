@@ -83,6 +83,17 @@ class Guard:
     shrinkage : float
         Weight of the mean variance in the shrunk covariance.
 
+    sigma_limit : float or None, optional
+        The model's own calibrated uncertainty (mag) at which
+        ``ood_score`` reaches 1 as well: the score is the larger of the
+        distance over its threshold and the uncertainty over this limit.
+        A stamp unlike the training stamps is one kind of measurement
+        likely to be badly off; one the model knows it cannot measure
+        (noise, damage, a blend) is the other, and on cameras the model
+        never saw the two together flag most of the badly-off
+        measurements (the ``camera_transfer`` benchmark). `None`: the
+        distance alone.
+
     Examples
     --------
     >>> import numpy as np
@@ -104,6 +115,7 @@ class Guard:
     n_fit: int
     n_valid: int
     shrinkage: float
+    sigma_limit: float | None = None
 
     @property
     def members(self):
@@ -161,6 +173,27 @@ class Guard:
         mode = 'ensemble' if ensemble and self.members > 1 else 'single'
         return np.asarray(distance, dtype=float) / self.threshold[mode]
 
+    def combined_score(self, distance, sigma_mag, *, ensemble):
+        """
+        Return ``ood_score``: `score`, or the uncertainty over its limit.
+
+        Parameters
+        ----------
+        distance : array-like
+            Output of `distance`.
+
+        sigma_mag : array-like
+            The model's calibrated uncertainty of each measurement (mag).
+
+        ensemble : bool
+            As for `score`.
+        """
+        score = self.score(distance, ensemble=ensemble)
+        if self.sigma_limit is None:
+            return score
+        return np.fmax(score, np.asarray(sigma_mag, dtype=float)
+                       / self.sigma_limit)
+
     # -- model file ---------------------------------------------------------
 
     def to_tensors(self):
@@ -176,7 +209,8 @@ class Guard:
                 'threshold': dict(self.threshold),
                 'false_positive_rate': self.false_positive_rate,
                 'quantiles': self.quantiles, 'n_fit': self.n_fit,
-                'n_valid': self.n_valid, 'shrinkage': self.shrinkage}
+                'n_valid': self.n_valid, 'shrinkage': self.shrinkage,
+                'sigma_limit': self.sigma_limit}
 
     @classmethod
     def from_file(cls, tensors, meta, *, members, widths, weights,
@@ -243,6 +277,9 @@ class Guard:
         shrink = meta.get('shrinkage')
         if not _is_number(shrink) or not 0 <= shrink <= 1:
             fail('shrinkage', 'a number from 0 to 1', shrink)
+        limit = meta.get('sigma_limit')
+        if limit is not None and (not _is_number(limit) or limit <= 0):
+            fail('sigma_limit', 'a positive number (mag) or null', limit)
         expected = {'guard.mean': (n, width),
                     'guard.whiten': (n, width, width)}
         for key, shape in expected.items():
@@ -263,7 +300,8 @@ class Guard:
                    false_positive_rate=float(rate),
                    quantiles=meta.get('quantiles', {}),
                    n_fit=int(meta['n_fit']), n_valid=int(meta['n_valid']),
-                   shrinkage=float(shrink))
+                   shrinkage=float(shrink),
+                   sigma_limit=None if limit is None else float(limit))
 
 
 def _is_number(value):
@@ -294,7 +332,7 @@ def _whitening(h, shrinkage):
 
 def fit_guard(model, stamps, *, valid=None, false_positive_rate=None,
               shrinkage=0.01, max_rows=100_000, max_unity=4, seed=0,
-              strict=True):
+              strict=True, sigma_limit=0.1):
     """
     Fit the out-of-distribution guard of a model, in place.
 
@@ -335,6 +373,10 @@ def fit_guard(model, stamps, *, valid=None, false_positive_rate=None,
         With `False` (the trainer's choice), too few stamps or members
         without ``embed`` leave the model without a guard, with a logged
         warning, instead of raising.
+
+    sigma_limit : float or None, optional
+        Calibrated uncertainty (mag) above which a measurement is flagged
+        as well (see `Guard`); `None` for the distance alone.
 
     Returns
     -------
@@ -435,7 +477,9 @@ def fit_guard(model, stamps, *, valid=None, false_positive_rate=None,
     guard = Guard(mean=np.stack(means), whiten=np.stack(whitens),
                   threshold={}, false_positive_rate=float(
                       false_positive_rate), quantiles={}, n_fit=len(fit),
-                  n_valid=len(valid), shrinkage=float(shrinkage))
+                  n_valid=len(valid), shrinkage=float(shrinkage),
+                  sigma_limit=None if sigma_limit is None
+                  else float(sigma_limit))
     h_valid = model.embed_features(valid.features)
     for mode, n in (('single', 1), ('ensemble', n_members)):
         d = guard.distance(h_valid[:n])

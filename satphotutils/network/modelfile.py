@@ -166,7 +166,8 @@ class Prediction(_RowsMixin):
     >>> stamps = StampSimulator(images_per_star=1)(4, seed=5)
     >>> pred = SaturatedStarModel.default()(
     ...     np.asarray(stamps['stamp']), sky=stamps['sky'], dx=stamps['dx'],
-    ...     dy=stamps['dy'])
+    ...     dy=stamps['dy'], saturation=stamps['saturation'],
+    ...     fwhm=stamps['fwhm'])
     >>> len(pred), pred[:2].log_counts.shape, pred.method[0]
     (4, (2,), np.str_('network'))
     """
@@ -220,7 +221,8 @@ class SaturatedStarModel:
     >>> model = SaturatedStarModel.default()
     >>> stamps = StampSimulator(images_per_star=1)(5, seed=3)
     >>> pred = model(np.asarray(stamps['stamp']), sky=stamps['sky'],
-    ...              dx=stamps['dx'], dy=stamps['dy'])
+    ...              dx=stamps['dx'], dy=stamps['dy'],
+    ...              saturation=stamps['saturation'], fwhm=stamps['fwhm'])
     >>> err = pred.log_counts - np.asarray(stamps['log_counts'])
     >>> bool(np.median(np.abs(err)) < 0.05)
     True
@@ -574,10 +576,10 @@ class SaturatedStarModel:
         lo, hi = self.metadata.get('label_range', (-np.inf, np.inf))
         flags[(log_counts < lo) | (log_counts > hi)] |= \
             SATPHOT_FLAGS.OUTSIDE_TRAINING_RANGE
-        ood_score = self._ood_score(distance, ensemble)
+        err = sigma * scale
+        ood_score = self._ood_score(distance, 2.5 * err, ensemble)
         # NaN > 1 is False: an unguarded model never sets the flag.
         flags[ood_score > 1] |= SATPHOT_FLAGS.OUT_OF_DISTRIBUTION
-        err = sigma * scale
         method = np.full(len(log_counts), 'network', dtype='<U10')
         if hybrid:
             self._lookup(x, log_counts, err, saturated, flags, method)
@@ -587,7 +589,7 @@ class SaturatedStarModel:
                           saturated=saturated, method=method,
                           ood_score=ood_score)
 
-    def _ood_score(self, distance, ensemble):
+    def _ood_score(self, distance, sigma_mag, ensemble):
         if self.guard is None:
             if not self._said_unguarded:
                 log.warning(
@@ -597,8 +599,8 @@ class SaturatedStarModel:
                     'satphotutils.network.guard.fit_guard)')
                 self._said_unguarded = True
             return distance
-        return self.guard.score(distance, ensemble=ensemble
-                                and len(self.networks) > 1)
+        return self.guard.combined_score(
+            distance, sigma_mag, ensemble=ensemble and len(self.networks) > 1)
 
     def _lookup(self, x, log_counts, err, saturated, flags, method):
         table = self.metadata.get('classical', [])
@@ -1108,14 +1110,17 @@ def convert_v1_model(source, output_dir, *, overwrite=False):
 
     Examples
     --------
-    The bundled model is the conversion of the version-1 model shipped
-    before; its metadata records it:
+    The bundled model is of feature version 3, not a version-1 model:
 
-    >>> from satphotutils.network import SaturatedStarModel
-    >>> record = SaturatedStarModel.default().metadata['training'][
-    ...     'conversion']
-    >>> record['from_feature_version'], record['training_zeropoint']
-    (1, 25.5)
+    >>> from importlib import resources
+    >>> from satphotutils.network import convert_v1_model
+    >>> from satphotutils.utils.exceptions import SatphotutilsError
+    >>> source = resources.files('satphotutils.data') / 'default_model'
+    >>> try:
+    ...     convert_v1_model(source, 'out')
+    ... except SatphotutilsError as exc:
+    ...     print(str(exc).split('(')[1])
+    features.version is 3)
     """
     source = Path(source)
     try:

@@ -401,7 +401,8 @@ class SaturatedStarPhotometry(_Photometry):
     >>> camera = Camera(detector=Detector(shape=(200, 200)))
     >>> frame, truth = FrameSimulator(camera=camera, pointing=centre)(
     ...     scene, mjd=59000.0, seed=2)
-    >>> phot = SaturatedStarPhotometry()
+    >>> # Two stars are too few to measure the frame's FWHM on: give it.
+    >>> phot = SaturatedStarPhotometry(fwhm=2.0)
     >>> table = phot(frame, skycoord=scene.coord)
     >>> table['mag'].round(1).value.tolist()
     [7.0, 10.0]

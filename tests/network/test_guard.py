@@ -18,11 +18,16 @@ OOD = SATPHOT_FLAGS.OUT_OF_DISTRIBUTION
 
 
 class _WidePSF(StampSimulator):
-    """A camera the default never saw: FWHM 3 px, Moffat beta 4."""
+    """
+    A camera the default never saw: FWHM 5.5 px, Moffat beta 4.
+
+    Beyond the camera families' 1.2-4 px; the guard here is fitted on
+    the single simulated camera (FWHM ~1.7 px).
+    """
 
     def _conditions(self, rng, mjd, draw=None):
         return dataclasses.replace(super()._conditions(rng, mjd, draw),
-                                   fwhm=3.0, beta=4.0)
+                                   fwhm=5.5, beta=4.0)
 
 
 @pytest.fixture(scope='module')
@@ -36,14 +41,18 @@ def sets():
 @pytest.fixture(scope='module')
 def guarded(sets):
     model = SaturatedStarModel.default()
+    # The distance alone (no uncertainty limit): its calibration is
+    # what these tests check.
     fit_guard(model, sets['fit'], valid=sets['valid'],
-              false_positive_rate=0.1)
+              false_positive_rate=0.1, sigma_limit=None)
     return model
 
 
 def _predict(model, stamps, **kwargs):
     return model(np.asarray(stamps['stamp']), sky=stamps['sky'],
-                 dx=stamps['dx'], dy=stamps['dy'], **kwargs)
+                 dx=stamps['dx'], dy=stamps['dy'],
+                 saturation=stamps['saturation'], fwhm=stamps['fwhm'],
+                 **kwargs)
 
 
 def _undamaged(stamps):
@@ -80,7 +89,7 @@ def test_flag_rate_on_in_distribution_matches_nominal(guarded, sets,
 
 def test_without_a_guard_nan_no_flag_and_a_log_line(sets, caplog):
     model = SaturatedStarModel.default()
-    assert model.guard is None
+    model.guard = None
     with caplog.at_level(logging.WARNING):
         pred = _predict(model, sets['test'])
         _predict(model, sets['test'])
@@ -151,6 +160,7 @@ def test_a_damaged_guard_tensor_is_refused_naming_the_file(guarded,
 
 def test_fit_guard_refuses_too_few_stamps(sets):
     model = SaturatedStarModel.default()
+    model.guard = None
     with pytest.raises(SatphotutilsError, match='too few usable stamps'):
         fit_guard(model, sets['fit'][:100])
     assert fit_guard(model, sets['fit'][:100], strict=False) is None
@@ -169,3 +179,23 @@ def test_satphot_guard_adds_a_guard_to_a_model(sets, tmp_path, capsys):
                  str(tmp_path / 'fit.fits')]) == 0
     assert 'wrote the guard' in capsys.readouterr().out
     assert SaturatedStarModel.read(tmp_path / 'm').guard is not None
+
+
+def test_uncertainty_limit_flags_what_the_model_cannot_measure(guarded,
+                                                               sets):
+    # With sigma_limit, ood_score is the larger of the distance over its
+    # threshold and the calibrated uncertainty (mag) over the limit.
+    plain = _predict(guarded, sets['test'], ensemble=True)
+    limited = dataclasses.replace(guarded.guard, sigma_limit=0.05)
+    model = SaturatedStarModel(guarded.features, guarded.networks,
+                               input_mean=guarded.input_mean,
+                               input_std=guarded.input_std,
+                               metadata=guarded.metadata, guard=limited)
+    pred = _predict(model, sets['test'], ensemble=True)
+    sigma_mag = 2.5 * pred.log_counts_err
+    np.testing.assert_allclose(
+        pred.ood_score, np.fmax(plain.ood_score, sigma_mag / 0.05))
+    unsure = sigma_mag > 0.05
+    assert unsure.any()
+    assert ((pred.flags[unsure] & OOD) != 0).all()
+    assert np.array_equal(pred.ood_score > 1, (pred.flags & OOD) != 0)

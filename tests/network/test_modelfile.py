@@ -38,7 +38,9 @@ def fixture_model_dir(tmp_path):
 
 
 def _kw(t):
+    # Version-2 models ignore the frame descriptors; version 3 reads them.
     return {'sky': t['sky'], 'dx': t['dx'], 'dy': t['dy'],
+            'saturation': t['saturation'], 'fwhm': t['fwhm'],
             'camera': np.full(len(t), 'bi/g')}
 
 
@@ -100,18 +102,14 @@ def test_v1_model_converts_exactly(stamps, tmp_path):
             assert_allclose(sigma, ref_sigma, rtol=1e-6)
 
 
-def test_bundled_model_is_the_converted_v1_model(stamps):
+def test_bundled_model_is_camera_agnostic_and_guarded():
     bundled = SaturatedStarModel.default()
-    assert bundled.metadata['features']['version'] == 2
+    assert bundled.features.version == 3
+    assert bundled.features.cameras == ()
     assert bundled.metadata['architecture']['type'] == 'mlp'
-    assert bundled.metadata['training']['conversion'][
-        'from_feature_version'] == 1
-    v1 = SaturatedStarModel.read(V1_MODEL)
-    for opts in ({}, {'ensemble': True, 'reflections': True}):
-        a = bundled(np.asarray(stamps['stamp']), **_kw(stamps), **opts)
-        b = v1(np.asarray(stamps['stamp']), **_kw(stamps), **opts)
-        assert_allclose(a.log_counts, b.log_counts, rtol=0, atol=1e-6)
-        assert_allclose(a.log_counts_err, b.log_counts_err, rtol=1e-6)
+    assert bundled.guard is not None
+    assert bundled.guard.sigma_limit == 0.1
+    assert 'satphot train' in bundled.metadata['training']['command']
     size = sum(p.stat().st_size for p in Path(
         resources.files('satphotutils.data') / 'default_model').iterdir())
     assert size < 5e6
@@ -154,7 +152,8 @@ def test_predicted_counts_do_not_depend_on_the_zero_point():
     camera = Camera(detector=Detector(shape=(240, 240)))
     frame, _ = FrameSimulator(camera=camera, pointing=centre)(
         scene, mjd=59000.0, seed=4)
-    phot = SaturatedStarPhotometry()
+    # Four stars: too few to measure the FWHM on, so it is given.
+    phot = SaturatedStarPhotometry(fwhm=2.0)
     tables = {z: phot(frame, skycoord=scene.coord, zeropoint=z)
               for z in (20.0, 25.5, 28.0)}
     ref = tables[25.5]
@@ -309,7 +308,7 @@ def test_registering_a_taken_type_is_refused():
 def test_model_level_lookup_has_its_own_flag_and_method(stamps):
     model = SaturatedStarModel.default()
     model.metadata['classical'] = [{
-        'lo': 0.0, 'hi': 9.0, 'network': 0.5,
+        'lo': -9.0, 'hi': 9.0, 'network': 0.5,
         'psf': {'offset': 0.01, 'dispersion': 0.05},
         'ap2': {'offset': 0.0, 'dispersion': 0.2}}]
     x = model.features(np.asarray(stamps['stamp']), **_kw(stamps))
@@ -322,11 +321,11 @@ def test_model_level_lookup_has_its_own_flag_and_method(stamps):
     assert not (pred.flags & SATPHOT_FLAGS.HYBRID_CLASSICAL).any()
     assert set(pred.method[~used]) == {'network'}
     # The value is the PSF-weighted flux (a unit-flux Gaussian matched
-    # filter over the 5-px circle) plus the offset.
+    # filter of the frame's FWHM over the 5-px circle) plus the offset.
     yy, xx = np.mgrid[-10:11, -10:11]
     circle = np.hypot(xx, yy) <= 5
-    sig2 = (1.8 / 2.3548) ** 2
     for i in np.flatnonzero(used)[:20]:
+        sig2 = (float(stamps['fwhm'][i]) / 2.3548) ** 2
         pix = np.asarray(stamps['stamp'][i], float)[circle] - x.local_bkg[i]
         d2 = (xx[circle] - stamps['dx'][i])**2 + (yy[circle]
                                                   - stamps['dy'][i])**2
@@ -360,7 +359,8 @@ def test_nan_pixels_flagged_only_where_the_network_reads_them():
     s = 1.8 / 2.3548
     image = 300.0 + rng.normal(0, 5, (80, 80)) + 2e5 * np.exp(
         -0.5 * ((xx - 40.2)**2 + (yy - 39.9)**2) / s**2) / (2 * np.pi * s**2)
-    phot = SaturatedStarPhotometry(hybrid=False)
+    phot = SaturatedStarPhotometry(hybrid=False, saturation_level=6e4,
+                                   fwhm=1.8)
     ref = phot(image, positions=[[40.2, 39.9]])
     corner = image.copy()
     corner[50, 50] = np.nan  # r = 14 px: not read

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 from astropy import units as u
@@ -13,9 +15,13 @@ from satphotutils.photometry import (
     SaturatedStarPhotometry,
 )
 from satphotutils.simulation import Camera, Detector, FrameSimulator, Scene
+from satphotutils.utils.exceptions import SatphotutilsError
 from satphotutils.utils.flags import SATPHOT_FLAGS, decode_flags
 
 CENTRE = SkyCoord(60.0, -30.0, unit='deg')
+# The previous bundled model (feature version 1, converted to 2 on
+# reading): it does not read the frame's saturation level or FWHM.
+V1_MODEL = Path(__file__).parents[1] / 'network' / 'data' / 'model_v1'
 
 
 @pytest.fixture(scope='module', name='frame')
@@ -81,8 +87,10 @@ def test_positions_skycoord_and_init_params_agree(frame, phot):
     assert 'sky_center' in by_xy.colnames
 
 
-def test_plain_arrays_quantities_and_explicit_zeropoint(frame, phot):
+def test_plain_arrays_quantities_and_explicit_zeropoint(frame):
     ccd, truth = frame
+    # A bare array has no header: the saturation level is given.
+    phot = SaturatedStarPhotometry(saturation_level=ccd.meta['SATURATE'])
     pos = np.column_stack([truth['x'], truth['y']])
     plain = phot(np.asarray(ccd.data), positions=pos)
     assert 'mag' not in plain.colnames  # no header, no zero point
@@ -172,8 +180,9 @@ def test_photometry_command(frame, tmp_path, capsys):
 
 # -- honest options -----------------------------------------------------------
 
-def test_error_is_propagated_into_the_uncertainty(frame, phot):
+def test_error_is_propagated_into_the_uncertainty(frame):
     ccd, truth = frame
+    phot = SaturatedStarPhotometry(saturation_level=ccd.meta['SATURATE'])
     coords = truth['sky_coord']
     plain = phot(ccd.data, wcs=ccd.wcs, skycoord=coords)
     zero = phot(ccd.data, wcs=ccd.wcs, skycoord=coords,
@@ -213,7 +222,13 @@ def test_saturation_level_from_the_header_or_masked(frame, phot):
     assert 'SATURATE' in ccd.meta
     blind = ccd.copy()
     del blind.meta['SATURATE']
-    unknown = phot(blind, skycoord=truth['sky_coord'])
+    # The camera-agnostic default reads the level: without one (and no
+    # plateau, the pipeline replaced the saturated pixels) it refuses.
+    with pytest.raises(SatphotutilsError, match='saturation level'):
+        phot(blind, skycoord=truth['sky_coord'])
+    # A model that does not read it measures, with n_saturated masked.
+    unknown = SaturatedStarPhotometry(model=V1_MODEL)(
+        blind, skycoord=truth['sky_coord'])
     assert np.ma.getmaskarray(unknown['n_saturated']).all()
     assert unknown.meta['frame']['saturation_level_source'] is None
     other = ccd.copy()
@@ -241,7 +256,12 @@ def test_photometry_meta_records_each_value_and_its_source(frame, phot):
     assert meta['zeropoint_source'] == 'header'
     assert meta['sky_source'] == 'header'
     assert meta['camera'] == ccd.meta['CAMERA']
-    bare = phot(ccd.data, wcs=ccd.wcs, skycoord=truth['sky_coord'][:2])
+    bare = SaturatedStarPhotometry(saturation_level=ccd.meta['SATURATE'])(
+        ccd.data, wcs=ccd.wcs, skycoord=truth['sky_coord'][:2])
+    assert bare.meta['frame_saturation']['source'] == 'argument'
+    assert table.meta['frame_saturation'] == {
+        'value': ccd.meta['SATURATE'], 'source': 'header'}
+    assert table.meta['frame_fwhm']['source'].startswith('measured')
     assert bare.meta['frame']['zeropoint'] is None
     assert 'mag' not in bare.colnames
     assert bare.meta['frame']['sky_source'].startswith('measured')

