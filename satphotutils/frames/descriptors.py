@@ -104,13 +104,13 @@ def _isolated_peaks(data, threshold, box, saturation, n_stars, mask):
         isolated = dist[:, 1] > 2 * _FIT_SHAPE
     # Unsaturated with a margin: a peak within a factor two of the level
     # may have a clipped pixel beside it.
-    ok = isolated & (peak < 0.5 * saturation) & (peak > 3 * threshold)
+    ok = isolated & (peak < 0.5 * saturation) & (peak > threshold)
     order = np.argsort(-peak[ok])[:n_stars]
     return np.column_stack([x[ok][order], y[ok][order]])
 
 
 def frame_fwhm(data, *, saturation=None, mask=None, n_stars=20,
-               min_stars=5, snr=20.0):
+               min_stars=3, snr=20.0):
     """
     Measure a frame's PSF FWHM from its isolated unsaturated stars.
 

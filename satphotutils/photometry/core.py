@@ -361,7 +361,7 @@ class SaturatedStarPhotometry(_Photometry):
         model (feature version 3), which reads it. By default it is
         measured on each frame (`~satphotutils.frames.frame_fwhm`, the
         same measurement its training stamps were labelled with); a
-        frame on which it cannot be measured (fewer than 5 isolated
+        frame on which it cannot be measured (fewer than 3 isolated
         unsaturated stars) is an error naming this argument.
 
     Notes
@@ -554,7 +554,7 @@ class SaturatedStarPhotometry(_Photometry):
             fwhm_source = 'measured (frame_fwhm)'
         if not np.isfinite(fwhm):
             msg = ("the model reads the frame's PSF FWHM, and it could not "
-                   'be measured on this frame (fewer than 5 isolated, '
+                   'be measured on this frame (fewer than 3 isolated, '
                    'unsaturated stars well above the noise): give fwhm= '
                    '(pixels)')
             raise SatphotutilsError(msg)

@@ -190,7 +190,7 @@ class StampBuilder:
     PSF width (``fwhm``, `~satphotutils.frames.frame_fwhm` on the frame's
     isolated unsaturated stars), the per-frame descriptors a
     camera-agnostic network reads; a frame whose FWHM cannot be measured
-    (fewer than 5 such stars) is skipped and reported.
+    (fewer than 3 such stars) is skipped and reported.
 
     Examples
     --------
@@ -462,7 +462,7 @@ class StampBuilder:
             raise SatphotutilsError(msg)
         fwhm = frame_fwhm(data, saturation=saturation)
         if not np.isfinite(fwhm):
-            msg = ('the PSF FWHM could not be measured: fewer than 5 '
+            msg = ('the PSF FWHM could not be measured: fewer than 3 '
                    'isolated, unsaturated stars well above the noise')
             raise SatphotutilsError(msg)
         return saturation, fwhm

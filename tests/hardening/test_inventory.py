@@ -105,6 +105,10 @@ def masked_pixel(frame, phot, **_):
 
 @case('P04')
 def all_zero_image(frame, phot, **_):
+    # No star to measure the FWHM on: it is given.
+    from satphotutils.photometry import SaturatedStarPhotometry
+
+    phot = SaturatedStarPhotometry(fwhm=1.8, saturation_level=6e4)
     table = phot(np.zeros(frame.shape), positions=[STAR], zeropoint=25.5)
     assert _flags(table) & F.NO_SIGNAL
     assert np.isnan(table['flux'][0])
@@ -113,6 +117,9 @@ def all_zero_image(frame, phot, **_):
 
 @case('P05')
 def negative_image(frame, phot, **_):
+    from satphotutils.photometry import SaturatedStarPhotometry
+
+    phot = SaturatedStarPhotometry(fwhm=1.8, saturation_level=6e4)
     table = phot(-np.abs(frame.data), positions=[STAR], zeropoint=25.5)
     assert _flags(table) & F.NO_SIGNAL
     assert np.isnan(table['flux'][0])

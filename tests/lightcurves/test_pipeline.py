@@ -71,9 +71,11 @@ def test_light_curves_of_constant_and_variable_stars(field, tmp_path):
     assert set(np.unique(lc['n_exposures'])) <= {0, 3}
     assert np.isnan(lc['mag'][lc['n_exposures'] == 0].value).all()
     assert len(lc) == 12
+    # 0.03 mag with the previous single-camera default; the
+    # camera-agnostic one is 25-40% worse on this camera (issue #21).
     for name in ('const7', 'const10', 'const12'):
         stats = run.statistics[name]
-        assert stats['dispersion'] < 0.03
+        assert stats['dispersion'] < 0.04
     # The eclipsing binary: the measured light curve follows the truth.
     eb = run.lightcurves['eb9']
     truth = 9.0 + np.array([binary(t) for t in eb['time'].mjd])
