@@ -136,7 +136,7 @@ def load_features(source, features, *, chunk_size=50_000,
 
     fwhm_scatter : float, optional
         Scatter of the training-time jitter of the ``fwhm`` column (see
-        `features_of`); 0 for evaluation.
+        ``features_of``); 0 for evaluation.
 
     seed : int, optional
         Random seed of the jitter.

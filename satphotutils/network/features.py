@@ -208,7 +208,7 @@ class StampFeatures:
         version 3 has no camera inputs at all).
 
     version : {3, 2}, optional
-        The feature definition (`FEATURE_VERSION` for new models; a model
+        The feature definition (``FEATURE_VERSION`` for new models; a model
         file says which one it was trained with). Version 3 needs the
         frame's ``saturation`` level and ``fwhm`` in `__call__`.
 

@@ -370,7 +370,7 @@ def fit_guard(model, stamps, *, valid=None, false_positive_rate=None,
         Random seed of the choice, the split and the reflections.
 
     strict : bool, optional
-        With `False` (the trainer's choice), too few stamps or members
+        With ``False`` (the trainer's choice), too few stamps or members
         without ``embed`` leave the model without a guard, with a logged
         warning, instead of raising.
 
@@ -382,7 +382,7 @@ def fit_guard(model, stamps, *, valid=None, false_positive_rate=None,
     -------
     guard : `Guard` or None
         Also set as ``model.guard``; `SaturatedStarModel.write`
-        stores it. `None` if ``strict`` is `False` and there were too
+        stores it. `None` if ``strict`` is ``False`` and there were too
         few stamps.
 
     Raises

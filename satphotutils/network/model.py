@@ -127,7 +127,7 @@ class StampMLP(_TwoHeads):
         Return the last hidden activations for inputs ``x``, (N, width).
 
         Both heads read them; the out-of-distribution guard
-        (`satphotutils.network.guard`) models their density.
+        (``satphotutils.network.guard``) models their density.
         """
         return self.body(x)
 
@@ -246,7 +246,7 @@ class StampCNN(_TwoHeads):
         Return the last hidden activations for inputs ``x``, (N, width).
 
         Both heads read them; the out-of-distribution guard
-        (`satphotutils.network.guard`) models their density.
+        (``satphotutils.network.guard``) models their density.
         """
         n, m = len(x), self.n_pixels
         planes = torch.stack([x[:, :m], x[:, m:2 * m],

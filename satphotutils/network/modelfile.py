@@ -10,7 +10,7 @@ architecture, uncertainty calibration, training provenance, validation
 metrics and the package version).
 
 A model may carry an out-of-distribution guard
-(`~satphotutils.network.guard.Guard`): its tensors ``guard.mean`` (M, D)
+(``satphotutils.network.guard.Guard``): its tensors ``guard.mean`` (M, D)
 and ``guard.whiten`` (M, D, D) in ``model.safetensors`` and its
 calibration in ``model.json``'s ``guard``; both are checked on reading.
 A model without one predicts ``ood_score`` NaN and never sets
@@ -154,7 +154,7 @@ class Prediction(_RowsMixin):
         `~satphotutils.network.SaturatedStarModel.predict_prepared`).
 
     ood_score : `~numpy.ndarray`
-        The out-of-distribution score (`~satphotutils.network.guard`):
+        The out-of-distribution score (``satphotutils.network.guard``):
         above 1 the stamp is unlike the training stamps and flagged
         ``out_of_distribution``; NaN for a model without a guard.
 
@@ -209,9 +209,9 @@ class SaturatedStarModel:
         {'saturated': s, 'unsaturated': s}, 'ensemble': {...}}``),
         ``saturation_log_counts``, ``label_range`` and ``classical``.
 
-    guard : `~satphotutils.network.guard.Guard`, optional
-        The out-of-distribution guard (`~satphotutils.network.guard.
-        fit_guard` makes one); without it ``ood_score`` is NaN.
+    guard : ``satphotutils.network.guard.Guard``, optional
+        The out-of-distribution guard (``fit_guard`` makes one); without
+        it ``ood_score`` is NaN.
 
     Examples
     --------

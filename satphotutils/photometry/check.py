@@ -2,7 +2,7 @@
 """
 The frame-level check of the network against exact apertures.
 
-The per-stamp guard (`satphotutils.network.guard`) asks whether each
+The per-stamp guard (``satphotutils.network.guard``) asks whether each
 stamp looks like the training stamps; this check asks the frame itself.
 On the isolated unsaturated stars among the measured targets, an exact
 aperture measures the counts with no model at all, so a network that

@@ -139,7 +139,7 @@ class SurveyPipeline:
             Flat-fielded counts.
 
         saturated : `~numpy.ndarray` of bool
-            Pixels at or above `saturation_threshold`.
+            Pixels at or above ``saturation_threshold``.
         """
         saturated = raw >= self.saturation_threshold(detector)
         counts = raw.astype(np.float64)
