@@ -14,27 +14,9 @@ from satphotutils.intercalibration import (
 )
 from satphotutils.utils.flags import SATPHOT_FLAGS as F
 
+from .conftest import OFFSETS, simulate_drw
+
 SHARED = Path(__file__).parents[1] / 'data' / 'asassn_lc'
-OFFSETS = {'bi/g': 0.0, 'bj/g': 0.12, 'bm/g': -0.07, 'ba/V': 0.35,
-           'bE/g': 0.03}
-
-
-def simulate_drw(rng, *, n=2500, sigma=0.2, tau=150.0, years=6):
-    """A DRW light curve with ASAS-SN-like seasons and five groups."""
-    t = np.sort(rng.uniform(0, 365 * years, 4 * n))
-    t = t[np.cos(2 * np.pi * t / 365) > -0.3][:n]  # seasonal gaps
-    y = np.empty(len(t))
-    y[0] = rng.normal(0, sigma)
-    for i in range(1, len(t)):
-        a = np.exp(-(t[i] - t[i - 1]) / tau)
-        y[i] = a * y[i - 1] + rng.normal(0, sigma * np.sqrt(1 - a**2))
-    groups = np.array(list(OFFSETS))[rng.integers(0, 5, len(t))]
-    err = rng.uniform(0.01, 0.03, len(t))
-    mag = 11.0 + y + np.array([OFFSETS[g] for g in groups]) \
-        + rng.normal(0, err)
-    cam, filt = np.array([g.split('/') for g in groups]).T
-    return QTable({'time': Time(2458000 + t, format='jd'), 'mag': mag,
-                   'mag_err': err, 'camera': cam, 'filter': filt})
 
 
 @pytest.mark.parametrize('seed', [1, 2])
