@@ -8,10 +8,12 @@ def register(subparsers, formatter_class):
         'intercalibrate', formatter_class=formatter_class,
         help='put a multi-camera/filter light curve on one scale',
         description=('Fit a damped-random-walk Gaussian process with one '
-                     "offset per camera/filter group (or the paper's "
-                     'median-of-means procedure) and write the '
-                     'intercalibrated light curve (ECSV), with the offsets '
-                     'next to it (OUT.offsets.ecsv).'))
+                     'offset per camera/filter group, optionally a '
+                     'per-band amplitude ratio, per-group error scales '
+                     "and a trend (or use the paper's median-of-means "
+                     'procedure), and write the intercalibrated light '
+                     'curve (ECSV), with the offsets and per-group noise '
+                     'terms next to it (OUT.offsets.ecsv).'))
     parser.add_argument('lc_file', metavar='LC_FILE',
                         help=('Sky Patrol v1/v2 CSV, pyasassn CSV, a light '
                               'curve of satphot lightcurve (ECSV/FITS), or '
@@ -30,6 +32,22 @@ def register(subparsers, formatter_class):
                         help='reject outliers iteratively (flagged)')
     parser.add_argument('--method', choices=['gp', 'paper'], default='gp',
                         help="'paper': median of the group means")
+    parser.add_argument('--amplitude-ratio', action='store_true',
+                        help='fit the variability amplitude of each band '
+                             'relative to the band with the most points '
+                             '(and put the others on its scale)')
+    parser.add_argument('--error-scale', action='store_true',
+                        help='fit a factor per group on the stated errors')
+    parser.add_argument('--no-jitter', dest='jitter', action='store_false',
+                        help='no extra white noise per group')
+    parser.add_argument('--trend', type=int, default=0, metavar='DEGREE',
+                        help='polynomial trend in time per band (0-3)')
+    parser.add_argument('--select', action='store_true',
+                        help='choose among the model with and without '
+                             'the optional terms by the Bayesian '
+                             'information criterion')
+    parser.add_argument('--min-points', type=int, default=5,
+                        help='fewest usable points for a group offset')
     parser.add_argument('--max-offset', type=float, default=1.0,
                         help='largest plausible difference (mag) between '
                              'the offset of a group and those of the other '
@@ -57,12 +75,20 @@ def _run(args):
     )
     from satphotutils.intercalibration.plotting import plot_intercalibration
     from satphotutils.utils.flags import SATPHOT_FLAGS
-    from satphotutils.utils.io import atomic_output
+    from satphotutils.utils.io import atomic_output, check_outputs
 
+    out = Path(args.output)
+    offsets = out.with_name(out.stem + '.offsets.ecsv')
+    # Every output checked before the fit and before any is written.
+    check_outputs([out, offsets, args.plot], overwrite=args.overwrite)
     lc = read_lightcurve(args.lc_file, name=args.name)
     intercalibrator = DRWIntercalibrator(
         method=args.method, drop_faintest=args.drop_faintest,
-        robust=args.robust, max_offset=args.max_offset,
+        robust=args.robust, jitter=args.jitter,
+        error_scale=args.error_scale,
+        amplitude_ratio=args.amplitude_ratio, trend=args.trend,
+        select=args.select, min_points=args.min_points,
+        max_offset=args.max_offset,
         keep_flagged_groups=args.keep_flagged_groups)
     # The flagged groups are named on stderr below; without a logging
     # configuration Python would also print the library's warnings.
@@ -74,14 +100,13 @@ def _run(args):
         result = intercalibrator(lc)
     finally:
         logger.removeHandler(quiet)
-    out = Path(args.output)
     with atomic_output(out, overwrite=args.overwrite) as tmp:
         result.lightcurve.write(tmp, format='ascii.ecsv')
-    offsets = out.with_name(out.stem + '.offsets.ecsv')
     with atomic_output(offsets, overwrite=args.overwrite) as tmp:
         result.offsets.write(tmp, format='ascii.ecsv')
     if args.plot:
-        plot_intercalibration(result, path=args.plot)
+        with atomic_output(args.plot, overwrite=args.overwrite) as tmp:
+            plot_intercalibration(result, path=tmp)
     flagged = result.flagged_groups
     not_fitted = SATPHOT_FLAGS.INTERCAL_FAINTEST \
         | SATPHOT_FLAGS.INTERCAL_CLIPPED | SATPHOT_FLAGS.BAD_QUALITY
@@ -95,6 +120,8 @@ def _run(args):
         summary += ')'
     print(f'{summary}; {n_not_fitted} points left out of the fit; wrote '
           f'{out} and {offsets}')
+    if args.method == 'gp':
+        print(_describe(result.drw))
     for row in result.offsets:
         group = f"  {row['group']:>6}: "
         used = f"({row['n_used']}/{row['n']} points used)"
@@ -112,3 +139,34 @@ def _run(args):
             'left out of the light curve'
         print(f'satphot intercalibrate: warning: group {group} {what}: '
               f'{reason}', file=sys.stderr)
+
+
+def _describe(drw):
+    """One line on the fitted model: DRW, amplitude ratios, criterion."""
+    terms = [name.replace('_', ' ') for name in
+             ('jitter', 'error_scale', 'amplitude_ratio')
+             if drw['model'][name]]
+    if drw['model']['trend']:
+        terms.append(f"trend of degree {drw['model']['trend']}")
+    text = (f"  DRW sigma {drw['sigma']:.4f} +- {drw['sigma_err']:.4f} mag,"
+            f" tau {drw['tau']:.1f} +- {drw['tau_err']:.1f} d; "
+            f"{', '.join(terms) or 'no noise terms'}; BIC {drw['bic']:.1f}")
+    ratios = {band: value for band, value in drw['amplitude_ratio'].items()
+              if band != drw['reference_band'] and drw['model'][
+                  'amplitude_ratio']}
+    for band, value in ratios.items():
+        text += (f"; amplitude {band}/{drw['reference_band']} {value:.3f}"
+                 f" +- {drw['amplitude_ratio_err'][band]:.3f}")
+    if 'selection' in drw:
+        text += ' (chosen by BIC among ' + '; '.join(
+            _label(row) + f" {row['bic']:.1f}" for row in drw['selection']
+        ) + ')'
+    return text
+
+
+def _label(options):
+    names = [n for n in ('jitter', 'error_scale', 'amplitude_ratio')
+             if options[n]]
+    if options['trend']:
+        names.append(f"trend {options['trend']}")
+    return '+'.join(names) or 'offsets only'

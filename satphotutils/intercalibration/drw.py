@@ -394,6 +394,16 @@ class DRWIntercalibrator:
             members = gidx == g
             if np.count_nonzero(members & (flags == 0)) < self.min_points:
                 flags[members] |= SATPHOT_FLAGS.SMALL_GROUP
+        if not (flags == 0).any():
+            usable = {str(g): int(np.count_nonzero(
+                (gidx == k) & ((flags & ~SATPHOT_FLAGS.SMALL_GROUP) == 0)))
+                for k, g in enumerate(groups)}
+            msg = ('no camera/filter group has the min_points='
+                   f'{self.min_points} usable points an offset needs '
+                   f'(usable points per group: {usable}, of '
+                   f'{len(flags)} rows); lower min_points only if so few '
+                   'points can be trusted')
+            raise SatphotutilsError(msg)
         # Outliers from the running median of all groups: the GP's pass
         # may take them back when a group's jitter grows to absorb them,
         # but a group made mostly of them is not to be trusted.

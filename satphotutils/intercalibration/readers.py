@@ -15,6 +15,7 @@ counted in ``meta['n_invalid']``. Camera codes are kept case-sensitive:
 ``ba`` is a unit in V and ``bA`` the same unit in g.
 """
 
+import csv
 import re
 import warnings
 from pathlib import Path
@@ -65,9 +66,29 @@ def _detect(text):
     return None
 
 
-def _csv(text):
+def _csv(text, path):
+    """
+    Read the CSV body, leaving out rows with the wrong number of fields.
+
+    A row with a field missing would otherwise be read with its values
+    shifted into the wrong columns (a magnitude from the error column, a
+    filter named ``0``). Such rows are invalid and counted; a file most
+    of whose rows are (another delimiter, a damaged export) is refused.
+    """
     lines = [ln for ln in text.splitlines()
              if ln.strip() and not ln.lstrip().startswith('#')]
+    counts = np.array([len(row) for row in csv.reader(lines)])
+    good = counts == counts[0]
+    good[0] = True
+    n_bad = int((~good).sum())
+    if len(lines) > 1 and n_bad > 0.5 * (len(lines) - 1):
+        first = int(np.flatnonzero(~good)[0])
+        msg = (f'{path}: {n_bad} of {len(lines) - 1} rows do not have the '
+               f"header's {counts[0]} comma-separated fields (the first: "
+               f'{lines[first][:60]!r}); the file is damaged or uses '
+               'another delimiter')
+        raise SatphotutilsError(msg)
+    body = [ln for ln, ok in zip(lines, good, strict=True) if ok]
     with warnings.catch_warnings():
         # A damaged number beyond the float range ('2457655e883053') is
         # read as inf with a warning; _finish counts an infinite
@@ -75,8 +96,9 @@ def _csv(text):
         # warning would only repeat what the result says.
         warnings.filterwarnings('ignore', message='OverflowError converting',
                                 category=AstropyWarning)
-        return Table.read('\n'.join(lines) + '\n', format='ascii.csv',
-                          guess=False)
+        table = Table.read('\n'.join(body) + '\n', format='ascii.csv',
+                           guess=False)
+    return table, n_bad
 
 
 def _numbers(column):
@@ -221,13 +243,18 @@ def read_lightcurve(source, *, format=None, name=None):
     if fmt in (None, 'table'):
         return _read_table(path, name)
     try:
-        return _read_format(_csv(text), fmt, path)
+        table, n_bad = _csv(text, path)
+        lc = _read_format(table, fmt, path)
     except (KeyError, ValueError) as exc:
         what = f'no {exc} column' if isinstance(exc, KeyError) else str(exc)
         msg = (f'{path} looks like a {_FORMAT_NAMES.get(fmt, fmt)} file but '
                f'cannot be read: {what}; check that it is complete and '
                'unedited, or pass format=')
         raise SatphotutilsError(msg) from exc
+    lc.meta['n_rows'] += n_bad
+    lc.meta['n_invalid'] += n_bad
+    lc.meta['n_malformed'] = n_bad
+    return lc
 
 
 def _read_table(path, name, **kwargs):

@@ -10,7 +10,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ['atomic_output']
+__all__ = ['atomic_output', 'check_outputs']
 
 # Every temporary file of atomic_output starts with this, so that a tool
 # cleaning up after a killed run removes its own files and no one else's.
@@ -77,3 +77,55 @@ def atomic_output(path, *, overwrite=False):
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def check_outputs(paths, *, overwrite=False):
+    """
+    Check every output of a run before any work or any write.
+
+    A command that writes several files must not write the first and then
+    fail on the second (every rerun would then fail on the first).
+
+    Parameters
+    ----------
+    paths : iterable of path-like or None
+        The outputs (`None` entries are skipped).
+
+    overwrite : bool, optional
+        Whether existing files may be replaced.
+
+    Raises
+    ------
+    FileExistsError
+        Naming every output that exists, if ``overwrite`` is false.
+
+    FileNotFoundError
+        If the directory of an output does not exist.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from satphotutils.utils.io import check_outputs
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / 'a.ecsv').write_text('x')
+    >>> try:
+    ...     check_outputs([d / 'a.ecsv', d / 'b.png'])
+    ... except FileExistsError as exc:
+    ...     print(str(exc).split('/')[-1][:22])
+    a.ecsv already exists;
+    >>> check_outputs([d / 'a.ecsv'], overwrite=True)
+    """
+    paths = [Path(p) for p in paths if p is not None]
+    for path in paths:
+        if not path.parent.is_dir():
+            msg = (f'the directory of the output {path} does not exist; '
+                   'create it first')
+            raise FileNotFoundError(msg)
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not overwrite:
+        names = ', '.join(existing)
+        verb = 'already exists' if len(existing) == 1 else 'already exist'
+        them = 'it' if len(existing) == 1 else 'them'
+        msg = (f'{names} {verb}; pass overwrite=True (--overwrite on the '
+               f'command line) to replace {them}')
+        raise FileExistsError(msg)

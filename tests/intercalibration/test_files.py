@@ -1,0 +1,102 @@
+# Licensed under a 3-clause BSD style license - see LICENSE.rst
+"""Damaged files and outputs of ``satphot intercalibrate`` (#25 14, 24)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from satphotutils.cli import main
+from satphotutils.intercalibration import DRWIntercalibrator, read_lightcurve
+from satphotutils.utils.exceptions import SatphotutilsError
+
+SHARED = Path(__file__).parents[1] / 'data' / 'asassn_lc'
+SP1 = SHARED / 'sp1_V765Cas_EB.csv'
+
+
+def _damaged(tmp_path, edit):
+    lines = SP1.read_text().splitlines()
+    lines = edit(lines)
+    path = tmp_path / 'damaged.csv'
+    path.write_text('\n'.join(lines) + '\n')
+    return path
+
+
+@pytest.mark.parametrize('field', [3, -1])
+def test_row_with_a_missing_field_is_invalid_not_shifted(tmp_path, field):
+    """Item 14: a missing field used to shift the row's values into the
+    wrong columns (a new group ``ba/0`` from a missing filter)."""
+    def drop(lines):
+        parts = lines[5].split(',')
+        del parts[field]
+        lines[5] = ','.join(parts)
+        return lines
+
+    intact = read_lightcurve(SP1)
+    lc = read_lightcurve(_damaged(tmp_path, drop))
+    groups = set(zip(lc['camera'], lc['filter'], strict=True))
+    assert groups == set(zip(intact['camera'], intact['filter'],
+                             strict=True))
+    assert lc.meta['n_malformed'] == 1
+    assert lc.meta['n_rows'] == intact.meta['n_rows']
+    # The damaged row held a valid measurement: one fewer, one more
+    # invalid.
+    assert len(lc) == len(intact) - 1
+    assert lc.meta['n_invalid'] == intact.meta['n_invalid'] + 1
+
+
+def test_file_with_another_delimiter_is_refused(tmp_path):
+    path = _damaged(tmp_path, lambda lines: [lines[0]] + [
+        ln.replace(',', ';') for ln in lines[1:]])
+    with pytest.raises(SatphotutilsError, match=r'2809 of 2809 rows do not '
+                       r"have the header's 10 comma-separated fields"):
+        read_lightcurve(path)
+    assert main(['intercalibrate', str(path), '-o',
+                 str(tmp_path / 'o.ecsv')]) == 1
+
+
+@pytest.mark.parametrize('robust', [False, True])
+def test_too_few_points_say_so(tmp_path, robust):
+    """Item 24: 3 usable rows gave 'array of sample points is empty'."""
+    path = _damaged(tmp_path, lambda lines: lines[:6])
+    lc = read_lightcurve(path)
+    with pytest.raises(SatphotutilsError,
+                       match=r"min_points=5 usable points an offset needs "
+                             r"\(usable points per group: \{'ba/V': 2\}"):
+        DRWIntercalibrator(robust=robust)(lc)
+
+
+def test_every_output_is_checked_before_any_is_written(tmp_path, capsys):
+    """Item 24: out.ecsv was written before out.offsets.ecsv failed on an
+    existing file, and --plot replaced an existing figure."""
+    out = tmp_path / 'lc.ecsv'
+    (tmp_path / 'lc.offsets.ecsv').write_text('mine')
+    assert main(['intercalibrate', str(SP1), '-o', str(out)]) == 1
+    assert not out.exists()
+    assert 'lc.offsets.ecsv already exists' in capsys.readouterr().err
+    (tmp_path / 'lc.offsets.ecsv').unlink()
+    plot = tmp_path / 'figure.png'
+    plot.write_text('mine')
+    assert main(['intercalibrate', str(SP1), '-o', str(out), '--plot',
+                 str(plot)]) == 1
+    assert not out.exists()
+    assert plot.read_text() == 'mine'
+    assert main(['intercalibrate', str(SP1), '-o', str(out), '--plot',
+                 str(plot), '--overwrite']) == 0
+    assert plot.read_bytes()[:4] == b'\x89PNG'
+
+
+def test_command_fits_and_reports_the_model(tmp_path, capsys):
+    out = tmp_path / 'lc.ecsv'
+    assert main(['intercalibrate', str(SHARED / 'sp2web_352187470767.csv'),
+                 '-o', str(out), '--amplitude-ratio', '--error-scale',
+                 '--select', '--robust']) == 0
+    text = capsys.readouterr().out
+    assert 'DRW sigma' in text
+    assert 'chosen by BIC among' in text
+    from astropy.table import QTable
+
+    offsets = QTable.read(tmp_path / 'lc.offsets.ecsv')
+    for name in ('jitter', 'jitter_err', 'error_scale', 'ratio'):
+        assert name in offsets.colnames
+    assert np.isfinite(offsets.meta['drw']['bic'])
