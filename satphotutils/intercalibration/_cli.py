@@ -148,20 +148,29 @@ def _describe(drw):
              if drw['model'][name]]
     if drw['model']['trend']:
         terms.append(f"trend of degree {drw['model']['trend']}")
-    text = (f"  DRW sigma {drw['sigma']:.4f} +- {drw['sigma_err']:.4f} mag,"
-            f" tau {drw['tau']:.1f} +- {drw['tau_err']:.1f} d; "
+    text = (f"  DRW sigma {drw['sigma']:.4f}{_pm(drw['sigma_err'], 4)} mag,"
+            f" tau {drw['tau']:.1f}{_pm(drw['tau_err'], 1)} d; "
             f"{', '.join(terms) or 'no noise terms'}; BIC {drw['bic']:.1f}")
     ratios = {band: value for band, value in drw['amplitude_ratio'].items()
               if band != drw['reference_band'] and drw['model'][
                   'amplitude_ratio']}
     for band, value in ratios.items():
         text += (f"; amplitude {band}/{drw['reference_band']} {value:.3f}"
-                 f" +- {drw['amplitude_ratio_err'][band]:.3f}")
+                 + _pm(drw['amplitude_ratio_err'][band], 3))
     if 'selection' in drw:
         text += ' (chosen by BIC among ' + '; '.join(
             _label(row) + f" {row['bic']:.1f}" for row in drw['selection']
         ) + ')'
     return text
+
+
+def _pm(error, digits):
+    """'+- error', or why there is none (a parameter at its bound)."""
+    import numpy as np
+
+    if np.isfinite(error):
+        return f' +- {error:.{digits}f}'
+    return ' (at the bound of the fit, no error)'
 
 
 def _label(options):

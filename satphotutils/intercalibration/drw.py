@@ -836,6 +836,14 @@ class _GPFit:
         lower, upper, _ = self.bounds()
         size = len(params)
         free = (params > lower + 1e-3) & (params < upper - 1e-3)
+        # The noise terms of groups without a point in the fit are not
+        # constrained at all (a zero row of the Hessian).
+        fitted = np.bincount(self.gidx[self.use],
+                             minlength=self.n_groups) > 0
+        sl = self.layout.slices()
+        for name in ('log_jitter', 'log_scale'):
+            if name in sl:
+                free[sl[name]] &= fitted
         errors = np.full(size, np.nan)
         if not free.any():
             return errors
