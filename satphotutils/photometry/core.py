@@ -92,6 +92,8 @@ class _Photometry:
             `~astropy.nddata.CCDData`) brings its own ``mask``,
             ``uncertainty``, ``wcs``, ``unit`` and ``meta`` (the header,
             read through ``header_keys``).
+            A ``numpy.ma.MaskedArray``'s mask is honoured as ``mask`` is
+            (joined to it), as photutils does.
 
         positions : array-like, shape (N, 2), optional
             Pixel positions ``(x, y)`` of the targets.
@@ -868,7 +870,16 @@ def _unpack(data, mask, error, wcs):
         unit = data.unit
         image = np.asarray(data.value)
     else:
-        image = np.asarray(data)
+        image = data
+    if np.ma.isMaskedArray(image):
+        # As photutils does: the array's own mask is a mask (np.asarray
+        # would drop it and measure the bad pixels' values), joined to
+        # an explicit one.
+        own = np.ma.getmaskarray(image)
+        mask = own if mask is None or np.shape(mask) != own.shape else \
+            own | np.asarray(mask, dtype=bool)
+        image = np.ma.getdata(image)
+    image = np.asarray(image)
     # Floating-point images are used as they are (a float64 copy of a
     # 2048x2048 frame costs more than cutting all its stamps); integers
     # are converted once.

@@ -957,9 +957,89 @@ def cli_missing_stamp_table(tmp_path, capsys, **_):
                         str(tmp_path / 'm')], 'does not exist')
 
 
+# -- issue 25, second round: each case is its own test ------------------------
+
+@case('C10')
+@pytest.mark.parametrize('argv', [
+    ['simulate', 'frames', 'OUT', '--n-epochs', '0'],
+    ['simulate', 'frames', 'OUT', '--g-max', 'nan'],
+    ['simulate', 'frames', 'OUT', '--dec', '-91'],
+    ['simulate', 'stamps', 'OUT', '--n-stars', '5', '--damage-fraction',
+     '2'],
+    ['train', 'STAMPS', '-o', 'OUT', '--lr', 'inf'],
+    ['train', 'STAMPS', '-o', 'OUT', '--batch-size', '0'],
+    ['train', 'STAMPS', '-o', 'OUT', '--epochs', '2.5'],
+    ['photometry', 'IMAGE', '--targets', 'T', '-o', 'OUT', '--fwhm', '-1'],
+    ['stamps', 'IMAGE', '--gaia', '-o', 'OUT', '--g-max', 'nan'],
+    ['stamps', 'IMAGE', '--gaia', '-o', 'OUT', '--edge', '-5'],
+    ['lightcurve', 'IMAGE', '--targets', 'T', '-o', 'OUT',
+     '--epoch-window', 'nan'],
+])
+def test_item09_numeric_options_of_every_command(argv, tmp_path, capsys):
+    # A usage error before any work: nothing is simulated, queried or
+    # written.
+    argv = [str(tmp_path / 'out') if a == 'OUT' else a for a in argv]
+    option = next(a for a in argv if a.startswith('--') and a not in (
+        '--gaia', '--targets', '--n-stars'))
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f'argument {option}: must be' in err
+    assert 'Traceback' not in err
+    assert not (tmp_path / 'out').exists()
+
+
+def test_item09_numeric_arguments_of_the_api(tmp_path):
+    from satphotutils.network import TrainingConfig
+    from satphotutils.photometry import SaturatedStarPhotometry
+    from satphotutils.simulation import FrameSimulator, simulate_field
+
+    for kwargs in ({'lr': np.inf}, {'weight_decay': np.nan},
+                   {'huber_delta': -1.0}):
+        with pytest.raises(ValueError, match=f'{next(iter(kwargs))}='):
+            TrainingConfig(**kwargs)
+    with pytest.raises(ValueError, match='n_epochs must be at least 1'):
+        simulate_field(tmp_path, None, [FrameSimulator(pointing=CENTRE)],
+                       n_epochs=0)
+    with pytest.raises(ValueError, match='batch_size must be at least 1'):
+        SaturatedStarPhotometry(batch_size=0)
+
+
+@case('P17')
+def test_item11_masked_array_mask_is_honoured(frame):
+    # The same pixels masked by mask= are the independent answer; the
+    # mask covers part of the core, so ignoring it changes the result.
+    from satphotutils.photometry import SaturatedStarPhotometry
+
+    # A plain array has no header: its saturation level and FWHM given.
+    phot = SaturatedStarPhotometry(saturation_level=frame.meta['SATURATE'],
+                                   fwhm=1.8)
+    bad = np.zeros(frame.shape, bool)
+    bad[148:152, 98:103] = True
+    data = np.ma.masked_array(frame.data, mask=bad)
+    table = phot(data, positions=[STAR], zeropoint=25.5)
+    expected = phot(frame.data, positions=[STAR], zeropoint=25.5, mask=bad)
+    ignored = phot(frame.data, positions=[STAR], zeropoint=25.5)
+    assert _flags(table) & F.MASKED_PIXELS
+    assert _flags(table) == _flags(expected)
+    assert_allclose(table['flux'].value, expected['flux'].value)
+    assert not np.allclose(table['flux'].value, ignored['flux'].value,
+                           equal_nan=True)
+    # Joined to an explicit mask.
+    other = np.zeros(frame.shape, bool)
+    other[150, 100] = True
+    joined = phot(np.ma.masked_array(frame.data, mask=other),
+                  positions=[STAR], zeropoint=25.5, mask=bad)
+    both = phot(frame.data, positions=[STAR], zeropoint=25.5,
+                mask=bad | other)
+    assert_allclose(joined['flux'].value, both['flux'].value)
+
+
 # -- the tests ----------------------------------------------------------------
 
-@pytest.mark.parametrize('key', sorted(CASES))
+@pytest.mark.parametrize('key', sorted(
+    k for k, f in CASES.items() if not f.__name__.startswith('test_')))
 def test_bad_input(key, request):
     func = CASES[key]
     wanted = [p.name for p in inspect.signature(func).parameters.values()
