@@ -34,6 +34,7 @@ from astropy.time import Time
 from satphotutils.calibration.counts import counts_to_magnitude
 from satphotutils.calibration.zeropoint import frame_zeropoint
 from satphotutils.frames import list_frames, read_frame
+from satphotutils.photometry.core import _sky_from_columns
 from satphotutils.utils._misc import get_meta
 from satphotutils.utils._parameters import (
     as_non_negative,
@@ -72,11 +73,7 @@ def _coords(targets):
     if 'skycoord' in targets.colnames:
         coord = SkyCoord(targets['skycoord'])
     elif 'ra' in targets.colnames and 'dec' in targets.colnames:
-        ra, dec = targets['ra'], targets['dec']
-        coord = SkyCoord(ra if hasattr(ra, 'unit') and ra.unit else
-                         np.asarray(ra) * u.deg,
-                         dec if hasattr(dec, 'unit') and dec.unit else
-                         np.asarray(dec) * u.deg)
+        coord = _sky_from_columns(targets['ra'], targets['dec'])
     else:
         msg = 'the target table needs ra and dec (deg) or a skycoord column'
         raise ValueError(msg)
@@ -528,7 +525,7 @@ class LightCurvePipeline:
         if resume and path.exists():
             try:
                 saved = json.loads(path.read_text())
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, RecursionError) as exc:
                 msg = (f'cannot read {path} ({exc}); run without --resume '
                        '(resume=False) to measure every frame again')
                 raise SatphotutilsError(msg) from exc

@@ -25,6 +25,7 @@ from astropy.wcs import WCS
 from numpy.testing import assert_allclose
 
 from satphotutils.cli import main
+from satphotutils.frames import read_frame
 from satphotutils.utils.exceptions import SatphotutilsError
 from satphotutils.utils.flags import SATPHOT_FLAGS as F
 
@@ -1034,6 +1035,65 @@ def test_item11_masked_array_mask_is_honoured(frame):
     both = phot(frame.data, positions=[STAR], zeropoint=25.5,
                 mask=bad | other)
     assert_allclose(joined['flux'].value, both['flux'].value)
+
+
+@case('G13')
+def test_item15_ambiguous_or_sexagesimal_target_positions(frame, phot):
+    coord = frame.wcs.pixel_to_world(*STAR)
+    both = Table({'x': [STAR[0]], 'y': [STAR[1]],
+                  'ra': [coord.ra.deg + 0.1], 'dec': [coord.dec.deg]})
+    with pytest.raises(ValueError, match=r'both pixel \(x, y\) and sky '
+                       r'\(ra, dec\)'):
+        phot(frame, init_params=both)
+    # Sexagesimal text is hours and degrees, as catalogues write it: the
+    # target lands where its decimal degrees put it.
+    text = Table({'ra': [coord.ra.to_string('hourangle', sep=':',
+                                            precision=4)],
+                  'dec': [coord.dec.to_string(sep=':', precision=3)]})
+    table = phot(frame, init_params=text)
+    assert_allclose([table['x_center'][0], table['y_center'][0]], STAR,
+                    atol=0.01)
+    with pytest.raises(ValueError, match="ra column holds 'ten'"):
+        phot(frame, init_params=Table({'ra': ['ten'], 'dec': ['-30']}))
+
+
+@case('P18')
+def test_item16_implausible_zero_points(frame, phot, tmp_path, capsys):
+    with pytest.raises(ValueError, match=r'zeropoint is -25.*outside the '
+                       r'plausible range 5-45'):
+        phot(frame, positions=[STAR], zeropoint=-25)
+    (tmp_path / 'out.ecsv').write_text('keep me')
+    path = tmp_path / 'f.fits'
+    frame.write(path)
+    Table({'x': [STAR[0]], 'y': [STAR[1]]}).write(tmp_path / 'xy.ecsv')
+    _cli_fails(capsys, ['photometry', str(path), '--targets',
+                        str(tmp_path / 'xy.ecsv'), '--zeropoint', '-25',
+                        '-o', str(tmp_path / 'out.ecsv'), '--overwrite'],
+               'outside the plausible range')
+    assert (tmp_path / 'out.ecsv').read_text() == 'keep me'
+    # In the header: ZP = T (a FITS boolean) and ZP = -25 are named.
+    for value, words in ((True, 'ZP header keyword of .* must be a number'),
+                         (-25.0, 'ZP header keyword of .* outside')):
+        with fits.open(path, mode='update') as hdul:
+            hdul[0].header['ZP'] = value
+        with pytest.raises(SatphotutilsError, match=words):
+            read_frame(path)
+
+
+@case('M09')
+def test_item18_hostile_model_json(model_dir, frames_dir, tmp_path, capsys):
+    meta = model_dir / 'model.json'
+    for text, words in ((b'[' * 200_000 + b']' * 200_000,
+                         'nested too deeply'),
+                        (b'{"format": "\xff\xfe"}', 'is not valid JSON')):
+        meta.write_bytes(text)
+        with pytest.raises(SatphotutilsError, match=words) as info:
+            _read(model_dir)
+        assert str(meta) in str(info.value)
+        _cli_fails(capsys, ['photometry', str(frames_dir[0] / 'good.fits'),
+                            '--targets', str(tmp_path / 'targets.ecsv'),
+                            '--model', str(model_dir), '-o',
+                            str(tmp_path / 'out.ecsv')], str(meta))
 
 
 # -- the tests ----------------------------------------------------------------
