@@ -1096,6 +1096,60 @@ def test_item18_hostile_model_json(model_dir, frames_dir, tmp_path, capsys):
                             str(tmp_path / 'out.ecsv')], str(meta))
 
 
+def _stamp_chunk(n, **columns):
+    return {'stamp': np.zeros((n, 21, 21), np.float32),
+            'star_id': np.arange(n, dtype=np.int16),
+            'zeropoint': np.full(n, 25.5), 'sky': np.full(n, 200.0),
+            **columns}
+
+
+@case('S03')
+def test_item13_later_stamp_chunks_are_never_truncated(tmp_path):
+    from satphotutils.stamps import StampTableWriter, read_stamp_table
+
+    path = tmp_path / 's.fits'
+    big = 2**40 + 5  # a Gaia-sized identifier after int16 ones
+    with StampTableWriter(path) as writer:
+        writer.write(_stamp_chunk(2, camera=np.array(['b', 'b']),
+                                  file=np.array(['f1.fits'] * 2)))
+        writer.write(_stamp_chunk(1, camera=np.array(['bc']),
+                                  file=np.array(['f10.fits']),
+                                  star_id=np.array([big])))
+    table = read_stamp_table(path)
+    assert list(table['camera']) == ['b', 'b', 'bc']
+    assert list(table['file']) == ['f1.fits', 'f1.fits', 'f10.fits']
+    assert list(table['star_id']) == [0, 1, big]
+    # Beyond the width: refused, naming the column and the fix.
+    with pytest.raises(SatphotutilsError, match=r"column 'file' .* 40 "
+                       r'characters.*string_width=40'), \
+            StampTableWriter(tmp_path / 't.fits') as writer:
+        writer.write(_stamp_chunk(1, file=np.array(['a.fits'])))
+        writer.write(_stamp_chunk(1, file=np.array(['n' * 35 + '.fits'])))
+    assert not (tmp_path / 't.fits').exists()
+    with pytest.raises(SatphotutilsError,
+                       match=r"'star_id' .* not integers"), \
+            StampTableWriter(tmp_path / 'u.fits') as writer:
+        writer.write(_stamp_chunk(1))
+        writer.write(_stamp_chunk(1, star_id=np.array([2.5])))
+
+
+@case('S04')
+def test_item22_truncated_stamp_table(tmp_path, capsys):
+    from satphotutils.stamps import StampTableWriter, read_stamp_table
+
+    path = tmp_path / 's.fits'
+    with StampTableWriter(path) as writer:
+        writer.write(_stamp_chunk(50))
+    cut = tmp_path / 'cut.fits'
+    cut.write_bytes(path.read_bytes()[:2 * path.stat().st_size // 3])
+    with pytest.raises(SatphotutilsError,
+                       match=f'stamp table {cut} is truncated'):
+        read_stamp_table(cut)
+    for argv in (['predict', str(cut), '-o', str(tmp_path / 'p.fits')],
+                 ['train', str(cut), '-o', str(tmp_path / 'm')]):
+        _cli_fails(capsys, argv, f'stamp table {cut} is truncated')
+
+
 # -- the tests ----------------------------------------------------------------
 
 @pytest.mark.parametrize('key', sorted(
