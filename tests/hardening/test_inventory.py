@@ -1150,6 +1150,29 @@ def test_item22_truncated_stamp_table(tmp_path, capsys):
         _cli_fails(capsys, argv, f'stamp table {cut} is truncated')
 
 
+@case('F13')
+def test_item20_frame_larger_than_the_size_cap(frame, frames_dir, tmp_path,
+                                               capsys, monkeypatch):
+    from satphotutils.frames import reader
+    from satphotutils.lightcurves import LightCurvePipeline
+
+    # Not a 1.6 GB file: a 240 kB image against a 100 kB cap, checked
+    # from the header before the pixels are decompressed.
+    directory, targets = frames_dir
+    path = directory / 'big.fits.gz'
+    frame.write(path)
+    with pytest.raises(SatphotutilsError, match=f'the frame {path} holds a '
+                       r'200 x 300 image .* more than .*max_bytes'):
+        read_frame(path, max_bytes=100_000)
+    assert read_frame(path)[0].shape == frame.shape
+    monkeypatch.setattr(reader, 'MAX_FRAME_BYTES', 100_000)
+    with pytest.raises(SatphotutilsError, match='no frame of 2 gave'):
+        LightCurvePipeline()(directory, targets)
+    _cli_fails(capsys, ['photometry', str(path), '--targets',
+                        str(tmp_path / 'targets.ecsv'), '-o',
+                        str(tmp_path / 'out.ecsv')], 'more than the')
+
+
 # -- the tests ----------------------------------------------------------------
 
 @pytest.mark.parametrize('key', sorted(
