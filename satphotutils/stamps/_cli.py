@@ -56,8 +56,9 @@ def register(subparsers, formatter_class):
                         minimum=1), default=None,
                         help='keep at most this many random exposures per '
                              'star; all if not given')
-    parser.add_argument('--max-unity',
-                        type=number_option(integer=True, minimum=0), default=4,
+    # No minimum: a negative limit rejects every stamp, as the library's.
+    parser.add_argument('--max-unity', type=number_option(integer=True),
+                        default=4,
                         help=('reject stamps with more pixels exactly '
                               'equal to 1 within 5 px of the centre (a '
                               'core damaged by the survey pipeline)'))
