@@ -1072,6 +1072,38 @@ def _check_worker_memory(client):
             ', '.join(sorted(values)))
 
 
+def _die_with_parent(parent):
+    """
+    End this pool worker when the process that started it ends.
+
+    A run killed with SIGKILL cannot stop its pool; the workers (each
+    with torch and a model, ~320 MB) waited for work forever. Polled, as
+    ``prctl(PR_SET_PDEATHSIG)`` is Linux-only and fires when the parent's
+    *thread* ends.
+    """
+    import threading
+    import time
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name='satphot-parent-watch',
+                     daemon=True).start()
+
+
+def _process_pool(workers):
+    """Return the run's process pool, whose workers die with this process."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from dask.multiprocessing import get_context
+
+    return ProcessPoolExecutor(workers, mp_context=get_context(),
+                               initializer=_die_with_parent,
+                               initargs=(os.getpid(),))
+
+
 def _dask_map(pipeline, files, coords, scheduler):
     import dask
 
@@ -1086,12 +1118,7 @@ def _dask_map(pipeline, files, coords, scheduler):
             if scheduler == 'processes':
                 # One pool for the run: without one, dask starts a new
                 # pool (each process importing torch, ~3.6 s) per compute.
-                from concurrent.futures import ProcessPoolExecutor
-
-                from dask.multiprocessing import get_context
-
-                options['pool'] = stack.enter_context(ProcessPoolExecutor(
-                    workers, mp_context=get_context()))
+                options['pool'] = stack.enter_context(_process_pool(workers))
             # One compute per round of tasks, not one for the whole run,
             # so that a long run's frames are saved as it goes.
             for start in range(0, len(batches), workers):

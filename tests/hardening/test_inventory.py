@@ -1173,6 +1173,25 @@ def test_item20_frame_larger_than_the_size_cap(frame, frames_dir, tmp_path,
                         str(tmp_path / 'out.ecsv')], 'more than the')
 
 
+@case('F14')
+@pytest.mark.skipif(not hasattr(__import__('os'), 'mkfifo'),
+                    reason='no FIFOs here')
+def test_item08_fifo_among_filtered_frames(frames_dir):
+    import os
+
+    from satphotutils.frames import list_frames
+    from satphotutils.lightcurves import LightCurvePipeline
+
+    # With header filters every file is opened to read its header: a
+    # FIFO blocked there forever (without filters it was skipped).
+    directory, targets = frames_dir
+    os.mkfifo(directory / 'pipe.fits')
+    assert directory / 'pipe.fits' in list_frames(directory, CAMERA='bi')
+    run = LightCurvePipeline()(directory, targets, CAMERA='bi')
+    assert 'not a regular file' in run.skipped[str(directory / 'pipe.fits')]
+    assert run.frames_measured == 1
+
+
 # -- the tests ----------------------------------------------------------------
 
 @pytest.mark.parametrize('key', sorted(
