@@ -13,7 +13,7 @@ from .info import InvalidHeaderError, frame_info
 __all__ = ['MAX_FRAME_BYTES', 'read_frame', 'read_frame_info']
 
 #: The largest image (bytes of pixel data, as the header gives them)
-#: `read_frame` reads unless told otherwise. A gzip-compressed frame
+#: ``read_frame`` reads unless told otherwise. A gzip-compressed frame
 #: cannot be memory-mapped: a 1.6 GB one took 3.2 GB of memory to read.
 MAX_FRAME_BYTES = 2**30
 
@@ -163,7 +163,7 @@ def read_frame(path, *, header_keys=None, unit='adu', hdu=None,
         The image HDU; the first 2-D image HDU if `None`.
 
     max_bytes : int, optional
-        The largest image read (bytes of pixel data); `MAX_FRAME_BYTES`
+        The largest image read (bytes of pixel data); ``MAX_FRAME_BYTES``
         (1 GiB) if `None`. Checked from the header, before any pixel is
         read or decompressed.
 
