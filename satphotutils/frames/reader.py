@@ -10,7 +10,7 @@ from satphotutils.utils.exceptions import SatphotutilsError
 
 from .info import InvalidHeaderError, frame_info
 
-__all__ = ['MAX_FRAME_BYTES', 'read_frame', 'read_frame_info']
+__all__ = ['read_frame', 'read_frame_info']
 
 #: The largest image (bytes of pixel data, as the header gives them)
 #: ``read_frame`` reads unless told otherwise. A gzip-compressed frame
