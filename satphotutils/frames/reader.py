@@ -12,6 +12,11 @@ from .info import InvalidHeaderError, frame_info
 
 __all__ = ['read_frame', 'read_frame_info']
 
+#: The largest image (bytes of pixel data, as the header gives them)
+#: ``read_frame`` reads unless told otherwise. A gzip-compressed frame
+#: cannot be memory-mapped: a 1.6 GB one took 3.2 GB of memory to read.
+MAX_FRAME_BYTES = 2**30
+
 
 def _check_file(path):
     if not path.exists():
@@ -69,6 +74,23 @@ def _image_index(hdul, path, hdu):
     return index
 
 
+def _check_size(header, path, max_bytes):
+    """Refuse an image larger than ``max_bytes`` before reading it."""
+    limit = MAX_FRAME_BYTES if max_bytes is None else max_bytes
+    try:
+        size = abs(int(header['BITPIX'])) // 8 * int(header['NAXIS1']) \
+            * int(header['NAXIS2'])
+    except (KeyError, TypeError, ValueError):
+        return  # astropy's reading says what is wrong
+    if size > limit:
+        msg = (f'the frame {path} holds a {header["NAXIS1"]} x '
+               f'{header["NAXIS2"]} image of {size / 1e9:.2g} GB, more than '
+               f'the {limit / 1e9:.2g} GB read at most (max_bytes); cut it '
+               'into smaller frames, or raise max_bytes (satphotutils.'
+               'frames.reader.MAX_FRAME_BYTES) if the memory is there')
+        raise SatphotutilsError(msg)
+
+
 def _wcs(header):
     from astropy.wcs import WCS
 
@@ -112,7 +134,8 @@ def read_frame_info(path, *, header_keys=None, hdu=None):
     return dataclasses.replace(info, shape=shape, wcs=wcs)
 
 
-def read_frame(path, *, header_keys=None, unit='adu', hdu=None):
+def read_frame(path, *, header_keys=None, unit='adu', hdu=None,
+               max_bytes=None):
     """
     Read a survey frame: its image and its header values.
 
@@ -139,6 +162,11 @@ def read_frame(path, *, header_keys=None, unit='adu', hdu=None):
     hdu : int or str, optional
         The image HDU; the first 2-D image HDU if `None`.
 
+    max_bytes : int, optional
+        The largest image read (bytes of pixel data); ``MAX_FRAME_BYTES``
+        (1 GiB) if `None`. Checked from the header, before any pixel is
+        read or decompressed.
+
     Returns
     -------
     frame : `~astropy.nddata.CCDData`
@@ -150,9 +178,10 @@ def read_frame(path, *, header_keys=None, unit='adu', hdu=None):
     Raises
     ------
     SatphotutilsError
-        If the file is missing, not a regular file, not FITS, truncated
-        or has no 2-D image, or a header value cannot be used; the
-        message names the file (and the keyword).
+        If the file is missing, not a regular file, not FITS, truncated,
+        has no 2-D image or one larger than ``max_bytes``, or a header
+        value cannot be used; the message names the file (and the
+        keyword).
 
     Examples
     --------
@@ -177,6 +206,7 @@ def read_frame(path, *, header_keys=None, unit='adu', hdu=None):
         # The header as written: CCDData.read moves the keywords WCSLIB
         # knows (DATE-AVG, MJD-AVG among them) out of its meta.
         header = hdul[index].header.copy()
+        _check_size(header, path, max_bytes)
         bunit = header.get('BUNIT')
         # The unit only when the file has none: astropy reports (and
         # some versions log) an override of BUNIT.

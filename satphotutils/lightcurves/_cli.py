@@ -6,6 +6,7 @@ from satphotutils.photometry._cli import (
     add_descriptor_options,
     descriptor_options,
 )
+from satphotutils.utils._parameters import number_option
 
 
 def register(subparsers, formatter_class):
@@ -27,7 +28,9 @@ def register(subparsers, formatter_class):
     parser.add_argument('--model', default=None, metavar='MODEL_DIR',
                         help='model directory (default: the bundled model)')
     add_descriptor_options(parser)
-    parser.add_argument('--epoch-window', type=_non_negative, default=0.1,
+    parser.add_argument('--epoch-window', type=number_option(minimum=0,
+                        unit='days'),
+                        default=0.1,
                         help='exposures closer than this (days) are one '
                              'epoch')
     parser.add_argument('--comparison', default=None, metavar='CAT.ecsv',
@@ -45,18 +48,6 @@ def register(subparsers, formatter_class):
                               'distributed scheduler address'))
     add_header_key_option(parser)
     parser.set_defaults(func=_run)
-
-
-def _non_negative(text):
-    import argparse
-
-    from satphotutils.utils._parameters import as_non_negative
-
-    try:
-        return as_non_negative(text, 'the value')
-    except ValueError:
-        msg = f'must be a finite number >= 0 (days), got {text!r}'
-        raise argparse.ArgumentTypeError(msg) from None
 
 
 def _run(args):

@@ -34,6 +34,7 @@ from astropy.time import Time
 from satphotutils.calibration.counts import counts_to_magnitude
 from satphotutils.calibration.zeropoint import frame_zeropoint
 from satphotutils.frames import list_frames, read_frame
+from satphotutils.photometry.core import _sky_from_columns
 from satphotutils.utils._misc import get_meta
 from satphotutils.utils._parameters import (
     as_non_negative,
@@ -72,11 +73,7 @@ def _coords(targets):
     if 'skycoord' in targets.colnames:
         coord = SkyCoord(targets['skycoord'])
     elif 'ra' in targets.colnames and 'dec' in targets.colnames:
-        ra, dec = targets['ra'], targets['dec']
-        coord = SkyCoord(ra if hasattr(ra, 'unit') and ra.unit else
-                         np.asarray(ra) * u.deg,
-                         dec if hasattr(dec, 'unit') and dec.unit else
-                         np.asarray(dec) * u.deg)
+        coord = _sky_from_columns(targets['ra'], targets['dec'])
     else:
         msg = 'the target table needs ra and dec (deg) or a skycoord column'
         raise ValueError(msg)
@@ -528,7 +525,7 @@ class LightCurvePipeline:
         if resume and path.exists():
             try:
                 saved = json.loads(path.read_text())
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, RecursionError) as exc:
                 msg = (f'cannot read {path} ({exc}); run without --resume '
                        '(resume=False) to measure every frame again')
                 raise SatphotutilsError(msg) from exc
@@ -1075,6 +1072,38 @@ def _check_worker_memory(client):
             ', '.join(sorted(values)))
 
 
+def _die_with_parent(parent):
+    """
+    End this pool worker when the process that started it ends.
+
+    A run killed with SIGKILL cannot stop its pool; the workers (each
+    with torch and a model, ~320 MB) waited for work forever. Polled, as
+    ``prctl(PR_SET_PDEATHSIG)`` is Linux-only and fires when the parent's
+    *thread* ends.
+    """
+    import threading
+    import time
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name='satphot-parent-watch',
+                     daemon=True).start()
+
+
+def _process_pool(workers):
+    """Return the run's process pool, whose workers die with this process."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from dask.multiprocessing import get_context
+
+    return ProcessPoolExecutor(workers, mp_context=get_context(),
+                               initializer=_die_with_parent,
+                               initargs=(os.getpid(),))
+
+
 def _dask_map(pipeline, files, coords, scheduler):
     import dask
 
@@ -1089,12 +1118,7 @@ def _dask_map(pipeline, files, coords, scheduler):
             if scheduler == 'processes':
                 # One pool for the run: without one, dask starts a new
                 # pool (each process importing torch, ~3.6 s) per compute.
-                from concurrent.futures import ProcessPoolExecutor
-
-                from dask.multiprocessing import get_context
-
-                options['pool'] = stack.enter_context(ProcessPoolExecutor(
-                    workers, mp_context=get_context()))
+                options['pool'] = stack.enter_context(_process_pool(workers))
             # One compute per round of tasks, not one for the whole run,
             # so that a long run's frames are saved as it goes.
             for start in range(0, len(batches), workers):

@@ -3,6 +3,11 @@
 
 import sys
 
+from satphotutils.utils._parameters import number_option
+
+_count = number_option(integer=True, minimum=1)
+_seed = number_option(integer=True, minimum=0)
+
 
 def register(subparsers, formatter_class):
     """Add the ``train``, ``predict`` and ``evaluate`` subcommands."""
@@ -32,14 +37,16 @@ def register(subparsers, formatter_class):
                              "MSE, 150 epochs, 24 seeds); 'finetune': lr "
                              '3e-3 one-cycle, batch 32, 15 epochs, 80/20 '
                              'train/validation split'))
-    train.add_argument('--epochs', type=int, help='maximum epochs')
-    train.add_argument('--seeds', type=int,
+    train.add_argument('--epochs', type=_count, help='maximum epochs')
+    train.add_argument('--seeds', type=_count,
                        help='networks trained from different seeds')
-    train.add_argument('--batch-size', type=int, help='minibatch size')
-    train.add_argument('--lr', type=float, help='(peak) learning rate')
-    train.add_argument('--seed', type=int, help='base random seed')
-    train.add_argument('--depth', type=int, help='hidden layers')
-    train.add_argument('--width', type=int, help='width of the hidden layers')
+    train.add_argument('--batch-size', type=_count, help='minibatch size')
+    train.add_argument('--lr', type=number_option(above=0),
+                       help='(peak) learning rate')
+    train.add_argument('--seed', type=_seed, help='base random seed')
+    train.add_argument('--depth', type=_count, help='hidden layers')
+    train.add_argument('--width', type=_count,
+                       help='width of the hidden layers')
     train.add_argument('--architecture', default=None,
                        help=("registered architecture type: 'mlp' "
                              "(default) or 'cnn'"))
@@ -93,10 +100,12 @@ def register(subparsers, formatter_class):
                        help='stamp tables like the training stamps')
     guard.add_argument('--valid', metavar='VALID.fits', default=None,
                        help='other such stamps to calibrate on')
-    guard.add_argument('--false-positive-rate', type=float, default=None,
+    guard.add_argument('--false-positive-rate',
+                       type=number_option(above=0, maximum=1), default=None,
                        help='fraction of in-distribution stamps flagged '
                             '(default 0.05)')
-    guard.add_argument('--sigma-limit', type=float, default=0.1,
+    guard.add_argument('--sigma-limit',
+                       type=number_option(minimum=0), default=0.1,
                        metavar='MAG',
                        help="flag as well where the model's own "
                        'uncertainty exceeds this; 0 for the distance alone')

@@ -721,6 +721,11 @@ class SaturatedStarModel:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             msg = f'{meta_path} is not valid JSON: {exc}'
             raise SatphotutilsError(msg) from exc
+        except RecursionError:
+            # Thousands of nested brackets: hostile, never a model file.
+            msg = (f'{meta_path} is not a satphotutils model file: its JSON '
+                   'is nested too deeply to read')
+            raise SatphotutilsError(msg) from None
         if not isinstance(meta, dict):
             msg = (f'{meta_path} must hold a JSON object at the top level, '
                    f'not a {type(meta).__name__}')
@@ -1126,7 +1131,7 @@ def convert_v1_model(source, output_dir, *, overwrite=False):
     try:
         version = json.loads((source / _META).read_text())['features'][
             'version']
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         version = None
     if version != 1:
         msg = (f'{source} is not a feature-version-1 model directory '

@@ -145,7 +145,12 @@ class TrainingConfig:
     def __post_init__(self):
         checks = {
             'epochs': self.epochs >= 1, 'batch_size': self.batch_size >= 1,
-            'lr': self.lr > 0,
+            # inf passes "> 0" and trains to NaN weights.
+            'lr': self.lr > 0 and np.isfinite(self.lr),
+            'weight_decay': self.weight_decay >= 0
+            and np.isfinite(self.weight_decay),
+            'huber_delta': self.huber_delta > 0
+            and np.isfinite(self.huber_delta),
             'seeds': self.seeds is None or (
                 isinstance(self.seeds, int) and self.seeds >= 1),
             'optimizer': self.optimizer in ('adamw', 'adam'),

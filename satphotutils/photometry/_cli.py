@@ -4,6 +4,7 @@
 from pathlib import Path
 
 from satphotutils.frames._cli import add_header_key_option, header_keys_from
+from satphotutils.utils._parameters import number_option
 
 
 def register(subparsers, formatter_class):
@@ -18,7 +19,7 @@ def register(subparsers, formatter_class):
     phot.add_argument('--targets', required=True,
                       metavar='TARGETS.(ecsv|csv|fits)',
                       help='target table with ra, dec (deg) or x, y')
-    phot.add_argument('--zeropoint', type=float, default=None,
+    phot.add_argument('--zeropoint', type=number_option(), default=None,
                       help=('zero point Z for the magnitudes (default: the '
                             "header's zero-point keyword; without one, no "
                             'magnitudes); it never changes the counts'))
@@ -40,19 +41,22 @@ def register(subparsers, formatter_class):
                      'against 2-px aperture photometry.'))
     demo.add_argument('-o', '--output', default='satphot_demo.png',
                       metavar='OUT.png', help='the figure to write')
-    demo.add_argument('--seed', type=int, default=1, help='random seed')
+    demo.add_argument('--seed', default=1, help='random seed',
+                      type=number_option(integer=True, minimum=0))
     demo.set_defaults(func=_demo)
 
 
 
 def add_descriptor_options(parser):
     """Add ``--saturation-level`` and ``--fwhm`` (the frames' own values)."""
-    parser.add_argument('--saturation-level', type=float, default=None,
+    parser.add_argument('--saturation-level',
+                        type=number_option(above=0), default=None,
                         metavar='COUNTS',
                         help='counts (sky included) at which pixels stop '
                         "responding (default: the header's saturation "
                         "keyword, else the frame's plateau)")
-    parser.add_argument('--fwhm', type=float, default=None, metavar='PX',
+    parser.add_argument('--fwhm', type=number_option(above=0),
+                        default=None, metavar='PX',
                         help='PSF FWHM of every frame, for a camera-agnostic '
                         'model (default: measured on each frame)')
 

@@ -13,13 +13,14 @@ import warnings
 
 import numpy as np
 from astropy import units as u
-from astropy.coordinates import SkyCoord
+from astropy.coordinates import Angle, SkyCoord
 from astropy.nddata import NDData, StdDevUncertainty
 from astropy.stats import sigma_clipped_stats
 from astropy.table import QTable
 from astropy.utils.exceptions import AstropyUserWarning
 
 from satphotutils.frames import FrameInfo, HeaderKeys, frame_info
+from satphotutils.frames.info import _ZEROPOINT_RANGE
 from satphotutils.stamps.apertures import aperture_sums, circle_mask
 from satphotutils.stamps.cutout import cut_stamps
 from satphotutils.utils._misc import get_meta
@@ -92,6 +93,8 @@ class _Photometry:
             `~astropy.nddata.CCDData`) brings its own ``mask``,
             ``uncertainty``, ``wcs``, ``unit`` and ``meta`` (the header,
             read through ``header_keys``).
+            A ``numpy.ma.MaskedArray``'s mask is honoured as ``mask`` is
+            (joined to it), as photutils does.
 
         positions : array-like, shape (N, 2), optional
             Pixel positions ``(x, y)`` of the targets.
@@ -210,6 +213,14 @@ class _Photometry:
         zp, zp_source = info.zeropoint, 'header'
         if zeropoint is not None:
             zp, zp_source = as_finite(zeropoint, 'zeropoint'), 'argument'
+            lo, hi = _ZEROPOINT_RANGE
+            if not lo <= zp <= hi:
+                # The header's range: -25 (a sign) or 1.0 (ZP = T) is a
+                # mistake, not a calibration.
+                msg = (f'zeropoint is {zeropoint!r}, outside the plausible '
+                       f'range {lo:g}-{hi:g} (the magnitude of one count); '
+                       'check its sign and unit')
+                raise ValueError(msg)
         elif zp is None:
             zp_source = None
         level = self.saturation_level
@@ -393,7 +404,7 @@ class SaturatedStarPhotometry(_Photometry):
     >>> from satphotutils.photometry import SaturatedStarPhotometry
     >>> from satphotutils.simulation import (Camera, Detector,
     ...                                      FrameSimulator, Scene)
-    >>> from astropy.coordinates import SkyCoord
+    >>> from astropy.coordinates import Angle, SkyCoord
     >>> from astropy import units as u
     >>> centre = SkyCoord(150, -40, unit='deg')
     >>> scene = Scene(centre.directional_offset_by([0, 90] * u.deg,
@@ -868,7 +879,16 @@ def _unpack(data, mask, error, wcs):
         unit = data.unit
         image = np.asarray(data.value)
     else:
-        image = np.asarray(data)
+        image = data
+    if np.ma.isMaskedArray(image):
+        # As photutils does: the array's own mask is a mask (np.asarray
+        # would drop it and measure the bad pixels' values), joined to
+        # an explicit one.
+        own = np.ma.getmaskarray(image)
+        mask = own if mask is None or np.shape(mask) != own.shape else \
+            own | np.asarray(mask, dtype=bool)
+        image = np.ma.getdata(image)
+    image = np.asarray(image)
     # Floating-point images are used as they are (a float64 copy of a
     # 2048x2048 frame costs more than cutting all its stamps); integers
     # are converted once.
@@ -890,6 +910,43 @@ def _unpack(data, mask, error, wcs):
     return image, unit, mask, error, wcs, meta
 
 
+def _sky_from_columns(ra, dec):
+    """
+    Sky positions from ``ra`` and ``dec`` columns, for every target table.
+
+    An angle unit is kept; plain numbers and numeric text are degrees;
+    other text is sexagesimal (hours of right ascension, degrees of
+    declination), as catalogues write it; anything else is a ValueError
+    naming the column.
+    """
+    unit = getattr(ra, 'unit', None), getattr(dec, 'unit', None)
+    if all(isinstance(u_, u.UnitBase) for u_ in unit):
+        return SkyCoord(u.Quantity(ra), u.Quantity(dec))
+    ra, dec = np.atleast_1d(np.asarray(ra)), np.atleast_1d(np.asarray(dec))
+    if ra.dtype.kind not in 'US' and dec.dtype.kind not in 'US':
+        return SkyCoord(np.asarray(ra, float) * u.deg,
+                        np.asarray(dec, float) * u.deg)
+
+    def angles(values, text_unit, name):
+        out = np.empty(len(values))
+        for k, value in enumerate(values):
+            value = str(value).strip()
+            try:
+                out[k] = float(value)  # decimal degrees, as numbers are
+            except ValueError:
+                try:
+                    out[k] = Angle(value, unit=text_unit).deg
+                except (ValueError, u.UnitsError):
+                    msg = (f'the {name} column holds {value!r}, neither '
+                           'decimal degrees nor sexagesimal '
+                           f'({"hh:mm:ss" if name == "ra" else "dd:mm:ss"})')
+                    raise ValueError(msg) from None
+        return out
+
+    return SkyCoord(angles(ra, u.hourangle, 'ra') * u.deg,
+                    angles(dec, u.deg, 'dec') * u.deg)
+
+
 def _positions(positions, skycoord, init_params, wcs):
     given = [p is not None for p in (positions, skycoord, init_params)]
     if sum(given) != 1:
@@ -899,6 +956,15 @@ def _positions(positions, skycoord, init_params, wcs):
         cols = init_params.colnames
         xname = next((c for c in _X_ALIASES if c in cols), None)
         yname = next((c for c in _Y_ALIASES if c in cols), None)
+        sky = [c for c in ('sky_center', 'skycoord', 'ra', 'dec')
+               if c in cols]
+        if xname and yname and sky:
+            # Two positions for each target, which may disagree: x/y
+            # winning silently measured other stars.
+            msg = (f'init_params has both pixel ({xname}, {yname}) and sky '
+                   f'({", ".join(sky)}) position columns; remove one set '
+                   '(or pass positions= or skycoord=)')
+            raise ValueError(msg)
         if xname and yname:
             positions = np.column_stack([np.asarray(init_params[xname],
                                                     float),
@@ -908,8 +974,8 @@ def _positions(positions, skycoord, init_params, wcs):
             skycoord = init_params['sky_center' if 'sky_center' in cols
                                    else 'skycoord']
         elif 'ra' in cols and 'dec' in cols:
-            skycoord = SkyCoord(init_params['ra'], init_params['dec'],
-                                unit='deg')
+            skycoord = _sky_from_columns(init_params['ra'],
+                                        init_params['dec'])
         else:
             msg = ('init_params needs x/y columns (x_init, x, xcentroid, '
                    '...), a sky_center column, or ra and dec')

@@ -3,6 +3,12 @@
 
 import argparse
 
+from satphotutils.utils._parameters import number_option
+
+_count = number_option(integer=True, minimum=1)
+_seed = number_option(integer=True, minimum=0)
+_fraction = number_option(minimum=0, maximum=1)
+
 
 def _camera_spec(text):
     """Parse ``name:filter[:zp_offset[:colour_term]]``."""
@@ -57,26 +63,32 @@ def register(subparsers, formatter_class):
                      'CAMERA, FILTER, SKY), truth.ecsv and '
                      'frames.ecsv.'))
     frames.add_argument('outdir', help='output directory')
-    frames.add_argument('--n-epochs', type=int, default=20,
+    frames.add_argument('--n-epochs', type=_count, default=20,
                         help='number of epochs')
-    frames.add_argument('--exposures-per-epoch', type=int, default=3,
+    frames.add_argument('--exposures-per-epoch', type=_count, default=3,
                         help='dithered exposures per epoch')
     frames.add_argument('--camera', dest='cameras', action='append',
                         type=_camera_spec, metavar='NAME:FILTER[:ZP[:CT]]',
                         help='a camera (repeat for several); default bi:g')
-    frames.add_argument('--size', type=int, default=2048,
+    frames.add_argument('--size',
+                        type=number_option(integer=True,
+                        minimum=8), default=2048,
                         help='detector size in pixels (square)')
-    frames.add_argument('--ra', type=float, default=150.0,
+    frames.add_argument('--ra',
+                        type=number_option(minimum=0,
+                        maximum=360), default=150.0,
                         help='field centre right ascension (deg)')
-    frames.add_argument('--dec', type=float, default=-40.0,
+    frames.add_argument('--dec',
+                        type=number_option(minimum=-90,
+                        maximum=90), default=-40.0,
                         help='field centre declination (deg)')
-    frames.add_argument('--g-max', type=float, default=19.0,
+    frames.add_argument('--g-max', type=number_option(), default=19.0,
                         help='faintest field star')
     frames.add_argument('--variables', action='store_true',
                         help='add a Mira, a Cepheid, an eclipsing binary, '
                              'a damped random walk and constant stars '
                              'from g=4 to 14 near the centre')
-    frames.add_argument('--seed', type=int, default=None, help='random seed')
+    frames.add_argument('--seed', type=_seed, default=None, help='random seed')
     frames.add_argument('--overwrite', action='store_true',
                         help='replace existing files')
     frames.set_defaults(func=_frames)
@@ -88,27 +100,28 @@ def register(subparsers, formatter_class):
                      'in g, each observed in several exposures, with truth '
                      'columns g, saturated, damaged and more.'))
     stamps.add_argument('out', metavar='OUT.fits', help='output stamp table')
-    stamps.add_argument('--n-stars', type=int, required=True,
+    stamps.add_argument('--n-stars', type=_count, required=True,
                         help='number of targets')
-    stamps.add_argument('--images-per-star', type=int, default=4,
+    stamps.add_argument('--images-per-star', type=_count, default=4,
                         help='exposures of each target')
-    stamps.add_argument('--exposures-per-epoch', type=int, default=1,
+    stamps.add_argument('--exposures-per-epoch', type=_count, default=1,
                         help=('consecutive exposures per epoch (3 for '
                               'ASAS-SN light curves); must divide '
                               '--images-per-star'))
-    stamps.add_argument('--seed', type=int, default=None, help='random seed')
-    stamps.add_argument('--gmin', type=float, default=3.0,
+    stamps.add_argument('--seed', type=_seed, default=None, help='random seed')
+    stamps.add_argument('--gmin', type=number_option(), default=3.0,
                         help='brightest target (SDSS g)')
-    stamps.add_argument('--gmax', type=float, default=15.0,
+    stamps.add_argument('--gmax', type=number_option(), default=15.0,
                         help='faintest target (SDSS g)')
     stamps.add_argument('--camera', type=_camera_spec, default=None,
                         metavar='NAME:FILTER[:ZP[:CT]]',
                         help='the camera; default bi:g')
-    stamps.add_argument('--damage-fraction', type=float, default=0.2,
+    stamps.add_argument('--damage-fraction',
+                        type=_fraction, default=0.2,
                         help='fraction of exposures with overflow damage')
-    stamps.add_argument('--misplace-rate', type=float, default=0.05,
+    stamps.add_argument('--misplace-rate', type=_fraction, default=0.05,
                         help='rate of trail flux put on a wrong star')
-    stamps.add_argument('--lost-rate', type=float, default=0.03,
+    stamps.add_argument('--lost-rate', type=_fraction, default=0.03,
                         help='rate of trail flux never put back')
     stamps.add_argument('--latitude-weighting', choices=('area', 'stars'),
                         default='area',
@@ -128,9 +141,9 @@ def register(subparsers, formatter_class):
                         default=[], metavar='AXIS=NAME[,NAME]',
                         help='with --family: draw only these families '
                         '(repeatable), e.g. storage=float')
-    stamps.add_argument('--stars-per-camera', type=int, default=100,
+    stamps.add_argument('--stars-per-camera', type=_count, default=100,
                         help='with --family: targets per drawn camera')
-    stamps.add_argument('--workers', type=int, default=None,
+    stamps.add_argument('--workers', type=_count, default=None,
                         help='worker processes (default: all cores)')
     stamps.add_argument('--overwrite', action='store_true',
                         help='replace an existing file')

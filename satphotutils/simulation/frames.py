@@ -23,6 +23,7 @@ from satphotutils.calibration.crowding import (
 from satphotutils.calibration.gaia import GAIA_RELATIONS
 from satphotutils.stamps.apertures import circle_mask
 from satphotutils.stamps.cutout import cut_stamps
+from satphotutils.utils._parameters import as_integer
 from satphotutils.utils.exceptions import SatphotutilsError
 from satphotutils.utils.io import atomic_output
 
@@ -467,6 +468,9 @@ def simulate_field(directory, scene, simulators, *, n_epochs,
     if not simulators:
         msg = 'simulators must name at least one FrameSimulator'
         raise SatphotutilsError(msg)
+    n_epochs = as_integer(n_epochs, 'n_epochs', minimum=1)
+    exposures_per_epoch = as_integer(exposures_per_epoch,
+                                     'exposures_per_epoch', minimum=1)
     rng = np.random.default_rng(seed)
     rows, truths = [], []
     mjd = float(start_mjd)

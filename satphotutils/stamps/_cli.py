@@ -2,6 +2,7 @@
 """Subcommand of the stamp stage: ``stamps``."""
 
 from satphotutils.frames._cli import add_header_key_option, header_keys_from
+from satphotutils.utils._parameters import number_option
 
 # Columns a target catalogue needs, in Gaia DR3's names.
 _POSITION = ('ra', 'dec', 'phot_g_mean_mag')
@@ -45,29 +46,38 @@ def register(subparsers, formatter_class):
                         help=('Gaia sources (ra, dec, phot_g_mean_mag and a '
                               'colour) for the crowding terms; default: '
                               'the catalogue itself'))
-    parser.add_argument('--edge', type=int, default=50,
+    parser.add_argument('--edge',
+                        type=number_option(integer=True,
+                        minimum=0), default=50,
                         help='smallest distance (pixels) of a star from '
                              'the detector edge')
-    parser.add_argument('--max-exposures', type=int, default=None,
+    parser.add_argument('--max-exposures',
+                        type=number_option(integer=True,
+                        minimum=1), default=None,
                         help='keep at most this many random exposures per '
                              'star; all if not given')
-    parser.add_argument('--max-unity', type=int, default=4,
+    # No minimum: a negative limit rejects every stamp, as the library's.
+    parser.add_argument('--max-unity', type=number_option(integer=True),
+                        default=4,
                         help=('reject stamps with more pixels exactly '
                               'equal to 1 within 5 px of the centre (a '
                               'core damaged by the survey pipeline)'))
     parser.add_argument('--band', choices=('g', 'V'), default='g',
                         help="the camera's band, for the Gaia colour "
                              'relation')
-    parser.add_argument('--g-max', type=float, default=17.0,
+    parser.add_argument('--g-max', type=number_option(), default=17.0,
                         help='faintest Gaia G of the --gaia query')
     parser.add_argument('--gaia-cache', default=None, metavar='DIR',
                         help='directory caching the --gaia queries')
     parser.add_argument('--offline', action='store_true',
                         help='with --gaia: use only the cache')
-    parser.add_argument('--seed', type=int, default=None,
+    parser.add_argument('--seed',
+                        type=number_option(integer=True,
+                        minimum=0), default=None,
                         help=('random seed (exposure selection, crowding '
                               'probes)'))
-    parser.add_argument('--saturation', type=float, default=None,
+    parser.add_argument('--saturation', type=number_option(above=0),
+                        default=None,
                         metavar='COUNTS',
                         help='saturation level (counts, sky included) of '
                         'frames whose header has no saturation keyword '

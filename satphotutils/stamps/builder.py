@@ -32,7 +32,7 @@ from satphotutils.utils.exceptions import SatphotutilsError
 
 from .apertures import circle_mask
 from .cutout import cut_stamps
-from .table import StampTableWriter
+from .table import _MIN_STRING_WIDTH, StampTableWriter
 
 __all__ = ['BuildReport', 'StampBuilder']
 
@@ -316,8 +316,15 @@ class StampBuilder:
         for path, i, x, y in candidates:
             by_frame.setdefault(path, []).append((i, x, y))
         mag = np.ma.filled(np.asarray(labels['mag'].value), np.nan)
+        # Every frame is a chunk: the text columns are made wide enough
+        # for the longest file, camera and filter name up front.
+        longest = max([len(Path(p).name) for p in by_frame]
+                      + [len(str(m.get(k) or '')) for m in info.values()
+                         for k in ('camera', 'filter')], default=0)
         with StampTableWriter(output, overwrite=overwrite,
-                              meta={'ORIGIN': 'StampBuilder'}) as writer:
+                              meta={'ORIGIN': 'StampBuilder'},
+                              string_width=max(longest, _MIN_STRING_WIDTH)
+                              ) as writer:
             for path in tqdm(sorted(by_frame), desc='frames',
                              disable=not progress):
                 try:

@@ -41,7 +41,9 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 from astropy.table import QTable, Table
+from astropy.utils.exceptions import AstropyUserWarning
 
+from satphotutils.utils._parameters import as_integer
 from satphotutils.utils.exceptions import (
     SatphotutilsError,
     SatphotutilsUserWarning,
@@ -57,12 +59,26 @@ _EXTNAME = 'STAMPS'
 _BLOCK = 2880
 
 
-def _fits_dtype(array):
-    """Big-endian storage dtype of a column (bool as FITS 'T'/'F')."""
-    if array.dtype.kind == 'b':
+# Narrowest text column: the first chunk fixes the layout of the file,
+# and a later chunk's longer camera or file name must still fit.
+_MIN_STRING_WIDTH = 32
+
+
+def _fits_dtype(array, string_width):
+    """
+    Big-endian storage dtype of a column (bool as FITS 'T'/'F').
+
+    Integers are stored as 64-bit whatever the first chunk holds, so that
+    a later chunk's larger identifiers are not cut to the first's type.
+    """
+    kind = array.dtype.kind
+    if kind == 'b':
         return np.dtype('S1')
-    if array.dtype.kind == 'U':
-        return np.dtype(f'S{max(array.dtype.itemsize // 4, 1)}')
+    if kind in 'US':
+        chars = array.dtype.itemsize // (4 if kind == 'U' else 1)
+        return np.dtype(f'S{max(chars, string_width)}')
+    if kind in 'iu':
+        return np.dtype('>i8')
     return array.dtype.newbyteorder('>')
 
 
@@ -72,7 +88,10 @@ class StampTableWriter:
 
     The file appears at ``path`` only when the writer is closed without an
     error; until then it is written under a temporary name. The columns
-    are fixed by the first chunk.
+    are fixed by the first chunk: integers are stored as 64-bit integers
+    and text at least ``string_width`` characters wide, and a later chunk
+    whose values do not fit (longer text, fractional values in an integer
+    column) is refused, never truncated.
 
     Parameters
     ----------
@@ -84,6 +103,10 @@ class StampTableWriter:
 
     overwrite : bool, optional
         Whether to replace an existing file.
+
+    string_width : int, optional
+        Width (characters) of the text columns (wider if the first chunk
+        holds longer text).
 
     Examples
     --------
@@ -101,9 +124,12 @@ class StampTableWriter:
     (4, (4, 21, 21))
     """
 
-    def __init__(self, path, *, meta=None, overwrite=False):
+    def __init__(self, path, *, meta=None, overwrite=False,
+                 string_width=_MIN_STRING_WIDTH):
         self.path = Path(path)
         self.meta = dict(meta or {})
+        self.string_width = as_integer(string_width, 'string_width',
+                                       minimum=1)
         self._atomic = atomic_output(self.path, overwrite=overwrite)
         self._file = None
         self._dtype = None
@@ -146,12 +172,14 @@ class StampTableWriter:
                    f'got {stamp.shape}')
             raise SatphotutilsError(msg)
         self._names = list(columns)
-        self._dtype = np.dtype([(name, _fits_dtype(columns[name]),
+        self._dtype = np.dtype([(name, _fits_dtype(columns[name],
+                                             self.string_width),
                                  columns[name].shape[1:])
                                 for name in self._names])
-        # Let astropy write the header for a one-row table; NAXIS2 is then
-        # patched in place when the writer closes.
-        sample = Table({name: columns[name][:1] for name in self._names})
+        # Let astropy write the header for a one-row table (of the stored
+        # types); NAXIS2 is then patched in place when the writer closes.
+        sample = Table({name: _stored(columns[name][:1], self._dtype[name])
+                        for name in self._names})
         hdu = fits.BinTableHDU(sample, name=_EXTNAME)
         hdu.header['STAMPVER'] = (STAMP_FORMAT_VERSION,
                                   'satphotutils stamp-table format')
@@ -191,11 +219,42 @@ class StampTableWriter:
             value = columns[name]
             if value.dtype.kind == 'b':
                 value = np.where(value, b'T', b'F')
-            elif value.dtype.kind == 'U':
-                value = np.char.encode(value, 'ascii')
+            else:
+                value = self._fitting(name, value)
             rows[name] = value
         self._file.write(rows.tobytes())
         self._nrows += n
+
+    def _fitting(self, name, value):
+        """Return the chunk's column to store, or refuse it: never cut."""
+        stored = self._dtype[name].base
+        if value.dtype.kind == 'U':
+            value = np.char.encode(value, 'ascii')
+        if stored.kind == 'S':
+            if value.dtype.kind != 'S':
+                value = np.asarray(value).astype(str)
+                value = np.char.encode(value, 'ascii')
+            longest = int(np.char.str_len(value).max(initial=0))
+            if longest > stored.itemsize:
+                msg = (f'column {name!r} of a chunk written to {self.path} '
+                       f'holds text of {longest} characters, wider than '
+                       f'the {stored.itemsize} its first chunk fixed; give '
+                       f'StampTableWriter(string_width={longest}) or more')
+                raise SatphotutilsError(msg)
+        elif stored.kind == 'i':
+            if value.dtype.kind not in 'iub' and not (
+                    value.dtype.kind == 'f' and np.all(
+                        np.isfinite(value) & (value == np.round(value)))):
+                msg = (f'column {name!r} of a chunk written to {self.path} '
+                       f'holds {value.dtype} values that are not integers; '
+                       'its first chunk made it an integer column')
+                raise SatphotutilsError(msg)
+            if value.dtype.kind == 'u' and value.size and \
+                    value.max() > np.iinfo(np.int64).max:
+                msg = (f'column {name!r} of a chunk written to {self.path} '
+                       'holds integers beyond the 64-bit range')
+                raise SatphotutilsError(msg)
+        return value
 
     def _finish(self):
         size = self._nrows * self._dtype.itemsize
@@ -205,6 +264,16 @@ class StampTableWriter:
         self._file.write(card.image.encode('ascii'))
         self._file.flush()
         os.fsync(self._file.fileno())
+
+
+def _stored(value, dtype):
+    """Return a column's first row in its stored type, for the header."""
+    base = dtype.base
+    if base.kind == 'S' and value.dtype.kind == 'b':
+        return value
+    if base.kind == 'S':
+        return value.astype(f'U{base.itemsize}')
+    return value.astype(base.newbyteorder('='))
 
 
 def _open(path):
@@ -219,11 +288,24 @@ def _open(path):
     if not path.exists():
         msg = f'stamp table {path} does not exist'
         raise SatphotutilsError(msg)
-    try:
-        hdul = fits.open(path, memmap=True)
-    except OSError as exc:
-        msg = f'{path} is not a readable FITS file ({exc})'
-        raise SatphotutilsError(msg) from None
+    hdul = None
+    with warnings.catch_warnings():
+        # A cut file (an interrupted copy) would otherwise fail later
+        # deep in numpy ("buffer is too small"), naming no file.
+        warnings.filterwarnings('error', 'File may have been truncated')
+        try:
+            hdul = fits.open(path, memmap=True)
+            len(hdul)  # reads every header, where truncation shows
+        except (OSError, AstropyUserWarning) as exc:
+            if hdul is not None:
+                hdul.close()
+            why = ' '.join(str(exc).split())
+            if 'truncated' in why:
+                msg = (f'stamp table {path} is truncated ({why}); copy or '
+                       'write it again')
+            else:
+                msg = f'{path} is not a readable FITS file ({why})'
+            raise SatphotutilsError(msg) from None
     try:
         hdu = _stamp_hdu(path, hdul)
     except BaseException:

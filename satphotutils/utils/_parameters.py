@@ -74,3 +74,68 @@ def as_whole_number(value, what, *, minimum):
         msg = f'{what} must be >= {minimum}, got {value!r}'
         raise ValueError(msg)
     return int(value)
+
+
+def number_option(*, integer=False, minimum=None, maximum=None,
+                  above=None, unit=''):
+    """
+    Return an argparse ``type=`` that parses and range-checks a number.
+
+    Every numeric option of every ``satphot`` command is read through
+    this, so that ``nan``, ``inf``, ``0`` or a negative number never
+    reaches the work and an out-of-range value is a usage error
+    (exit status 2) naming the option.
+
+    Parameters
+    ----------
+    integer : bool, optional
+        An integer option (``'2.5'`` is refused), else a finite float.
+
+    minimum, maximum : float, optional
+        Inclusive bounds.
+
+    above : float, optional
+        Exclusive lower bound (``above=0``: a positive number).
+
+    unit : str, optional
+        Said after the range in the message, e.g. ``'days'``.
+
+    Returns
+    -------
+    parse : callable
+        From the option's text to an int or a float; raises
+        `argparse.ArgumentTypeError`.
+
+    Examples
+    --------
+    >>> from satphotutils.utils._parameters import number_option
+    >>> number_option(above=0)('0.5')
+    0.5
+    >>> number_option(integer=True, minimum=1)('0')
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: must be an integer >= 1, got '0'
+    """
+    import argparse
+
+    what = 'an integer' if integer else 'a finite number'
+    limits = [f'>= {minimum:g}' if minimum is not None else '',
+              f'> {above:g}' if above is not None else '',
+              f'<= {maximum:g}' if maximum is not None else '']
+    wanted = ' and '.join(x for x in limits if x)
+    wanted = f'{what} {wanted}'.strip() + (f' ({unit})' if unit else '')
+
+    def parse(text):
+        try:
+            value = int(text) if integer else as_finite(text, 'the value')
+        except ValueError:
+            msg = f'must be {wanted}, got {text!r}'
+            raise argparse.ArgumentTypeError(msg) from None
+        if (minimum is not None and value < minimum) or \
+                (above is not None and value <= above) or \
+                (maximum is not None and value > maximum):
+            msg = f'must be {wanted}, got {text!r}'
+            raise argparse.ArgumentTypeError(msg)
+        return value
+
+    return parse

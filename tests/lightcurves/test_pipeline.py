@@ -1,4 +1,7 @@
 import json
+import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -562,3 +565,48 @@ def test_frame_whose_wcs_places_nothing_is_skipped_and_said(field, tmp_path):
     run = LightCurvePipeline(epoch_window=0.01)([bad, frames[1]], targets)
     assert 'places no target' in run.skipped[str(bad)]
     assert run.frames_measured == 1
+
+
+@pytest.mark.skipif(sys.platform == 'win32', reason='POSIX signals')
+def test_item25_pool_workers_end_with_a_killed_run(tmp_path):
+    # A run killed with SIGKILL cannot shut its pool down: the workers
+    # must notice on their own and exit.
+    import signal
+    import subprocess
+    import time
+
+    script = tmp_path / 'run.py'
+    script.write_text(
+        'import os, time\n'
+        'from satphotutils.lightcurves.pipeline import _process_pool\n'
+        "if __name__ == '__main__':\n"
+        '    pool = _process_pool(1)\n'
+        '    print(pool.submit(os.getpid).result(), flush=True)\n'
+        '    time.sleep(120)\n')
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join(sys.path)}
+    run = subprocess.Popen([sys.executable, str(script)], env=env,
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(run.stdout.readline())
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and _alive(worker):
+            time.sleep(0.2)
+        alive = _alive(worker)
+    finally:
+        run.kill()
+        run.stdout.close()
+    if alive:
+        os.kill(worker, signal.SIGKILL)
+    assert not alive, 'the pool worker outlived the killed run'
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead; it waits for init to reap it.
+    stat = Path(f'/proc/{pid}/stat')
+    return not (stat.exists() and stat.read_text().split()[2] == 'Z')

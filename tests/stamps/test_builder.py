@@ -207,3 +207,16 @@ def test_a_frame_with_too_few_catalogue_stars_for_a_zero_point_is_skipped(
                               neighbours=gaia)
     assert 'no ZP keyword' in str(exc.value)
     assert 'catalogue stars could be measured' in str(exc.value)
+
+
+def test_item13_builder_keeps_every_frames_file_name(field, tmp_path):
+    # Each frame is one chunk of the writer: a short first name fixed
+    # the width of the file column, and longer later names were cut.
+    directory, targets, _ = field
+    frames = sorted(directory.glob('*.fits'))[:2]
+    names = ['f1.fits', 'night' * 10 + '.fits']
+    for frame, name in zip(frames, names, strict=True):
+        shutil.copy(frame, tmp_path / name)
+    out = tmp_path / 'stamps.fits'
+    StampBuilder(edge=30)([tmp_path / n for n in names], targets, out)
+    assert set(read_stamp_table(out)['file']) == set(names)
