@@ -958,13 +958,29 @@ def _positions(positions, skycoord, init_params, wcs):
         yname = next((c for c in _Y_ALIASES if c in cols), None)
         sky = [c for c in ('sky_center', 'skycoord', 'ra', 'dec')
                if c in cols]
-        if xname and yname and sky:
+        if xname and yname and sky and wcs is not None:
             # Two positions for each target, which may disagree: x/y
-            # winning silently measured other stars.
-            msg = (f'init_params has both pixel ({xname}, {yname}) and sky '
-                   f'({", ".join(sky)}) position columns; remove one set '
-                   '(or pass positions= or skycoord=)')
-            raise ValueError(msg)
+            # winning silently measured other stars. A table that agrees
+            # with itself (a photometry result fed back) is fine.
+            if 'ra' in sky and 'dec' in sky and not any(
+                    c in cols for c in ('sky_center', 'skycoord')):
+                coords = _sky_from_columns(init_params['ra'],
+                                           init_params['dec'])
+            else:
+                coords = SkyCoord(init_params['sky_center' if 'sky_center'
+                                              in cols else 'skycoord'])
+            sx, sy = wcs.world_to_pixel(coords.reshape(-1))
+            apart = np.hypot(np.asarray(sx) - np.asarray(
+                init_params[xname], float), np.asarray(sy) - np.asarray(
+                    init_params[yname], float))
+            if not np.all(apart < 1.0):
+                n_apart = int(np.sum(~(apart < 1.0)))
+                msg = (f'init_params has both pixel ({xname}, {yname}) and '
+                       f'sky ({", ".join(sky)}) positions, and they differ '
+                       f'by more than 1 px for {n_apart} of {len(apart)} '
+                       f'targets (up to {np.nanmax(apart):.1f} px); remove '
+                       'one set (or pass positions= or skycoord=)')
+                raise ValueError(msg)
         if xname and yname:
             positions = np.column_stack([np.asarray(init_params[xname],
                                                     float),

@@ -611,6 +611,92 @@ def time_beyond_float_range(tmp_path, recwarn, **_):
     assert not recwarn.list
 
 
+@case('L13')
+def row_with_a_missing_field(tmp_path, **_):
+    """#25 item 14: the values used to shift into the wrong columns."""
+    from satphotutils.intercalibration import read_lightcurve
+
+    lc = read_lightcurve(_lc(tmp_path, SP1 + (
+        '2458000.1,x,bb,1,15,10.02,0.01,1,1\n'
+        '2458001.1,x,bb,1,15,10.01,0.01,1,1,V\n'
+        '2458002.1,x,bb,1,15,10.03,0.01,1,1,V\n')))
+    assert lc['filter'].tolist() == ['V', 'V']
+    assert lc.meta['n_invalid'] == 1
+    assert lc.meta['n_malformed'] == 1
+
+
+@case('L14')
+def another_delimiter(tmp_path, **_):
+    from satphotutils.intercalibration import read_lightcurve
+
+    with pytest.raises(SatphotutilsError, match=r"2 of 2 rows do not have "
+                       r"the header's 10 comma-separated fields"):
+        read_lightcurve(_lc(tmp_path, SP1 + (
+            '2458000.1;x;bb;1;15;10.02;0.01;1;1;V\n'
+            '2458001.1;x;bb;1;15;10.01;0.01;1;1;V\n')))
+
+
+@case('L15')
+def too_few_points_for_any_offset(tmp_path, **_):
+    """#25 item 24: 'array of sample points is empty' with --robust."""
+    from satphotutils.intercalibration import (
+        DRWIntercalibrator,
+        read_lightcurve,
+    )
+
+    lc = read_lightcurve(_lc(tmp_path, SP1 + ''.join(
+        f'245800{k}.1,x,bb,1,15,10.0{k},0.01,1,1,V\n' for k in range(3))))
+    for robust in (False, True):
+        with pytest.raises(SatphotutilsError, match=r"min_points=5 usable "
+                           r"points an offset needs \(usable points per "
+                           r"group: \{'bb/V': 3\}"):
+            DRWIntercalibrator(robust=robust)(lc)
+
+
+@case('L16')
+def intercalibrate_over_an_existing_second_output(tmp_path, capsys, **_):
+    """#25 item 24: out.ecsv was written before out.offsets.ecsv failed."""
+    path = _lc(tmp_path, SP1 + ''.join(
+        f'24580{k:02d}.1,x,b{"ab"[k % 2]},1,15,10.0{k % 7},0.01,1,1,V\n'
+        for k in range(40)))
+    (tmp_path / 'out.offsets.ecsv').write_text('keep me')
+    _cli_fails(capsys, ['intercalibrate', str(path), '-o',
+                        str(tmp_path / 'out.ecsv')],
+               'out.offsets.ecsv already exists')
+    assert not (tmp_path / 'out.ecsv').exists()
+    assert (tmp_path / 'out.offsets.ecsv').read_text() == 'keep me'
+
+
+@case('L17')
+def robust_intercalibration_memory(**_):
+    """#25 item 19: --robust built an N x N matrix (1 GB at 5,000 rows,
+    MemoryError at 20,000)."""
+    import tracemalloc
+
+    from astropy.table import QTable
+    from astropy.time import Time
+
+    from satphotutils.intercalibration import DRWIntercalibrator
+
+    rng = np.random.default_rng(12)
+    n = 20_000
+    t = np.sort(rng.uniform(0, 3000, n))
+    walk = np.cumsum(rng.normal(0, 0.01, n))
+    group = rng.integers(0, 4, n)
+    lc = QTable({'time': Time(2458000 + t, format='jd'),
+                 'mag': 11 + walk + 0.1 * group + rng.normal(0, 0.02, n),
+                 'mag_err': np.full(n, 0.02),
+                 'camera': [f'b{"abcd"[g]}' for g in group],
+                 'filter': np.full(n, 'g')})
+    tracemalloc.start()
+    try:
+        DRWIntercalibrator(robust=True)(lc)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 150e6
+
+
 # -- model files --------------------------------------------------------------
 
 @pytest.fixture
@@ -1045,6 +1131,10 @@ def test_item15_ambiguous_or_sexagesimal_target_positions(frame, phot):
     with pytest.raises(ValueError, match=r'both pixel \(x, y\) and sky '
                        r'\(ra, dec\)'):
         phot(frame, init_params=both)
+    # A table whose two positions agree, such as a photometry result fed
+    # back, is measured where both put the target.
+    again = phot(frame, init_params=phot(frame, positions=[STAR]))
+    assert_allclose([again['x_center'][0], again['y_center'][0]], STAR)
     # Sexagesimal text is hours and degrees, as catalogues write it: the
     # target lands where its decimal degrees put it.
     text = Table({'ra': [coord.ra.to_string('hourangle', sep=':',

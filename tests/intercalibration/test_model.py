@@ -1,8 +1,6 @@
 # Licensed under a 3-clause BSD style license - see LICENSE.rst
 """The model's optional terms, their selection, uncertainties and cost."""
 
-import tracemalloc
-
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
@@ -127,17 +125,6 @@ def test_parameter_uncertainties_are_reported():
     free = jit > 2e-4
     assert free.any()
     assert np.all((jit_err[free] > 0) & (jit_err[free] < 1))
-
-
-def test_robust_mode_memory_is_linear():
-    """#25 item 19: --robust used to build an N x N matrix (1 GB at 5,000
-    rows, MemoryError at 20,000)."""
-    lc = simulate_drw(np.random.default_rng(12), n=20_000, outliers=0.02)
-    tracemalloc.start()
-    DRWIntercalibrator(robust=True)(lc)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    assert peak < 150e6
 
 
 def test_blas_threads_are_bounded_inside_the_fit(monkeypatch):
