@@ -574,14 +574,13 @@ class DRWIntercalibrator:
         for g in np.unique(gidx[usable]):
             offset[g] = np.median(y[usable & (gidx == g)])
         bins = np.floor(t / bin_days).astype(int)
+        ids, inverse = np.unique(bins[usable], return_inverse=True)
+        inverse = inverse.ravel()
+        centres = np.bincount(inverse, weights=t[usable]) / np.bincount(
+            inverse)
         for _ in range(3):
             aligned = y - offset[gidx]
-            ref = np.full(len(y), np.nan)
-            ids, inverse = np.unique(bins[usable], return_inverse=True)
-            med = np.array([np.median(aligned[usable][inverse.ravel() == k])
-                            for k in range(len(ids))])
-            centres = np.array([t[usable][inverse.ravel() == k].mean()
-                                for k in range(len(ids))])
+            med = _binned_median(inverse, aligned[usable], len(ids))
             ref = np.interp(t, centres, med)
             resid = aligned - ref
             for g in np.unique(gidx[usable]):
@@ -640,6 +639,17 @@ class DRWIntercalibrator:
             models = None
         return (*fit.summarise(params, groups, bands, models=models),
                 flags)
+
+
+def _binned_median(keys, values, n_bins):
+    """Median of ``values`` in each bin ``keys`` (0..n_bins-1, all used)."""
+    order = np.lexsort((values, keys))
+    counts = np.bincount(keys, minlength=n_bins)
+    start = np.r_[0, np.cumsum(counts)[:-1]]
+    ordered = values[order]
+    low = ordered[start + (counts - 1) // 2]
+    high = ordered[start + counts // 2]
+    return 0.5 * (low + high)
 
 
 def _clip_to_gp_impl(clip_sigma, fit, params, data, flags):

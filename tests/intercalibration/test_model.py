@@ -145,3 +145,15 @@ def test_blas_threads_are_bounded_inside_the_fit(monkeypatch):
         DRWIntercalibrator()(lc)
     assert seen
     assert max(seen) == 1
+
+
+def test_binned_median_equals_numpy():
+    from satphotutils.intercalibration.drw import _binned_median
+
+    rng = np.random.default_rng(3)
+    keys = rng.integers(0, 40, 999)
+    keys[:40] = np.arange(40)  # every bin used, some with one point
+    values = rng.normal(size=999)
+    expected = [np.median(values[keys == k]) for k in range(40)]
+    np.testing.assert_array_equal(_binned_median(keys, values, 40),
+                                  expected)
