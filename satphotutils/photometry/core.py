@@ -48,7 +48,7 @@ class _Photometry:
     method = ''
 
     def __init__(self, *, stamp_size=21, header_keys=None,
-                 saturation_level=None, recentre=True, max_shift=2.0):
+                 saturation_level=None, recentre='auto', max_shift=2.0):
         stamp_size = as_integer(stamp_size, 'stamp_size')
         if stamp_size % 2 == 0 or stamp_size < 11:
             msg = f'stamp_size must be an odd integer >= 11, got {stamp_size}'
@@ -69,10 +69,12 @@ class _Photometry:
                        f'{saturation_level}')
                 raise ValueError(msg)
         self.saturation_level = saturation_level
-        if not isinstance(recentre, (bool, np.bool_)):
-            msg = f'recentre must be True or False, got {recentre!r}'
+        if not (isinstance(recentre, (bool, np.bool_))
+                or (isinstance(recentre, str) and recentre == 'auto')):
+            msg = f"recentre must be 'auto', True or False, got {recentre!r}"
             raise TypeError(msg)
-        self.recentre = bool(recentre)
+        self.recentre = recentre if isinstance(recentre, str) else \
+            bool(recentre)
         self.max_shift = as_positive(max_shift, 'max_shift')
 
     #: Radius (pixels) of the circle whose pixels count in ``n_saturated``,
@@ -140,7 +142,7 @@ class _Photometry:
             ``log_counts``, ``log_counts_err``, ``mag``, ``mag_err``
             (with a zero point), ``n_saturated``, ``n_unity``,
             ``method``, ``x_centroid``, ``y_centroid`` (where measured,
-            with ``recentre``); ``meta`` holds the date, versions, the
+            when the frame was re-centred); ``meta`` holds the date, versions, the
             configuration, the frame's header values and the meaning of
             every flag bit. Decode ``flags`` with
             `~satphotutils.utils.flags.decode_flags`.
@@ -180,7 +182,7 @@ class _Photometry:
         placed = np.isfinite(x) & np.isfinite(y)
         x0, y0 = x, y
         rejected = None
-        if self.recentre:
+        if frame['recentred']:
             from .centroids import recentre
 
             x, y, _, _, rejected = recentre(image, x, y, sky=frame['sky'],
@@ -214,7 +216,7 @@ class _Photometry:
                   for k in parts[0]}
         table = self._table(x0, y0, sky_center, unit, result,
                             result['flags'], result['n_saturated'], frame)
-        if self.recentre:
+        if frame['recentred']:
             # Named as photutils' ApertureStats names a measured centre.
             table['x_centroid'] = x
             table['y_centroid'] = y
@@ -247,7 +249,20 @@ class _Photometry:
             level = saturation_level(np.where(mask, np.nan, image)
                                      if mask is not None else image)
             level_source = None if level is None else 'plateau'
+        recentred, recentre_source = self.recentre, 'argument'
+        if self.recentre == 'auto':
+            # A frame resampled onto its reference grid has the stars
+            # where its WCS says; centroids there only add their noise.
+            recentred = info.reference_grid is not True
+            key = self.header_keys.reference_grid
+            recentre_source = (
+                f'auto: the {key} keyword says the frame is on its '
+                'reference grid' if not recentred else
+                f'auto: no {key} keyword saying the frame is on its '
+                'reference grid' if key else
+                'auto: the reference_grid header key is switched off')
         return {'sky': float(sky), 'sky_source': sky_source,
+                'recentred': recentred, 'recentre_source': recentre_source,
                 'gain': info.gain, 'read_noise': info.read_noise,
                 'zeropoint': zp, 'zeropoint_source': zp_source,
                 # Without a transparency keyword the zero point is the
@@ -324,7 +339,8 @@ class _Photometry:
         table['method'] = result['method']
         frame_meta = frame['info'].to_meta()
         frame_meta.update({k: v for k, v in frame.items()
-                           if k.endswith('_source') or k == 'sky'})
+                           if k.endswith('_source')
+                           or k in ('sky', 'recentred', 'saturation_level')})
         table.meta.update(get_meta(photometry=type(self).__name__,
                                    config=self._config(), frame=frame_meta))
         return table
@@ -360,15 +376,20 @@ class SaturatedStarPhotometry(_Photometry):
         (`~satphotutils.frames.saturation_level`). Without any,
         ``n_saturated`` is masked.
 
-    recentre : bool, optional
+    recentre : {'auto', True, False}, optional
         Move the targets to their stars before measuring them
         (`~satphotutils.photometry.recentre`: the median shift of the
         targets' centroids, as a WCS error moves them all): a WCS off by
         a pixel or two costs the network most of a star's flux.
         ``x_center``/``y_center`` stay the given positions and
         ``x_centroid``/``y_centroid`` say where each star was measured.
-        On by default: only a frame known to be on the targets' own
-        reference grid gains nothing from it.
+        ``'auto'`` re-centres unless the frame's header declares that it
+        is on its reference grid (the ``reference_grid`` header key,
+        ``REFGRID = T``, which the simulator's survey frames carry),
+        where the WCS is exact and the centroids would only add their
+        noise; `True` and `False` force it. The table's
+        ``meta['frame']`` says whether (``recentred``) and why
+        (``recentre_source``).
 
     max_shift : float, optional
         Largest accepted shift (pixels): beyond it, or for a target whose
@@ -457,7 +478,7 @@ class SaturatedStarPhotometry(_Photometry):
     method = 'network'
 
     def __init__(self, model=None, *, local_bkg_estimator=None,
-                 header_keys=None, saturation_level=None, recentre=True,
+                 header_keys=None, saturation_level=None, recentre='auto',
                  max_shift=2.0, hybrid=True, hybrid_tolerance=0.03,
                  ensemble=True, reflections=False, batch_size=65536,
                  device=None, fwhm=None):

@@ -121,7 +121,9 @@ def plot_demo(frame, table, *, path=None):
     Parameters
     ----------
     frame : `~astropy.nddata.CCDData`
-        The frame, with ``SATURATE`` in its header.
+        The frame; its saturated pixels are those at or above the
+        saturation level of ``table.meta['frame']``, else of its header
+        (``SATURATE`` or ``SATLEVEL``).
 
     table : `~astropy.table.QTable`
         The table of `run_demo`.
@@ -173,7 +175,13 @@ def _frame_panels(fig, ax, zoom, frame, table):
                        vmax=300 * noise)
     image = ax.imshow(data - sky, origin='lower', cmap='gray_r', norm=norm,
                       interpolation='antialiased')
-    level = frame.meta.get('SATURATE')
+    # The level photometry used, wherever it came from (header keyword,
+    # its fallback or the plateau).
+    level = table.meta.get('frame', {}).get('saturation_level')
+    if level is None:
+        from satphotutils.frames import frame_info
+
+        level = frame_info(frame).saturation_level
     saturated = np.zeros(data.shape, bool) if level is None else \
         np.nan_to_num(data, nan=0.0) >= level
     # At the frame's scale one saturated pixel is far below a screen

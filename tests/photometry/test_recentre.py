@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 from astropy import units as u
 from astropy.coordinates import SkyCoord
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
+
+from satphotutils.frames import HeaderKeys
 
 from satphotutils.photometry import SaturatedStarPhotometry, recentre
 from satphotutils.simulation import Camera, Detector, FrameSimulator, Scene
@@ -30,6 +32,10 @@ def fixture_field():
     moved = frame.copy()
     moved.wcs = frame.wcs.deepcopy()
     moved.wcs.wcs.crpix = moved.wcs.wcs.crpix + SHIFT
+    # Its WCS no longer places the stars exactly: it is no longer on the
+    # reference grid.
+    moved.meta = moved.meta.copy()
+    del moved.meta['REFGRID']
     return frame, moved, truth
 
 
@@ -42,6 +48,8 @@ def test_recentring_recovers_fluxes_when_the_wcs_is_off(field, phot):
     frame, moved, truth = field
     exact = phot(frame, skycoord=truth['sky_coord'])
     off = phot(moved, skycoord=truth['sky_coord'])
+    assert off.meta['frame']['recentred']
+    assert not exact.meta['frame']['recentred']
     # The targets are found where the stars are (simulated truth)...
     assert_allclose(off['x_centroid'], truth['x'], atol=0.2)
     assert_allclose(off['y_centroid'], truth['y'], atol=0.2)
@@ -54,8 +62,10 @@ def test_recentring_recovers_fluxes_when_the_wcs_is_off(field, phot):
     # issue: 11 of 15 lost 62-98% without re-centring).
     assert_allclose((off['flux'] / exact['flux']).value, 1.0, rtol=0.02)
     assert not (off['flags'] & SATPHOT_FLAGS.RECENTRE_REJECTED).any()
-    # On the exact frame re-centring moves nothing by more than a fifth
-    # of a pixel, and the magnitudes stay on the truth.
+    # Forced on the exact frame, re-centring moves nothing by more than a
+    # fifth of a pixel, and the magnitudes stay on the truth.
+    exact = SaturatedStarPhotometry(recentre=True)(
+        frame, skycoord=truth['sky_coord'])
     assert np.hypot(exact['x_centroid'] - exact['x_center'],
                     exact['y_centroid'] - exact['y_center']).max() < 0.2
     assert np.median(np.abs((exact['mag'] - truth['mag']).value)) < 0.02
@@ -111,9 +121,43 @@ def test_recentre_moves_one_star_to_its_own_centroid():
     assert not rejected.any()
 
 
-@pytest.mark.parametrize('value', ['yes', 1])
-def test_recentre_must_be_a_bool(value):
-    with pytest.raises(TypeError, match='recentre must be True or False'):
+def test_auto_leaves_a_frame_on_its_reference_grid_alone(field, phot):
+    # The simulator's frame declares its exact WCS (REFGRID = T): the
+    # default measures it exactly as without re-centring, where the
+    # stars are (simulated truth).
+    frame, _, truth = field
+    assert frame.meta['REFGRID'] is True
+    auto = phot(frame, skycoord=truth['sky_coord'])
+    fixed = SaturatedStarPhotometry(recentre=False)(
+        frame, skycoord=truth['sky_coord'])
+    assert_array_equal(auto['flux'], fixed['flux'])
+    assert_array_equal(auto['flags'], fixed['flags'])
+    assert 'x_centroid' not in auto.colnames
+    assert 'REFGRID keyword says' in auto.meta['frame']['recentre_source']
+    # The same frame without the keyword is re-centred.
+    plain = frame.copy()
+    plain.meta = plain.meta.copy()
+    plain.meta['REFGRID'] = False
+    table = phot(plain, skycoord=truth['sky_coord'])
+    assert table.meta['frame']['recentred']
+    assert_allclose(table['x_centroid'], truth['x'], atol=0.2)
+
+
+def test_reference_grid_keyword_is_configurable(field):
+    frame, _, truth = field
+    keys = HeaderKeys(reference_grid='ONGRID')
+    renamed = frame.copy()
+    renamed.meta = renamed.meta.copy()
+    renamed.meta['ONGRID'] = renamed.meta.pop('REFGRID')
+    table = SaturatedStarPhotometry(header_keys=keys)(
+        renamed, skycoord=truth['sky_coord'])
+    assert not table.meta['frame']['recentred']
+    assert 'ONGRID keyword says' in table.meta['frame']['recentre_source']
+
+
+@pytest.mark.parametrize('value', ['yes', 1, 'on'])
+def test_recentre_must_be_auto_or_a_bool(value):
+    with pytest.raises(TypeError, match="recentre must be 'auto', True or"):
         SaturatedStarPhotometry(recentre=value)
 
 
@@ -137,5 +181,22 @@ def test_n_saturated_against_truth_from_header_or_plateau(field, phot):
     del plateau.meta['SATURATE']
     blind = phot(plateau, skycoord=truth['sky_coord'])
     assert blind.meta['frame']['saturation_level_source'] == 'plateau'
+    assert blind.meta['frame']['saturation_level'] == level
     assert blind.meta['frame_saturation']['value'] == level
     assert_allclose(np.asarray(blind['n_saturated']), n_sat)
+
+
+def test_n_saturated_from_the_satlevel_fallback(field, phot):
+    # A pipeline that writes SATLEVEL instead of SATURATE: the same level,
+    # from the header, the same counts of saturated pixels.
+    frame, _, truth = field
+    table = phot(frame, skycoord=truth['sky_coord'])
+    other = frame.copy()
+    other.meta = other.meta.copy()
+    other.meta['SATLEVEL'] = other.meta.pop('SATURATE')
+    fallback = phot(other, skycoord=truth['sky_coord'])
+    assert fallback.meta['frame']['saturation_level_source'] == 'header'
+    assert fallback.meta['frame']['saturation_level'] == \
+        frame.meta['SATURATE']
+    assert_array_equal(np.asarray(fallback['n_saturated']),
+                       np.asarray(table['n_saturated']))
