@@ -142,9 +142,9 @@ class _Photometry:
             ``log_counts``, ``log_counts_err``, ``mag``, ``mag_err``
             (with a zero point), ``n_saturated``, ``n_unity``,
             ``method``, ``x_centroid``, ``y_centroid`` (where measured,
-            when the frame was re-centred); ``meta`` holds the date, versions, the
-            configuration, the frame's header values and the meaning of
-            every flag bit. Decode ``flags`` with
+            when the frame was re-centred); ``meta`` holds the date,
+            versions, the configuration, the frame's header values and
+            the meaning of every flag bit. Decode ``flags`` with
             `~satphotutils.utils.flags.decode_flags`.
 
         Raises

@@ -344,7 +344,7 @@ def test_saturation_level_falls_back_to_satlevel():
     assert frame_info(fits.Header({'SATLEVEL': 52000.0}),
                       header_keys=keys).saturation_level is None
     with pytest.raises(InvalidHeaderError, match='SATLEVEL header keyword '
-                       'of f.fits must be positive'):
+                       r'of f\.fits must be positive'):
         frame_info(fits.Header({'SATLEVEL': -1.0}), path='f.fits')
 
 

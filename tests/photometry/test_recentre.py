@@ -5,7 +5,6 @@ from astropy.coordinates import SkyCoord
 from numpy.testing import assert_allclose, assert_array_equal
 
 from satphotutils.frames import HeaderKeys
-
 from satphotutils.photometry import SaturatedStarPhotometry, recentre
 from satphotutils.simulation import Camera, Detector, FrameSimulator, Scene
 from satphotutils.utils.flags import SATPHOT_FLAGS
