@@ -87,7 +87,7 @@ def _method_label(ts, default):
 
 
 def plot_lightcurve(lightcurve, *, baseline=None, period=None, path=None,
-                    title=None):
+                    title=None, fig=None):
     """
     Plot a light curve, outliers marked along the bottom edge.
 
@@ -116,6 +116,11 @@ def plot_lightcurve(lightcurve, *, baseline=None, period=None, path=None,
     title : str, optional
         Figure title; the light curve's ``meta['name']`` by default.
 
+    fig : `~matplotlib.figure.Figure`, optional
+        An empty figure to draw on, e.g. ``plt.figure()`` to show it
+        with pyplot; by default a new figure that pyplot does not manage
+        (safe in worker threads, nothing to close).
+
     Returns
     -------
     fig : `~matplotlib.figure.Figure`
@@ -134,10 +139,10 @@ def plot_lightcurve(lightcurve, *, baseline=None, period=None, path=None,
     >>> len(fig.axes)
     1
     """
-    from matplotlib.figure import Figure
+    from satphotutils.utils._plotting import empty_figure
 
     panels = 2 if baseline is not None else 1
-    fig = Figure(figsize=(5.5 * panels, 3.8), layout='constrained')
+    fig = empty_figure(fig, (5.5 * panels, 3.8))
     axes = fig.subplots(1, panels, squeeze=False, sharey=True)
     # One vertical scale for both panels, from the main light curve.
     ylim = _limits(lightcurve)

@@ -106,7 +106,7 @@ def run_demo(*, seed=1, n_targets=24):
     return frame, table
 
 
-def plot_demo(frame, table, *, path=None):
+def plot_demo(frame, table, *, path=None, fig=None):
     """
     Plot the demo: the frame, one saturated star and the residuals.
 
@@ -131,6 +131,10 @@ def plot_demo(frame, table, *, path=None):
     path : path-like, optional
         Write the figure to this PNG.
 
+    fig : `~matplotlib.figure.Figure`, optional
+        An empty figure to draw on, e.g. ``plt.figure()`` to show it
+        with pyplot; by default a new figure that pyplot does not manage.
+
     Returns
     -------
     fig : `~matplotlib.figure.Figure`
@@ -142,9 +146,9 @@ def plot_demo(frame, table, *, path=None):
     >>> from satphotutils.photometry import plot_demo, run_demo
     >>> fig = plot_demo(*run_demo(seed=1))  # doctest: +SKIP
     """
-    from matplotlib.figure import Figure
+    from satphotutils.utils._plotting import empty_figure
 
-    fig = Figure(figsize=(16, 6), layout='constrained')
+    fig = empty_figure(fig, (16, 6))
     grid = fig.add_gridspec(1, 3, width_ratios=[1.0, 0.55, 1.7])
     ax_frame = fig.add_subplot(grid[0])
     ax_zoom = fig.add_subplot(grid[1])

@@ -52,3 +52,27 @@ def test_lightcurve_without_usable_epoch_says_so(tmp_path):
     # The scale is the values', not an arbitrary 0 to 1.
     bottom, top = fig.axes[0].get_ylim()
     assert 7.0 < top < bottom < 8.1
+
+
+def test_lightcurve_plot_draws_on_a_given_pyplot_figure():
+    # Sphinx's plot directive and notebooks show pyplot's figures only.
+    import matplotlib.pyplot as plt
+    import pytest
+
+    fig = plt.figure()
+    try:
+        out = plot_lightcurve(_lightcurve(), period=5.3, fig=fig)
+        assert out is fig
+        assert plt.fignum_exists(fig.number)
+        assert len(fig.axes) == 1
+        assert tuple(fig.get_size_inches()) == (5.5, 3.8)
+        with pytest.raises(ValueError, match='fig must be an empty figure'):
+            plot_lightcurve(_lightcurve(), fig=fig)
+    finally:
+        plt.close(fig)
+    with pytest.raises(TypeError, match='fig must be a matplotlib Figure'):
+        plot_lightcurve(_lightcurve(), fig='figure')
+    # By default pyplot does not see the figure (threads, no leaks).
+    before = plt.get_fignums()
+    plot_lightcurve(_lightcurve())
+    assert plt.get_fignums() == before
