@@ -13,6 +13,8 @@ __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
     'epochs': [
         'REJECT_FLAGS', 'assign_epochs', 'combine_epochs',
         'combine_exposures', 'lightcurve_statistics'],
+    'interop': [
+        'to_lightkurve', 'write_skypatrol'],
     'pipeline': [
         'LightCurvePipeline', 'LightCurveRun', 'NothingMeasuredError'],
     'plotting': [
