@@ -60,7 +60,7 @@ def recentre(image, x, y, *, sky=0.0, mask=None, max_shift=2.0,
         The sky level subtracted before weighting.
 
     mask : 2D bool `~numpy.ndarray`, optional
-        Bad pixels (`True`).
+        Bad pixels (``True``).
 
     max_shift : float, optional
         Largest accepted shift (pixels).
@@ -74,7 +74,7 @@ def recentre(image, x, y, *, sky=0.0, mask=None, max_shift=2.0,
         WCS that is off moves every star alike, and on a frame whose WCS
         is right the median is ~0, so faint stars' noisy centroids move
         nothing (per-target centroids made the hybrid's photometry of a
-        sparse exact frame 40% noisier). `False` moves each target to its
+        sparse exact frame 40% noisier). ``False`` moves each target to its
         own centroid (stars that move, such as high proper motion).
 
     Returns

@@ -387,7 +387,7 @@ class SaturatedStarPhotometry(_Photometry):
         is on its reference grid (the ``reference_grid`` header key,
         ``REFGRID = T``, which the simulator's survey frames carry),
         where the WCS is exact and the centroids would only add their
-        noise; `True` and `False` force it. The table's
+        noise; ``True`` and ``False`` force it. The table's
         ``meta['frame']`` says whether (``recentred``) and why
         (``recentre_source``).
 

@@ -55,7 +55,8 @@ def run_demo(*, seed=1, n_targets=24):
     table : `~astropy.table.QTable`
         The network's table (`SaturatedStarPhotometry`) plus
         ``true_mag``, ``saturated_true``, ``mag_ap2`` and ``mag_ap2_err``
-        (the 2-px aperture) and ``pipeline`` (see `PIPELINE_OUTCOMES`).
+        (the 2-px aperture) and ``pipeline`` (see
+        ``satphotutils.photometry.PIPELINE_OUTCOMES``).
 
     Examples
     --------

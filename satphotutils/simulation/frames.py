@@ -273,7 +273,7 @@ class FrameSimulator:
             data. ``meta`` holds DATE-OBS, MJD-OBS (the start), DATE-AVG,
             MJD-AVG (mid-exposure), TIMESYS, EXPTIME, ZP, TRANSP,
             SKY, FWHM, SATURATE, GAIN, RDNOISE, CAMERA, FILTER, REFGRID
-            (`True`: on the reference grid, with its exact WCS) and the
+            (``True``: on the reference grid, with its exact WCS) and the
             simulation truth DAMAGED.
 
         truth : `~astropy.table.QTable`
