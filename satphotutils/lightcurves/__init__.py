@@ -19,4 +19,6 @@ __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
         'LightCurvePipeline', 'LightCurveRun', 'NothingMeasuredError'],
     'plotting': [
         'plot_lightcurve'],
+    'skypatrol': [
+        'BAD_QUALITY_FLAGS', 'SP2WEB_COLUMNS'],
 })
