@@ -50,8 +50,8 @@ def add_descriptor_options(parser):
     parser.add_argument('--saturation-level', type=float, default=None,
                         metavar='COUNTS',
                         help='counts (sky included) at which pixels stop '
-                        "responding (default: the header's SATURATE, "
-                        "else SATLEVEL, else the frame's plateau)")
+                        "responding (default: the header's saturation "
+                        "keyword, else the frame's plateau)")
     parser.add_argument('--fwhm', type=float, default=None, metavar='PX',
                         help='PSF FWHM of every frame, for a camera-agnostic '
                         'model (default: measured on each frame)')
