@@ -578,4 +578,3 @@ def test_frame_whose_wcs_places_nothing_is_skipped_and_said(field, tmp_path):
     run = LightCurvePipeline(epoch_window=0.01)([bad, frames[1]], targets)
     assert 'places no target' in run.skipped[str(bad)]
     assert run.frames_measured == 1
-
