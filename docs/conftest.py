@@ -1,14 +1,6 @@
 # Licensed under a 3-clause BSD style license - see LICENSE.rst
-"""Names the documentation's doctests can use."""
+"""pytest configuration of the documentation's doctests."""
 
-from pathlib import Path
-
-import pytest
-
-
-@pytest.fixture(autouse=True)
-def _docs_namespace(doctest_namespace):
-    # The real ASAS-SN Sky Patrol files shipped with the tests, found from
-    # the source tree whether or not the package is installed from it.
-    doctest_namespace['TEST_DATA'] = (Path(__file__).parents[1] / 'tests'
-                                      / 'data')
+# The figure scripts of the plot directive run when the documentation is
+# built; imported for doctests they would draw every figure again.
+collect_ignore = ['plots']

@@ -36,9 +36,25 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter,
-                 argparse.RawDescriptionHelpFormatter):
-    pass
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """
+    Say an option's default once, and only where there is one.
+
+    argparse's ``ArgumentDefaultsHelpFormatter`` appends ``(default:
+    None)`` to required options and to options whose help already names
+    the default; this one appends the default only when it is a value
+    (not `None`, `False` or an empty list) and the help does not say it.
+    """
+
+    def _get_help_string(self, action):
+        help_text = action.help or ''
+        default = action.default
+        if ('default' in help_text or action.required
+                or default in (None, False, argparse.SUPPRESS)
+                or (isinstance(default, list) and not default)
+                or action.option_strings == []):
+            return help_text
+        return f'{help_text} (default: %(default)s)'
 
 
 def build_parser():
@@ -69,6 +85,12 @@ def build_parser():
                         version=f'satphot {__version__}')
     parser.add_argument('--debug', action='store_true',
                         help='show the full traceback when a command fails')
+    parser.add_argument('--threads', type=_threads, default=None,
+                        metavar='N',
+                        help=('threads per pool of CPU-bound work (BLAS, '
+                              'OpenMP, torch; default: the cores this '
+                              'process may use); 1 on a shared machine '
+                              'gives the steadiest run times'))
     subparsers = parser.add_subparsers(dest='command', metavar='COMMAND',
                                        title='commands')
     for name in _SUBCOMMAND_MODULES:
@@ -97,8 +119,11 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    from satphotutils.utils.threads import limit_threads
+
     try:
-        status = args.func(args)
+        with limit_threads(args.threads):
+            status = args.func(args)
     except KeyboardInterrupt:
         print(f'satphot {args.command}: interrupted', file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -108,6 +133,17 @@ def main(argv=None):
         print(_one_line(args.command, exc), file=sys.stderr)
         return EXIT_FAILURE
     return 0 if status is None else int(status)
+
+
+def _threads(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f'must be a whole number >= 1, got {text!r}'
+        raise argparse.ArgumentTypeError(msg)
+    return value
 
 
 def _one_line(command, exc):

@@ -6,15 +6,15 @@ __all__ = []
 
 def add_header_key_option(parser):
     """Add ``--header-key NAME=KEYWORD`` (repeatable) to a parser."""
+    from .keys import HeaderKeys
+
     parser.add_argument(
         '--header-key', action='append', default=[], metavar='NAME=KEYWORD',
         dest='header_key',
         help=('the header keyword of a quantity, e.g. zeropoint=MAGZP, '
               'camera=INSTRUME, mjd=MJD-MID, times_mark=mid, or NAME= to '
-              'ignore a keyword; repeatable. Names: mjd_mid, date_mid, '
-              'mjd, date, jd, times_mark, exptime, timesys, zeropoint, '
-              'transparency, sky, gain, read_noise, saturation, camera, '
-              'filter, epoch'))
+              'ignore a keyword; repeatable. Names: '
+              f'{", ".join(HeaderKeys.names())}'))
 
 
 def header_keys_from(args):

@@ -57,7 +57,12 @@ class FrameInfo:
         As named by `~satphotutils.frames.HeaderKeys`.
 
     saturation_level : float or `None`
-        Counts at which pixels saturate.
+        Counts at which pixels saturate (the ``saturation`` keyword, else
+        the ``saturation_fallback`` one).
+
+    reference_grid : bool or `None`
+        Whether the frame declares that it was resampled onto a reference
+        grid whose WCS places the stars exactly (`None`: not said).
 
     camera, filter : str or `None`
         Camera and filter names.
@@ -81,6 +86,7 @@ class FrameInfo:
     gain: float | None = None
     read_noise: float | None = None
     saturation_level: float | None = None
+    reference_grid: bool | None = None
     camera: str | None = None
     filter: str | None = None
     epoch: int | None = None
@@ -122,7 +128,8 @@ class FrameInfo:
         keys = self.keys
         looked = {'time': [keys.mjd_mid, keys.date_mid, keys.mjd, keys.date,
                            keys.jd],
-                  'saturation_level': [keys.saturation]}.get(
+                  'saturation_level': [keys.saturation,
+                                       keys.saturation_fallback]}.get(
                       name, [getattr(keys, name, None)])
         looked = [k for k in looked if k]
         what = f'no {" / ".join(looked)} keyword' if looked else \
@@ -207,6 +214,24 @@ def _number(header, key, path, *, positive=False, nonnegative=False,
     return number
 
 
+def _flag(header, key, path):
+    """Return a FITS boolean from the header (`None` if absent)."""
+    if not key or key not in header:
+        return None
+    value = _get(header, key, path)
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    # Some writers store logicals as text or 0/1.
+    text = str(value).strip().upper()
+    if text in ('T', 'TRUE', '1', '1.0'):
+        return True
+    if text in ('F', 'FALSE', '0', '0.0'):
+        return False
+    msg = (f'the {key} header keyword{_where(path)} must be a FITS boolean '
+           f'(T or F), got {value!r}')
+    raise InvalidHeaderError(msg)
+
+
 def _text(header, key, path=None):
     if not key or key not in header:
         return None
@@ -215,6 +240,15 @@ def _text(header, key, path=None):
         return None
     value = str(value).strip()
     return value or None
+
+
+def _saturation(header, keys, path):
+    """Return the saturation level: the keyword, else its fallback."""
+    level = _number(header, keys.saturation, path, positive=True)
+    if level is None:
+        level = _number(header, keys.saturation_fallback, path,
+                        positive=True)
+    return level
 
 
 def _time(header, keys, path, exptime):
@@ -333,8 +367,8 @@ def frame_info(source, *, header_keys=None, path=None):
         sky=_number(header, keys.sky, path),
         gain=_number(header, keys.gain, path, positive=True),
         read_noise=_number(header, keys.read_noise, path, nonnegative=True),
-        saturation_level=_number(header, keys.saturation, path,
-                                 positive=True),
+        saturation_level=_saturation(header, keys, path),
+        reference_grid=_flag(header, keys.reference_grid, path),
         camera=_text(header, keys.camera, path),
         filter=_text(header, keys.filter, path),
         epoch=epoch, keys=keys)

@@ -56,6 +56,18 @@ class HeaderKeys:
     saturation : str or `None`, optional
         Counts at which pixels saturate.
 
+    saturation_fallback : str or `None`, optional
+        Read for the saturation level when ``saturation`` is absent
+        (``SATLEVEL``, which some pipelines write instead).
+
+    reference_grid : str or `None`, optional
+        A boolean keyword a pipeline sets on frames it resampled onto a
+        reference grid whose WCS places the stars exactly (the
+        simulator's survey frames carry it): photometry then measures
+        at the given positions instead of re-centring
+        (``recentre='auto'``). A frame whose WCS was changed must not
+        carry it.
+
     camera, filter : str or `None`, optional
         Camera and filter names.
 
@@ -84,6 +96,8 @@ class HeaderKeys:
     gain: str | None = 'GAIN'
     read_noise: str | None = 'RDNOISE'
     saturation: str | None = 'SATURATE'
+    saturation_fallback: str | None = 'SATLEVEL'
+    reference_grid: str | None = 'REFGRID'
     camera: str | None = 'CAMERA'
     filter: str | None = 'FILTER'
     epoch: str | None = None

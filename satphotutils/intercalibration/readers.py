@@ -26,28 +26,19 @@ from astropy.table import QTable, Table
 from astropy.time import Time
 from astropy.utils.exceptions import AstropyWarning
 
-from satphotutils.lightcurves.epochs import REJECT_FLAGS
+from satphotutils.lightcurves.skypatrol import (
+    BAD_QUALITY_FLAGS,
+    SP2WEB_COLUMNS,
+)
 from satphotutils.utils.exceptions import SatphotutilsError
-from satphotutils.utils.flags import SATPHOT_FLAGS
 
 __all__ = ['read_lightcurve']
 
 _PLACEHOLDER = 99.0  # 99.99 / 99.999 mark failed measurements
 
-# Photometry flags that make a point bad quality: those that keep an
-# exposure out of its epoch (an epoch carries them only when none of its
-# exposures was clean), and a previous intercalibration's bad-quality
-# mark. Not ``lightcurve_outlier``: the light-curve stage clips about the
-# median of all cameras before their offsets are known, so it flags every
-# point of a camera whose zero point is off (a simulated camera 0.25 mag
-# off had all its epochs flagged), the very points intercalibration
-# corrects; its robust mode clips again after the offsets.
-_BAD_QUALITY_FLAGS = REJECT_FLAGS | SATPHOT_FLAGS.BAD_QUALITY
-
-
 def _quality_from_flags(flags):
     """Good quality (True) where no bad-quality flag bit is set."""
-    return (np.asarray(flags, dtype=np.int64) & _BAD_QUALITY_FLAGS) == 0
+    return (np.asarray(flags, dtype=np.int64) & BAD_QUALITY_FLAGS) == 0
 
 
 def _detect(text):
@@ -285,11 +276,12 @@ def _read_format(table, fmt, path):
                        _clean_camera(table['Camera']), filt,
                        np.ones(n, bool), fmt, path)
     if fmt == 'sp2web':
-        quality = np.char.strip(np.asarray(table['Quality']).astype(str))
-        return _finish(_times(table['JD']),
-                       _numbers(table['Mag']), _numbers(table['Mag Error']),
-                       _clean_camera(table['Camera']),
-                       np.char.strip(np.asarray(table['Filter']).astype(str)),
+        jd, _, _, mag, mag_err, _, _, filt, qual, cam = SP2WEB_COLUMNS
+        quality = np.char.strip(np.asarray(table[qual]).astype(str))
+        return _finish(_times(table[jd]),
+                       _numbers(table[mag]), _numbers(table[mag_err]),
+                       _clean_camera(table[cam]),
+                       np.char.strip(np.asarray(table[filt]).astype(str)),
                        quality == 'G', fmt, path)
     if fmt == 'sp2api':
         return _finish(_times(table['jd']),

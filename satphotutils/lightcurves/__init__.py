@@ -13,8 +13,12 @@ __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
     'epochs': [
         'REJECT_FLAGS', 'assign_epochs', 'combine_epochs',
         'combine_exposures', 'lightcurve_statistics'],
+    'interop': [
+        'to_lightkurve', 'write_skypatrol'],
     'pipeline': [
         'LightCurvePipeline', 'LightCurveRun', 'NothingMeasuredError'],
     'plotting': [
         'plot_lightcurve'],
+    'skypatrol': [
+        'BAD_QUALITY_FLAGS', 'SP2WEB_COLUMNS'],
 })

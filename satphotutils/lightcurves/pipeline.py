@@ -608,6 +608,9 @@ class LightCurvePipeline:
             # than building a TimeSeries for each), and the statistics
             # of all in one sigma-clipping call.
             everything = _to_timeseries(epochs)
+            # Each light curve says how it was measured (its plot's
+            # panel title), in memory as in its file's provenance.
+            everything.meta['method'] = type(self.photometry).__name__
             flags = np.asarray(everything['flags'], dtype=np.int64)
             batch, outlier = _statistics(
                 np.asarray(everything['mag'].value), flags, first,

@@ -76,7 +76,7 @@ def register(subparsers, formatter_class):
     evaluate = subparsers.add_parser(
         'evaluate', formatter_class=formatter_class,
         help='evaluate a model on a labelled stamp table',
-        description=("The paper's statistics (median, 68%% and 95%% "
+        description=("The paper's statistics (median, 68% and 95% "
                      'ranges, RMS, in 0.25-mag bins), light-curve '
                      'dispersions for multi-epoch data and the Fig. 3 and '
                      'Fig. 4 analogues, each against aperture photometry '

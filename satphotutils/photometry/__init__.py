@@ -13,4 +13,6 @@ __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
     'core': [
         'AperturePhotometryBaseline', 'PSFWingPhotometry',
         'SaturatedStarPhotometry'],
+    'centroids': ['recentre'],
+    'demo': ['PIPELINE_OUTCOMES', 'plot_demo', 'run_demo'],
 })

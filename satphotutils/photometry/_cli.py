@@ -107,53 +107,28 @@ def _demo(args):
     import time
 
     import numpy as np
-    from astropy import units as u
-    from astropy.coordinates import SkyCoord
 
-    from satphotutils.photometry import (
-        AperturePhotometryBaseline,
-        SaturatedStarPhotometry,
+    from satphotutils.photometry.demo import (
+        PIPELINE_OUTCOMES,
+        plot_demo,
+        run_demo,
     )
-    from satphotutils.simulation import Camera, Detector, FrameSimulator, Scene
     from satphotutils.utils.flags import decode_flags
 
     start = time.perf_counter()
-    rng = np.random.default_rng(args.seed)
-    centre = SkyCoord(120.0, -50.0, unit='deg')
-    scene = Scene.random(centre, radius=3.3 * u.deg, g_max=15.0,
-                         seed=args.seed)
-    n = 24
-    # A full-size detector: the trail of a g = 4 star is ~1,700 rows long.
-    detector = Detector()
-    # Targets in separate columns, so that their bleed trails do not run
-    # through each other (crossing trails are flagged in real data).
-    x = np.linspace(200, 1850, n) + rng.uniform(-0.5, 0.5, n)
-    y = rng.uniform(900, 1150, n)
-    coords = detector.wcs(centre).pixel_to_world(x, y)
-    g = np.linspace(4.0, 14.0, n)
-    scene.add(coords, g, rng.uniform(0.5, 1.6, n),
-              name=[f'target{i}' for i in range(n)])
-    camera = Camera(detector=detector)
-    sim = FrameSimulator(camera=camera, pointing=centre)
-    frame, truth = sim(scene, mjd=60000.0, seed=args.seed)
-    truth = truth[np.char.startswith(np.asarray(truth['name'], str),
-                                     'target')]
-    phot = SaturatedStarPhotometry()
-    table = phot(frame, skycoord=truth['sky_coord'])
-    aperture = AperturePhotometryBaseline(radius=2.0)(
-        frame, skycoord=truth['sky_coord'])
-    table['true_mag'] = truth['mag']
-    table['saturated_true'] = truth['saturated']
-    table['mag_ap2'] = aperture['mag']
-    table['pipeline'] = truth['outcome']
+    frame, table = run_demo(seed=args.seed)
     show = table['id', 'x_center', 'y_center', 'true_mag', 'mag', 'mag_err',
-                 'mag_ap2', 'flags', 'n_unity', 'method', 'pipeline']
+                 'mag_ap2', 'flags', 'n_saturated', 'method', 'pipeline']
     for name in ('x_center', 'y_center'):
         show[name].info.format = '.1f'
-    for name in ('true_mag', 'mag', 'mag_ap2'):
+    for name in ('true_mag', 'mag', 'mag_err', 'mag_ap2'):
         show[name].info.format = '.3f'
-    show['mag_err'].info.format = '.3f'
     show.pprint(max_lines=-1, max_width=-1)
+    print('columns: mag = network, mag_ap2 = 2-px aperture, n_saturated = '
+          'saturated pixels within 5 px, flags = bits (decoded below)')
+    print('pipeline = what the simulated survey pipeline did to the trail:')
+    for name in sorted(set(np.asarray(table['pipeline'], str))):
+        print(f'  {name:>9s}: {PIPELINE_OUTCOMES.get(name, name)}')
     diff = (table['mag'] - table['true_mag']).value
     ap_diff = (table['mag_ap2'] - table['true_mag']).value
     # Exposures whose trail flux the pipeline lost or misplaced cannot be
@@ -168,43 +143,5 @@ def _demo(args):
                if f]
     if flagged:
         print('flagged: ' + '; '.join(flagged))
-    _demo_figure(frame, table, diff, ap_diff, args.output)
+    plot_demo(frame, table, path=args.output)
     print(f'wrote {args.output} in {time.perf_counter() - start:.1f} s')
-
-
-def _demo_figure(frame, table, diff, ap_diff, path):
-    import numpy as np
-    from astropy.visualization import simple_norm
-    from matplotlib.figure import Figure
-
-    from satphotutils.utils.io import atomic_output
-
-    fig = Figure(figsize=(11, 5), layout='constrained')
-    ax0, ax1 = fig.subplots(1, 2)
-    data = frame.data
-    finite = data[np.isfinite(data)]
-    sky = np.median(finite)
-    noise = np.subtract(*np.percentile(finite, [84, 16])) / 2
-    norm = simple_norm(data, stretch='asinh', vmin=sky - 2 * noise,
-                       vmax=sky + 200 * noise)
-    ax0.imshow(data, origin='lower', cmap='gray_r', norm=norm,
-               interpolation='antialiased')
-    bad = table['flags'] != 0
-    ax0.scatter(table['x_center'][~bad], table['y_center'][~bad], s=80,
-                facecolor='none', edgecolor='tab:blue', label='target')
-    ax0.scatter(table['x_center'][bad], table['y_center'][bad], s=80,
-                facecolor='none', edgecolor='tab:red', label='flagged')
-    ax0.legend(loc='upper right')
-    ax0.set_title('simulated frame')
-    true = table['true_mag'].value
-    ax1.axhline(0, color='k', lw=0.5)
-    ax1.axvline(11.5, color='k', lw=0.5, ls=':')
-    ax1.plot(true, ap_diff - np.nanmedian(ap_diff), 's', color='0.5',
-             label='2-px aperture (offset removed)')
-    ax1.plot(true, diff, 'o', color='tab:red', label='satphotutils network')
-    ax1.set_xlabel('true g [mag]')
-    ax1.set_ylabel('measured - true [mag]')
-    ax1.set_ylim(-0.6, 0.6)
-    ax1.legend()
-    with atomic_output(path, overwrite=True) as tmp:
-        fig.savefig(tmp, dpi=100)

@@ -49,7 +49,7 @@ class _Photometry:
     method = ''
 
     def __init__(self, *, stamp_size=21, header_keys=None,
-                 saturation_level=None):
+                 saturation_level=None, recentre='auto', max_shift=2.0):
         stamp_size = as_integer(stamp_size, 'stamp_size')
         if stamp_size % 2 == 0 or stamp_size < 11:
             msg = f'stamp_size must be an odd integer >= 11, got {stamp_size}'
@@ -70,6 +70,13 @@ class _Photometry:
                        f'{saturation_level}')
                 raise ValueError(msg)
         self.saturation_level = saturation_level
+        if not (isinstance(recentre, (bool, np.bool_))
+                or (isinstance(recentre, str) and recentre == 'auto')):
+            msg = f"recentre must be 'auto', True or False, got {recentre!r}"
+            raise TypeError(msg)
+        self.recentre = recentre if isinstance(recentre, str) else \
+            bool(recentre)
+        self.max_shift = as_positive(max_shift, 'max_shift')
 
     #: Radius (pixels) of the circle whose pixels count in ``n_saturated``,
     #: ``n_unity`` and the pixel flags; the network's own for the network.
@@ -78,7 +85,8 @@ class _Photometry:
     def _config(self):
         return {'stamp_size': self.stamp_size,
                 'header_keys': self.header_keys.to_dict(),
-                'saturation_level': self.saturation_level}
+                'saturation_level': self.saturation_level,
+                'recentre': self.recentre, 'max_shift': self.max_shift}
 
     def __call__(self, data, *, positions=None, skycoord=None,
                  init_params=None, mask=None, error=None, wcs=None,
@@ -136,9 +144,10 @@ class _Photometry:
             WCS), ``local_bkg``, ``flux``, ``flux_err``, ``flags``,
             ``log_counts``, ``log_counts_err``, ``mag``, ``mag_err``
             (with a zero point), ``n_saturated``, ``n_unity``,
-            ``method``; ``meta`` holds the date, versions, the
-            configuration, the frame's header values and the meaning of
-            every flag bit. Decode ``flags`` with
+            ``method``, ``x_centroid``, ``y_centroid`` (where measured,
+            when the frame was re-centred); ``meta`` holds the date,
+            versions, the configuration, the frame's header values and
+            the meaning of every flag bit. Decode ``flags`` with
             `~satphotutils.utils.flags.decode_flags`.
 
         Raises
@@ -174,6 +183,14 @@ class _Photometry:
         # Positions a WCS cannot place (e.g. the far side of the sky of a
         # TAN projection) or given as NaN are measured nowhere.
         placed = np.isfinite(x) & np.isfinite(y)
+        x0, y0 = x, y
+        rejected = None
+        if frame['recentred']:
+            from .centroids import recentre
+
+            x, y, _, _, rejected = recentre(image, x, y, sky=frame['sky'],
+                                            mask=mask,
+                                            max_shift=self.max_shift)
         # Targets in chunks: the stamps of one chunk at a time bound the
         # memory whatever the number of targets.
         parts = []
@@ -191,14 +208,22 @@ class _Photometry:
             flags[nothing] &= SATPHOT_FLAGS.NO_OVERLAP
             for name in ('log_counts', 'log_counts_err', 'local_bkg'):
                 result[name] = np.where(nothing, np.nan, result[name])
+            if rejected is not None:
+                flags[rejected[sl] & ~nothing] |= \
+                    SATPHOT_FLAGS.RECENTRE_REJECTED
             result['flags'] = flags
             result['n_saturated'] = n_sat
             parts.append(result)
         result = {k: (np.ma.concatenate if np.ma.isMaskedArray(parts[0][k])
                       else np.concatenate)([p[k] for p in parts])
                   for k in parts[0]}
-        return self._table(x, y, sky_center, unit, result, result['flags'],
-                           result['n_saturated'], frame)
+        table = self._table(x0, y0, sky_center, unit, result,
+                            result['flags'], result['n_saturated'], frame)
+        if frame['recentred']:
+            # Named as photutils' ApertureStats names a measured centre.
+            table['x_centroid'] = x
+            table['y_centroid'] = y
+        return table
 
     # -- steps --------------------------------------------------------------
 
@@ -228,8 +253,27 @@ class _Photometry:
         if level is None and info.saturation_level is not None:
             level, level_source = info.saturation_level, 'header'
         elif level is None:
-            level_source = None
+            from satphotutils.frames import saturation_level
+
+            # Without a keyword, the frame's own plateau (pixels that all
+            # stopped at one value), if it shows one.
+            level = saturation_level(np.where(mask, np.nan, image)
+                                     if mask is not None else image)
+            level_source = None if level is None else 'plateau'
+        recentred, recentre_source = self.recentre, 'argument'
+        if self.recentre == 'auto':
+            # A frame resampled onto its reference grid has the stars
+            # where its WCS says; centroids there only add their noise.
+            recentred = info.reference_grid is not True
+            key = self.header_keys.reference_grid
+            recentre_source = (
+                f'auto: the {key} keyword says the frame is on its '
+                'reference grid' if not recentred else
+                f'auto: no {key} keyword saying the frame is on its '
+                'reference grid' if key else
+                'auto: the reference_grid header key is switched off')
         return {'sky': float(sky), 'sky_source': sky_source,
+                'recentred': recentred, 'recentre_source': recentre_source,
                 'gain': info.gain, 'read_noise': info.read_noise,
                 'zeropoint': zp, 'zeropoint_source': zp_source,
                 # Without a transparency keyword the zero point is the
@@ -306,7 +350,8 @@ class _Photometry:
         table['method'] = result['method']
         frame_meta = frame['info'].to_meta()
         frame_meta.update({k: v for k, v in frame.items()
-                           if k.endswith('_source') or k == 'sky'})
+                           if k.endswith('_source')
+                           or k in ('sky', 'recentred', 'saturation_level')})
         table.meta.update(get_meta(photometry=type(self).__name__,
                                    config=self._config(), frame=frame_meta))
         return table
@@ -338,8 +383,30 @@ class SaturatedStarPhotometry(_Photometry):
     saturation_level : float, optional
         Counts at and above which a pixel counts as saturated in
         ``n_saturated`` (and keeps a star out of the hybrid); the
-        header's saturation keyword if `None`. Without either,
+        header's saturation keyword if `None`, else the frame's plateau
+        (`~satphotutils.frames.saturation_level`). Without any,
         ``n_saturated`` is masked.
+
+    recentre : {'auto', True, False}, optional
+        Move the targets to their stars before measuring them
+        (`~satphotutils.photometry.recentre`: the median shift of the
+        targets' centroids, as a WCS error moves them all): a WCS off by
+        a pixel or two costs the network most of a star's flux.
+        ``x_center``/``y_center`` stay the given positions and
+        ``x_centroid``/``y_centroid`` say where each star was measured.
+        ``'auto'`` re-centres unless the frame's header declares that it
+        is on its reference grid (the ``reference_grid`` header key,
+        ``REFGRID = T``, which the simulator's survey frames carry),
+        where the WCS is exact and the centroids would only add their
+        noise; ``True`` and ``False`` force it. The table's
+        ``meta['frame']`` says whether (``recentred``) and why
+        (``recentre_source``).
+
+    max_shift : float, optional
+        Largest accepted shift (pixels): beyond it, or for a target whose
+        own centroid lies further from its shifted position, the target
+        is flagged ``recentre_rejected`` (measured at the given position
+        if the frame's shift is the one beyond it).
 
     hybrid : bool, optional
         For unsaturated stars, use an exact 2-px aperture sum where it
@@ -422,9 +489,10 @@ class SaturatedStarPhotometry(_Photometry):
     method = 'network'
 
     def __init__(self, model=None, *, local_bkg_estimator=None,
-                 header_keys=None, saturation_level=None, hybrid=True,
-                 hybrid_tolerance=0.03, ensemble=True, reflections=False,
-                 batch_size=65536, device=None, fwhm=None):
+                 header_keys=None, saturation_level=None, recentre='auto',
+                 max_shift=2.0, hybrid=True, hybrid_tolerance=0.03,
+                 ensemble=True, reflections=False, batch_size=65536,
+                 device=None, fwhm=None):
         from satphotutils.network import SaturatedStarModel
 
         if model is None:
@@ -435,7 +503,8 @@ class SaturatedStarPhotometry(_Photometry):
         # trained on other stamps is another model.
         super().__init__(stamp_size=model.features.stamp_size,
                          header_keys=header_keys,
-                         saturation_level=saturation_level)
+                         saturation_level=saturation_level,
+                         recentre=recentre, max_shift=max_shift)
         hybrid_tolerance = as_finite(hybrid_tolerance,
                                           'hybrid_tolerance')
         if not hybrid_tolerance > 0:

@@ -273,8 +273,9 @@ class FrameSimulator:
             counts), with the reference WCS; ``mask`` marks pixels without
             data. ``meta`` holds DATE-OBS, MJD-OBS (the start), DATE-AVG,
             MJD-AVG (mid-exposure), TIMESYS, EXPTIME, ZP, TRANSP,
-            SKY, FWHM, GAIN, RDNOISE, CAMERA, FILTER and the simulation
-            truth DAMAGED.
+            SKY, FWHM, SATURATE, GAIN, RDNOISE, CAMERA, FILTER, REFGRID
+            (``True``: on the reference grid, with its exact WCS) and the
+            simulation truth DAMAGED.
 
         truth : `~astropy.table.QTable`
             One row per star brighter than ``truth_g_max`` (or named or
@@ -342,6 +343,8 @@ class FrameSimulator:
             'RDNOISE': (self.camera.detector.read_noise, 'read noise (e-)'),
             'CAMERA': self.camera.name,
             'FILTER': self.camera.filter,
+            # The stars are where the reference WCS puts them.
+            'REFGRID': (True, 'resampled onto the reference grid'),
             'DAMAGED': (bool(c.damaged), 'simulation truth: overflow damage'),
             'SIMULATE': (True, 'satphotutils.simulation frame'),
         }

@@ -118,6 +118,13 @@ _DEFINITIONS = (
                    '> 1, satphotutils.network.guard); the network value '
                    'may be badly off, and the frame-level hybrid returns '
                    'its classical estimate instead where it has one'),
+    FlagDefinition(4294967296, 'recentre_rejected',
+                   "re-centring (satphotutils.photometry.recentre) did not "
+                   "find the star where expected: the frame's shift "
+                   'exceeds max_shift pixels (not applied: measured at the '
+                   "given position), or the target's own centroid lies "
+                   'further than max_shift from its shifted position; the '
+                   'position, and so the value, may be off the star'),
 )
 
 

@@ -323,3 +323,59 @@ def test_damaged_header_card_is_a_clean_error(tmp_path):
     path.write_bytes(bytes(raw))
     with pytest.raises(SatphotutilsError, match='MJD-OBS'):
         read_frame(path)
+
+
+def test_saturation_level_falls_back_to_satlevel():
+    # A pipeline that writes SATLEVEL instead of SATURATE.
+    info = frame_info(fits.Header({'SATLEVEL': 52000.0}))
+    assert info.saturation_level == 52000.0
+    # SATURATE, when present, is the saturation level.
+    info = frame_info(fits.Header({'SATURATE': 60000.0,
+                                   'SATLEVEL': 52000.0}))
+    assert info.saturation_level == 60000.0
+    # Both are named when neither is there, and the fallback is
+    # configured like any other keyword (and switched off with None).
+    with pytest.raises(SatphotutilsError, match='no SATURATE / SATLEVEL'):
+        frame_info(fits.Header()).require('saturation_level')
+    keys = HeaderKeys.parse(['saturation_fallback=SATUR'])
+    assert frame_info(fits.Header({'SATUR': 4e4}),
+                      header_keys=keys).saturation_level == 4e4
+    keys = HeaderKeys(saturation_fallback=None)
+    assert frame_info(fits.Header({'SATLEVEL': 52000.0}),
+                      header_keys=keys).saturation_level is None
+    with pytest.raises(InvalidHeaderError, match='SATLEVEL header keyword '
+                       r'of f\.fits must be positive'):
+        frame_info(fits.Header({'SATLEVEL': -1.0}), path='f.fits')
+
+
+@pytest.mark.parametrize(('value', 'expected'), [
+    (True, True), (False, False), ('T', True), ('F', False), (1, True),
+    (0, False)])
+def test_reference_grid_keyword(value, expected):
+    info = frame_info(fits.Header({'REFGRID': value}))
+    assert info.reference_grid is expected
+    assert info.to_meta()['reference_grid'] is expected
+
+
+def test_reference_grid_absent_or_unusable():
+    assert frame_info(fits.Header()).reference_grid is None
+    with pytest.raises(InvalidHeaderError, match='REFGRID header keyword of '
+                       r'f\.fits must be a FITS boolean'):
+        frame_info(fits.Header({'REFGRID': 'maybe'}), path='f.fits')
+
+
+def test_simulated_frames_declare_their_reference_grid(tmp_path):
+    from satphotutils.simulation import (
+        Camera,
+        Detector,
+        FrameSimulator,
+        Scene,
+    )
+
+    centre = SkyCoord(30.0, -10.0, unit='deg')
+    sim = FrameSimulator(camera=Camera(detector=Detector(shape=(64, 64))),
+                         pointing=centre)
+    frame, _ = sim(Scene(centre, [9.0], [1.0]), mjd=60000.0, seed=1)
+    frame.write(tmp_path / 'f.fits')
+    # It survives the file: the pipeline reads frames from disk.
+    assert read_frame_info(tmp_path / 'f.fits').reference_grid is True

@@ -108,6 +108,22 @@ def test_light_curves_of_constant_and_variable_stars(field, tmp_path):
         report['skipped'][str(bad)]
 
 
+def test_in_memory_light_curves_say_how_they_were_measured(field):
+    # Their plot's panel title: an aperture light curve in memory was
+    # titled 'satphotutils network'.
+    from satphotutils.lightcurves import plot_lightcurve
+    from satphotutils.photometry import AperturePhotometryBaseline
+
+    directory, targets, _, _ = field
+    frames = sorted(directory.glob('*.fits'))[:6]
+    run = LightCurvePipeline(AperturePhotometryBaseline(radius=2.0),
+                             epoch_window=0.01)(frames, targets[:1])
+    lc = run.lightcurves['const7']
+    assert lc.meta['method'] == 'AperturePhotometryBaseline'
+    fig = plot_lightcurve(lc)
+    assert fig.axes[0].get_title() == 'baseline: aperture photometry'
+
+
 def test_resume_does_not_duplicate(field, tmp_path):
     directory, targets, _, _ = field
     frames = sorted(directory.glob('*.fits'))
