@@ -12,10 +12,15 @@ all, through threadpoolctl for the native pools and
 
 import contextlib
 import os
+import sys
 
 from satphotutils.utils._parameters import as_integer
 
 __all__ = ['default_threads', 'limit_threads']
+
+# Read by OpenMP, OpenBLAS and MKL when they start their pools.
+_THREAD_VARIABLES = ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS',
+                     'MKL_NUM_THREADS')
 
 
 def default_threads():
@@ -66,17 +71,26 @@ def limit_threads(n=None):
 
     n = default_threads() if n is None else as_integer(n, 'threads',
                                                        minimum=1)
+    # torch (1.8 s to import) is capped only when a command has loaded
+    # it; one that has not (intercalibrate, simulate) must not pay for
+    # it, and a library loaded inside the block reads the environment.
+    torch = sys.modules.get('torch')
     torch_before = None
+    saved = {key: os.environ.get(key) for key in _THREAD_VARIABLES}
+    os.environ.update(dict.fromkeys(_THREAD_VARIABLES, str(n)))
     try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        torch = None
-    with threadpool_limits(limits=n):
-        if torch is not None:
-            torch_before = torch.get_num_threads()
-            torch.set_num_threads(n)
-        try:
-            yield n
-        finally:
+        with threadpool_limits(limits=n):
             if torch is not None:
-                torch.set_num_threads(torch_before)
+                torch_before = torch.get_num_threads()
+                torch.set_num_threads(n)
+            try:
+                yield n
+            finally:
+                if torch is not None:
+                    torch.set_num_threads(torch_before)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

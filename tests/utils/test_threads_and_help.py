@@ -48,3 +48,21 @@ def test_threads_option_refuses_nonsense(value, capsys):
     with pytest.raises(SystemExit):
         main(['--threads', value, 'info'])
     assert 'must be a whole number >= 1' in capsys.readouterr().err
+
+
+def test_commands_without_torch_do_not_import_it(tmp_path):
+    """--threads wrapped every command and imported torch (1.8 s) even
+    for intercalibrate."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = Path(__file__).parents[1] / 'data' / 'asassn_lc'
+    code = ('import sys; from satphotutils.cli import main; '
+            f"main(['--threads', '1', 'intercalibrate', "
+            f"'{data / 'sp2web_352187470767.csv'}', '-o', "
+            f"'{tmp_path / 'out.ecsv'}']); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, '-c', code], check=True,
+                         capture_output=True, text=True).stdout
+    assert out.strip().splitlines()[-1] == 'False'
