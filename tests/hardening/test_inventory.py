@@ -837,6 +837,38 @@ def _two_nights(frames_dir, tmp_path):
     return frames
 
 
+@case('R08')
+def frame_with_a_non_finite_time(frame, frames_dir, **_):
+    """#25 item 3: one frame with MJD-OBS = NaN made every run fail after
+    measuring everything; it is skipped and named, the run goes on."""
+    hdu = _header_without(frame, 'DATE-OBS', 'MJD-AVG', 'DATE-AVG')
+    # FITS cannot store a NaN number: archives write it as text.
+    hdu.header['MJD-OBS'] = 'NaN'
+    run, path = _run_with(frames_dir, 'nan_time.fits', hdu)
+    assert run.frames_measured == 1
+    assert 'MJD-OBS' in run.skipped[path]
+    assert len(run.lightcurves['t']) == 1
+
+
+@case('R09')
+def comparison_table_without_magnitudes(frames_dir, tmp_path, capsys, **_):
+    """#25 item 23: every frame was skipped ("KeyError: 'mag'") and the run
+    exited 0; a configuration error stops it at once."""
+    from satphotutils.lightcurves import LightCurvePipeline
+
+    directory, targets = frames_dir
+    stars = Table({'ra': targets['ra'], 'dec': targets['dec']})
+    with pytest.raises(SatphotutilsError, match='comparison table lacks '
+                       'the column'):
+        LightCurvePipeline(comparison=stars)
+    stars.write(tmp_path / 'comparison.ecsv')
+    _cli_fails(capsys, ['lightcurve', str(directory), '--targets',
+                        str(tmp_path / 'targets.ecsv'), '--comparison',
+                        str(tmp_path / 'comparison.ecsv'), '-o',
+                        str(tmp_path / 'out')], 'comparison table lacks')
+    assert not (tmp_path / 'out').exists()
+
+
 @case('R01')
 def same_named_frames_in_two_directories(frames_dir, tmp_path, **_):
     from satphotutils.lightcurves import LightCurvePipeline
