@@ -171,20 +171,34 @@ class RestrictedLikelihood:
         logdet_k = len(self.starts) * np.log(var) + np.sum(np.log(one_minus))
         return diag, off, logdet_k, a, one_minus
 
-    def _factor(self, p):
-        lay = self.layout
-        sigma, tau, ratio, jitter, scale = lay.unpack(p, self.n_bands)
+    def _noise_and_precision(self, p):
+        """
+        Unpack ``p`` and factor the signal's posterior precision.
+
+        T = Q + A^T W A at the distinct times, as L D L^T with LAPACK's
+        tridiagonal positive-definite routines, 3x faster than
+        the general banded ones here.
+        """
+        sigma, tau, ratio, jitter, scale = self.layout.unpack(p,
+                                                              self.n_bands)
         r = ratio[self.band]
         noise = (scale[self.group] * self.err) ** 2 + jitter[self.group] ** 2
         winv = np.where(self.use, 1.0 / noise, 0.0)
         qdiag, qoff, logdet_k, a, one_minus = self._precision(sigma, tau)
         tdiag = qdiag + self._per_time(winv * r**2)
-        # T = L D L^T (LAPACK's tridiagonal positive-definite routines,
-        # 3x faster than the general banded ones here).
         ldl_d, ldl_e, info = lapack.dpttrf(tdiag, qoff)
         if info != 0:
             msg = 'the covariance is not positive definite'
             raise np.linalg.LinAlgError(msg)
+        return {'sigma': sigma, 'tau': tau, 'ratio': ratio, 'r': r,
+                'jitter': jitter, 'scale': scale, 'noise': noise,
+                'winv': winv, 'ldl': (ldl_d, ldl_e), 'logdet_k': logdet_k,
+                'a': a, 'one_minus': one_minus}
+
+    def _factor(self, p):
+        s = self._noise_and_precision(p)
+        r, winv = s['r'], s['winv']
+        ldl_d, ldl_e = s['ldl']
         wr = winv * r
         weighted = np.multiply(self._rhs, winv, out=self._weighted)
         scaled = weighted if self.layout.ratio_bands.size == 0 else \
@@ -192,7 +206,7 @@ class RestrictedLikelihood:
         b = self._per_time(scaled, out=self._per_time_rhs)
         # Rows of b are the columns of a Fortran (M, k) array: solved in
         # place.
-        z, info = lapack.dpttrs(ldl_d, ldl_e, b.T, overwrite_b=1)
+        z, _ = lapack.dpttrs(ldl_d, ldl_e, b.T, overwrite_b=1)
         z = z.T
         cinv = np.multiply(self._to_points(z), wr, out=self._cinv)
         np.subtract(weighted, cinv, out=cinv)
@@ -201,12 +215,9 @@ class RestrictedLikelihood:
         gfac = cho_factor(gram, lower=True, check_finite=False)
         ginv = cho_solve(gfac, np.eye(len(gram)), check_finite=False)
         beta = ginv @ (f @ self.y)
-        return {'sigma': sigma, 'tau': tau, 'ratio': ratio, 'r': r,
-                'jitter': jitter, 'scale': scale, 'noise': noise,
-                'winv': winv, 'ldl': (ldl_d, ldl_e), 'z': z, 'f': f,
-                'gfac': gfac, 'ginv': ginv, 'beta': beta,
-                'alpha': cinv_y - beta @ f,
-                'logdet_k': logdet_k, 'a': a, 'one_minus': one_minus}
+        s.update({'z': z, 'f': f, 'gfac': gfac, 'ginv': ginv, 'beta': beta,
+                  'alpha': cinv_y - beta @ f})
+        return s
 
     def _selected_inverse(self, ldl):
         """
@@ -313,18 +324,13 @@ class RestrictedLikelihood:
         explores with it from several starts and refines the best with
         the restricted one.
         """
-        lay = self.layout
-        sigma, tau, ratio, jitter, scale = lay.unpack(p, self.n_bands)
-        r = ratio[self.band]
-        noise = (scale[self.group] * self.err) ** 2 + jitter[self.group] ** 2
-        use = self.use
-        winv = np.where(use, 1.0 / noise, 0.0)
-        qdiag, qoff, logdet_k, a, om = self._precision(sigma, tau)
-        tdiag = qdiag + self._per_time(winv * r**2)
-        ldl_d, ldl_e, info = lapack.dpttrf(tdiag, qoff)
-        if info != 0:
-            msg = 'the covariance is not positive definite'
-            raise np.linalg.LinAlgError(msg)
+        lay, use = self.layout, self.use
+        s = self._noise_and_precision(p)
+        sigma, tau, r = s['sigma'], s['tau'], s['r']
+        jitter, scale, noise, winv = (s['jitter'], s['scale'], s['noise'],
+                                      s['winv'])
+        ldl_d, ldl_e = s['ldl']
+        logdet_k, a, om = s['logdet_k'], s['a'], s['one_minus']
         resid = self.y - self.design @ beta
         wres = winv * resid
         mean, _ = lapack.dpttrs(ldl_d, ldl_e, self._per_time(r * wres))
