@@ -69,6 +69,7 @@ def plot_intercalibration(result, *, path=None):
     colours = plt.rcParams['axes.prop_cycle'].by_key().get('color') or \
         [f'C{k}' for k in range(10)]
     handles = []
+    plotted = {ax: ([], [], []) for ax in axes}  # t, y, fitted
     for k, group in enumerate(result.offsets['group']):
         group = str(group)
         style = {'color': colours[k % len(colours)],
@@ -86,12 +87,20 @@ def plot_intercalibration(result, *, path=None):
                 y = part[col].value
                 ax.plot(t[~bad], y[~bad], **style)
                 ax.plot(t[bad], y[bad], mfc='none', alpha=0.6, **style)
+                plotted[ax][0].append(t)
+                plotted[ax][1].append(y)
+                plotted[ax][2].append(~bad)
         label = f'{group} (flagged)' if group in flagged else group
         handles.append(plt.Line2D([], [], label=label, **style))
     titles = ['before (hollow: left out of the fit)', 'after']
     if flagged:
         titles.append('flagged groups, as measured: '
                       + ', '.join(flagged))
+    # Every panel clipped (a generator in any() would stop at the first).
+    if any([_clip_to_range(ax, *plotted[ax]) for ax in axes]):
+        handles.append(plt.Line2D([], [], color='0.3', marker='^', ms=5,
+                                  ls='none',
+                                  label='beyond the range, at the edge'))
     for ax, title in zip(axes, titles, strict=True):
         ax.invert_yaxis()
         ax.set_ylabel('mag')
@@ -107,3 +116,28 @@ def plot_intercalibration(result, *, path=None):
             fig.savefig(tmp, dpi=100)
         plt.close(fig)
     return fig
+
+
+def _clip_to_range(ax, times, values, fitted):
+    """
+    Limit the magnitude axis to the fitted points' range.
+
+    A few bad points 1 mag off (bad quality, left out of the fit) would
+    otherwise squeeze the light curve into a line; points beyond the
+    range are drawn on its edge. Returns whether any was.
+    """
+    if not times:
+        return False
+    t = np.concatenate(times)
+    y = np.concatenate(values)
+    good = np.concatenate(fitted) & np.isfinite(y)
+    if not good.any():
+        return False
+    low, high = np.percentile(y[good], [0.5, 99.5])
+    pad = max(0.3 * (high - low), 0.05)
+    low, high = low - pad, high + pad
+    ax.set_ylim(low, high)
+    above, below = y > high, y < low
+    ax.plot(t[above], np.full(above.sum(), high), 'v', color='0.3', ms=5)
+    ax.plot(t[below], np.full(below.sum(), low), '^', color='0.3', ms=5)
+    return bool(above.any() or below.any())

@@ -100,3 +100,26 @@ def test_command_fits_and_reports_the_model(tmp_path, capsys):
     for name in ('jitter', 'jitter_err', 'error_scale', 'ratio'):
         assert name in offsets.colnames
     assert np.isfinite(offsets.meta['drw']['bic'])
+
+
+def test_plot_range_follows_the_fitted_points():
+    """Two bad-quality points 0.8 mag faint squeezed the calibrated light
+    curve of this real file into a line; they go on the edge."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    from satphotutils.intercalibration import plot_intercalibration
+
+    result = DRWIntercalibrator(robust=True)(read_lightcurve(
+        SHARED / 'sp2web_352187470767.csv'))
+    fig = plot_intercalibration(result)
+    try:
+        low, high = sorted(fig.axes[1].get_ylim())
+        assert high - low < 0.3
+        assert 12.2 < low < high < 12.45
+        labels = [t.get_text() for t in fig.legends[0].get_texts()]
+        assert 'beyond the range, at the edge' in labels
+    finally:
+        plt.close(fig)
