@@ -555,8 +555,19 @@ class DRWIntercalibrator:
 
     # -- the GP --------------------------------------------------------------
 
-    def _clip_to_gp(self, fit, params, data, flags):
-        return _clip_to_gp_impl(self.clip_sigma, fit, params, data, flags)
+    def _clip_to_gp(self, fit, params, flags):
+        """Flag the points beyond ``clip_sigma`` of the GP's prediction."""
+        use = fit.use
+        # Leave-one-out residuals for the points in the fit (a point's
+        # own weight pulls the prediction towards it and hid outliers of
+        # 0.2-0.7 mag), the prediction for those left out (every point is
+        # on the time grid, unweighted).
+        z = fit.likelihood.solution(params)['z']
+        scale = mad_std(z[use])
+        clip = SATPHOT_FLAGS.INTERCAL_CLIPPED
+        new = (np.abs(z) > self.clip_sigma * max(scale, 1.0)) \
+            & ((flags & ~clip) == 0)
+        return (flags & ~clip) | np.where(new, clip, 0)
 
     def _clip_to_medians(self, data, gidx, flags, *, bin_days=5.0):
         """
@@ -616,7 +627,7 @@ class DRWIntercalibrator:
         for _ in range(self.max_iter if self.robust else 0):
             changed = False
             for _ in range(self.max_iter):
-                updated = self._clip_to_gp(fit, params, data, flags)
+                updated = self._clip_to_gp(fit, params, flags)
                 if np.array_equal(updated, flags):
                     break
                 flags, changed = updated, True
@@ -650,20 +661,6 @@ def _binned_median(keys, values, n_bins):
     low = ordered[start + (counts - 1) // 2]
     high = ordered[start + counts // 2]
     return 0.5 * (low + high)
-
-
-def _clip_to_gp_impl(clip_sigma, fit, params, data, flags):
-    """Flag the points beyond ``clip_sigma`` of the GP's prediction."""
-    use = fit.use
-    # Leave-one-out residuals for the points in the fit (a point's own
-    # weight pulls the prediction towards it and hid outliers of 0.2-0.7
-    # mag), the prediction for those left out (every point is on the time
-    # grid, unweighted).
-    z = fit.likelihood.solution(params)['z']
-    scale = mad_std(z[use])
-    clip = SATPHOT_FLAGS.INTERCAL_CLIPPED
-    new = (np.abs(z) > clip_sigma * max(scale, 1.0)) & ((flags & ~clip) == 0)
-    return (flags & ~clip) | np.where(new, clip, 0)
 
 
 class _GPFit:
