@@ -43,14 +43,18 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
     argparse's ``ArgumentDefaultsHelpFormatter`` appends ``(default:
     None)`` to required options and to options whose help already names
     the default; this one appends the default only when it is a value
-    (not `None`, `False` or an empty list) and the help does not say it.
+    (not `None`, `False` or an empty list, and the option takes an
+    argument) and the help does not say it.
     """
 
     def _get_help_string(self, action):
         help_text = action.help or ''
         default = action.default
-        if ('default' in help_text or action.required
-                or default in (None, False, argparse.SUPPRESS)
+        # Identity, not equality: a default of 0 or 0.0 is a value
+        # (``0.0 in (False,)`` is true); a flag (no argument) has none.
+        if ('default' in help_text or action.required or action.nargs == 0
+                or default is None or default is False
+                or default is argparse.SUPPRESS
                 or (isinstance(default, list) and not default)
                 or action.option_strings == []):
             return help_text

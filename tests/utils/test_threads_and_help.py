@@ -66,3 +66,15 @@ def test_commands_without_torch_do_not_import_it(tmp_path):
     out = subprocess.run([sys.executable, '-c', code], check=True,
                          capture_output=True, text=True).stdout
     assert out.strip().splitlines()[-1] == 'False'
+
+
+def test_flags_say_no_default_and_zero_defaults_are_shown(capsys):
+    """``--no-jitter`` said "(default: True)"; ``--drop-faintest``'s 0.0
+    was hidden because ``0.0 == False``."""
+    with pytest.raises(SystemExit):
+        main(['intercalibrate', '--help'])
+    text = ' '.join(capsys.readouterr().out.split())
+    assert '(default: True)' not in text
+    assert '(default: False)' not in text
+    assert '(the paper: 0.1) (default: 0.0)' in text
+    assert '(0-3) (default: 0)' in text
