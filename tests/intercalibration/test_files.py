@@ -105,9 +105,6 @@ def test_command_fits_and_reports_the_model(tmp_path, capsys):
 def test_plot_range_follows_the_fitted_points():
     """Two bad-quality points 0.8 mag faint squeezed the calibrated light
     curve of this real file into a line; they go on the edge."""
-    import matplotlib
-
-    matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
     from satphotutils.intercalibration import plot_intercalibration
