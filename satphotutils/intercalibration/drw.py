@@ -669,6 +669,7 @@ class _GPFit:
     def __init__(self, data, gidx, bidx, use, n_groups, n_bands, *,
                  jitter, error_scale, amplitude_ratio, trend):
         self.data, self.gidx, self.bidx, self.use = data, gidx, bidx, use
+        self.n_evaluations = 0
         self.n_groups, self.n_bands = n_groups, n_bands
         self.options = {'jitter': bool(jitter),
                         'error_scale': bool(error_scale),
@@ -791,7 +792,7 @@ class _GPFit:
             best = minimize(negll, best.x, jac=True, method='L-BFGS-B',
                             bounds=bounds, options=options)
             evaluations += int(best.nfev)
-        self.n_evaluations = getattr(self, 'n_evaluations', 0) + evaluations
+        self.n_evaluations += evaluations
         return best.x
 
     def _beta_start(self):
@@ -923,7 +924,7 @@ class _GPFit:
                'n_parameters': int(n_params),
                'bic': float(bic),
                'ml_log_likelihood': sol['ml_log_likelihood'],
-               'n_evaluations': getattr(self, 'n_evaluations', 0)}
+               'n_evaluations': self.n_evaluations}
         if models is not None:
             drw['selection'] = models
         per_group = {'jitter': jitter, 'jitter_err': jitter_err,
