@@ -14,10 +14,11 @@ from satphotutils.utils._lazy import lazy_namespace
 
 # Public names and their modules, imported on first use.
 __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
-    'descriptors': ['frame_fwhm', 'gaussian_fit_fwhm', 'saturation_level',
+    'descriptors': ['frame_background', 'frame_fwhm', 'gaussian_fit_fwhm',
+                    'saturation_level',
                     'stamp_fwhm'],
     'info': ['FrameInfo', 'InvalidHeaderError', 'frame_info'],
     'keys': ['HeaderKeys'],
     'listing': ['FRAME_PATTERNS', 'list_frames'],
-    'reader': ['read_frame', 'read_frame_info'],
+    'reader': ['read_frame', 'read_frame_data', 'read_frame_info'],
 })

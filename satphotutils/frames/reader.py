@@ -10,7 +10,7 @@ from satphotutils.utils.exceptions import SatphotutilsError
 
 from .info import InvalidHeaderError, frame_info
 
-__all__ = ['read_frame', 'read_frame_info']
+__all__ = ['read_frame', 'read_frame_data', 'read_frame_info']
 
 #: The largest image (bytes of pixel data, as the header gives them)
 #: ``read_frame`` reads unless told otherwise. A gzip-compressed frame
@@ -220,3 +220,58 @@ def read_frame(path, *, header_keys=None, unit='adu', hdu=None,
     wcs = frame.wcs if frame.wcs is not None and frame.wcs.has_celestial \
         else None
     return frame, dataclasses.replace(info, shape=frame.shape, wcs=wcs)
+
+
+def read_frame_data(path, *, hdu=None, max_bytes=None, dtype=None):
+    """
+    Read a frame's pixels only, as `read_frame` reads them.
+
+    For a run that has the header values already (from
+    `read_frame_info`): the same image HDU, size check and FITS scaling
+    (``BZERO``/``BSCALE``, tile compression), without building a
+    `~astropy.nddata.CCDData`, its WCS and a second parse of the header.
+
+    Parameters
+    ----------
+    path : path-like
+        The FITS file.
+
+    hdu : int or str, optional
+        The image HDU; the first 2-D image HDU if `None`.
+
+    max_bytes : int, optional
+        As for `read_frame`.
+
+    dtype : data-type, optional
+        Convert the pixels to this type (e.g. ``np.float32``).
+
+    Returns
+    -------
+    data : `~numpy.ndarray`, 2-D
+
+    Raises
+    ------
+    SatphotutilsError
+        As for `read_frame`.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import numpy as np
+    >>> from astropy.io import fits
+    >>> from satphotutils.frames import read_frame_data
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / 'frame.fits'
+    >>> fits.PrimaryHDU(np.arange(6, dtype='i4').reshape(2, 3)).writeto(path)
+    >>> read_frame_data(path, dtype=np.float32)
+    array([[0., 1., 2.],
+           [3., 4., 5.]], dtype=float32)
+    """
+    import numpy as np
+
+    path = Path(path)
+    with _open(path) as hdul:
+        index = _image_index(hdul, path, hdu)
+        _check_size(hdul[index].header, path, max_bytes)
+        data = hdul[index].data
+        # A copy that outlives the file (a memory map would not).
+        return np.array(data, dtype=dtype)

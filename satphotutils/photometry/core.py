@@ -15,11 +15,15 @@ import numpy as np
 from astropy import units as u
 from astropy.coordinates import Angle, SkyCoord
 from astropy.nddata import NDData, StdDevUncertainty
-from astropy.stats import sigma_clipped_stats
 from astropy.table import QTable
 from astropy.utils.exceptions import AstropyUserWarning
 
-from satphotutils.frames import FrameInfo, HeaderKeys, frame_info
+from satphotutils.frames import (
+    FrameInfo,
+    HeaderKeys,
+    frame_background,
+    frame_info,
+)
 from satphotutils.frames.info import _ZEROPOINT_RANGE
 from satphotutils.stamps.apertures import aperture_sums, circle_mask
 from satphotutils.stamps.cutout import cut_stamps
@@ -231,9 +235,7 @@ class _Photometry:
         """Collect the frame's values for the measurement, one source each."""
         sky, sky_source = info.sky, 'header'
         if sky is None:
-            good = np.isfinite(image) if mask is None else \
-                np.isfinite(image) & ~mask
-            _, sky, _ = sigma_clipped_stats(image[::4, ::4][good[::4, ::4]])
+            sky, _ = frame_background(image, mask=mask)
             sky_source = 'measured (sigma-clipped median of the image)'
         zp, zp_source = info.zeropoint, 'header'
         if zeropoint is not None:

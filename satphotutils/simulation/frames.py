@@ -393,9 +393,30 @@ class FrameSimulator:
         return truth
 
 
+# What a camera's own software writes: the start time, the exposure, the
+# detector's numbers; a survey pipeline's calibration keywords are not.
+_CAMERA_DROPS = ('ZP', 'TRANSP', 'MJD-OBS', 'MJD-AVG', 'DATE-AVG', 'SKY',
+                 'FWHM', 'REFGRID', 'DAMAGED', 'BUNIT')
+
+
+def _as_camera_writes(frame):
+    """Return the frame as 32-bit integers with a camera's header."""
+    hdul = frame.to_hdu(as_image_hdu=False, hdu_mask=None,
+                        hdu_uncertainty=None, hdu_flags=None)
+    header = hdul[0].header
+    for key in _CAMERA_DROPS:
+        header.remove(key, ignore_missing=True, remove_all=True)
+    # Pixels with no data (off the resampled grid) read as zero.
+    data = np.rint(np.nan_to_num(np.asarray(frame.data, dtype=float),
+                                 nan=0.0))
+    hdul[0].data = np.clip(data, -2**31, 2**31 - 1).astype(np.int32)
+    return hdul
+
+
 def simulate_field(directory, scene, simulators, *, n_epochs,
                    start_mjd=58000.0, cadence=2.5, exposures_per_epoch=3,
-                   seed=None, overwrite=False, progress=False):
+                   seed=None, overwrite=False, progress=False,
+                   style='survey'):
     """
     Simulate a multi-epoch, multi-camera field and write it to disk.
 
@@ -439,6 +460,16 @@ def simulate_field(directory, scene, simulators, *, n_epochs,
     progress : bool, optional
         Show a tqdm progress bar.
 
+    style : {'survey', 'camera'}, optional
+        ``'survey'`` writes the frames as a survey pipeline would (float
+        pixels, ``MJD-AVG``, zero point ``ZP``, transparency ``TRANSP``,
+        ``SKY``, ``REFGRID``). ``'camera'`` writes them as a camera's
+        own software does: 32-bit integer pixels, ``DATE-OBS`` (the
+        start) and ``EXPTIME`` the only times, no ``BUNIT``, no
+        zero-point, transparency, sky, FWHM or reference-grid keywords
+        (``SATURATE``, ``GAIN``, ``RDNOISE``, ``CAMERA`` and ``FILTER``
+        stay). The truth tables are the same.
+
     Returns
     -------
     frames : `~astropy.table.QTable`
@@ -471,6 +502,9 @@ def simulate_field(directory, scene, simulators, *, n_epochs,
     if not simulators:
         msg = 'simulators must name at least one FrameSimulator'
         raise SatphotutilsError(msg)
+    if style not in ('survey', 'camera'):
+        msg = f"style must be 'survey' or 'camera', got {style!r}"
+        raise ValueError(msg)
     n_epochs = as_integer(n_epochs, 'n_epochs', minimum=1)
     exposures_per_epoch = as_integer(exposures_per_epoch,
                                      'exposures_per_epoch', minimum=1)
@@ -495,7 +529,10 @@ def simulate_field(directory, scene, simulators, *, n_epochs,
             name = (f'{sim.camera.name}_{sim.camera.filter}_{epoch:05d}_'
                     f'{k}.fits')
             with atomic_output(directory / name, overwrite=overwrite) as tmp:
-                frame.write(tmp)
+                if style == 'camera':
+                    _as_camera_writes(frame).writeto(tmp)
+                else:
+                    frame.write(tmp)
             # Arrays, not scalars: astropy < 8 refuses scalars on an
             # empty table (a frame without stars).
             truth['file'] = np.full(len(truth), name)

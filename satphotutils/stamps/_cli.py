@@ -82,6 +82,11 @@ def register(subparsers, formatter_class):
                         help='saturation level (counts, sky included) of '
                         'frames whose header has no saturation keyword '
                         'and whose pixels show no plateau')
+    parser.add_argument('--workers', default=None,
+                        type=number_option(integer=True, minimum=1),
+                        help=('processes that measure frames at once '
+                              '(default: all cores); the output does not '
+                              'depend on it'))
     parser.add_argument('--overwrite', action='store_true',
                         help='replace an existing output file')
     add_header_key_option(parser)
@@ -179,7 +184,8 @@ def _run(args):
     builder = StampBuilder(edge=args.edge, max_unity=args.max_unity,
                            max_exposures=args.max_exposures,
                            band=args.band, header_keys=keys, seed=args.seed,
-                           saturation=args.saturation)
+                           saturation=args.saturation,
+                           workers=args.workers)
     report = builder(frames or args.frames, targets, args.output,
                      neighbours=neighbours, overwrite=args.overwrite,
                      progress=True)

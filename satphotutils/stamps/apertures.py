@@ -27,13 +27,15 @@ first built.
 """
 
 import functools
+import warnings
 from typing import NamedTuple
 
 import numpy as np
-from astropy.stats import sigma_clipped_stats
+from astropy.stats import SigmaClip
+from astropy.utils.exceptions import AstropyUserWarning
 
 __all__ = ['ApertureSums', 'aperture_sums', 'center_sums', 'circle_index',
-           'circle_mask', 'stamp_aperture_photometry']
+           'circle_mask', 'clipped_medians', 'stamp_aperture_photometry']
 
 # Nodes per axis of the exact-overlap weight table over offsets -0.5..0.5:
 # 1/40 px apart (see the accuracy figures in `aperture_sums`).
@@ -331,9 +333,10 @@ def aperture_sums(stamps, radius, *, dx=None, dy=None, method='exact'):
     mean 100 and standard deviation 71 the relative error of a sum has a
     standard deviation of at most 1.3e-4 (r = 2), 7e-5 (r = 3) and 3e-5
     (r = 5) against ``aperture_photometry(method='exact')``; on a
-    star's profile it is within 1e-4 (r = 2) to 1e-7 (r = 5). The stamps
-    are grouped by table cell, one matrix product per cell: 10^5 stamps
-    of 21 x 21 take about 0.1 s.
+    star's profile it is within 1e-4 (r = 2) to 1e-7 (r = 5). Each
+    stamp's core is multiplied with the four corner weights of its table
+    cell, gathered for all stamps at once: 10^5 stamps of 21 x 21 take
+    about 0.1 s at r = 2, a thousand stamps at r = 9 a few milliseconds.
 
     Examples
     --------
@@ -395,6 +398,10 @@ def _offset(d, n, name):
     return d
 
 
+# Stamps whose gathered corner weights are held at once (memory bound).
+_CHUNK = 4096
+
+
 def _exact_sums(core, finite, radius, half, dx, dy):
     table = _weight_table(radius, half)
     cells = _GRID - 1
@@ -409,29 +416,79 @@ def _exact_sums(core, finite, radius, half, dx, dy):
     if has_bad.any():
         core = np.where(finite, core, 0.0)
     n = len(core)
-    sums = np.empty(n)
-    area = np.empty(n)
+    flat = table.reshape(_GRID * _GRID, -1)
+    node = iy * _GRID + ix
+    # The four corners of each stamp's cell, in the order of coef; a sum
+    # is the bilinear combination of the stamp's core against each.
+    corners = (0, 1, _GRID, _GRID + 1)
+    sums = np.zeros(n)
+    area = np.zeros(n)
     bad = np.zeros(n, dtype=bool)
-    # One matrix product per table cell: the four corner weights of the
-    # cell against all its stamps' cores at once.
-    cell = iy * cells + ix
-    order = np.argsort(cell, kind='stable')
-    starts = np.flatnonzero(np.r_[True, np.diff(cell[order]) != 0])
-    for start, stop in zip(starts, np.r_[starts[1:], n], strict=True):
-        rows = order[start:stop]
-        i, j = iy[rows[0]], ix[rows[0]]
-        corners = table[i:i + 2, j:j + 2].reshape(4, -1)
-        c = coef[rows]
-        sums[rows] = np.einsum('nk,nk->n', core[rows] @ corners.T, c)
-        area[rows] = c @ corners.sum(axis=1)
-        spoilt = has_bad[rows]
-        if spoilt.any():
-            # The pixels with weight: those of the corners used.
-            touched = (c[spoilt] > 0) @ (corners > 0) > 0
-            bad[rows[spoilt]] = (touched & ~finite[rows[spoilt]]).any(
-                axis=1)
+    node_area = flat.sum(axis=1)
+    for start in range(0, n, _CHUNK):
+        rows = slice(start, start + _CHUNK)
+        spoilt = np.flatnonzero(has_bad[rows])
+        touched = np.zeros((len(spoilt), flat.shape[1]), dtype=bool)
+        for k, corner in enumerate(corners):
+            weights = flat[node[rows] + corner]
+            c = coef[rows, k]
+            sums[rows] += c * np.einsum('nk,nk->n', core[rows], weights)
+            area[rows] += c * node_area[node[rows] + corner]
+            if len(spoilt):
+                # The pixels given weight by a corner that is used.
+                touched |= (weights[spoilt] > 0) & (c[spoilt, None] > 0)
+        if len(spoilt):
+            bad[start + spoilt] = (touched
+                                   & ~finite[rows][spoilt]).any(axis=1)
     sums[bad] = np.nan
     return ApertureSums(sums, area, bad)
+
+
+def clipped_medians(values):
+    """
+    Sigma-clipped median of each row (3 sigma, 5 iterations).
+
+    The value of astropy's ``sigma_clipped_stats(values, axis=1,
+    sigma=3.0)[1]``: the rows are clipped by astropy's
+    `~astropy.stats.SigmaClip` and the median of what is left is read
+    from the sorted rows, which for a thousand annuli is three times
+    faster than the masked-array median.
+
+    Parameters
+    ----------
+    values : array-like, shape (N, M)
+        One sample per row (a stamp's annulus); non-finite values are
+        left out.
+
+    Returns
+    -------
+    median : `~numpy.ndarray`, shape (N,)
+        NaN for a row with nothing left.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from satphotutils.stamps.apertures import clipped_medians
+    >>> rows = np.array([[10.0, 11.0, 9.0, 10.0, 500.0],
+    ...                  [1.0, 2.0, 3.0, 4.0, np.nan]])
+    >>> clipped_medians(rows).tolist()
+    [10.0, 2.5]
+    """
+    values = np.asarray(values, dtype=float)
+    with warnings.catch_warnings():
+        # Non-finite values are left out, as documented.
+        warnings.simplefilter('ignore', AstropyUserWarning)
+        kept = SigmaClip(sigma=3.0, maxiters=5)(values, axis=1,
+                                                masked=False)
+    kept = np.sort(kept, axis=1)  # NaN (clipped, missing) last
+    n = np.count_nonzero(np.isfinite(kept), axis=1)
+    low = np.maximum((n - 1) // 2, 0)[:, None]
+    high = np.maximum(n // 2, 0)[:, None]
+    with np.errstate(invalid='ignore'):
+        median = 0.5 * (np.take_along_axis(kept, low, axis=1)
+                        + np.take_along_axis(kept, high, axis=1))[:, 0]
+    median[n == 0] = np.nan
+    return median
 
 
 def stamp_aperture_photometry(stamps, radii, *, dx=None, dy=None,
@@ -488,8 +545,7 @@ def stamp_aperture_photometry(stamps, radii, *, dx=None, dy=None,
         yy, xx = np.mgrid[-(ny // 2):ny // 2 + 1, -(nx // 2):nx // 2 + 1]
         r = np.hypot(xx, yy)
         ring = (r >= annulus[0]) & (r <= annulus[1])
-        _, local_bkg, _ = sigma_clipped_stats(
-            stamps[:, ring].astype(float), axis=1, sigma=3.0)
+        local_bkg = clipped_medians(stamps[:, ring])
     local_bkg = np.broadcast_to(np.asarray(local_bkg, dtype=float), n)
     flux = np.empty((n, len(radii)))
     for j, radius in enumerate(radii):

@@ -11,24 +11,26 @@ closer than ``edge`` pixels to the detector edge or with more than
 are skipped and reported, never fatal.
 """
 
+import contextlib
 import dataclasses
 import logging
 from pathlib import Path
 
 import numpy as np
 from astropy.coordinates import SkyCoord
-from astropy.stats import sigma_clipped_stats
 from astropy.table import Table
 
 from satphotutils.frames import (
     HeaderKeys,
+    frame_background,
     list_frames,
-    read_frame,
+    read_frame_data,
     read_frame_info,
 )
 from satphotutils.lightcurves.epochs import assign_epochs
-from satphotutils.utils._parameters import as_positive
+from satphotutils.utils._parameters import as_positive, as_whole_number
 from satphotutils.utils.exceptions import SatphotutilsError
+from satphotutils.utils.threads import default_threads
 
 from .apertures import circle_mask
 from .cutout import cut_stamps
@@ -176,6 +178,11 @@ class StampBuilder:
         Aperture radius (pixels) of the photometry a missing zero point
         is fitted to.
 
+    workers : int, optional
+        Processes that read and measure frames at once (all the cores
+        this process may use if `None`; 1 measures in this process). The
+        output does not depend on it.
+
     saturation : float, optional
         The saturation level (counts, sky included) of every frame, for
         frames whose header has no saturation keyword (``SATURATE`` by
@@ -204,7 +211,8 @@ class StampBuilder:
 
     def __init__(self, *, stamp_size=21, edge=50, max_unity=4,
                  max_exposures=None, band='g', header_keys=None, radius=5.0,
-                 seed=None, zeropoint_radius=3.0, saturation=None):
+                 seed=None, zeropoint_radius=3.0, saturation=None,
+                 workers=None):
         if stamp_size % 2 == 0:
             msg = 'stamp_size must be odd'
             raise ValueError(msg)
@@ -220,6 +228,8 @@ class StampBuilder:
         self.zeropoint_radius = float(zeropoint_radius)
         self.saturation = None if saturation is None else as_positive(
             saturation, 'saturation')
+        self.workers = default_threads() if workers is None else \
+            as_whole_number(workers, 'workers', minimum=1)
 
     def __call__(self, frames, targets, output, *, frame_table=None,
                  neighbours=None, overwrite=False, progress=False):
@@ -278,74 +288,92 @@ class StampBuilder:
         overrides = _frame_overrides(frame_table)
         valid = np.asarray(labels['valid'])
 
-        # Pass 1: headers only, to find which targets each frame holds.
-        candidates, info = [], {}
-        for path in tqdm(files, desc='headers', disable=not progress):
-            try:
-                meta = self._frame_meta(path, overrides)
-            except (OSError, ValueError, KeyError, SatphotutilsError) as exc:
-                report.skipped_files[str(path)] = str(exc)
-                log.warning('skipping %s: %s', path, exc)
-                continue
-            if not meta['good']:
-                report.skipped_files[str(path)] = 'marked bad'
-                continue
-            x, y = meta['wcs'].world_to_pixel(coords)
-            ny, nx = meta['shape']
-            inside = ((x >= self.edge) & (x <= nx - 1 - self.edge)
-                      & (y >= self.edge) & (y <= ny - 1 - self.edge))
-            on_frame = (x >= 0) & (x <= nx - 1) & (y >= 0) & (y <= ny - 1)
-            report.rejected_edge += int(np.count_nonzero(on_frame & ~inside))
-            ok = inside & valid
-            report.rejected_no_label += int(np.count_nonzero(
-                inside & ~valid))
-            # All the frame's labelled stars, before max_exposures picks
-            # the stamps: they calibrate a frame without a zero point.
-            meta['stars'] = (np.flatnonzero(on_frame & valid),
-                             x[on_frame & valid], y[on_frame & valid])
-            info[path] = meta
-            candidates += [(path, int(i), float(x[i]), float(y[i]))
-                           for i in np.flatnonzero(ok)]
-        candidates = self._limit(candidates, report)
-        epochs = dict(zip(info, assign_epochs(
-            [m['mjd'] for m in info.values()], window=_EPOCH_GAP),
-            strict=True))
-
-        # Pass 2: cut the stamps, frame by frame.
-        by_frame = {}
-        for path, i, x, y in candidates:
-            by_frame.setdefault(path, []).append((i, x, y))
-        mag = np.ma.filled(np.asarray(labels['mag'].value), np.nan)
-        # Every frame is a chunk: the text columns are made wide enough
-        # for the longest file, camera and filter name up front.
-        longest = max([len(Path(p).name) for p in by_frame]
-                      + [len(str(m.get(k) or '')) for m in info.values()
-                         for k in ('camera', 'filter')], default=0)
-        with StampTableWriter(output, overwrite=overwrite,
-                              meta={'ORIGIN': 'StampBuilder'},
-                              string_width=max(longest, _MIN_STRING_WIDTH)
-                              ) as writer:
-            for path in tqdm(sorted(by_frame), desc='frames',
-                             disable=not progress):
-                try:
-                    rows = self._frame_rows(path, info[path], by_frame[path],
-                                            labels, mag, star_id, coords,
-                                            epochs[path], report)
-                except (OSError, ValueError, SatphotutilsError) as exc:
-                    report.skipped_files[str(path)] = str(exc)
-                    log.warning('skipping %s: %s', path, exc)
+        context = _Context(self, overrides, labels, coords, star_id,
+                           np.ma.filled(np.asarray(labels['mag'].value),
+                                        np.nan))
+        with _frame_pool(self.workers, context) as run:
+            # Pass 1: headers only, to find which targets each frame holds.
+            candidates, info = [], {}
+            for path, meta in tqdm(zip(files, run(_header_task, files),
+                                       strict=True),
+                                   total=len(files), desc='headers',
+                                   disable=not progress):
+                if isinstance(meta, str):
+                    report.skipped_files[str(path)] = meta
+                    log.warning('skipping %s: %s', path, meta)
                     continue
-                if rows is not None:
-                    writer.write(rows)
-                    report.rows += len(rows['stamp'])
-                    report.frames_used += 1
-            report.frames_without_stamps = (
-                report.frames_listed - report.frames_used
-                - len(report.skipped_files))
-            if report.rows == 0:
-                msg = ('no stamps passed the selection: '
-                       f'{report.summary()}')
-                raise SatphotutilsError(msg)
+                if not meta['good']:
+                    report.skipped_files[str(path)] = 'marked bad'
+                    continue
+                x, y = meta['wcs'].world_to_pixel(coords)
+                ny, nx = meta['shape']
+                inside = ((x >= self.edge) & (x <= nx - 1 - self.edge)
+                          & (y >= self.edge) & (y <= ny - 1 - self.edge))
+                on_frame = (x >= 0) & (x <= nx - 1) & (y >= 0) \
+                    & (y <= ny - 1)
+                report.rejected_edge += int(np.count_nonzero(
+                    on_frame & ~inside))
+                ok = inside & valid
+                report.rejected_no_label += int(np.count_nonzero(
+                    inside & ~valid))
+                # All the frame's labelled stars, before max_exposures
+                # picks the stamps: they calibrate a frame without a zero
+                # point.
+                meta['stars'] = (np.flatnonzero(on_frame & valid),
+                                 x[on_frame & valid], y[on_frame & valid])
+                info[path] = meta
+                candidates += [(path, int(i), float(x[i]), float(y[i]))
+                               for i in np.flatnonzero(ok)]
+            candidates = self._limit(candidates, report)
+            epochs = dict(zip(info, assign_epochs(
+                [m['mjd'] for m in info.values()], window=_EPOCH_GAP),
+                strict=True))
+
+            # Pass 2: cut the stamps, frame by frame, written in the order
+            # of the file names whatever the number of workers.
+            by_frame = {}
+            for path, i, x, y in candidates:
+                by_frame.setdefault(path, []).append((i, x, y))
+            # Every frame is a chunk: the text columns are made wide
+            # enough for the longest file, camera and filter name up front.
+            longest = max([len(Path(p).name) for p in by_frame]
+                          + [len(str(m.get(k) or '')) for m in info.values()
+                             for k in ('camera', 'filter')], default=0)
+            todo = sorted(by_frame)
+            tasks = [(path, info[path], by_frame[path], epochs[path])
+                     for path in todo]
+            with StampTableWriter(output, overwrite=overwrite,
+                                  meta={'ORIGIN': 'StampBuilder'},
+                                  string_width=max(longest,
+                                                   _MIN_STRING_WIDTH)
+                                  ) as writer:
+                for path, result in tqdm(zip(todo, run(_frame_task, tasks),
+                                             strict=True),
+                                         total=len(todo), desc='frames',
+                                         disable=not progress):
+                    if isinstance(result, str):
+                        report.skipped_files[str(path)] = result
+                        log.warning('skipping %s: %s', path, result)
+                        continue
+                    rows, counts = result
+                    name = Path(path).name
+                    report.rejected_edge += counts['rejected_edge']
+                    report.rejected_unity += counts['rejected_unity']
+                    if counts['fwhm'] is not None:
+                        report.fwhm[name] = counts['fwhm']
+                    if counts['zeropoint'] is not None:
+                        report.zeropoints[name] = counts['zeropoint']
+                    if rows is not None:
+                        writer.write(rows)
+                        report.rows += len(rows['stamp'])
+                        report.frames_used += 1
+                report.frames_without_stamps = (
+                    report.frames_listed - report.frames_used
+                    - len(report.skipped_files))
+                if report.rows == 0:
+                    msg = ('no stamps passed the selection: '
+                           f'{report.summary()}')
+                    raise SatphotutilsError(msg)
         return report
 
     def _frame_meta(self, path, overrides):
@@ -389,17 +417,19 @@ class StampBuilder:
         return kept
 
     def _frame_rows(self, path, meta, targets, labels, mag, star_id, coords,
-                    epoch, report):
+                    epoch):
+        """Return a frame's rows (or `None`) and what it rejected."""
         from satphotutils.calibration.counts import (
             crowded_log_counts,
             expected_log_counts,
         )
 
-        frame, _ = read_frame(path, header_keys=self.header_keys)
-        data = np.asarray(frame.data, dtype=np.float32)
+        # The header was read in the first pass: the pixels only.
+        data = read_frame_data(path, dtype=np.float32)
+        background = frame_background(data)
         sky = meta['sky']
         if sky is None:
-            _, sky, _ = sigma_clipped_stats(data[::4, ::4])
+            sky = background[0]
         size = self.stamp_size
         circle = circle_mask(size, self.radius)
         idx, x, y = (np.array(v) for v in zip(*targets, strict=True))
@@ -407,20 +437,22 @@ class StampBuilder:
         # A stamp the detector edge cuts is rejected as too near the edge
         # (an edge smaller than the stamp's half-size lets it through).
         whole = inside.all(axis=(1, 2))
-        report.rejected_edge += int(np.count_nonzero(~whole))
         n_unity = np.count_nonzero((stamps == 1.0) & circle, axis=(1, 2))
         keep = whole & (n_unity <= self.max_unity)
-        report.rejected_unity += int(np.count_nonzero(whole & ~keep))
+        counts = {'rejected_edge': int(np.count_nonzero(~whole)),
+                  'rejected_unity': int(np.count_nonzero(whole & ~keep)),
+                  'fwhm': None, 'zeropoint': None}
         if not keep.any():
-            return None
-        saturation, fwhm = self._descriptors(data, meta)
-        report.fwhm[Path(path).name] = fwhm
+            return None, counts
+        saturation, fwhm = self._descriptors(data, meta, background)
+        counts['fwhm'] = fwhm
         idx, x, y = idx[keep], x[keep], y[keep]
         zp, t = meta['zeropoint'], meta['transparency']
         zp_err, zp_n = np.nan, 0
         if zp is None:
-            fit = self._fit_zeropoint(data, meta, labels, mag)
-            report.zeropoints[Path(path).name] = fit
+            fit = self._fit_zeropoint(data, meta, labels, mag,
+                                      sky_rms=background[1])
+            counts['zeropoint'] = fit
             # The fit gives Z - 2.5 log10(t): a transparency from the
             # header keeps its meaning relative to the reference image.
             zp = fit.zeropoint + 2.5 * np.log10(t)
@@ -450,9 +482,9 @@ class StampBuilder:
                 'saturation': np.full(n, saturation),
                 'fwhm': np.full(n, fwhm),
                 'file': np.full(n, Path(path).name)}
-        return rows
+        return rows, counts
 
-    def _descriptors(self, data, meta):
+    def _descriptors(self, data, meta, background):
         """Return the frame's saturation level and FWHM, or say why not."""
         from satphotutils.frames import frame_fwhm, saturation_level
 
@@ -467,7 +499,7 @@ class StampBuilder:
                    '--saturation or a frame_table saturation column) and '
                    'the pixels show no plateau')
             raise SatphotutilsError(msg)
-        fwhm = frame_fwhm(data, saturation=saturation)
+        fwhm = frame_fwhm(data, saturation=saturation, background=background)
         if not np.isfinite(fwhm):
             msg = ('the PSF FWHM could not be measured: fewer than 3 '
                    'isolated, unsaturated stars well above the noise')
@@ -475,7 +507,7 @@ class StampBuilder:
         return saturation, fwhm
 
 
-    def _fit_zeropoint(self, data, meta, labels, mag):
+    def _fit_zeropoint(self, data, meta, labels, mag, *, sky_rms):
         from .calibrate import catalogue_zeropoint
 
         idx, x, y = meta['stars']
@@ -486,7 +518,7 @@ class StampBuilder:
             # aperture; catalogue_zeropoint checks the wider ones.
             usable=np.asarray(labels['f_c'])[idx] < 0.05,
             radius=self.zeropoint_radius,
-            saturation_level=info.saturation_level)
+            saturation_level=info.saturation_level, sky_rms=sky_rms)
         if not fit.valid:
             key = self.header_keys.zeropoint
             msg = (f'no zero point: the header has no {key} keyword (name '
@@ -495,6 +527,84 @@ class StampBuilder:
                    'stars could be measured to fit one (5 needed)')
             raise SatphotutilsError(msg)
         return fit
+
+
+class _Context:
+    """What every frame task needs: given to each worker once."""
+
+    def __init__(self, builder, overrides, labels, coords, star_id, mag):
+        self.builder = builder
+        self.overrides = overrides
+        self.labels = labels
+        self.coords = coords
+        self.star_id = star_id
+        self.mag = mag
+
+
+# The run's context in a worker process (or in this one, run serially).
+_CONTEXT = None
+
+
+def _set_context(context):
+    # One context per worker process, set when it starts.
+    global _CONTEXT
+    _CONTEXT = context
+
+
+def _header_task(path):
+    """Return a frame's header values, or why it is skipped."""
+    ctx = _CONTEXT
+    try:
+        return ctx.builder._frame_meta(path, ctx.overrides)
+    except (OSError, ValueError, KeyError, SatphotutilsError) as exc:
+        return str(exc)
+
+
+def _frame_task(task):
+    """Return a frame's rows and counts, or why it is skipped."""
+    path, meta, targets, epoch = task
+    ctx = _CONTEXT
+    try:
+        return ctx.builder._frame_rows(path, meta, targets, ctx.labels,
+                                       ctx.mag, ctx.star_id, ctx.coords,
+                                       epoch)
+    except (OSError, ValueError, SatphotutilsError) as exc:
+        return str(exc)
+
+
+@contextlib.contextmanager
+def _frame_pool(workers, context):
+    """
+    Yield ``run(task, items)``, which yields the results in order.
+
+    Each call measures its first item here, then forks ``workers``
+    processes for the rest: they inherit the context, the modules and
+    the aperture tables the first item loaded (importing photutils alone
+    takes seconds), instead of each loading them again.
+    """
+    def run(task, items):
+        items = list(items)
+        if not items:
+            return
+        yield task(items[0])
+        rest = items[1:]
+        n = min(workers, len(rest))
+        if n <= 1:
+            yield from map(task, rest)
+            return
+        from satphotutils.utils.workers import process_pool
+
+        with process_pool(n, context='fork') as pool:
+            # Chunks of a few frames: fewer round trips, and still
+            # every worker busy to the end.
+            yield from pool.map(task, rest, chunksize=max(
+                1, min(4, len(rest) // (4 * n))))
+
+    _set_context(context)
+    try:
+        yield run
+    finally:
+        _set_context(None)
 
 
 def _frame_overrides(frame_table):

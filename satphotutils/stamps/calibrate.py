@@ -101,11 +101,11 @@ def catalogue_zeropoint(data, x, y, catalog_mag, *, usable=None, radius=3.0,
     >>> round(fit.zeropoint, 2), fit.n_used + fit.n_rejected
     (25.0, 8)
     """
-    from astropy.stats import sigma_clipped_stats
-
     from satphotutils.calibration import FrameZeropoint, frame_zeropoint
+    from satphotutils.frames import frame_background
 
-    data = np.asarray(data, dtype=float)
+    # The stored pixels: only the stamps are made float64, not the frame.
+    data = np.asarray(data)
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     catalog_mag = np.asarray(catalog_mag, dtype=float)
@@ -120,26 +120,31 @@ def catalogue_zeropoint(data, x, y, catalog_mag, *, usable=None, radius=3.0,
     # Stars whose catalogue neighbours add under 2% to the aperture; the
     # annulus's clipped median ignores a neighbour there.
     ok &= _isolated(x, y, catalog_mag, radius + 4.0, limit=0.02)
-    stamps, inside = cut_stamps(data, x, y, 2 * half + 1)
+    # Stamps of the usable stars only (the others are never measured).
+    use = np.flatnonzero(ok)
+    stamps, inside = cut_stamps(data, x[use], y[use], 2 * half + 1,
+                                dtype=float)
     # A non-finite pixel (masked, or a saturated core blanked) anywhere
     # in the stamp would spoil the aperture or the annulus.
-    ok &= inside.all(axis=(1, 2)) & np.isfinite(stamps).all(axis=(1, 2))
+    whole = inside.all(axis=(1, 2)) & np.isfinite(stamps).all(axis=(1, 2))
+    ok[use] = whole
     flux = np.full((len(x), 2), np.nan)
-    if ok.any():
-        flux[ok], _ = stamp_aperture_photometry(
-            stamps[ok], [radius, big], dx=(x - np.rint(x))[ok],
-            dy=(y - np.rint(y))[ok], annulus=annulus)
+    if whole.any():
+        flux[use[whole]], _ = stamp_aperture_photometry(
+            stamps[whole], [radius, big],
+            dx=(x - np.rint(x))[use[whole]],
+            dy=(y - np.rint(y))[use[whole]], annulus=annulus)
     yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
     in_aperture = np.hypot(xx, yy) <= radius + 1
-    damaged = np.any((stamps == 1.0) & in_aperture, axis=(1, 2))
-    ok &= ~damaged & np.isfinite(flux[:, 0])
+    ok[use] &= ~np.any((stamps == 1.0) & in_aperture, axis=(1, 2))
+    ok &= np.isfinite(flux[:, 0])
     if saturation_level is not None:
         core = stamps[:, half - _CORE:half + _CORE + 1,
                       half - _CORE:half + _CORE + 1]
-        ok &= np.max(core, axis=(1, 2)) < 0.8 * float(saturation_level)
+        ok[use] &= np.max(core, axis=(1, 2)) < 0.8 * float(
+            saturation_level)
     if sky_rms is None:
-        sample = data[::4, ::4]
-        _, _, sky_rms = sigma_clipped_stats(sample[np.isfinite(sample)])
+        _, sky_rms = frame_background(data)
     noise = float(sky_rms) * np.sqrt(np.pi) * np.array([radius, big])
     with np.errstate(invalid='ignore', divide='ignore'):
         snr = flux / noise

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 from astropy import units as u
@@ -123,3 +125,94 @@ def test_simulated_stamps_are_labelled_with_what_frame_fwhm_measures(
     frame, _ = sim(scene, conditions=cond, seed=8)
     assert frame_fwhm(np.asarray(frame.data)) == pytest.approx(
         measured_fwhm(cond, detector, pipeline), rel=0.05)
+
+
+@pytest.mark.parametrize('seed', range(6))
+def test_the_peaks_are_photutils_find_peaks(seed):
+    # Peer library: the peak search frame_fwhm uses returns the peaks of
+    # photutils' find_peaks (box and border 7) in the same order, with
+    # integer ties (plateaus), NaN pixels and a mask.
+    import warnings
+
+    from photutils.detection import find_peaks
+
+    from satphotutils.frames.descriptors import _local_maxima
+
+    rng = np.random.default_rng(seed)
+    image = rng.poisson(5, (40 + 37 * seed, 61)).astype(float)
+    if seed % 2:
+        image[rng.random(image.shape) < 0.01] = np.nan
+    mask = rng.random(image.shape) < 0.02 if seed % 3 == 0 else None
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        theirs = find_peaks(image, 7.0, box_size=7, mask=mask,
+                            border_width=7)
+    y, x = _local_maxima(image, 7.0, 7, mask)
+    assert theirs is not None
+    assert len(theirs) > 5
+    np.testing.assert_array_equal(x, theirs['x_peak'])
+    np.testing.assert_array_equal(y, theirs['y_peak'])
+
+
+def test_the_fit_of_many_stars_is_each_stars_least_squares_fit():
+    # All stars are fitted at once; each must reach what
+    # scipy.optimize.least_squares finds for it alone, converged tightly:
+    # faint and bright, narrow and wide, with a missing pixel.
+    from photutils.psf import CircularGaussianPRF
+    from scipy.optimize import least_squares
+
+    from satphotutils.frames.descriptors import _fit
+
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[:7, :7]
+    n = 60
+    mosaic = np.full((7, 14 * n), np.nan)
+    expected = []
+    for i in range(n):
+        star = CircularGaussianPRF(
+            flux=10 ** rng.uniform(2.5, 5.5), fwhm=rng.uniform(1.1, 4.2),
+            x_0=3 + rng.uniform(-0.5, 0.5), y_0=3 + rng.uniform(-0.5, 0.5))
+        box = rng.normal(star(xx, yy), 3.0)
+        if i % 4 == 0:
+            box[rng.integers(7), rng.integers(7)] = np.nan
+        mosaic[:, 14 * i:14 * i + 7] = box
+        good = np.isfinite(box)
+        flux0 = box[good].sum()
+
+        def residual(p, box=box, good=good, flux0=flux0):
+            model = CircularGaussianPRF(flux=p[0] * flux0, x_0=p[1],
+                                        y_0=p[2], fwhm=p[3])(xx, yy)
+            return (model - box)[good]
+
+        fit = least_squares(residual, [1.0, 3.0, 3.0, 2.0], method='lm',
+                            xtol=1e-14, ftol=1e-14, gtol=1e-14)
+        expected.append(abs(fit.x[3]))
+    positions = np.column_stack([14.0 * np.arange(n) + 3.0, np.full(n, 3.0)])
+    ours = _fit(mosaic, positions)
+    np.testing.assert_allclose(ours, expected, rtol=1e-6)
+
+
+def test_the_saturation_margin_is_counted_above_the_sky():
+    # Stars are left out when their peak *above the sky* reaches half of
+    # the saturation level above the sky: on a bright sky (20,000 of a
+    # 60,000 level), stars peaking 15,000 above it qualify.
+    from astropy.table import QTable
+    from photutils.datasets import make_model_image
+    from photutils.psf import CircularGaussianPRF
+
+    rng = np.random.default_rng(3)
+    n = 60
+    fwhm = np.r_[np.full(30, 3.0), np.full(30, 2.0)]
+    peak = np.r_[np.full(30, 15000.0), np.full(30, 4000.0)]
+    # Peak of a pixel-integrated Gaussian at a pixel centre, to flux.
+    sigma = fwhm / 2.3548
+    flux = peak / (0.25 * (2 * np.array([math.erf(0.5 / (np.sqrt(2) * s))
+                                         for s in sigma])) ** 2)
+    x, y = np.meshgrid(np.arange(30, 600, 60), np.arange(30, 380, 60))
+    stars = QTable({'x_0': x.ravel()[:n] + 0.0, 'y_0': y.ravel()[:n] + 0.0,
+                    'flux': flux, 'fwhm': fwhm})
+    image = make_model_image((400, 600), CircularGaussianPRF(), stars,
+                             model_shape=(15, 15)) + 20000.0
+    image = rng.normal(image, np.sqrt(image))
+    assert frame_fwhm(image, saturation=60000.0) == pytest.approx(
+        3.0, rel=0.03)

@@ -164,3 +164,39 @@ def test_n_unity_counts_the_signal_circle(radius):
 def test_signal_radius_is_validated():
     with pytest.raises(ValueError, match='radius must be'):
         FrameSimulator(pointing=CENTRE, signal_radius=-1.0)
+
+
+def test_simulate_field_writes_frames_as_a_camera_does(tmp_path):
+    # style='camera': the same frames as a survey pipeline's, stored as
+    # 32-bit integers with a camera's header (no calibration keywords,
+    # no BUNIT); read_frame dates them from DATE-OBS + EXPTIME / 2.
+    from astropy.io import fits
+
+    from satphotutils.frames import read_frame
+    from satphotutils.simulation import simulate_field
+
+    centre = SkyCoord(30.0, -10.0, unit='deg')
+    scene = Scene.random(centre, radius=0.3 * u.deg, g_max=14.0, seed=1)
+    sim = FrameSimulator(camera=Camera(detector=Detector(shape=(90, 80))),
+                         pointing=centre)
+    for style in ('survey', 'camera'):
+        simulate_field(tmp_path / style, scene, [sim], n_epochs=2,
+                       exposures_per_epoch=1, seed=4, style=style)
+    frames = QTable.read(tmp_path / 'camera' / 'frames.ecsv')
+    for row in frames:
+        camera = tmp_path / 'camera' / row['file']
+        header = fits.getheader(camera)
+        assert header['BITPIX'] == 32
+        for key in ('ZP', 'TRANSP', 'MJD-OBS', 'MJD-AVG', 'BUNIT',
+                    'REFGRID', 'SKY'):
+            assert key not in header
+        survey, _ = read_frame(tmp_path / 'survey' / row['file'])
+        image, info = read_frame(camera)
+        expected = np.rint(np.nan_to_num(np.asarray(survey.data), nan=0.0))
+        np.testing.assert_array_equal(image.data, expected)
+        assert info.zeropoint is None
+        assert info.time.utc.mjd == pytest.approx(row['mjd'], abs=1e-8)
+        assert info.wcs is not None
+    with pytest.raises(ValueError, match="style must be 'survey' or"):
+        simulate_field(tmp_path / 'x', scene, [sim], n_epochs=1,
+                       style='pipeline')

@@ -193,3 +193,30 @@ def test_stamp_aperture_photometry_uses_the_exact_sums():
             np.column_stack([x, y]), r=r), method='exact')['aperture_sum']
         assert_allclose(flux[:, j] + bkg * np.pi * r**2, np.asarray(ref),
                         rtol=_RTOL[r])
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_clipped_medians_are_astropys_sigma_clipped_medians(seed):
+    # Peer library: the row medians equal sigma_clipped_stats' (axis=1,
+    # 3 sigma) exactly, with outliers, integer ties, odd and even
+    # counts left and NaN values.
+    import warnings
+
+    from astropy.stats import sigma_clipped_stats
+    from astropy.utils.exceptions import AstropyUserWarning
+
+    from satphotutils.stamps.apertures import clipped_medians
+
+    rng = np.random.default_rng(seed)
+    values = np.rint(rng.normal(1000, 30, (400, 37 + seed)))
+    values[rng.random(values.shape) < 0.05] += 4000.0
+    values[rng.random(values.shape) < 0.02] -= 900.0
+    if seed % 2:
+        values[rng.random(values.shape) < 0.02] = np.nan
+        values[7] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', AstropyUserWarning)
+        warnings.simplefilter('ignore', RuntimeWarning)
+        _, theirs, _ = sigma_clipped_stats(values, axis=1, sigma=3.0)
+    np.testing.assert_array_equal(clipped_medians(values),
+                                  np.ma.filled(theirs, np.nan))

@@ -262,3 +262,31 @@ def test_stamps_command_takes_a_separate_neighbour_catalogue(field, tmp_path,
     assert main([*args, '-o', str(tmp_path / 'b.fits'), '--neighbours',
                  str(tmp_path / 'bad.ecsv')]) == 1
     assert 'neighbour catalogue' in capsys.readouterr().err
+
+
+def test_stamps_command_output_does_not_depend_on_the_workers(field,
+                                                               tmp_path,
+                                                               capsys):
+    # Frames measured in two worker processes give the same file, byte
+    # for byte, as in one; a damaged frame measured in a worker is
+    # skipped and reported, the others kept.
+    directory, catalogue = field
+    cat = tmp_path / 'gaia.ecsv'
+    catalogue.write(cat)
+    frames = sorted((directory / 'frames').glob('*.fits'))
+    broken = tmp_path / 'zz_broken.fits'
+    data = frames[0].read_bytes()
+    broken.write_bytes(data[:len(data) // 2])
+    args = ['stamps', *map(str, frames), str(broken), '--catalog',
+            str(cat), '--edge', str(EDGE), '--seed', '2']
+    assert main([*args, '-o', str(tmp_path / 'one.fits'),
+                 '--workers', '1']) == 0
+    capsys.readouterr()
+    assert main([*args, '-o', str(tmp_path / 'two.fits'),
+                 '--workers', '2']) == 0
+    assert f'skipped {broken}: cannot read the frame' in \
+        capsys.readouterr().out
+    assert (tmp_path / 'one.fits').read_bytes() == \
+        (tmp_path / 'two.fits').read_bytes()
+    table = read_stamp_table(tmp_path / 'two.fits')
+    assert set(table['file']) == {f.name for f in frames}
