@@ -67,8 +67,9 @@ def training_labels(targets, *, zeropoint, transparency=1.0, band='g',
     labels : `~astropy.table.QTable`
         ``mag`` (masked where the colour is outside the relation's
         range), ``mag_err`` (the relation's scatter), ``f_c``, ``b_c``
-        (counts), ``log_counts`` (NaN where ``mag`` is masked) and
-        ``valid``.
+        (counts), ``log_counts`` (NaN where ``mag`` is masked),
+        ``valid`` and ``bp_rp`` (the colour used, after the saturation
+        corrections).
 
     Examples
     --------
@@ -128,4 +129,6 @@ def training_labels(targets, *, zeropoint, transparency=1.0, band='g',
     result['b_c'] = b_c
     result['log_counts'] = np.where(valid, log_counts, np.nan)
     result['valid'] = valid & np.isfinite(result['log_counts'])
+    # The colour the relation used, for a zero point with a colour term.
+    result['bp_rp'] = np.ma.filled(np.ma.asarray(x, dtype=float), np.nan)
     return result

@@ -25,6 +25,15 @@ class FrameZeropoint:
     n_used, n_rejected : int
         Stars used, and usable stars rejected by the clipping.
 
+    colour_term, colour_term_error : float
+        With a colour fit, the slope ``c`` of the zero point with colour
+        and its standard error: a star of colour ``x`` has the zero point
+        ``zeropoint + c (x - colour_ref)`` (`at`). NaN without one.
+
+    colour_ref : float
+        The colour the zero point is quoted at (the median colour of the
+        stars used); NaN without a colour fit.
+
     Examples
     --------
     >>> from satphotutils.calibration import FrameZeropoint
@@ -36,15 +45,50 @@ class FrameZeropoint:
     error: float
     n_used: int
     n_rejected: int
+    colour_term: float = np.nan
+    colour_term_error: float = np.nan
+    colour_ref: float = np.nan
 
     @property
     def valid(self):
         """Whether a zero point was determined."""
         return bool(np.isfinite(self.zeropoint))
 
+    def at(self, colour=None):
+        """
+        Return the zero point of stars of the given colour.
+
+        Parameters
+        ----------
+        colour : array-like, optional
+            The stars' colours (as fitted, e.g. Gaia BP - RP). Required
+            when the fit has a colour term; ignored without one.
+
+        Returns
+        -------
+        zeropoint : float or `~numpy.ndarray`
+
+        Examples
+        --------
+        >>> from satphotutils.calibration import FrameZeropoint
+        >>> fit = FrameZeropoint(25.0, 0.002, 50, 1, colour_term=0.1,
+        ...                      colour_term_error=0.01, colour_ref=1.0)
+        >>> fit.at([0.5, 1.0, 2.0]).round(3).tolist()
+        [24.95, 25.0, 25.1]
+        """
+        if not np.isfinite(self.colour_term):
+            return self.zeropoint if colour is None else \
+                np.full(np.shape(colour), self.zeropoint)
+        if colour is None:
+            msg = ('this zero point has a colour term: give the colours of '
+                   'the stars (colour=)')
+            raise ValueError(msg)
+        return self.zeropoint + self.colour_term * (
+            np.asarray(colour, dtype=float) - self.colour_ref)
+
 
 def frame_zeropoint(log_counts, catalog_mag, *, usable=None, sigma=3.0,
-                    min_stars=5):
+                    min_stars=5, colour=None):
     """
     Fit a frame's zero point to stars of known magnitude.
 
@@ -72,6 +116,17 @@ def frame_zeropoint(log_counts, catalog_mag, *, usable=None, sigma=3.0,
         Fewest stars left after clipping; with fewer, the zero point is
         NaN.
 
+    colour : array-like, optional
+        The stars' colours (e.g. Gaia BP - RP). With them a colour term
+        is fitted too: ``catalog_mag + 2.5 log10(counts) = Z + c (colour
+        - colour_ref)`` by least squares, the outliers clipped
+        (`~astropy.modeling.fitting.FittingWithOutlierRemoval`, at
+        ``sigma`` MAD standard deviations); ``Z`` is quoted at the median
+        colour of the stars used, where it is best known, and its error
+        is then the fit's. Stars without a finite colour are not used;
+        ``min_stars + 1`` are needed. The colours of the stars must span
+        a range for ``c`` to mean anything.
+
     Returns
     -------
     result : `FrameZeropoint`
@@ -98,6 +153,15 @@ def frame_zeropoint(log_counts, catalog_mag, *, usable=None, sigma=3.0,
     ok = np.isfinite(log_counts) & np.isfinite(catalog_mag)
     if usable is not None:
         ok &= np.asarray(usable, dtype=bool)
+    if colour is not None:
+        colour = np.asarray(colour, dtype=float)
+        if colour.shape != log_counts.shape:
+            msg = ('colour must have the shape of log_counts, got '
+                   f'{colour.shape} and {log_counts.shape}')
+            raise ValueError(msg)
+        ok &= np.isfinite(colour)
+        return _colour_fit(catalog_mag[ok] + 2.5 * log_counts[ok],
+                           colour[ok], sigma, min_stars)
     values = catalog_mag[ok] + 2.5 * log_counts[ok]
     if len(values) < min_stars:
         return FrameZeropoint(np.nan, np.nan, len(values), 0)
@@ -112,3 +176,46 @@ def frame_zeropoint(log_counts, catalog_mag, *, usable=None, sigma=3.0,
     error = 1.2533 * spread / np.sqrt(len(kept))
     return FrameZeropoint(median, float(error), len(kept),
                           int(len(values) - len(kept)))
+
+
+def _colour_fit(values, colour, sigma, min_stars):
+    """Fit the zero point and the colour term, outliers clipped."""
+    import warnings
+
+    from astropy.modeling import fitting, models
+    from astropy.stats import sigma_clip
+    from astropy.utils.exceptions import AstropyUserWarning
+
+    n = len(values)
+    if n < min_stars + 1:
+        return FrameZeropoint(np.nan, np.nan, n, 0)
+    ref = float(np.median(colour))
+    fitter = fitting.FittingWithOutlierRemoval(
+        fitting.LinearLSQFitter(), sigma_clip, niter=10, sigma=sigma,
+        stdfunc='mad_std', cenfunc='median')
+    start = models.Linear1D(slope=0.0, intercept=float(np.median(values)))
+    with warnings.catch_warnings():
+        # A colour range the fit cannot resolve is reported as NaN below.
+        warnings.simplefilter('ignore', AstropyUserWarning)
+        line, rejected = fitter(start, colour - ref, values)
+    kept = ~np.asarray(rejected, dtype=bool)
+    n_kept = int(kept.sum())
+    if n_kept < min_stars + 1:
+        return FrameZeropoint(np.nan, np.nan, n_kept, n - n_kept)
+    x, y = colour[kept] - ref, values[kept]
+    residual = y - line(x)
+    # The robust scatter, as for the median fit; standard errors of the
+    # intercept (at the reference colour) and the slope.
+    spread = 1.482602218505602 * np.median(np.abs(residual
+                                                  - np.median(residual)))
+    sxx = np.sum((x - x.mean()) ** 2)
+    slope_err = spread / np.sqrt(sxx) if sxx > 0 else np.inf
+    zero_err = spread * np.sqrt(1 / n_kept + x.mean() ** 2 / sxx) \
+        if sxx > 0 else np.inf
+    if not np.isfinite(slope_err):
+        return FrameZeropoint(np.nan, np.nan, n_kept, n - n_kept)
+    return FrameZeropoint(float(line.intercept.value), float(zero_err),
+                          n_kept, n - n_kept,
+                          colour_term=float(line.slope.value),
+                          colour_term_error=float(slope_err),
+                          colour_ref=ref)

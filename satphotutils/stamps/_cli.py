@@ -82,6 +82,9 @@ def register(subparsers, formatter_class):
                         help='saturation level (counts, sky included) of '
                         'frames whose header has no saturation keyword '
                         'and whose pixels show no plateau')
+    parser.add_argument('--colour-term', action='store_true',
+                        help=('fit the zero points of frames without one '
+                              'with a colour term in Gaia BP - RP'))
     parser.add_argument('--workers', default=None,
                         type=number_option(integer=True, minimum=1),
                         help=('processes that measure frames at once '
@@ -185,6 +188,7 @@ def _run(args):
                            max_exposures=args.max_exposures,
                            band=args.band, header_keys=keys, seed=args.seed,
                            saturation=args.saturation,
+                           colour_term=args.colour_term,
                            workers=args.workers)
     report = builder(frames or args.frames, targets, args.output,
                      neighbours=neighbours, overwrite=args.overwrite,

@@ -178,6 +178,13 @@ class StampBuilder:
         Aperture radius (pixels) of the photometry a missing zero point
         is fitted to.
 
+    colour_term : bool, optional
+        Fit the zero points of frames without one with a colour term in
+        Gaia BP - RP (`~satphotutils.calibration.frame_zeropoint`): each
+        stamp's ``zeropoint`` is then its star's, at its colour, and the
+        ``zeropoint_colour_term`` column holds the fitted slope (NaN
+        without a fit).
+
     workers : int, optional
         Processes that read and measure frames at once (all the cores
         this process may use if `None`; 1 measures in this process). The
@@ -212,7 +219,7 @@ class StampBuilder:
     def __init__(self, *, stamp_size=21, edge=50, max_unity=4,
                  max_exposures=None, band='g', header_keys=None, radius=5.0,
                  seed=None, zeropoint_radius=3.0, saturation=None,
-                 workers=None):
+                 colour_term=False, workers=None):
         if stamp_size % 2 == 0:
             msg = 'stamp_size must be odd'
             raise ValueError(msg)
@@ -228,6 +235,7 @@ class StampBuilder:
         self.zeropoint_radius = float(zeropoint_radius)
         self.saturation = None if saturation is None else as_positive(
             saturation, 'saturation')
+        self.colour_term = bool(colour_term)
         self.workers = default_threads() if workers is None else \
             as_whole_number(workers, 'workers', minimum=1)
 
@@ -448,16 +456,19 @@ class StampBuilder:
         counts['fwhm'] = fwhm
         idx, x, y = idx[keep], x[keep], y[keep]
         zp, t = meta['zeropoint'], meta['transparency']
-        zp_err, zp_n = np.nan, 0
+        zp_err, zp_n, slope = np.nan, 0, np.nan
+        n = len(idx)
         if zp is None:
             fit = self._fit_zeropoint(data, meta, labels, mag,
                                       sky_rms=background[1])
             counts['zeropoint'] = fit
             # The fit gives Z - 2.5 log10(t): a transparency from the
             # header keeps its meaning relative to the reference image.
-            zp = fit.zeropoint + 2.5 * np.log10(t)
-            zp_err, zp_n = fit.error, fit.n_used
-        n = len(idx)
+            colour = np.asarray(labels['bp_rp'])[idx] if \
+                self.colour_term else None
+            zp = fit.at(colour) + 2.5 * np.log10(t)
+            zp_err, zp_n, slope = fit.error, fit.n_used, fit.colour_term
+        zp = np.broadcast_to(np.asarray(zp, dtype=float), (n,))
         # b_c was computed for Z = 0 and t = 1: scale to this frame.
         b_c = np.asarray(labels['b_c'])[idx] * 10 ** (0.4 * zp) / t
         log_counts = crowded_log_counts(
@@ -466,9 +477,11 @@ class StampBuilder:
         rows = {'stamp': stamps[keep],
                 'log_counts': log_counts,
                 'star_id': star_id[idx],
-                'zeropoint': np.full(n, zp), 'sky': np.full(n, float(sky)),
+                'zeropoint': np.array(zp), 'sky': np.full(n, float(sky)),
                 'zeropoint_err': np.full(n, zp_err),
                 'zeropoint_n': np.full(n, zp_n),
+                **({'zeropoint_colour_term': np.full(n, slope)}
+                   if self.colour_term else {}),
                 'camera': np.full(n, meta['camera']),
                 'filter': np.full(n, meta['filter']),
                 'dx': x - np.rint(x), 'dy': y - np.rint(y),
@@ -518,7 +531,9 @@ class StampBuilder:
             # aperture; catalogue_zeropoint checks the wider ones.
             usable=np.asarray(labels['f_c'])[idx] < 0.05,
             radius=self.zeropoint_radius,
-            saturation_level=info.saturation_level, sky_rms=sky_rms)
+            saturation_level=info.saturation_level, sky_rms=sky_rms,
+            colour=np.asarray(labels['bp_rp'])[idx] if self.colour_term
+            else None)
         if not fit.valid:
             key = self.header_keys.zeropoint
             msg = (f'no zero point: the header has no {key} keyword (name '

@@ -16,7 +16,7 @@ _CORE = 1  # half-width of the core box whose peak is compared to saturation
 
 def catalogue_zeropoint(data, x, y, catalog_mag, *, usable=None, radius=3.0,
                         saturation_level=None, sky_rms=None, min_snr=20.0,
-                        sigma=3.0, min_stars=5):
+                        sigma=3.0, min_stars=5, colour=None):
     """
     Fit a frame's zero point to aperture photometry of catalogue stars.
 
@@ -68,6 +68,10 @@ def catalogue_zeropoint(data, x, y, catalog_mag, *, usable=None, radius=3.0,
 
     min_stars : int, optional
         Fewest stars for a zero point; with fewer it is NaN.
+
+    colour : array-like, shape (N,), optional
+        The stars' colours (e.g. Gaia BP - RP): a colour term is fitted
+        too (see `~satphotutils.calibration.frame_zeropoint`).
 
     Returns
     -------
@@ -163,7 +167,7 @@ def catalogue_zeropoint(data, x, y, catalog_mag, *, usable=None, radius=3.0,
     with np.errstate(invalid='ignore', divide='ignore'):
         log_counts = np.log10(flux[:, 0] * correction)
     fit = frame_zeropoint(log_counts, catalog_mag, usable=ok, sigma=sigma,
-                          min_stars=min_stars)
+                          min_stars=min_stars, colour=colour)
     return fit, correction
 
 

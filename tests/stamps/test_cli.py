@@ -290,3 +290,44 @@ def test_stamps_command_output_does_not_depend_on_the_workers(field,
         (tmp_path / 'two.fits').read_bytes()
     table = read_stamp_table(tmp_path / 'two.fits')
     assert set(table['file']) == {f.name for f in frames}
+
+
+def test_stamps_command_fits_a_colour_term(tmp_path, capsys):
+    # A camera whose counts depend on colour (colour term 0.2 per mag of
+    # BP - RP): with --colour-term the fitted slope is the camera's and
+    # each stamp's label follows its star's true counts; without it the
+    # labels are off by the colour-dependent part.
+    scene = Scene.random(CENTRE, radius=0.5 * u.deg, g_max=16.0, seed=8)
+    camera = Camera(colour_term=0.2, detector=Detector(shape=(SIZE, SIZE)))
+    sim = FrameSimulator(camera=camera, pointing=CENTRE)
+    simulate_field(tmp_path / 'frames', scene, [sim], n_epochs=1,
+                   exposures_per_epoch=2, seed=3, style='camera')
+    cat = tmp_path / 'gaia.ecsv'
+    Table({'source_id': np.arange(len(scene.G), dtype=np.int64),
+           'ra': scene.coord.ra.deg, 'dec': scene.coord.dec.deg,
+           'phot_g_mean_mag': scene.G, 'bp_rp': scene.bp_rp}).write(cat)
+    args = ['stamps', str(tmp_path / 'frames'), '--catalog', str(cat),
+            '--edge', str(EDGE), '--workers', '1']
+    assert main([*args, '-o', str(tmp_path / 'c.fits'),
+                 '--colour-term']) == 0
+    assert main([*args, '-o', str(tmp_path / 'n.fits')]) == 0
+    truth = Table.read(tmp_path / 'frames' / 'truth.ecsv')
+    true = {(int(s), str(f)): np.log10(c) for s, f, c in
+            zip(truth['star'], truth['file'], truth['true_counts'],
+                strict=True)}
+    errors = {}
+    for name in ('c', 'n'):
+        table = read_stamp_table(tmp_path / f'{name}.fits')
+        faint = (table['mag'] > 12.5) & (table['f_c'] < 0.01)
+        expected = np.array([true[(int(s), str(f))] for s, f in
+                             zip(table['star_id'][faint],
+                                 table['file'][faint], strict=True)])
+        errors[name] = np.asarray(table['log_counts'][faint]) - expected
+        if name == 'c':
+            # mag + 2.5 log10 N = Z - 0.2 (BP - RP - 1): slope -0.2.
+            assert np.asarray(table['zeropoint_colour_term']) == \
+                pytest.approx(-0.2, abs=0.01)
+    # In magnitudes: the colour term's labels within 0.01 mag for the
+    # median star and the colour-dependent scatter gone.
+    assert np.median(np.abs(errors['c'])) * 2.5 < 0.01
+    assert np.std(errors['c']) < 0.5 * np.std(errors['n'])
