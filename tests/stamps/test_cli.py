@@ -331,3 +331,74 @@ def test_stamps_command_fits_a_colour_term(tmp_path, capsys):
     # median star and the colour-dependent scatter gone.
     assert np.median(np.abs(errors['c'])) * 2.5 < 0.01
     assert np.std(errors['c']) < 0.5 * np.std(errors['n'])
+
+
+def _dslr_frame(path, catalogue, zeropoint, rng):
+    """A 12-bit camera's frame: tile-compressed int16, a SIP WCS."""
+    from astropy.table import QTable
+    from astropy.wcs import WCS
+    from photutils.datasets import make_model_image
+    from photutils.psf import CircularGaussianPRF
+
+    header = fits.Header()
+    header.update({
+        'CTYPE1': 'RA---TAN-SIP', 'CTYPE2': 'DEC--TAN-SIP',
+        'CRVAL1': 200.0, 'CRVAL2': -30.0, 'CRPIX1': 200.5,
+        'CRPIX2': 150.5, 'CD1_1': -0.004, 'CD1_2': 0.0003,
+        'CD2_1': 0.0003, 'CD2_2': 0.004, 'A_ORDER': 2, 'B_ORDER': 2,
+        # A barrel-like distortion of up to ~3 px at the corners.
+        'A_2_0': 2e-5, 'A_0_2': 2e-5, 'B_2_0': -1.5e-5, 'B_1_1': 2e-5})
+    wcs = WCS(header)
+    x, y = wcs.world_to_pixel(SkyCoord(catalogue['ra'], catalogue['dec'],
+                                       unit='deg'))
+    counts = 10 ** (-0.4 * (catalogue['g_true'] - zeropoint))
+    stars = QTable({'x_0': x, 'y_0': y, 'flux': counts,
+                    'fwhm': np.full(len(x), 2.6)})
+    image = make_model_image((300, 400), CircularGaussianPRF(), stars,
+                             model_shape=(25, 25)) + 150.0
+    image = np.minimum(rng.poisson(image), 4095).astype(np.int16)
+    header['DATE-OBS'] = '2025-05-01T21:30:00'
+    header['EXPTIME'] = 30.0
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(
+        image, header, compression_type='RICE_1')]).writeto(path)
+    return x, y
+
+
+def test_stamps_command_reads_a_12_bit_camera_with_a_sip_wcs(tmp_path):
+    # A DSLR-like survey camera (12-bit, tile-compressed .fits.fz, SIP
+    # distortion, DATE-OBS only): the stamps sit where the SIP WCS puts
+    # the stars, and the zero point fitted to the catalogue is the
+    # frame's.
+    from satphotutils.calibration import gaia_to_sdss_g
+
+    rng = np.random.default_rng(11)
+    n = 150
+    centre = SkyCoord(200.0, -30.0, unit='deg')
+    stars = centre.directional_offset_by(
+        rng.uniform(0, 360, n) * u.deg, np.sqrt(rng.uniform(0, 1, n))
+        * 0.55 * u.deg)
+    G = rng.uniform(8.0, 14.5, n)
+    bp_rp = rng.uniform(0.5, 2.0, n)
+    catalogue = Table({'source_id': np.arange(n, dtype=np.int64),
+                       'ra': stars.ra.deg, 'dec': stars.dec.deg,
+                       'phot_g_mean_mag': G, 'bp_rp': bp_rp})
+    catalogue['g_true'] = np.ma.filled(gaia_to_sdss_g(G, bp_rp)[0], np.nan)
+    frames = tmp_path / 'frames'
+    frames.mkdir()
+    x, y = _dslr_frame(frames / 'dslr_0001.fits.fz', catalogue, 21.3, rng)
+    catalogue.remove_column('g_true')
+    catalogue.write(tmp_path / 'gaia.ecsv')
+    assert main(['stamps', str(frames), '--catalog',
+                 str(tmp_path / 'gaia.ecsv'), '-o', str(tmp_path / 's.fits'),
+                 '--edge', '12', '--workers', '1']) == 0
+    table = read_stamp_table(tmp_path / 's.fits')
+    assert len(table) > 50
+    k = np.asarray(table['star_id'])
+    np.testing.assert_allclose(table['x'], x[k], atol=1e-6)
+    np.testing.assert_allclose(table['y'], y[k], atol=1e-6)
+    # The star is in the central pixel of its stamp (the SIP terms move
+    # the corners' stars by pixels).
+    centre_pixel = np.asarray(table['stamp'])[:, 10, 10]
+    assert np.median(centre_pixel) > 2 * 150.0
+    # Aperture photometry to 9 px of a Gaussian PSF: within 0.02 mag.
+    assert table['zeropoint'][0] == pytest.approx(21.3, abs=0.02)
