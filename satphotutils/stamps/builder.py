@@ -129,7 +129,49 @@ class BuildReport:
                 f'{np.median([z.error for z in fits]):.4f} mag from a '
                 f'median of {np.median([z.n_used for z in fits]):.0f} '
                 'stars')
+            t = self.relative_transparency()
+            if len(t) > 1:
+                values = np.array(list(t.values()))
+                lines.append('transparency relative to the clearest of '
+                             f'them: {values.min():.3f} to '
+                             f'{values.max():.3f} (median '
+                             f'{np.median(values):.3f})')
         return '\n'.join(lines)
+
+    def relative_transparency(self):
+        """
+        Return each fitted frame's transparency relative to the clearest.
+
+        A frame without a zero point keyword is its own reference (t = 1
+        in Eq. 1, ``N = 10**(-0.4 (m - Z)) / t``), so its fitted zero
+        point is ``Z - 2.5 log10(t)``; on one camera ``Z`` is common, and
+        the differences between the frames give their transparencies
+        relative to the frame with the largest fitted zero point (the
+        clearest, t = 1; a frame through twice the extinction has t = 2).
+
+        Returns
+        -------
+        transparency : dict
+            File name to ``10 ** (0.4 (Z_max - Z_frame))`` (at least 1).
+
+        Examples
+        --------
+        >>> from satphotutils.calibration import FrameZeropoint
+        >>> from satphotutils.stamps import BuildReport
+        >>> report = BuildReport(zeropoints={
+        ...     'a.fits': FrameZeropoint(25.0, 0.001, 80, 2),
+        ...     'b.fits': FrameZeropoint(24.5, 0.001, 75, 1)})
+        >>> {k: round(v, 3) for k, v in report.relative_transparency(
+        ...     ).items()}
+        {'a.fits': 1.0, 'b.fits': 1.585}
+        """
+        fitted = {name: z.zeropoint for name, z in self.zeropoints.items()
+                  if z.valid}
+        if not fitted:
+            return {}
+        top = max(fitted.values())
+        return {name: float(10 ** (0.4 * (top - z)))
+                for name, z in fitted.items()}
 
 
 class StampBuilder:

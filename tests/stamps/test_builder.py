@@ -220,3 +220,35 @@ def test_item13_builder_keeps_every_frames_file_name(field, tmp_path):
     out = tmp_path / 'stamps.fits'
     StampBuilder(edge=30)([tmp_path / n for n in names], targets, out)
     assert set(read_stamp_table(out)['file']) == set(names)
+
+
+def test_relative_transparency_of_frames_without_keywords(tmp_path):
+    # Three exposures with transparencies t = 1.0, 0.8 and 0.5 (Eq. 1:
+    # the counts go as 1 / t), written without ZP and TRANSP: the zero
+    # points fitted to the catalogue give back t relative to the
+    # clearest (t = 0.5), 2.0, 1.6 and 1.0.
+    from satphotutils.simulation import ExposureConditions
+
+    scene = Scene.random(CENTRE, radius=0.5 * u.deg, g_max=16.0, seed=4)
+    sim = FrameSimulator(camera=Camera(detector=Detector(shape=(300, 300))),
+                         pointing=CENTRE)
+    frames = []
+    for k, t in enumerate((1.0, 0.8, 0.5)):
+        cond = ExposureConditions(mjd=59000.0 + k, zeropoint=25.5,
+                                  transparency=t, fwhm=2.0)
+        frame, _ = sim(scene, conditions=cond, seed=k)
+        for key in ('ZP', 'TRANSP'):
+            del frame.meta[key]
+        frames.append(tmp_path / f'f{k}.fits')
+        frame.write(frames[-1])
+    gaia = Table({'ra': scene.coord.ra.deg, 'dec': scene.coord.dec.deg,
+                  'phot_g_mean_mag': scene.G, 'bp_rp': scene.bp_rp})
+    report = StampBuilder(edge=30, workers=1)(frames, gaia,
+                                              tmp_path / 's.fits')
+    relative = report.relative_transparency()
+    for name, t in zip(('f0.fits', 'f1.fits', 'f2.fits'), (2.0, 1.6, 1.0),
+                       strict=True):
+        assert 2.5 * abs(np.log10(relative[name] / t)) < 0.01
+    assert 'transparency relative to the clearest of them: 1.000 to 2.0' \
+        in report.summary()
+
