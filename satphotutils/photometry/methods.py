@@ -19,6 +19,7 @@ METHODS = {
     'aperture': ('satphotutils.photometry.core',
                  'AperturePhotometryBaseline'),
     'psf-wing': ('satphotutils.photometry.core', 'PSFWingPhotometry'),
+    'bleed-trail': ('satphotutils.photometry.bleed', 'BleedTrailPhotometry'),
 }
 
 
