@@ -12,9 +12,11 @@ its length, plus a margin for the unsaturated wings.
 """
 
 import threading
+import warnings
 
 import numpy as np
 from astropy.coordinates import SkyCoord
+from astropy.utils.exceptions import AstropyUserWarning
 from scipy import ndimage
 
 from satphotutils.utils._parameters import as_finite, as_positive
@@ -42,7 +44,10 @@ class BleedTrailPhotometry(_Photometry):
     pixel, the exact circle of radius ``margin`` about it: an aperture
     sum). The local background is the clipped median of the columns beside
     the aperture, over its rows. The flux is the aperture's sum less that
-    background.
+    background. Targets without a saturated region of their own are
+    measured in a small exact circle (``radius``) with an annulus
+    background, put on the same scale by the frame's aperture correction
+    (see ``radius``): the best aperture for faint stars.
 
     Neighbours are split off: each pixel belongs to the nearest star (the
     targets, ``catalog`` stars and saturated regions of stars in neither;
@@ -60,7 +65,25 @@ class BleedTrailPhotometry(_Photometry):
         ``margin_fwhm`` times the FWHM.
 
     margin_fwhm : float, optional
-        The margin in units of the PSF FWHM when ``margin`` is not given.
+        The margin in units of the PSF FWHM when ``margin`` is not given:
+        wide, as the wings of a bright star hold much light and its
+        background noise matters little.
+
+    radius : float, optional
+        Radius (pixels) of the exact circular aperture of the targets
+        without a saturated region of their own (and of those on another
+        star's trail); by default ``radius_fwhm`` times the FWHM (or,
+        with ``margin`` given and no FWHM, the margin times
+        ``radius_fwhm / margin_fwhm``). Their sums are put on the scale
+        of the wide apertures by the frame's aperture correction: the
+        median ratio of the sums within ``margin`` and within ``radius``
+        of bright unsaturated targets with no other star within the
+        margin (with fewer than 5 of them, these targets are measured
+        within ``margin`` instead; ``meta['point_correction']`` has the
+        correction and the number of stars it was measured on, 0 then).
+
+    radius_fwhm : float, optional
+        The radius in units of the FWHM.
 
     fwhm : float, optional
         The PSF FWHM (pixels) for the default margin; measured on each
@@ -147,7 +170,8 @@ class BleedTrailPhotometry(_Photometry):
 
     method = 'bleed_trail'
 
-    def __init__(self, *, margin=None, margin_fwhm=5.0, fwhm=None,
+    def __init__(self, *, margin=None, margin_fwhm=5.0, radius=None,
+                 radius_fwhm=1.1, fwhm=None,
                  background_width=6, background_gap=2, match_radius=2.0,
                  catalog=None, read_axis=0, aperture_correction=0.0,
                  level_fraction=0.9, trail_fraction=0.25, **kwargs):
@@ -155,6 +179,9 @@ class BleedTrailPhotometry(_Photometry):
         self.margin = None if margin is None else as_positive(margin,
                                                               'margin')
         self.margin_fwhm = as_positive(margin_fwhm, 'margin_fwhm')
+        self.radius = None if radius is None else as_positive(radius,
+                                                              'radius')
+        self.radius_fwhm = as_positive(radius_fwhm, 'radius_fwhm')
         self.fwhm = None if fwhm is None else as_positive(fwhm, 'fwhm')
         for name, value, least in (('background_width', background_width, 1),
                                    ('background_gap', background_gap, 0)):
@@ -193,6 +220,7 @@ class BleedTrailPhotometry(_Photometry):
     def _config(self):
         return super()._config() | {
             'margin': self.margin, 'margin_fwhm': self.margin_fwhm,
+            'radius': self.radius, 'radius_fwhm': self.radius_fwhm,
             'fwhm': self.fwhm, 'background_width': self.background_width,
             'background_gap': self.background_gap,
             'match_radius': self.match_radius, 'read_axis': self.read_axis,
@@ -239,9 +267,15 @@ class BleedTrailPhotometry(_Photometry):
         return self.catalog
 
     def _margin(self, image, mask, level):
-        if self.margin is not None:
-            return self.margin
+        """Return the margin and the point-aperture radius (pixels)."""
         fwhm = self.fwhm
+        if self.margin is not None:
+            radius = self.radius
+            if radius is None:
+                radius = (self.radius_fwhm * fwhm if fwhm is not None
+                          else self.margin * self.radius_fwhm
+                          / self.margin_fwhm)
+            return self.margin, radius
         if fwhm is None:
             from satphotutils.frames import frame_fwhm
 
@@ -251,7 +285,9 @@ class BleedTrailPhotometry(_Photometry):
                        'than 3 isolated, unsaturated stars well above the '
                        'noise): give fwhm= or margin= (pixels)')
                 raise SatphotutilsError(msg)
-        return self.margin_fwhm * float(fwhm)
+        radius = self.radius if self.radius is not None else \
+            self.radius_fwhm * float(fwhm)
+        return self.margin_fwhm * float(fwhm), radius
 
     def _measure(self, image, mask, error, x, y, stamps, frame, missing):
         level = frame['saturation_level']
@@ -262,8 +298,9 @@ class BleedTrailPhotometry(_Photometry):
                    '--header-key saturation=KEYWORD), no saturation_level= '
                    'given, and the pixels show no plateau')
             raise SatphotutilsError(msg)
-        margin = self._margin(image, mask, level)
+        margin, radius = self._margin(image, mask, level)
         frame['margin'] = margin
+        frame['radius'] = radius
         catalog = self._catalog_pixels()
         if self.read_axis == 1:
             image = image.T
@@ -274,13 +311,16 @@ class BleedTrailPhotometry(_Photometry):
         gain = 1.0 if frame['gain'] is None else frame['gain']
         read_noise = 0.0 if frame['read_noise'] is None else \
             frame['read_noise']
-        flux, ferr, bkg, flags = _trail_sums(
+        flux, ferr, bkg, flags, correction, n_cal = _trail_sums(
             image, mask, error, x, y, catalog,
             level=self.level_fraction * level,
             trail_level=self.trail_fraction * level, margin=margin,
+            radius=radius,
             gap=self.background_gap, width=self.background_width,
             match_radius=self.match_radius, sky=frame['sky'], gain=gain,
             read_noise=read_noise)
+        frame['point_correction'] = {'value': correction,
+                                     'n_stars': n_cal}
         flux *= 10 ** (0.4 * self.aperture_correction)
         ferr *= 10 ** (0.4 * self.aperture_correction)
         with np.errstate(invalid='ignore', divide='ignore'):
@@ -297,6 +337,8 @@ class BleedTrailPhotometry(_Photometry):
         table = super()._table(x, y, sky_center, unit, result, flags, n_sat,
                                frame)
         table.meta['margin'] = frame.get('margin')
+        table.meta['radius'] = frame.get('radius')
+        table.meta['point_correction'] = frame.get('point_correction')
         return table
 
 
@@ -327,8 +369,13 @@ def _owners(labels, n_labels, x, y, region):
     Give every star's pixels its index + 1 (other regions: -label).
 
     ``x``, ``y`` are all the stars (targets first), ``region`` the region
-    of each. A region holding several stars is divided, each pixel to
-    the nearest of them; a star in no region owns its own pixel.
+    of each. Of the stars in a region, those on its wide rows are its
+    cores (see `_cores`); the region is divided between its cores, each
+    pixel to the nearest. A star in no region owns its own pixel; one on
+    another star's trail owns nothing (its light is in the trail).
+
+    Returns the owner image, the region's stars by region label and
+    whether each star is a core.
     """
     owner = -labels.astype(np.int64)
     ny, nx = labels.shape
@@ -336,25 +383,46 @@ def _owners(labels, n_labels, x, y, region):
     for k in np.flatnonzero(region > 0):
         members.setdefault(int(region[k]), []).append(k)
     objects = ndimage.find_objects(labels, max_label=n_labels)
+    core = np.zeros(len(x), dtype=bool)
     for r, stars in members.items():
         sy, sx = objects[r - 1]
         mine = labels[sy, sx] == r
-        if len(stars) == 1:
-            owner[sy, sx][mine] = stars[0] + 1
+        stars = np.array(stars)
+        cores = stars if len(stars) == 1 else _cores(
+            mine, sy.start, sx.start, x[stars], y[stars], stars)
+        core[cores] = True
+        if len(cores) == 1:
+            owner[sy, sx][mine] = cores[0] + 1
             continue
         yy, xx = np.nonzero(mine)
         yy = yy + sy.start
         xx = xx + sx.start
-        stars = np.array(stars)
-        d2 = ((yy[:, None] - y[None, stars]) ** 2
-              + (xx[:, None] - x[None, stars]) ** 2)
-        owner[yy, xx] = stars[np.argmin(d2, axis=1)] + 1
+        d2 = ((yy[:, None] - y[None, cores]) ** 2
+              + (xx[:, None] - x[None, cores]) ** 2)
+        owner[yy, xx] = cores[np.argmin(d2, axis=1)] + 1
     alone = np.flatnonzero((region == 0) & np.isfinite(x) & np.isfinite(y))
     ix = np.rint(x[alone]).astype(np.int64)
     iy = np.rint(y[alone]).astype(np.int64)
     inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
     owner[iy[inside], ix[inside]] = alone[inside] + 1
-    return owner, members
+    return owner, members, core
+
+
+def _cores(mine, row0, col0, x, y, stars):
+    """
+    Find the stars of one region whose own saturated cores it holds.
+
+    A saturated star is where its region is widest: the trail that runs
+    from it is a column or two, so a star lying on another star's trail
+    sits on a narrow row. The stars on rows at least half as wide as the
+    widest row of a star (and 3 px) are cores.
+    """
+    rows = np.clip(np.rint(y).astype(int) - row0, 0, mine.shape[0] - 1)
+    width = mine[rows].sum(axis=1)
+    wide = width >= max(3, 0.5 * width.max())
+    if not wide.any():
+        wide = width == width.max()
+    return stars[wide]
 
 
 def _bridge(followed, bad):
@@ -379,15 +447,6 @@ def _bridge(followed, bad):
     return followed | (bad & ends)
 
 
-def _circle_weights(shape, x, y, radius):
-    """Exact overlap of a circle with the pixels of a box (photutils)."""
-    from photutils.geometry import circular_overlap_grid
-
-    ny, nx = shape
-    return circular_overlap_grid(-0.5 - x, nx - 0.5 - x, -0.5 - y,
-                                 ny - 0.5 - y, nx, ny, radius, 1, 1)
-
-
 def _clipped_median(values):
     """Median after two rounds of 3-sigma (MAD) clipping."""
     for _ in range(2):
@@ -399,10 +458,84 @@ def _clipped_median(values):
     return float(np.median(values)), float(np.std(values)), values.size
 
 
+def _ring_background(image, ix, iy, inner, outer):
+    """Clipped median in an annulus about each pixel (NaN do not count)."""
+    from satphotutils.stamps.cutout import cut_stamps
+
+    size = 2 * int(np.ceil(outer)) + 1
+    stamps, inside = cut_stamps(image, ix, iy, size, dtype=float)
+    stamps[~inside] = np.nan
+    half = size // 2
+    yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
+    r = np.hypot(yy, xx)
+    ring = (r >= inner) & (r <= outer)
+    return _clipped_rows(stamps[:, ring])
+
+
+def _clipped_rows(values):
+    """Clipped median, standard deviation and count of each row."""
+    for _ in range(2):
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', RuntimeWarning)
+            med = np.nanmedian(values, axis=1)
+            sigma = 1.4826 * np.nanmedian(np.abs(values - med[:, None]),
+                                          axis=1)
+        far = np.abs(values - med[:, None]) > 3 * sigma[:, None]
+        values = np.where(far & (sigma[:, None] > 0), np.nan, values)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)
+        return (np.nanmedian(values, axis=1), np.nanstd(values, axis=1),
+                np.sum(np.isfinite(values), axis=1))
+
+
+def _circle_sums(image, bad, error, x, y, radius, *, sky):
+    """
+    Exact circular-aperture sums less the background beside them.
+
+    photutils' exact apertures; bad pixels count at the background.
+    Returns the flux, its pixel variance (from ``error``; NaN without),
+    the background, its error term and the area.
+    """
+    from photutils.aperture import CircularAperture, aperture_photometry
+
+    n = len(x)
+    ix = np.rint(x).astype(np.int64)
+    iy = np.rint(y).astype(np.int64)
+    clean = np.where(bad, np.nan, image)
+    # An annulus, as photutils' LocalBackground (7-10 px about a 2-px
+    # aperture): a point has no trail to put columns beside.
+    inner = radius + 5.0
+    bkg, b_std, n_b = _ring_background(clean, ix, iy, inner, inner + 3.0)
+    few = ~(n_b >= _MIN_BACKGROUND_PIXELS)
+    bkg[few], b_std[few], n_b[few] = sky, 0.0, 1
+    aperture = CircularAperture(np.column_stack([x, y]), r=radius)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', AstropyUserWarning)
+        phot = aperture_photometry(np.where(bad, 0.0, image), aperture,
+                                   error=error)
+        # The bad pixels' share of each aperture, to fill at the
+        # background.
+        lost = aperture_photometry(bad.astype(float), aperture)
+    area = aperture.area
+    total = np.asarray(phot['aperture_sum'], float) \
+        + bkg * np.asarray(lost['aperture_sum'], float)
+    flux = total - bkg * area
+    var = (np.asarray(phot['aperture_sum_err'], float) ** 2
+           if error is not None else np.full(n, np.nan))
+    bkg_var = (area * b_std) ** 2 * np.pi / 2 / np.maximum(n_b, 1)
+    has_bad = np.asarray(lost['aperture_sum'], float) > 0
+    return flux, var, bkg, bkg_var, area, has_bad
+
+
 def _trail_sums(image, mask, error, x, y, catalog, *, level, trail_level,
-                margin, gap, width, match_radius, sky, gain, read_noise):
-    """Flux, its error, the local background and the flags per target."""
-    ny, nx = image.shape
+                margin, radius, gap, width, match_radius, sky, gain,
+                read_noise):
+    """
+    Flux, its error, the local background and the flags per target.
+
+    Also returns the aperture correction of the unsaturated targets and
+    the number of stars it was measured on.
+    """
     n = len(x)
     bad = ~np.isfinite(image)
     if mask is not None:
@@ -421,94 +554,156 @@ def _trail_sums(image, mask, error, x, y, catalog, *, level, trail_level,
     all_x = np.concatenate([x, catalog[:, 0]])
     all_y = np.concatenate([y, catalog[:, 1]])
     region = _region_of(labels, all_x, all_y, match_radius)
-    owner, members = _owners(labels, n_labels, all_x, all_y, region)
+    owner, members, core = _owners(labels, n_labels, all_x, all_y, region)
     objects = ndimage.find_objects(labels, max_label=n_labels)
 
     flux = np.full(n, np.nan)
-    ferr = np.full(n, np.nan)
+    var = np.full(n, np.nan)
     bkg = np.full(n, np.nan)
     flags = np.zeros(n, dtype=np.int64)
-    reach = int(np.ceil(margin))
-    side = gap + width
-    for k in range(n):
-        if not (np.isfinite(x[k]) and np.isfinite(y[k])):
-            continue
-        ix, iy = round(x[k]), round(y[k])
-        r = int(region[k])
-        if r:
-            sy, sx = objects[r - 1]
-            y0, y1, x0, x1 = sy.start, sy.stop, sx.start, sx.stop
-        else:
-            y0, y1, x0, x1 = iy, iy + 1, ix, ix + 1
-        # Seeds up to two margins away compete for the aperture's pixels.
-        by0, by1 = max(y0 - 2 * reach - 1, 0), min(y1 + 2 * reach + 1, ny)
-        bx0 = max(x0 - 2 * reach - side - 1, 0)
-        bx1 = min(x1 + 2 * reach + side + 1, nx)
-        if by0 >= by1 or bx0 >= bx1:
-            continue
-        box = (slice(by0, by1), slice(bx0, bx1))
-        own_seed = owner[box] == k + 1
-        other_seed = (owner[box] != 0) & ~own_seed
-        if r:
-            if not own_seed.any():
-                continue
-            d_own = ndimage.distance_transform_edt(~own_seed)
-            weight = (d_own <= margin).astype(float)
-        else:
-            yy, xx = np.ogrid[by0:by1, bx0:bx1]
-            d_own = np.hypot(yy - y[k], xx - x[k])
-            weight = _circle_weights(d_own.shape, x[k] - bx0, y[k] - by0,
-                                     margin)
-        if other_seed.any():
-            d_other = ndimage.distance_transform_edt(~other_seed)
-            weight[d_other < d_own] = 0.0
-            near_any = np.minimum(d_own, d_other) <= margin
-        else:
-            near_any = d_own <= margin
-        if not weight.any():
-            continue
-        if r:
-            if y0 == 0 or y1 == ny or x0 == 0 or x1 == nx:
-                flags[k] |= SATPHOT_FLAGS.TRAIL_EDGE
-            if len(members[r]) > 1:
-                flags[k] |= SATPHOT_FLAGS.TRAIL_MERGED
-        bad_box = bad[box]
-        touched = weight > 0
-        if r:
-            touched = touched | ndimage.binary_dilation(own_seed)
-        if (bad_box & touched).any():
-            flags[k] |= SATPHOT_FLAGS.TRAIL_MASKED
-
-        # Background: the columns beside the aperture, over its rows.
-        rows = np.flatnonzero(weight.any(axis=1))
-        cols = np.flatnonzero(weight.any(axis=0))
-        c_lo, c_hi = cols[0], cols[-1]
-        band = np.zeros(weight.shape[1], dtype=bool)
-        band[max(c_lo - side, 0):max(c_lo - gap, 0)] = True
-        band[c_hi + gap + 1:c_hi + side + 1] = True
-        usable = ~bad_box & ~saturated[box] & ~near_any
-        usable[:rows[0]] = False
-        usable[rows[-1] + 1:] = False
-        usable[:, ~band] = False
-        values = image[box][usable]
-        if values.size >= _MIN_BACKGROUND_PIXELS:
-            b, b_std, n_b = _clipped_median(values)
-        else:
-            b, b_std, n_b = float(sky), 0.0, 1
-        data = np.where(bad_box, b, image[box])
-        area = weight.sum()
-        total = float(np.sum(weight * data))
-        flux[k] = total - b * area
-        bkg[k] = b
-        if error is not None:
-            e = np.where(bad_box, 0.0, np.asarray(error)[box])
-            var = float(np.sum((weight * e) ** 2))
-        else:
+    placed = np.isfinite(x) & np.isfinite(y)
+    trail = placed & (region[:n] > 0) & core[:n]
+    for k in np.flatnonzero(placed & (region[:n] > 0)):
+        if len(members[int(region[k])]) > 1:
+            flags[k] |= SATPHOT_FLAGS.TRAIL_MERGED
+    for k in np.flatnonzero(trail):
+        flux[k], pix_var, bkg[k], bkg_var, area, flag = _one_trail(
+            image, bad, saturated, error, owner, objects[region[k] - 1],
+            k, margin=margin, gap=gap, width=width, sky=sky)
+        flags[k] |= flag
+        if error is None:
             # Poisson of star and sky (counts as electrons through the
             # gain) and read noise.
-            var = ((abs(flux[k]) + area * max(b, 0.0)) / gain
-                   + area * (read_noise / gain) ** 2)
-        # The background's own error, spread over the whole aperture.
-        var += (area * b_std) ** 2 * np.pi / 2 / max(n_b, 1)
-        ferr[k] = np.sqrt(var)
-    return flux, ferr, bkg, flags
+            pix_var = ((abs(flux[k]) + area * max(bkg[k], 0.0)) / gain
+                       + area * (read_noise / gain) ** 2)
+        var[k] = pix_var + bkg_var
+
+    # The others: exact small apertures, put on the scale of the trail
+    # apertures by the frame's aperture correction.
+    point = np.flatnonzero(placed & ~trail)
+    correction, n_cal = 1.0, 0
+    if point.size:
+        f, v, b, b_var, area, has_bad = _circle_sums(
+            image, bad, error, x[point], y[point], radius, sky=sky)
+        correction, n_cal = _aperture_correction(
+            image, bad, x[point], y[point], f, b_var, owner, point,
+            radius=radius, margin=margin, sky=sky)
+        if n_cal == 0 and radius != margin:
+            # No correction to be had: the wide aperture itself, on the
+            # trails' scale.
+            f, v, b, b_var, area, has_bad = _circle_sums(
+                image, bad, error, x[point], y[point], margin, sky=sky)
+        if error is None:
+            v = ((np.abs(f) + area * np.maximum(b, 0.0)) / gain
+                 + area * (read_noise / gain) ** 2)
+        flux[point] = f * correction
+        var[point] = (v + b_var) * correction ** 2
+        bkg[point] = b
+        flags[point[has_bad]] |= SATPHOT_FLAGS.TRAIL_MASKED
+    return flux, np.sqrt(var), bkg, flags, correction, n_cal
+
+
+def _aperture_correction(image, bad, x, y, small, small_bkg_var, owner,
+                         index, *, radius, margin, sky):
+    """
+    Measure the ratio of the wide to the small aperture sums on the frame.
+
+    Measured on the targets that are bright (small-aperture flux 50 times
+    its background error), unsaturated and alone within the margin (no
+    other star's pixel): the median ratio and their number; 1 and 0 with
+    fewer than 5 of them.
+    """
+    ny, nx = image.shape
+    ix = np.rint(x).astype(np.int64)
+    iy = np.rint(y).astype(np.int64)
+    reach = int(np.ceil(margin)) + 1
+    inner = (ix >= reach) & (ix < nx - reach) & (iy >= reach) \
+        & (iy < ny - reach)
+    bright = inner & (small > 50 * np.sqrt(small_bkg_var)) & (small > 0)
+    candidates = np.flatnonzero(bright)
+    # The brightest first; a few hundred are plenty for a median.
+    candidates = candidates[np.argsort(-small[candidates])][:400]
+    alone = []
+    for c in candidates:
+        box = owner[iy[c] - reach:iy[c] + reach + 1,
+                    ix[c] - reach:ix[c] + reach + 1]
+        if np.all((box == 0) | (box == index[c] + 1)):
+            alone.append(c)
+        if len(alone) >= 100:
+            break
+    if len(alone) < 5:
+        return 1.0, 0
+    alone = np.array(alone)
+    big, _, _, _, _, has_bad = _circle_sums(
+        image, bad, None, x[alone], y[alone], margin, sky=sky)
+    ratio = big[~has_bad] / small[alone][~has_bad]
+    if ratio.size < 5:
+        return 1.0, 0
+    return float(np.median(ratio)), int(ratio.size)
+
+
+def _one_trail(image, bad, saturated, error, owner, objects, k, *, margin,
+               gap, width, sky):
+    """
+    Sum one target's trail aperture.
+
+    Returns the flux, the pixel variance from ``error`` (NaN without),
+    the background, its variance term, the aperture's area and the
+    flags.
+    """
+    ny, nx = image.shape
+    flags = 0
+    sy, sx = objects
+    y0, y1, x0, x1 = sy.start, sy.stop, sx.start, sx.stop
+    reach = int(np.ceil(margin))
+    side = gap + width
+    # Seeds up to two margins away compete for the aperture's pixels.
+    by0, by1 = max(y0 - 2 * reach - 1, 0), min(y1 + 2 * reach + 1, ny)
+    bx0 = max(x0 - 2 * reach - side - 1, 0)
+    bx1 = min(x1 + 2 * reach + side + 1, nx)
+    box = (slice(by0, by1), slice(bx0, bx1))
+    own_seed = owner[box] == k + 1
+    other_seed = (owner[box] != 0) & ~own_seed
+    d_own = ndimage.distance_transform_edt(~own_seed)
+    weight = d_own <= margin
+    if other_seed.any():
+        d_other = ndimage.distance_transform_edt(~other_seed)
+        weight &= d_other >= d_own
+        near_any = np.minimum(d_own, d_other) <= margin
+    else:
+        near_any = d_own <= margin
+    if y0 == 0 or y1 == ny or x0 == 0 or x1 == nx:
+        flags |= SATPHOT_FLAGS.TRAIL_EDGE
+    bad_box = bad[box]
+    touched = weight | ndimage.binary_dilation(own_seed)
+    if (bad_box & touched).any():
+        flags |= SATPHOT_FLAGS.TRAIL_MASKED
+
+    # Background: the columns beside the aperture, over its rows.
+    rows = np.flatnonzero(weight.any(axis=1))
+    cols = np.flatnonzero(weight.any(axis=0))
+    c_lo, c_hi = cols[0], cols[-1]
+    band = np.zeros(weight.shape[1], dtype=bool)
+    band[max(c_lo - side, 0):max(c_lo - gap, 0)] = True
+    band[c_hi + gap + 1:c_hi + side + 1] = True
+    usable = ~bad_box & ~saturated[box] & ~near_any
+    usable[:rows[0]] = False
+    usable[rows[-1] + 1:] = False
+    usable[:, ~band] = False
+    values = image[box][usable]
+    if values.size >= _MIN_BACKGROUND_PIXELS:
+        b, b_std, n_b = _clipped_median(values)
+    else:
+        b, b_std, n_b = float(sky), 0.0, 1
+    data = image[box][weight]
+    good = ~bad_box[weight]
+    area = float(weight.sum())
+    flux = float(np.sum(data[good])) + b * (~good).sum() - b * area
+    var = np.nan
+    if error is not None:
+        e = np.asarray(error)[box][weight]
+        var = float(np.sum(e[good] ** 2))
+    # The background's own error, spread over the whole aperture (the
+    # median's variance is pi/2 that of a mean).
+    bkg_var = (area * b_std) ** 2 * np.pi / 2 / max(n_b, 1)
+    return flux, var, b, bkg_var, area, flags
