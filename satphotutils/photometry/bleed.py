@@ -370,8 +370,8 @@ def _owners(labels, n_labels, x, y, region):
 
     ``x``, ``y`` are all the stars (targets first), ``region`` the region
     of each. Of the stars in a region, those on its wide rows are its
-    cores (see `_cores`); the region is divided between its cores, each
-    pixel to the nearest. A star in no region owns its own pixel; one on
+    cores (see `_cores`); the region is divided between its cores
+    (`_divide`). A star in no region owns its own pixel; one on
     another star's trail owns nothing (its light is in the trail).
 
     Returns the owner image, the region's stars by region label and
@@ -390,16 +390,13 @@ def _owners(labels, n_labels, x, y, region):
         stars = np.array(stars)
         cores = stars if len(stars) == 1 else _cores(
             mine, sy.start, sx.start, x[stars], y[stars], stars)
-        core[cores] = True
-        if len(cores) == 1:
+        if len(cores) > 1:
+            yy, xx, which, cores = _divide(mine, sy.start, sx.start, x, y,
+                                           cores)
+            owner[yy, xx] = which + 1
+        else:
             owner[sy, sx][mine] = cores[0] + 1
-            continue
-        yy, xx = np.nonzero(mine)
-        yy = yy + sy.start
-        xx = xx + sx.start
-        d2 = ((yy[:, None] - y[None, cores]) ** 2
-              + (xx[:, None] - x[None, cores]) ** 2)
-        owner[yy, xx] = cores[np.argmin(d2, axis=1)] + 1
+        core[cores] = True
     alone = np.flatnonzero((region == 0) & np.isfinite(x) & np.isfinite(y))
     ix = np.rint(x[alone]).astype(np.int64)
     iy = np.rint(y[alone]).astype(np.int64)
@@ -413,16 +410,71 @@ def _cores(mine, row0, col0, x, y, stars):
     Find the stars of one region whose own saturated cores it holds.
 
     A saturated star is where its region is widest: the trail that runs
-    from it is a column or two, so a star lying on another star's trail
-    sits on a narrow row. The stars on rows at least half as wide as the
-    widest row of a star (and 3 px) are cores.
+    from it is a column or a few, so a star lying on another star's
+    trail sits on a narrow row. The star nearest the region's widest row
+    is its first core; the others on rows at least half as wide as the
+    widest row of a star (and 3 px) are cores too, widest first, unless
+    they lie within a core already taken (a star there cannot be told
+    apart: its light is that core's).
     """
     rows = np.clip(np.rint(y).astype(int) - row0, 0, mine.shape[0] - 1)
     width = mine[rows].sum(axis=1)
-    wide = width >= max(3, 0.5 * width.max())
-    if not wide.any():
-        wide = width == width.max()
-    return stars[wide]
+    floor = max(3, 0.5 * width.max())
+    # The brightest star is the one nearest the region's widest row.
+    profile = mine.sum(axis=1)
+    wide_rows = np.flatnonzero(profile >= 0.8 * profile.max())
+    widest = int(np.rint(np.mean(wide_rows)))
+    centre = np.mean(np.flatnonzero(mine[widest])) + col0 \
+        if mine[widest].any() else np.mean(x)
+    first = int(np.argmin((y - row0 - widest) ** 2 + (x - centre) ** 2))
+    width[first] = max(width[first], profile[widest])
+    accepted = []
+    for c in np.r_[first, np.argsort(-width, kind='stable')]:
+        if accepted and (width[c] < floor or c in accepted):
+            continue
+        inside = any(abs(x[c] - x[a]) <= width[a] / 2 + 1
+                     and abs(y[c] - y[a]) <= width[a] / 2 + 1
+                     for a in accepted)
+        if not inside:
+            accepted.append(c)
+    return stars[np.array(accepted)]
+
+
+def _divide(mine, row0, col0, x, y, cores):
+    """
+    Give each pixel of a region to one of its cores.
+
+    Two cores in one column (merged trails) are divided row by row as
+    trails grow, symmetrically about their stars: in each column the
+    upper star's trail ends as far below it as it reaches above it, and
+    the lower star's likewise; the boundary is halfway between those
+    ends, between the two stars. Otherwise each pixel goes to the
+    nearest core. Where one star's trail, so divided, would reach past
+    the other star, the other's light cannot be told from the trail: the
+    first core keeps the region. Returns the pixels' rows, columns and
+    cores, and the cores that kept pixels.
+    """
+    yy, xx = np.nonzero(mine)
+    d2 = ((yy[:, None] + row0 - y[None, cores]) ** 2
+          + (xx[:, None] + col0 - x[None, cores]) ** 2)
+    owner = cores[np.argmin(d2, axis=1)]
+    if len(cores) == 2 and abs(x[cores[0]] - x[cores[1]]) < 3:
+        upper, lower = sorted(cores, key=lambda c: y[c])
+        ya, yb = y[upper] - row0, y[lower] - row0
+        rows = np.arange(mine.shape[0])[:, None]
+        top = np.where(mine, rows, mine.shape[0]).min(axis=0)
+        bottom = np.where(mine, rows, -1).max(axis=0)
+        ends = 0.5 * ((2 * ya - top) + (2 * yb - bottom))
+        col = int(np.rint(0.5 * (x[upper] + x[lower]))) - col0
+        col = min(max(col, 0), mine.shape[1] - 1)
+        if ya <= ends[col] <= yb:
+            owner = np.where(yy <= np.clip(ends, ya, yb)[xx], upper, lower)
+        else:
+            # One trail reaches past the other star: its light cannot be
+            # told from the trail's; the first core keeps the region.
+            owner = np.full(yy.shape, cores[0])
+            cores = cores[:1]
+    return yy + row0, xx + col0, owner, cores
 
 
 def _bridge(followed, bad):

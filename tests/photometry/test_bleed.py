@@ -76,15 +76,29 @@ def test_unsaturated_target_is_photutils_exact_aperture():
 
 def test_merged_trails_are_divided_and_flagged():
     image = np.full((400, 60), SKY)
-    # Two stars in one column whose trails meet.
-    image[100:200, 30] = LEVEL
-    image[200:260, 30] = LEVEL
+    # Two stars in one column whose trails meet: saturated cores 5 px
+    # wide, trails of 50 rows above the upper and 29 below the lower.
+    image[145:156, 28:33] = LEVEL
+    image[225:236, 28:33] = LEVEL
+    image[100:260, 30] = LEVEL
     table = _phot()(image, positions=[[30, 150], [30, 230]])
     assert np.all(table['flags'] & SATPHOT_FLAGS.TRAIL_MERGED)
     # Charge is divided, not counted twice: the two add up to the total.
     assert_allclose(table['flux'].sum(), (image - SKY).sum())
-    # Each pixel to the nearest star: the boundary at row 190.
-    assert_allclose(table['flux'][1], (LEVEL - SKY) * 70, rtol=0.05)
+    # Each trail symmetric about its star: the boundary halfway between
+    # row 200 (the upper's end) and 201 (the lower's start). The upper
+    # star has rows 100-200 of the trail and its core's other 44 pixels.
+    assert_allclose(table['flux'][0], (LEVEL - SKY) * (101 + 44))
+
+
+def test_a_star_on_another_stars_trail_leaves_it_whole():
+    image = _trail_image()
+    image[330, 59:62] = LEVEL  # a faint star's saturated pixels
+    total = (image - SKY).sum()
+    table = _phot()(image, positions=[[60, 240], [60, 330]])
+    # The trail is the bright star's, the faint one is flagged.
+    assert_allclose(table['flux'][0], total)
+    assert table['flags'][1] & SATPHOT_FLAGS.TRAIL_MERGED
 
 
 def test_a_neighbour_beside_the_trail_is_split_off():
@@ -202,3 +216,36 @@ def test_sky_catalogue_needs_a_wcs():
         catalog=SkyCoord([10.0] * u.deg, [20.0] * u.deg))
     with pytest.raises(ValueError, match='no WCS'):
         phot(_trail_image(), positions=[[60, 240]])
+
+
+def test_unsaturated_targets_are_put_on_the_wide_aperture_scale():
+    from photutils.aperture import CircularAperture, aperture_photometry
+
+    from satphotutils.simulation import MoffatPSF, render_stars
+
+    rng = np.random.default_rng(7)
+    n = 36
+    gx, gy = np.meshgrid(np.arange(6), np.arange(6))
+    x = 30.0 + 45.0 * gx.ravel() + rng.uniform(-0.5, 0.5, n)
+    y = 30.0 + 45.0 * gy.ravel() + rng.uniform(-0.5, 0.5, n)
+    flux = rng.uniform(2e4, 2e5, n)
+    image = SKY + render_stars((290, 290), x, y, flux,
+                               MoffatPSF(fwhm=2.0, beta=2.5))
+    phot = BleedTrailPhotometry(fwhm=2.0, saturation_level=1e9)
+    table = phot(image, positions=np.column_stack([x, y]))
+    assert table.meta['point_correction']['n_stars'] == n
+    assert table.meta['radius'] == pytest.approx(2.2)
+    # The small apertures, corrected, give the wide (5 FWHM) sums: on
+    # average exactly; star by star to the small aperture's dependence
+    # on where in its pixel the star falls.
+    wide = aperture_photometry(image, CircularAperture(
+        np.column_stack([x, y]), r=10.0))['aperture_sum'] \
+        - SKY * np.pi * 100.0
+    ratio = table['flux'].value / wide
+    assert np.median(ratio) == pytest.approx(1.0, abs=1e-3)
+    assert_allclose(ratio, 1.0, atol=0.012)
+    # Which hold all but the Moffat wings beyond 10 px (closed form).
+    alpha = 2.0 / (2 * np.sqrt(2 ** (1 / 2.5) - 1))
+    enclosed = 1 - (1 + (10.0 / alpha) ** 2) ** (1 - 2.5)
+    assert np.median(table['flux'].value / flux) == pytest.approx(
+        enclosed, abs=1.5e-3)
