@@ -485,18 +485,25 @@ def _bridge(followed, bad):
     above and below it are followed (a bad column segment across a
     trail does not cut it in two).
     """
-    if not bad.any():
+    # Only columns where a bad run starts below a followed pixel and one
+    # ends above a followed pixel can have a bridged run.
+    cols = np.flatnonzero((bad[1:] & followed[:-1]).any(axis=0)
+                          & (bad[:-1] & followed[1:]).any(axis=0))
+    if not cols.size:
         return followed
+    f, b = followed[:, cols], bad[:, cols]
     ny = followed.shape[0]
     rows = np.arange(ny)[:, None]
-    cols = np.arange(followed.shape[1])[None, :]
-    above = np.maximum.accumulate(np.where(bad, -1, rows), axis=0)
-    below = np.minimum.accumulate(np.where(bad, ny, rows)[::-1],
+    index = np.arange(cols.size)[None, :]
+    above = np.maximum.accumulate(np.where(b, -1, rows), axis=0)
+    below = np.minimum.accumulate(np.where(b, ny, rows)[::-1],
                                   axis=0)[::-1]
     ends = ((above >= 0) & (below < ny)
-            & followed[np.clip(above, 0, ny - 1), cols]
-            & followed[np.clip(below, 0, ny - 1), cols])
-    return followed | (bad & ends)
+            & f[np.clip(above, 0, ny - 1), index]
+            & f[np.clip(below, 0, ny - 1), index])
+    out = followed.copy()
+    out[:, cols] = f | (b & ends)
+    return out
 
 
 def _clipped_median(values):
@@ -508,6 +515,16 @@ def _clipped_median(values):
             break
         values = values[np.abs(values - med) <= 3 * sigma]
     return float(np.median(values)), float(np.std(values)), values.size
+
+
+class _Planes:
+    """The frame with bad pixels as zero and as NaN, and the bad mask."""
+
+    def __init__(self, image, bad):
+        self.bad = bad
+        self.filled = np.where(bad, 0.0, image)
+        self.clean = np.where(bad, np.nan, image)
+        self.bad_float = bad.astype(np.float32)
 
 
 def _ring_background(image, ix, iy, inner, outer):
@@ -540,42 +557,51 @@ def _clipped_rows(values):
                 np.sum(np.isfinite(values), axis=1))
 
 
-def _circle_sums(image, bad, error, x, y, radius, *, sky):
+def _circle_sums(planes, error, x, y, radius, *, sky):
     """
-    Exact circular-aperture sums less the background beside them.
+    Exact circular-aperture sums less the background about them.
 
     photutils' exact apertures; bad pixels count at the background.
+    ``planes`` are the frame's `_Planes`.
     Returns the flux, its pixel variance (from ``error``; NaN without),
     the background, its error term and the area.
     """
     from photutils.aperture import CircularAperture, aperture_photometry
 
+    from satphotutils.stamps.cutout import cut_stamps
+
     n = len(x)
     ix = np.rint(x).astype(np.int64)
     iy = np.rint(y).astype(np.int64)
-    clean = np.where(bad, np.nan, image)
+    bad = planes.bad
     # An annulus, as photutils' LocalBackground (7-10 px about a 2-px
     # aperture): a point has no trail to put columns beside.
     inner = radius + 5.0
-    bkg, b_std, n_b = _ring_background(clean, ix, iy, inner, inner + 3.0)
+    bkg, b_std, n_b = _ring_background(planes.clean, ix, iy, inner,
+                                       inner + 3.0)
     few = ~(n_b >= _MIN_BACKGROUND_PIXELS)
     bkg[few], b_std[few], n_b[few] = sky, 0.0, 1
     aperture = CircularAperture(np.column_stack([x, y]), r=radius)
+    reach = int(np.ceil(radius + 0.5))
+    near_bad, _ = cut_stamps(bad, ix, iy, 2 * reach + 1, dtype=bool,
+                             fill_value=True)
+    has_bad = near_bad.any(axis=(1, 2))
+    lost = np.zeros(n)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', AstropyUserWarning)
-        phot = aperture_photometry(np.where(bad, 0.0, image), aperture,
-                                   error=error)
-        # The bad pixels' share of each aperture, to fill at the
-        # background.
-        lost = aperture_photometry(bad.astype(float), aperture)
+        phot = aperture_photometry(planes.filled, aperture, error=error)
+        if has_bad.any():
+            # The bad pixels' share of those apertures, to fill at the
+            # background.
+            lost[has_bad] = aperture_photometry(
+                planes.bad_float, aperture[has_bad])['aperture_sum']
+    has_bad = lost > 0
     area = aperture.area
-    total = np.asarray(phot['aperture_sum'], float) \
-        + bkg * np.asarray(lost['aperture_sum'], float)
+    total = np.asarray(phot['aperture_sum'], float) + bkg * lost
     flux = total - bkg * area
     var = (np.asarray(phot['aperture_sum_err'], float) ** 2
            if error is not None else np.full(n, np.nan))
     bkg_var = (area * b_std) ** 2 * np.pi / 2 / np.maximum(n_b, 1)
-    has_bad = np.asarray(lost['aperture_sum'], float) > 0
     return flux, var, bkg, bkg_var, area, has_bad
 
 
@@ -635,16 +661,17 @@ def _trail_sums(image, mask, error, x, y, catalog, *, level, trail_level,
     point = np.flatnonzero(placed & ~trail)
     correction, n_cal = 1.0, 0
     if point.size:
+        planes = _Planes(image, bad)
         f, v, b, b_var, area, has_bad = _circle_sums(
-            image, bad, error, x[point], y[point], radius, sky=sky)
+            planes, error, x[point], y[point], radius, sky=sky)
         correction, n_cal = _aperture_correction(
-            image, bad, x[point], y[point], f, b_var, owner, point,
+            planes, x[point], y[point], f, b_var, owner, point,
             radius=radius, margin=margin, sky=sky)
         if n_cal == 0 and radius != margin:
             # No correction to be had: the wide aperture itself, on the
             # trails' scale.
             f, v, b, b_var, area, has_bad = _circle_sums(
-                image, bad, error, x[point], y[point], margin, sky=sky)
+                planes, error, x[point], y[point], margin, sky=sky)
         if error is None:
             v = ((np.abs(f) + area * np.maximum(b, 0.0)) / gain
                  + area * (read_noise / gain) ** 2)
@@ -655,8 +682,8 @@ def _trail_sums(image, mask, error, x, y, catalog, *, level, trail_level,
     return flux, np.sqrt(var), bkg, flags, correction, n_cal
 
 
-def _aperture_correction(image, bad, x, y, small, small_bkg_var, owner,
-                         index, *, radius, margin, sky):
+def _aperture_correction(planes, x, y, small, small_bkg_var, owner, index,
+                         *, radius, margin, sky):
     """
     Measure the ratio of the wide to the small aperture sums on the frame.
 
@@ -665,7 +692,7 @@ def _aperture_correction(image, bad, x, y, small, small_bkg_var, owner,
     other star's pixel): the median ratio and their number; 1 and 0 with
     fewer than 5 of them.
     """
-    ny, nx = image.shape
+    ny, nx = planes.bad.shape
     ix = np.rint(x).astype(np.int64)
     iy = np.rint(y).astype(np.int64)
     reach = int(np.ceil(margin)) + 1
@@ -687,7 +714,7 @@ def _aperture_correction(image, bad, x, y, small, small_bkg_var, owner,
         return 1.0, 0
     alone = np.array(alone)
     big, _, _, _, _, has_bad = _circle_sums(
-        image, bad, None, x[alone], y[alone], margin, sky=sky)
+        planes, None, x[alone], y[alone], margin, sky=sky)
     ratio = big[~has_bad] / small[alone][~has_bad]
     if ratio.size < 5:
         return 1.0, 0
