@@ -176,7 +176,11 @@ def test_raw_frame_stars_are_measured_from_their_trails(raw_frame):
     # The bright ones' trails run far beyond an 81-row stamp.
     x = np.rint(truth['x'][0]).astype(int)
     assert (frame.data[:, x] > 0.9 * frame.meta['SATURATE']).sum() > 200
-    assert np.all(np.abs(diff) < 0.02), diff
+    # At most the 2.3% of a Moffat (beta 2.5) beyond the 3-FWHM margin
+    # is missing, less for the brighter stars' larger apertures.
+    assert np.all(diff > -0.005), diff
+    assert np.all(diff < 0.027), diff
+    assert np.all(diff[truth['mag'].value < 9] < 0.01), diff
     assert np.all(table['flags'] == 0)
 
 
@@ -234,18 +238,19 @@ def test_unsaturated_targets_are_put_on_the_wide_aperture_scale():
     phot = BleedTrailPhotometry(fwhm=2.0, saturation_level=1e9)
     table = phot(image, positions=np.column_stack([x, y]))
     assert table.meta['point_correction']['n_stars'] == n
-    assert table.meta['radius'] == pytest.approx(2.2)
-    # The small apertures, corrected, give the wide (5 FWHM) sums: on
+    assert table.meta['radius'] == pytest.approx(1.8)
+    # The small apertures, corrected, give the wide (3 FWHM) sums: on
     # average exactly; star by star to the small aperture's dependence
     # on where in its pixel the star falls.
     wide = aperture_photometry(image, CircularAperture(
-        np.column_stack([x, y]), r=10.0))['aperture_sum'] \
-        - SKY * np.pi * 100.0
+        np.column_stack([x, y]), r=6.0))['aperture_sum'] \
+        - SKY * np.pi * 36.0
     ratio = table['flux'].value / wide
-    assert np.median(ratio) == pytest.approx(1.0, abs=1e-3)
-    assert_allclose(ratio, 1.0, atol=0.012)
-    # Which hold all but the Moffat wings beyond 10 px (closed form).
+    assert np.median(ratio) == pytest.approx(1.0, abs=2e-3)
+    # (up to 2% for a 1.8-px radius about a 2-px FWHM star).
+    assert_allclose(ratio, 1.0, atol=0.02)
+    # Which hold all but the Moffat wings beyond 6 px (closed form).
     alpha = 2.0 / (2 * np.sqrt(2 ** (1 / 2.5) - 1))
-    enclosed = 1 - (1 + (10.0 / alpha) ** 2) ** (1 - 2.5)
+    enclosed = 1 - (1 + (6.0 / alpha) ** 2) ** (1 - 2.5)
     assert np.median(table['flux'].value / flux) == pytest.approx(
         enclosed, abs=1.5e-3)
