@@ -30,7 +30,7 @@ def photometry_method(name, **options):
     Parameters
     ----------
     name : str
-        A key of `METHODS`.
+        A key of ``METHODS``.
 
     **options
         Keyword arguments for the class. Options the class does not take

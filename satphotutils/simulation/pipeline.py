@@ -75,7 +75,7 @@ class SurveyPipeline:
         others keep every value, as in floating-point storage.
 
     correction : bool, optional
-        Whether the saturation correction (step 2) runs. `False` is the
+        Whether the saturation correction (step 2) runs. ``False`` is the
         pipeline of most other surveys and observers (ZTF, ATLAS, TESS,
         amateur cameras): the bleed trails stay in the frame, holding the
         saturated charge, and are only flagged; without corrected pixels
