@@ -13,6 +13,8 @@ __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
     'core': [
         'AperturePhotometryBaseline', 'PSFWingPhotometry',
         'SaturatedStarPhotometry'],
+    'bleed': ['BleedTrailPhotometry'],
     'centroids': ['recentre'],
     'demo': ['PIPELINE_OUTCOMES', 'plot_demo', 'run_demo'],
+    'methods': ['METHODS', 'photometry_method'],
 })

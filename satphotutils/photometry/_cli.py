@@ -4,6 +4,7 @@
 from pathlib import Path
 
 from satphotutils.frames._cli import add_header_key_option, header_keys_from
+from satphotutils.photometry.methods import METHODS
 from satphotutils.utils._parameters import number_option
 
 
@@ -11,7 +12,7 @@ def register(subparsers, formatter_class):
     """Add the ``photometry`` and ``demo`` subcommands."""
     phot = subparsers.add_parser(
         'photometry', formatter_class=formatter_class,
-        help='measure targets on a FITS image with the network',
+        help='measure targets on a FITS image (network by default)',
         description=('Measure the targets of a table (ra, dec or x, y '
                      'columns) on a reduced FITS image with WCS, and write '
                      'a photutils-style table (ECSV).'))
@@ -23,8 +24,15 @@ def register(subparsers, formatter_class):
                       help=('zero point Z for the magnitudes (default: the '
                             "header's zero-point keyword; without one, no "
                             'magnitudes); it never changes the counts'))
+    phot.add_argument('--method', default='network',
+                      choices=tuple(METHODS),
+                      help=('photometry method: the network, or a '
+                            'classical one; bleed-trail sums the bleed '
+                            'trails of frames that keep them (not '
+                            "ASAS-SN's, whose pipeline replaces them)"))
     phot.add_argument('--model', default=None, metavar='MODEL_DIR',
-                      help='model directory (default: the bundled model)')
+                      help=('model directory of the network method '
+                            '(default: the bundled model)'))
     phot.add_argument('-o', '--output', required=True, metavar='OUT.ecsv')
     phot.add_argument('--overwrite', action='store_true',
                       help='replace an existing output file')
@@ -81,14 +89,20 @@ def _read_targets(path):
 
 def _photometry(args):
     from satphotutils.frames import read_frame
-    from satphotutils.photometry import SaturatedStarPhotometry
+    from satphotutils.photometry.methods import photometry_method
+    from satphotutils.utils.exceptions import SatphotutilsError
     from satphotutils.utils.io import atomic_output
 
     keys = header_keys_from(args)
     targets = _read_targets(args.targets)
     frame, info = read_frame(args.image, header_keys=keys)
-    phot = SaturatedStarPhotometry(model=args.model, header_keys=keys,
-                                   **descriptor_options(args))
+    try:
+        phot = photometry_method(args.method, model=args.model,
+                                 header_keys=keys,
+                                 **descriptor_options(args))
+    except ValueError as exc:
+        msg = f'--method {args.method}: {exc}'
+        raise SatphotutilsError(msg) from None
     table = phot(frame, init_params=targets, zeropoint=args.zeropoint,
                  frame_info=info)
     for name in targets.colnames:
@@ -96,10 +110,12 @@ def _photometry(args):
             table[name] = targets[name]
     with atomic_output(args.output, overwrite=args.overwrite) as tmp:
         table.write(tmp, format='ascii.ecsv')
-    print(f'measured {len(table)} targets; wrote {args.output}')
-    # The frame-level check of model against camera, one line.
-    print(table.meta['frame_check']['message'])
-    if table.meta['ood_guard'].startswith('unavailable'):
+    print(f'measured {len(table)} targets with {args.method}; wrote '
+          f'{args.output}')
+    if 'frame_check' in table.meta:
+        # The frame-level check of model against camera, one line.
+        print(table.meta['frame_check']['message'])
+    if table.meta.get('ood_guard', '').startswith('unavailable'):
         print('out-of-distribution guard ' + table.meta['ood_guard'])
 
 

@@ -19,6 +19,7 @@ METHODS = {
     'aperture': ('satphotutils.photometry.core',
                  'AperturePhotometryBaseline'),
     'psf-wing': ('satphotutils.photometry.core', 'PSFWingPhotometry'),
+    'bleed-trail': ('satphotutils.photometry.bleed', 'BleedTrailPhotometry'),
 }
 
 
@@ -29,7 +30,7 @@ def photometry_method(name, **options):
     Parameters
     ----------
     name : str
-        A key of `METHODS`.
+        A key of ``METHODS``.
 
     **options
         Keyword arguments for the class. Options the class does not take

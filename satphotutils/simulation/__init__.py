@@ -23,7 +23,8 @@ __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
     'exposure': [
         'bleed_columns', 'expose', 'expose_and_read', 'read_out'],
     'families': [
-        'AXES', 'RANGES', 'CameraDraw', 'CameraFamily', 'ConditionsSampler'],
+        'AXES', 'OPT_IN', 'RANGES', 'CameraDraw', 'CameraFamily',
+        'ConditionsSampler'],
     'frames': [
         'FrameSimulator', 'Scene', 'simulate_field'],
     'observation': [

@@ -27,7 +27,7 @@ def _camera_spec(text):
 
 def _family_spec(text):
     """Parse ``AXIS=NAME[,NAME...]`` for --exclude and --only."""
-    from satphotutils.simulation.families import AXES
+    from satphotutils.simulation.families import AXES, _names
 
     axis, sep, names = text.partition('=')
     if not sep or axis not in AXES or not names:
@@ -35,11 +35,11 @@ def _family_spec(text):
                f'{", ".join(AXES)}, e.g. psf=gaussian')
         raise argparse.ArgumentTypeError(msg)
     names = tuple(names.split(','))
-    unknown = [n for n in names if n not in AXES[axis]]
+    unknown = [n for n in names if n not in _names(axis)]
     if unknown:
         msg = (f'{text!r}: unknown {axis} famil'
                f'{"ies" if len(unknown) > 1 else "y"} {", ".join(unknown)}; '
-               f'choose from {", ".join(AXES[axis])}')
+               f'choose from {", ".join(_names(axis))}')
         raise argparse.ArgumentTypeError(msg)
     return axis, names
 

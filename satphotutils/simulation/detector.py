@@ -58,6 +58,25 @@ class Detector:
         ``q`` electrons reads ``q (1 - nonlinearity (q / full_well)**2)``,
         the quadratic roll-off of CCDs nearing saturation.
 
+    bloom_fraction : float, optional
+        Fraction of the charge above the full well that spills sideways,
+        half into each neighbouring column, before the rest bleeds along
+        its own column (the channel stops hold the rest); what spills off
+        the first or last column is lost. 0 confines blooming to the
+        column.
+
+    antiblooming : float or None, optional
+        Level in electrons (at most ``full_well``) above which an
+        anti-blooming gate drains the charge during the exposure: pixels
+        stop filling there and nothing bleeds. `None`: no gate.
+
+    register_full_well : float or None, optional
+        Electrons a pixel of the serial register holds; at readout the
+        charge of a pixel above it is lost (spilled out of the register)
+        before the ADC sees it, a third ceiling besides the pixel's full
+        well and the ADC maximum. `None`: the register holds whatever a
+        pixel brings.
+
     Examples
     --------
     >>> from astropy.coordinates import SkyCoord
@@ -71,7 +90,9 @@ class Detector:
 
     def __init__(self, *, shape=(2048, 2048), pixel_scale=8.0 * u.arcsec,
                  gain=1.5, read_noise=12.0, bias=3000.0, full_well=130000.0,
-                 adc_max=65535, corner_throughput=0.5, nonlinearity=0.0):
+                 adc_max=65535, corner_throughput=0.5, nonlinearity=0.0,
+                 bloom_fraction=0.0, antiblooming=None,
+                 register_full_well=None):
         shape = tuple(int(n) for n in np.atleast_1d(shape))
         if len(shape) != 2 or min(shape) < 8:
             msg = 'shape must be two integers >= 8, (ny, nx)'
@@ -97,6 +118,17 @@ class Detector:
         if bias >= adc_max:
             msg = 'bias must be below adc_max'
             raise ValueError(msg)
+        if not 0 <= bloom_fraction <= 1:
+            msg = f'bloom_fraction must be in [0, 1], got {bloom_fraction!r}'
+            raise ValueError(msg)
+        if antiblooming is not None and not 0 < antiblooming <= full_well:
+            msg = (f'antiblooming must be None or a level in (0, full_well] '
+                   f'electrons, got {antiblooming!r}')
+            raise ValueError(msg)
+        if register_full_well is not None and not register_full_well > 0:
+            msg = ('register_full_well must be None or a positive number '
+                   f'of electrons, got {register_full_well!r}')
+            raise ValueError(msg)
         self.shape = shape
         self.pixel_scale = pixel_scale
         self.gain = float(gain)
@@ -106,6 +138,18 @@ class Detector:
         self.adc_max = int(adc_max)
         self.corner_throughput = float(corner_throughput)
         self.nonlinearity = float(nonlinearity)
+        self.bloom_fraction = float(bloom_fraction)
+        self.antiblooming = (None if antiblooming is None
+                             else float(antiblooming))
+        self.register_full_well = (None if register_full_well is None
+                                   else float(register_full_well))
+
+    @property
+    def pixel_capacity(self):
+        """Electrons a pixel holds: the full well, or the drain level."""
+        if self.antiblooming is None:
+            return self.full_well
+        return self.antiblooming
 
     def __repr__(self):
         return (f'<Detector {self.shape[1]}x{self.shape[0]}, '
@@ -123,10 +167,16 @@ class Detector:
         """
         Raw ADU at which a pixel stops responding.
 
-        The ADC maximum, or the full well read out (after the
-        non-linearity) if that comes first.
+        The ADC maximum, or the most charge a pixel can bring (its full
+        well, the anti-blooming level or the serial register's full well,
+        whichever is least) read out after the non-linearity, if that
+        comes first.
         """
-        well = self.bias + self.full_well * (1 - self.nonlinearity) \
+        charge = self.pixel_capacity
+        if self.register_full_well is not None:
+            charge = min(charge, self.register_full_well)
+        fill = charge / self.full_well
+        well = self.bias + charge * (1 - self.nonlinearity * fill * fill) \
             / self.gain
         return min(float(self.adc_max), well)
 

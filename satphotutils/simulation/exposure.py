@@ -61,9 +61,45 @@ def _bleed_one(column, full_well):
     return lost
 
 
-def bleed_columns(charge, full_well, *, axis=0):
+def _drain(data, level):
+    """Remove the charge above ``level`` (in place); return it."""
+    over = data > level
+    if not over.any():
+        return 0.0
+    drained = float(np.sum(data[over] - level, dtype=np.float64))
+    data[over] = level
+    return drained
+
+
+def _bloom_sideways(data, full_well, fraction):
+    """
+    Spill part of the charge above the full well into the next columns.
+
+    ``fraction`` of each pixel's excess goes, half each, to the pixels
+    beside it along axis 1 of ``data`` (in place). Returns what spills
+    off the sides.
+    """
+    excess = np.where(data > full_well, data - full_well, 0.0)
+    if not excess.any():
+        return 0.0
+    spill = fraction * excess
+    data -= spill.astype(data.dtype)
+    half = 0.5 * spill
+    data[:, 1:] += half[:, :-1].astype(data.dtype)
+    data[:, :-1] += half[:, 1:].astype(data.dtype)
+    return float(half[:, 0].sum(dtype=np.float64)
+                 + half[:, -1].sum(dtype=np.float64))
+
+
+def bleed_columns(charge, full_well, *, axis=0, bloom_fraction=0.0,
+                  antiblooming=None):
     """
     Bloom saturated charge along the read direction, conserving charge.
+
+    Charge is lost only where it leaves the array: off an end of a column
+    (at the far end into the drain, at the near end into the serial
+    register, which is flushed before readout), sideways off the first or
+    last column, or into the anti-blooming drain.
 
     Parameters
     ----------
@@ -76,11 +112,22 @@ def bleed_columns(charge, full_well, *, axis=0):
     axis : int, optional
         The read direction (columns are along axis 0 by default).
 
+    bloom_fraction : float, optional
+        Fraction of each pixel's charge above the full well that first
+        spills sideways, half into each neighbouring column (in the same
+        row); the rest, and whatever the neighbours then hold above the
+        full well, bleeds along the columns.
+
+    antiblooming : float, optional
+        Drain level (electrons): charge above it is removed before any
+        blooming, so that with a level at or below the full well nothing
+        bleeds.
+
     Returns
     -------
     lost : float
-        Charge that ran off the ends of the columns (0 unless a trail
-        reaches both ends).
+        Charge that left the array (0 unless a trail reaches both ends of
+        a column, blooms off a side, or is drained).
 
     Examples
     --------
@@ -93,8 +140,12 @@ def bleed_columns(charge, full_well, *, axis=0):
     array([  0., 100., 100.,  50.,   0.])
     """
     data = np.moveaxis(charge, axis, 0)
-    cols = np.flatnonzero((data > full_well).any(axis=0))
     lost = 0.0
+    if antiblooming is not None:
+        lost += _drain(data, antiblooming)
+    if bloom_fraction:
+        lost += _bloom_sideways(data, full_well, bloom_fraction)
+    cols = np.flatnonzero((data > full_well).any(axis=0))
     for j in cols:
         # Sums of many full wells need double precision, whatever the
         # image's dtype.
@@ -146,7 +197,15 @@ def expose(expected_electrons, rng):
 
 def read_out(electrons, detector, rng):
     """
-    Read out a charge image: gain, bias, read noise, ADC clipping.
+    Read out a charge image: serial register, noise, gain, bias and ADC.
+
+    The register's capacity, read noise, non-linearity, gain, bias and
+    ADC clipping are applied in that order.
+
+    The three ceilings are distinct: the pixel's full well (charge above
+    it has already bled, `bleed_columns`), the serial register's full
+    well (``detector.register_full_well``: charge above it is lost here)
+    and the ADC maximum (the digital value clips, the charge was there).
 
     Parameters
     ----------
@@ -182,6 +241,9 @@ def read_out(electrons, detector, rng):
 
 def _digitise(charge, detector):
     """Convert noisy charge (float32, modified in place) to raw ADU."""
+    if detector.register_full_well is not None:
+        # The serial register passes on no more than it holds.
+        np.minimum(charge, detector.register_full_well, out=charge)
     if detector.nonlinearity:
         fill = np.clip(charge, 0, None) / detector.full_well
         charge *= 1 - detector.nonlinearity * fill * fill
@@ -220,7 +282,10 @@ def expose_and_read(expected_electrons, detector, rng):
         The raw windows.
 
     lost : `~numpy.ndarray`
-        Electrons per window that ran off the ends of the columns.
+        Electrons per window that left the array: off the ends of the
+        columns, sideways off its first or last column, or into the
+        anti-blooming drain (not what the serial register spills at
+        readout).
 
     full_ends : `~numpy.ndarray` of bool, shape ``(n, 2, cols)``
         Whether the first and the last row of each column hold a full well
@@ -245,8 +310,12 @@ def expose_and_read(expected_electrons, detector, rng):
     # (or with too few electrons for the normal approximation) take the
     # exact route.
     peak = lam.max(axis=1)
-    exact = ((peak + 6 * np.sqrt(peak) > detector.full_well)
-             | (lam.min(axis=1) < 100))
+    may_fill = peak + 6 * np.sqrt(peak) > detector.pixel_capacity
+    exact = may_fill | (lam.min(axis=1) < 100)
+    if detector.bloom_fraction:
+        # The columns beside a filling one receive its sideways spill.
+        exact[:, 1:] |= may_fill[:, :-1]
+        exact[:, :-1] |= may_fill[:, 1:]
     adu = rng.standard_normal(lam.shape, dtype=np.float32)
     adu *= np.sqrt(lam + detector.read_noise**2)
     adu += lam
@@ -254,6 +323,16 @@ def expose_and_read(expected_electrons, detector, rng):
         item, col = np.nonzero(exact)
         charge = expose(lam[item, :, col].T, rng)
         before = charge.sum(axis=0, dtype=np.float64)
+        if detector.antiblooming is not None:
+            _drain(charge, detector.antiblooming)
+        if detector.bloom_fraction:
+            # Sideways spill needs the columns in their places.
+            dense = np.zeros(lam.shape, dtype=np.float32)
+            dense[item, :, col] = charge.T
+            for i in np.unique(item):
+                _bloom_sideways(dense[i], detector.full_well,
+                                detector.bloom_fraction)
+            charge = np.ascontiguousarray(dense[item, :, col].T)
         bleed_columns(charge, detector.full_well)
         np.add.at(lost, item, before - charge.sum(axis=0, dtype=np.float64))
         full_ends[item, 0, col] = charge[0] >= detector.full_well

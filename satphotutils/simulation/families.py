@@ -22,7 +22,7 @@ from .detector import Camera, Detector
 from .observation import ExposureConditions
 from .pipeline import SurveyPipeline
 
-__all__ = ['AXES', 'RANGES', 'CameraDraw', 'CameraFamily',
+__all__ = ['AXES', 'OPT_IN', 'RANGES', 'CameraDraw', 'CameraFamily',
            'ConditionsSampler']
 
 #: The family axes and their names.
@@ -32,6 +32,14 @@ AXES = {
     'saturation': ('full_well', 'adc'),
     'storage': ('uint16', 'float'),
     'filter': ('g', 'V'),
+}
+
+#: Families drawn only where ``only`` names them: ``'raw'`` is a pipeline
+#: without the saturation correction (trails left in the frame). Adding
+#: them to ``AXES`` would change what every default family draws (the
+#: bundled model's training cameras), so they are opt-in.
+OPT_IN = {
+    'correction': ('raw',),
 }
 
 #: The ranges every draw stays within (see the simulation docs page).
@@ -244,7 +252,10 @@ class CameraFamily:
 
     only : dict, optional
         Axis name to the family name or names that are drawn, e.g.
-        ``{'psf': 'gaussian'}`` (test on it).
+        ``{'psf': 'gaussian'}`` (test on it). The opt-in families of
+        ``OPT_IN`` are drawn only when named here, e.g.
+        ``{'correction': ('asas', 'asas_misset', 'raw')}`` adds cameras
+        whose frames keep their bleed trails.
 
     shapes : sequence of tuple, optional
         Detector shapes to choose from.
@@ -274,7 +285,7 @@ class CameraFamily:
         for argument, spec in (('only', only), ('exclude', exclude)):
             for axis, names in _normalise(argument, spec).items():
                 if argument == 'only':
-                    choices[axis] = tuple(n for n in choices[axis]
+                    choices[axis] = tuple(n for n in _names(axis)
                                           if n in names)
                 else:
                     choices[axis] = tuple(n for n in choices[axis]
@@ -282,7 +293,7 @@ class CameraFamily:
                 if not choices[axis]:
                     msg = (f'exclude={exclude!r} and only={only!r} leave no '
                            f'{axis!r} family; keep at least one of '
-                           f'{AXES[axis]}')
+                           f'{_names(axis)}')
                     raise ValueError(msg)
         self.choices = choices
         self.shapes = tuple(tuple(int(n) for n in s) for s in shapes)
@@ -344,6 +355,9 @@ class CameraFamily:
         if labels['correction'] == 'asas':
             correction = {'misplace_rate': rng.uniform(0, 0.05),
                           'lost_rate': rng.uniform(0, 0.03)}
+        elif labels['correction'] == 'raw':
+            correction = {'correction': False, 'misplace_rate': 0.0,
+                          'lost_rate': 0.0}
         else:
             sign = 1 if rng.random() < 0.5 else -1
             correction = {
@@ -351,7 +365,10 @@ class CameraFamily:
                 'lost_rate': rng.uniform(0.03, r['lost_rate'][1]),
                 'fwhm_factor': 1 + sign * rng.uniform(0.1, 0.3),
                 'resample_order': (0, 3)[int(rng.integers(2))]}
-        damage = (rng.uniform(*r['damage_fraction']) if storage == 'uint16'
+        # The overflow damage comes from corrected pixels; raw frames
+        # have none.
+        damage = (rng.uniform(*r['damage_fraction'])
+                  if storage == 'uint16' and labels['correction'] != 'raw'
                   else 0.0)
         pipeline = SurveyPipeline(damage_fraction=damage,
                                   clip_storage=storage == 'uint16',
@@ -414,6 +431,11 @@ class CameraFamily:
                           crowding=_log_uniform(rng, *r['crowding']))
 
 
+def _names(axis):
+    """Every family of an axis, the opt-in ones last."""
+    return AXES[axis] + OPT_IN.get(axis, ())
+
+
 def _normalise(argument, spec):
     """``{axis: name or names}`` as ``{axis: set of names}``, checked."""
     if spec is None:
@@ -429,12 +451,12 @@ def _normalise(argument, spec):
                    f'{", ".join(AXES)}')
             raise ValueError(msg)
         names = {names} if isinstance(names, str) else set(names)
-        unknown = names - set(AXES[axis])
+        unknown = names - set(_names(axis))
         if unknown:
             msg = (f'{argument}: unknown {axis!r} famil'
                    f'{"ies" if len(unknown) > 1 else "y"} '
                    f'{", ".join(sorted(unknown))}; choose from '
-                   f'{", ".join(AXES[axis])}')
+                   f'{", ".join(_names(axis))}')
             raise ValueError(msg)
         out[axis] = names
     return out

@@ -274,8 +274,9 @@ class FrameSimulator:
             data. ``meta`` holds DATE-OBS, MJD-OBS (the start), DATE-AVG,
             MJD-AVG (mid-exposure), TIMESYS, EXPTIME, ZP, TRANSP,
             SKY, FWHM, SATURATE, GAIN, RDNOISE, CAMERA, FILTER, REFGRID
-            (``True``: on the reference grid, with its exact WCS) and the
-            simulation truth DAMAGED.
+            (``True``: on the reference grid, with its exact WCS),
+            SATCORR (whether the pipeline's saturation correction replaced
+            the bleed trails) and the simulation truth DAMAGED.
 
         truth : `~astropy.table.QTable`
             One row per star brighter than ``truth_g_max`` (or named or
@@ -347,6 +348,9 @@ class FrameSimulator:
             'REFGRID': (True, 'resampled onto the reference grid'),
             'DAMAGED': (bool(c.damaged), 'simulation truth: overflow damage'),
             'SIMULATE': (True, 'satphotutils.simulation frame'),
+            # Whether the bleed trails were replaced (ASAS) or kept.
+            'SATCORR': (self.pipeline.correction,
+                        'saturated regions corrected (trails replaced)'),
         }
         header = fits.Header()
         for key, value in cards.items():

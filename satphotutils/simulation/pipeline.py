@@ -74,6 +74,13 @@ class SurveyPipeline:
         exposures lose their overflowing pixels (to exactly 1) and the
         others keep every value, as in floating-point storage.
 
+    correction : bool, optional
+        Whether the saturation correction (step 2) runs. ``False`` is the
+        pipeline of most other surveys and observers (ZTF, ATLAS, TESS,
+        amateur cameras): the bleed trails stay in the frame, holding the
+        saturated charge, and are only flagged; without corrected pixels
+        there is no overflow damage either.
+
     Examples
     --------
     >>> from satphotutils.simulation import SurveyPipeline
@@ -85,7 +92,7 @@ class SurveyPipeline:
     def __init__(self, *, misplace_rate=0.05, lost_rate=0.03,
                  damage_fraction=0.2, storage_max=65535,
                  bleed_flux_scale=None, resample_order=1, fwhm_factor=1.0,
-                 clip_storage=False):
+                 clip_storage=False, correction=True):
         for name, value in (('misplace_rate', misplace_rate),
                             ('lost_rate', lost_rate),
                             ('damage_fraction', damage_fraction)):
@@ -106,6 +113,7 @@ class SurveyPipeline:
             raise ValueError(msg)
         self.fwhm_factor = float(fwhm_factor)
         self.clip_storage = bool(clip_storage)
+        self.correction = bool(correction)
 
     def __repr__(self):
         return (f'<SurveyPipeline misplace_rate={self.misplace_rate} '
@@ -113,7 +121,8 @@ class SurveyPipeline:
                 f'damage_fraction={self.damage_fraction} '
                 f'fwhm_factor={self.fwhm_factor:.3f} '
                 f'resample_order={self.resample_order} '
-                f'clip_storage={self.clip_storage}>')
+                f'clip_storage={self.clip_storage} '
+                f'correction={self.correction}>')
 
     @staticmethod
     def saturation_threshold(detector):
@@ -152,6 +161,9 @@ class SurveyPipeline:
                            catalog_item=None):
         """
         Apply the ASAS-style saturation correction in place on ``counts``.
+
+        With ``correction=False`` nothing is changed and no region is
+        returned.
 
         Parameters
         ----------
@@ -214,6 +226,11 @@ class SurveyPipeline:
         # the images of a stack.
         structure = np.zeros((3, 3, 3), dtype=bool)
         structure[1] = ndimage.generate_binary_structure(2, 1)
+        if not self.correction:
+            # A raw pipeline: nothing is corrected, nothing recorded.
+            labels = np.zeros(stack.shape, dtype=np.int32)
+            return (_as_arrays({k: [] for k in _DTYPES}), labels,
+                    labels > 0)
         labels, n_regions = ndimage.label(sat, structure)
         # A saturated pixel holds a full well whatever it reads.
         scale = (detector.full_well_counts / detector.plateau_counts
@@ -375,10 +392,12 @@ class SurveyPipeline:
         return stored.astype(np.float32), bad
 
 
+_DTYPES = {'item': int, 'n_pixels': int, 'flux': float, 'star': int,
+           'assigned': int, 'outcome': '<U9', 'x': float, 'y': float}
+
+
 def _as_arrays(rows):
-    dtypes = {'item': int, 'n_pixels': int, 'flux': float, 'star': int,
-              'assigned': int, 'outcome': '<U9', 'x': float, 'y': float}
-    return {k: np.asarray(v, dtype=dtypes[k]) for k, v in rows.items()}
+    return {k: np.asarray(v, dtype=_DTYPES[k]) for k, v in rows.items()}
 
 
 def _add_gaussian(counts, x, y, flux, fwhm):

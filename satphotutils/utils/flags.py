@@ -125,6 +125,21 @@ _DEFINITIONS = (
                    "given position), or the target's own centroid lies "
                    'further than max_shift from its shifted position; the '
                    'position, and so the value, may be off the star'),
+    # Bleed-trail photometry (BleedTrailPhotometry) on frames whose
+    # trails were left in place.
+    FlagDefinition(8589934592, 'trail_edge',
+                   "the target's saturated region (its bleed trail) "
+                   'reaches the edge of the image: the charge that ran off '
+                   'the detector is missing (BleedTrailPhotometry)'),
+    FlagDefinition(17179869184, 'trail_merged',
+                   "the target's saturated region also holds another "
+                   'target or catalogue star (merged trails, or a star on '
+                   'the trail); it was divided, each pixel to the nearest '
+                   'star, so the split may be off (BleedTrailPhotometry)'),
+    FlagDefinition(34359738368, 'trail_masked',
+                   'masked or non-finite pixels in the aperture or next to '
+                   "the target's saturated region: charge there is not "
+                   'counted (BleedTrailPhotometry)'),
 )
 
 
