@@ -26,6 +26,8 @@ __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
         'AXES', 'RANGES', 'CameraDraw', 'CameraFamily', 'ConditionsSampler'],
     'frames': [
         'FrameSimulator', 'Scene', 'simulate_field'],
+    'night': [
+        'simulate_night'],
     'observation': [
         'ExposureConditions', 'Observation', 'draw_conditions',
         'measured_fwhm', 'observe', 'observe_many'],
