@@ -262,7 +262,7 @@ def _apply(params, ref):
 
 
 def _pairs(params, ref, tree, tolerance):
-    """Reference stars with a frame star within ``tolerance``: the pairs."""
+    """Return the pairs: reference stars with a frame star near them."""
     dist, idx = tree.query(_apply(params, ref),
                            distance_upper_bound=tolerance)
     ok = np.isfinite(dist)
@@ -385,4 +385,4 @@ def register_stars(x, y, x_ref, y_ref, *, tolerance=2.0, min_matches=6):
     offsets = _apply(best, ref[ref_i]) - frame[frame_i]
     rms = float(np.sqrt(np.mean(np.sum(offsets**2, axis=1))))
     return SimilarityTransform.from_parameters(
-        *best, residual=rms, n_matched=int(len(ref_i)))
+        *best, residual=rms, n_matched=len(ref_i))

@@ -34,7 +34,7 @@ _NOT_WRITTEN = ('ZP', 'TRANSP', 'REFGRID', 'DATE-AVG', 'MJD-AVG', 'MJD-OBS',
 
 
 def _frame_wcs(reference, rotation, shift):
-    """The reference WCS rotated about its reference pixel and shifted."""
+    """Return the reference WCS rotated about its centre and shifted."""
     wcs = reference.deepcopy()
     theta = math.radians(rotation)
     rot = np.array([[math.cos(theta), -math.sin(theta)],
