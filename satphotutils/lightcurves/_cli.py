@@ -6,6 +6,7 @@ from satphotutils.photometry._cli import (
     add_descriptor_options,
     descriptor_options,
 )
+from satphotutils.photometry.methods import METHODS, photometry_method
 from satphotutils.utils._parameters import number_option
 
 
@@ -23,7 +24,28 @@ def register(subparsers, formatter_class):
     parser.add_argument('frames', nargs='+', metavar='FRAMES',
                         help='FITS files, glob patterns or a directory')
     parser.add_argument('--targets', required=True, metavar='T.ecsv',
-                        help='targets: ra, dec (deg), optional name')
+                        help=('targets: ra, dec (deg), or x, y (pixels of '
+                              'the --reference frame); optional name, and '
+                              'for --differential comparison (true: in the '
+                              'ensemble) and mag (catalogue magnitudes)'))
+    parser.add_argument('--method', default='network', choices=list(METHODS),
+                        help=('photometry method (default: network); '
+                              "psf-wing fits a Gaussian of each frame's "
+                              'FWHM to the unsaturated wings'))
+    parser.add_argument('--aperture-radius', type=number_option(above=0),
+                        default=None, metavar='PX',
+                        help='aperture radius of --method aperture '
+                             "(default: 2 px, the survey's)")
+    parser.add_argument('--reference', default=None, metavar='FRAME',
+                        help=('register every frame to this one by its '
+                              'stars (frames without a WCS); targets as x, y '
+                              'on it, or ra, dec if it has a WCS'))
+    parser.add_argument('--differential', action='store_true',
+                        help=('per-frame zero points from an ensemble of '
+                              'comparison stars among the targets (the '
+                              'comparison column, else chosen '
+                              'automatically); relative to the reference '
+                              'frame without a mag column'))
     parser.add_argument('-o', '--output', required=True, metavar='OUTDIR')
     parser.add_argument('--model', default=None, metavar='MODEL_DIR',
                         help='model directory (default: the bundled model)')
@@ -32,7 +54,7 @@ def register(subparsers, formatter_class):
                         unit='days'),
                         default=0.1,
                         help='exposures closer than this (days) are one '
-                             'epoch')
+                             'epoch; 0: one point per exposure')
     parser.add_argument('--comparison', default=None, metavar='CAT.ecsv',
                         help=('unsaturated comparison stars (ra, dec, mag) '
                               'for a per-frame ensemble zero point'))
@@ -55,15 +77,23 @@ def _run(args):
 
     from satphotutils.frames import list_frames
     from satphotutils.lightcurves import LightCurvePipeline
-    from satphotutils.photometry import SaturatedStarPhotometry
+    from satphotutils.utils.exceptions import SatphotutilsError
 
     keys = header_keys_from(args)
     frames = list_frames(args.frames)
     comparison = Table.read(args.comparison) if args.comparison else None
+    try:
+        photometry = photometry_method(
+            args.method, model=args.model, header_keys=keys,
+            radius=args.aperture_radius, **descriptor_options(args))
+    except ValueError as exc:
+        # The keywords named are the command line's options.
+        msg = (f'--method {args.method}: {exc} (model is --model, radius '
+               '--aperture-radius, fwhm --fwhm)')
+        raise SatphotutilsError(msg) from None
     pipeline = LightCurvePipeline(
-        SaturatedStarPhotometry(model=args.model, header_keys=keys,
-                                **descriptor_options(args)),
-        epoch_window=args.epoch_window, comparison=comparison)
+        photometry, epoch_window=args.epoch_window, comparison=comparison,
+        reference=args.reference, differential=args.differential)
     run = pipeline(frames, args.targets, args.output, resume=args.resume,
                    scheduler=args.scheduler, progress=True, plot=args.plot,
                    output_format=args.output_format)
@@ -72,3 +102,14 @@ def _run(args):
           f'resumed, {len(run.skipped)} skipped')
     for path, why in run.skipped.items():
         print(f'  skipped {path}: {why}')
+    if run.registration:
+        import numpy as np
+
+        residual = np.median([r['residual']
+                              for r in run.registration.values()])
+        print(f'{len(run.registration)} frames registered to '
+              f'{args.reference}: median residual {residual:.2f} px')
+    if run.calibration:
+        print(f"differential: {len(run.calibration['comparison'])} "
+              f"comparison stars ({run.calibration['chosen']}), magnitudes "
+              f"on the scale of {run.calibration['scale']}")

@@ -49,7 +49,8 @@ def _frame_wcs(reference, rotation, shift):
 def simulate_night(directory, scene, simulator, *, n_frames=142,
                    start_mjd=60000.1, exptime=60.0, gap=10.0,
                    drift=(150.0, -60.0), rotation=1.0, jitter=1.0,
-                   seed=None, overwrite=False, progress=False):
+                   fwhm=None, sky=None, clouds=0.0, seed=None,
+                   overwrite=False, progress=False):
     """
     Simulate one night of one camera without a WCS and write it to disk.
 
@@ -97,6 +98,17 @@ def simulate_night(directory, scene, simulator, *, n_frames=142,
 
     jitter : float, optional
         Rms guiding error of each frame (pixels, per axis).
+
+    fwhm, sky : float, optional
+        The night's PSF FWHM (pixels) and sky (counts per pixel), about
+        which each frame varies; drawn by the simulator if `None` (a
+        survey's seeing of 1.5-2 px, too sharp for most small
+        telescopes).
+
+    clouds : float, optional
+        Rms (mag) of each frame's extinction by passing cloud, on top of
+        the night's transparency: the light every star of a frame loses
+        alike, which differential photometry takes out.
 
     seed : int, optional
         Random seed.
@@ -152,6 +164,10 @@ def simulate_night(directory, scene, simulator, *, n_frames=142,
     reference = simulator.wcs
     centre = reference.wcs.crpix - 1.0
     night = simulator.draw_conditions(start_mjd, rng)
+    if fwhm is not None:
+        night = dataclasses.replace(night, fwhm=as_positive(fwhm, 'fwhm'))
+    if sky is not None:
+        night = dataclasses.replace(night, sky=as_positive(sky, 'sky'))
     rows, truths = [], []
     for k in tqdm(range(n_frames), unit='frame', disable=not progress):
         fraction = k / max(n_frames - 1, 1)
@@ -163,8 +179,8 @@ def simulate_night(directory, scene, simulator, *, n_frames=142,
         cond = dataclasses.replace(
             night, mjd=start + exptime / 2 / 86400.0, exptime=exptime,
             fwhm=float(night.fwhm * np.exp(rng.normal(0, 0.03))),
-            transparency=float(night.transparency
-                               * 10 ** (0.4 * abs(rng.normal(0, 0.005)))),
+            transparency=float(night.transparency * 10 ** (0.4 * abs(
+                rng.normal(0, np.hypot(0.005, clouds))))),
             sky=float(night.sky * np.exp(rng.normal(0, 0.02))),
             dither=(0.0, 0.0))
         frame_sim = _Pointed(simulator, _frame_wcs(reference, angle, shift))
