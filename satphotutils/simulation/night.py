@@ -49,7 +49,7 @@ def _frame_wcs(reference, rotation, shift):
 def simulate_night(directory, scene, simulator, *, n_frames=142,
                    start_mjd=60000.1, exptime=60.0, gap=10.0,
                    drift=(150.0, -60.0), rotation=1.0, jitter=1.0,
-                   fwhm=None, sky=None, clouds=0.0, seed=None,
+                   conditions=None, clouds=0.0, seed=None,
                    overwrite=False, progress=False):
     """
     Simulate one night of one camera without a WCS and write it to disk.
@@ -99,11 +99,12 @@ def simulate_night(directory, scene, simulator, *, n_frames=142,
     jitter : float, optional
         Rms guiding error of each frame (pixels, per axis).
 
-    fwhm, sky : float, optional
-        The night's PSF FWHM (pixels) and sky (counts per pixel), about
-        which each frame varies; drawn by the simulator if `None` (a
-        survey's seeing of 1.5-2 px, too sharp for most small
-        telescopes).
+    conditions : dict, optional
+        `~satphotutils.simulation.ExposureConditions` fields of the
+        night, about which each frame's seeing, sky and transparency
+        vary: e.g. ``{'fwhm': 3.0, 'sky': 120.0}``, or ``'psf_family'``.
+        The rest is drawn by the simulator (a survey's seeing of
+        1.5-2 px, too sharp for most small telescopes).
 
     clouds : float, optional
         Rms (mag) of each frame's extinction by passing cloud, on top of
@@ -164,10 +165,15 @@ def simulate_night(directory, scene, simulator, *, n_frames=142,
     reference = simulator.wcs
     centre = reference.wcs.crpix - 1.0
     night = simulator.draw_conditions(start_mjd, rng)
-    if fwhm is not None:
-        night = dataclasses.replace(night, fwhm=as_positive(fwhm, 'fwhm'))
-    if sky is not None:
-        night = dataclasses.replace(night, sky=as_positive(sky, 'sky'))
+    if conditions:
+        fields = {f.name for f in dataclasses.fields(night)}
+        unknown = sorted(set(conditions) - fields)
+        if unknown:
+            msg = (f'conditions has no field {", ".join(unknown)}; the '
+                   f'fields are those of ExposureConditions: '
+                   f'{", ".join(sorted(fields))}')
+            raise ValueError(msg)
+        night = dataclasses.replace(night, **conditions)
     rows, truths = [], []
     for k in tqdm(range(n_frames), unit='frame', disable=not progress):
         fraction = k / max(n_frames - 1, 1)
