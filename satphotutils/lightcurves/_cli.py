@@ -6,7 +6,11 @@ from satphotutils.photometry._cli import (
     add_descriptor_options,
     descriptor_options,
 )
-from satphotutils.photometry.methods import METHODS, photometry_method
+from satphotutils.photometry.methods import (
+    METHODS,
+    _keywords,
+    photometry_method,
+)
 from satphotutils.utils._parameters import number_option
 
 
@@ -63,6 +67,12 @@ def register(subparsers, formatter_class):
                         help='format of the light-curve files')
     parser.add_argument('--plot', action='store_true',
                         help='write a PNG light curve per target')
+    parser.add_argument('--compare', default=None, choices=list(METHODS),
+                        metavar='METHOD',
+                        help=('also measure with this method (into '
+                              'OUTDIR/METHOD/, with the options it takes) '
+                              'and draw its light curve beside the main '
+                              "one's in the --plot figures"))
     parser.add_argument('--resume', action='store_true',
                         help='skip frames already measured in OUTDIR')
     parser.add_argument('--scheduler', default=None, metavar='ADDRESS',
@@ -70,6 +80,18 @@ def register(subparsers, formatter_class):
                               'distributed scheduler address'))
     add_header_key_option(parser)
     parser.set_defaults(func=_run)
+
+
+# The photometry keywords the command line sets, by option.
+_OPTIONS = {'model': '--model', 'radius': '--aperture-radius',
+            'fwhm': '--fwhm', 'saturation_level': '--saturation-level'}
+
+
+def _method_class(name):
+    import importlib
+
+    module, cls = METHODS[name]
+    return getattr(importlib.import_module(module), cls)
 
 
 def _run(args):
@@ -82,21 +104,49 @@ def _run(args):
     keys = header_keys_from(args)
     frames = list_frames(args.frames)
     comparison = Table.read(args.comparison) if args.comparison else None
-    try:
-        photometry = photometry_method(
-            args.method, model=args.model, header_keys=keys,
-            radius=args.aperture_radius, **descriptor_options(args))
-    except ValueError as exc:
-        # The keywords named are the command line's options.
-        msg = (f'--method {args.method}: {exc} (model is --model, radius '
-               '--aperture-radius, fwhm --fwhm)')
-        raise SatphotutilsError(msg) from None
-    pipeline = LightCurvePipeline(
-        photometry, epoch_window=args.epoch_window, comparison=comparison,
-        reference=args.reference, differential=args.differential)
-    run = pipeline(frames, args.targets, args.output, resume=args.resume,
-                   scheduler=args.scheduler, progress=True, plot=args.plot,
-                   output_format=args.output_format)
+    options = {'model': args.model, 'radius': args.aperture_radius,
+               'header_keys': keys, **descriptor_options(args)}
+    if args.compare:
+        # An option is for the method that takes it.
+        taken = _keywords(_method_class(args.method)) | _keywords(
+            _method_class(args.compare))
+        unused = sorted(_OPTIONS.get(k, k) for k, v in options.items()
+                        if v is not None and k not in taken)
+        if unused:
+            msg = (f'neither --method {args.method} nor --compare '
+                   f'{args.compare} takes {", ".join(unused)}')
+            raise SatphotutilsError(msg)
+    methods = [args.method] + ([args.compare] if args.compare else [])
+    pipelines = {}
+    for name in methods:
+        mine = options if name == args.method and not args.compare else {
+            k: v for k, v in options.items()
+            if k in _keywords(_method_class(name))}
+        try:
+            photometry = photometry_method(name, **mine)
+        except ValueError as exc:
+            words = ', '.join(f'{k} is {v}' for k, v in _OPTIONS.items())
+            msg = f'--method {name}: {exc} ({words})'
+            raise SatphotutilsError(msg) from None
+        pipelines[name] = LightCurvePipeline(
+            photometry, epoch_window=args.epoch_window,
+            comparison=comparison, reference=args.reference,
+            differential=args.differential)
+    baseline = None
+    if args.compare:
+        from pathlib import Path
+
+        other = pipelines[args.compare](
+            frames, args.targets, Path(args.output) / args.compare,
+            resume=args.resume, scheduler=args.scheduler, progress=True,
+            output_format=args.output_format)
+        baseline = dict(other.lightcurves)
+        print(f'{len(other.lightcurves)} light curves by {args.compare} in '
+              f'{Path(args.output) / args.compare}')
+    run = pipelines[args.method](
+        frames, args.targets, args.output, resume=args.resume,
+        scheduler=args.scheduler, progress=True, plot=args.plot,
+        baseline=baseline, output_format=args.output_format)
     print(f'{len(run.lightcurves)} light curves in {args.output}: '
           f'{run.frames_measured} frames measured, {run.frames_resumed} '
           f'resumed, {len(run.skipped)} skipped')

@@ -406,3 +406,24 @@ def test_frames_whose_ensemble_is_too_small_are_flagged(night):
         assert (lc['flags'] & SATPHOT_FLAGS.NO_CALIBRATION).all()
         assert np.isnan(lc['mag'].value).all()
 
+
+
+def test_cli_compare_draws_a_second_method_beside(night, tmp_path, capsys):
+    targets = tmp_path / 'targets.ecsv'
+    # Ten unsaturated stars, all comparison stars: ten plots.
+    chosen = night['targets'][10:20]
+    chosen['comparison'] = True
+    chosen.write(targets)
+    out = tmp_path / 'out'
+    status = main(['lightcurve', *map(str, night['files'][:3]),
+                   '--targets', str(targets), '-o', str(out),
+                   '--reference', str(night['files'][0]), '--differential',
+                   '--epoch-window', '0', '--method', 'aperture',
+                   '--aperture-radius', '5', '--compare', 'psf-wing',
+                   '--plot'])
+    assert status in (0, None)
+    assert 'light curves by psf-wing' in capsys.readouterr().out
+    other = QTable.read(out / 'psf-wing' / f'{chosen["name"][0]}.ecsv')
+    assert other.meta['method'] == 'PSFWingPhotometry'
+    assert len(other) == 3
+    assert len(list(out.glob('*.png'))) == 10
