@@ -427,3 +427,35 @@ def test_cli_compare_draws_a_second_method_beside(night, tmp_path, capsys):
     assert other.meta['method'] == 'PSFWingPhotometry'
     assert len(other) == 3
     assert len(list(out.glob('*.png'))) == 10
+
+
+def test_differential_on_frames_with_a_wcs(tmp_path):
+    # Survey frames with a WCS and catalogue magnitudes: no reference
+    # needed, and the fitted zero points are the headers' (Z and the
+    # transparency t: m = Z - 2.5 log10(N t)).
+    from satphotutils.simulation import simulate_field
+
+    centre = SkyCoord(120.0, -50.0, unit='deg')
+    detector = Detector(shape=(300, 300))
+    scene = Scene.random(centre, radius=1.2 * u.deg, g_max=14.5, seed=3)
+    sim = FrameSimulator(camera=Camera(detector=detector), pointing=centre,
+                         pipeline=SurveyPipeline(damage_fraction=0.0))
+    frames = simulate_field(tmp_path, scene, [sim], n_epochs=3,
+                            exposures_per_epoch=2, seed=4)
+    truth = QTable.read(tmp_path / 'truth.ecsv')
+    first = truth[truth['file'] == frames['file'][0]]
+    first = first[np.argsort(first['mag'])][:40]
+    targets = Table({'ra': first['sky_coord'].ra.deg,
+                     'dec': first['sky_coord'].dec.deg,
+                     'mag': first['mag'].value})
+    run = LightCurvePipeline(epoch_window=0, differential=True)(
+        tmp_path, targets)
+    assert not run.skipped
+    assert 'catalogue' in run.calibration['scale']
+    lc = run.lightcurves[next(iter(run.lightcurves))]
+    expected = {}
+    for path in tmp_path.glob('*.fits'):
+        header = fits.getheader(path)
+        expected[path.name] = header['ZP'] - 2.5 * np.log10(header['TRANSP'])
+    assert_allclose(lc['zeropoint'], [expected[f] for f in lc['frame']],
+                    atol=0.03)
