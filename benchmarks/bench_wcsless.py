@@ -38,8 +38,8 @@ def _night(directory, *, n_frames, size):
             misplace_rate=0.0, lost_rate=0.0, damage_fraction=0.0))
     if not (directory / 'frames.ecsv').exists():
         scene = Scene.random(centre, radius=size * 1.8 / 3600 * 0.85 * u.deg,
-                             g_min=6.0, g_max=17.0, density_factor=4.0,
-                             seed=1)
+                             g_min=6.0, g_max=17.0,
+                             density_factor=4.0 * (512 / size) ** 2, seed=1)
         simulate_night(directory, scene, sim, n_frames=n_frames,
                        drift=(150.0, -60.0), rotation=1.0, clouds=0.05,
                        conditions={'fwhm': 3.0, 'sky': 120.0}, seed=3,
@@ -81,7 +81,8 @@ def _registration_error(run, frames, truth):
 @benchmark('wcsless_night', description=(
     'The light curves of a simulated small-telescope night without a WCS, '
     'as issue #27 asks of real ones: 142 frames of 60 s of a 12-bit '
-    'camera (1024x1024, FWHM 3 px), the field drifting by (150, -60) px '
+    'camera (1024x1024, FWHM 3 px, a field of the sky-average density), '
+    'the field drifting by (150, -60) px '
     'and turning by 1 degree over the night, light cloud; the 60 '
     'brightest stars that stay on the detector given as pixels of the '
     'first frame. Every frame is registered to the first '

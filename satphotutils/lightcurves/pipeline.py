@@ -792,8 +792,20 @@ class LightCurvePipeline:
             noise = np.nanmedian(np.where(usable, error, np.nan), axis=0)
         if automatic:
             # Never saturated (-1: unknown level, not counted).
-            active &= ~(n_sat > 0).any(axis=0)
-            active &= noise < _MAX_COMPARISON_ERROR
+            never = ~(n_sat > 0).any(axis=0)
+            precise = noise < _MAX_COMPARISON_ERROR
+            if (active & never & precise).sum() < self.min_comparison:
+                log.warning(
+                    'differential: %d of %d targets qualify as comparison '
+                    'stars (%d isolated with a reference magnitude, %d '
+                    'never saturated, %d with a median error below %g '
+                    'mag), fewer than min_comparison=%d; add fainter '
+                    'unsaturated stars to the targets or mark the '
+                    'ensemble with a comparison column',
+                    (active & never & precise).sum(), n, active.sum(),
+                    never.sum(), precise.sum(), _MAX_COMPARISON_ERROR,
+                    self.min_comparison)
+            active &= never & precise
         rejected = {}
         for _ in range(_CLIP_ITERATIONS):
             fits = [frame_zeropoint(grid[f, active], mag[active],

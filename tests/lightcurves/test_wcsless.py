@@ -421,3 +421,19 @@ def test_differential_on_frames_with_a_wcs(tmp_path):
         expected[path.name] = header['ZP'] - 2.5 * np.log10(header['TRANSP'])
     assert_allclose(lc['zeropoint'], [expected[f] for f in lc['frame']],
                     atol=0.03)
+
+
+def test_automatic_ensemble_of_saturated_stars_says_why(night, caplog):
+    # Only saturated targets: none qualifies, and the log says which
+    # criterion left them out.
+    from satphotutils.lightcurves import NothingMeasuredError
+
+    saturated = np.asarray(night['chosen']['saturated'])
+    targets = night['targets'][saturated]
+    pipeline = LightCurvePipeline(_aperture(), epoch_window=0,
+                                  reference=night['files'][0],
+                                  differential=True)
+    with pytest.raises(NothingMeasuredError, match='no_calibration'):
+        pipeline(night['files'][:2], targets)
+    assert f'0 of {len(targets)} targets qualify' in caplog.text
+    assert '0 never saturated' in caplog.text
