@@ -6,7 +6,8 @@ Frames: the one place where FITS images and their headers are read.
 holds what a frame's header says (each value `None` when unknown, never
 a silent default), `read_frame` opens a frame and `list_frames` finds
 them; `frame_fwhm` and `saturation_level` measure what the pixels say
-about the camera. Photometry, the stamp builder and the light-curve
+about the camera; `find_stars` and `register_stars` tie a frame without
+a WCS to a reference frame. Photometry, the stamp builder and the light-curve
 pipeline all go through these.
 """
 
@@ -21,4 +22,6 @@ __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
     'keys': ['HeaderKeys'],
     'listing': ['FRAME_PATTERNS', 'list_frames'],
     'reader': ['read_frame', 'read_frame_data', 'read_frame_info'],
+    'registration': ['RegistrationError', 'SimilarityTransform',
+                     'find_stars', 'register_stars'],
 })

@@ -34,6 +34,8 @@ def assign_epochs(times, *, window=0.1, groups=None):
 
     Exposures closer than ``window`` days to the previous one (in time
     order) share its epoch, as ASAS-SN's three dithered exposures do.
+    ``window=0`` combines nothing: each exposure is an epoch, even two of
+    one time (a high-cadence series).
     With ``groups``, each group (a target, say) has epochs of its own:
     an epoch never holds exposures of two groups.
 
@@ -46,7 +48,7 @@ def assign_epochs(times, *, window=0.1, groups=None):
         Exposure times in days (e.g. MJD).
 
     window : float, optional
-        Largest gap (days) within an epoch.
+        Largest gap (days) within an epoch; 0 for one epoch per exposure.
 
     groups : array-like, optional
         Group of each exposure (any values `numpy.unique` can sort).
@@ -67,6 +69,8 @@ def assign_epochs(times, *, window=0.1, groups=None):
     >>> assign_epochs([10.0, 10.001, 10.0, 12.0, np.nan],
     ...               groups=['a', 'a', 'b', 'b', 'b']).tolist()
     [0, 0, 1, 2, 3]
+    >>> assign_epochs([10.0, 10.0, 10.002], window=0).tolist()
+    [0, 1, 2]
     """
     times = np.asarray(times, dtype=float).ravel()
     n = len(times)
@@ -82,9 +86,10 @@ def assign_epochs(times, *, window=0.1, groups=None):
     order = np.lexsort((times, group))
     t, g = times[order], group[order]
     new = np.ones(n, dtype=bool)
-    with np.errstate(invalid='ignore'):
-        # A NaN gap is never within the window.
-        new[1:] = (g[1:] != g[:-1]) | ~(np.diff(t) <= window)
+    if window > 0:
+        with np.errstate(invalid='ignore'):
+            # A NaN gap is never within the window.
+            new[1:] = (g[1:] != g[:-1]) | ~(np.diff(t) <= window)
     epoch = np.empty(n, dtype=np.int64)
     epoch[order] = np.cumsum(new) - 1
     return epoch
@@ -173,7 +178,7 @@ def _group_index(*keys):
     return group, int(new.sum()), order, new
 
 
-def combine_exposures(exposures, *, window=0.1):
+def combine_exposures(exposures, *, window=0.1, carry=()):
     """
     Combine the exposures of many targets into per-epoch measurements.
 
@@ -200,7 +205,14 @@ def combine_exposures(exposures, *, window=0.1):
 
     window : float, optional
         Largest gap (days) within an epoch when there is no ``epoch``
-        column.
+        column; 0 for one epoch per exposure (see `assign_epochs`).
+
+    carry : sequence of str, optional
+        Columns of per-exposure values (the frame, the position measured,
+        its zero point...) copied to the epochs from each epoch's first
+        exposure in time: the exposure's own values when each epoch is
+        one exposure (``window=0``). Names not in ``exposures`` are
+        skipped.
 
     Returns
     -------
@@ -209,7 +221,7 @@ def combine_exposures(exposures, *, window=0.1):
         ``target`` (when given), ``time`` (mean time of the epoch's
         exposures, in the scale of the input), ``mag``, ``mag_err``,
         ``flux``, ``flux_err``, ``camera``, ``filter``, ``n_exposures``,
-        ``n_rejected`` and ``flags``.
+        ``n_rejected`` and ``flags``, then the ``carry`` columns.
 
     Raises
     ------
@@ -294,7 +306,22 @@ def combine_exposures(exposures, *, window=0.1):
     table['n_exposures'] = n_used[result_order]
     table['n_rejected'] = (n_members - n_used)[result_order]
     table['flags'] = combined_flags[result_order]
+    if carry:
+        earliest = _earliest(group, mjd, n_groups)
+        for name in carry:
+            if name in exposures.colnames and name not in table.colnames:
+                table[name] = exposures[name][earliest][result_order]
     return table
+
+
+def _earliest(group, mjd, n_groups):
+    """Return the first exposure in time of each group (NaN last)."""
+    order = np.lexsort((mjd, group))
+    start = np.ones(len(order), dtype=bool)
+    start[1:] = group[order][1:] != group[order][:-1]
+    out = np.empty(n_groups, dtype=np.int64)
+    out[group[order][start]] = order[start]
+    return out
 
 
 def combine_epochs(exposures, *, window=0.1):
@@ -354,11 +381,18 @@ def combine_epochs(exposures, *, window=0.1):
     return _to_timeseries(combine_exposures(exposures, window=window))
 
 
+_EPOCH_COLUMNS = ('mag', 'mag_err', 'flux', 'flux_err', 'camera', 'filter',
+                  'n_exposures', 'n_rejected', 'flags')
+
+
 def _to_timeseries(table):
     ts = TimeSeries(time=table['time'])
-    for name in ('mag', 'mag_err', 'flux', 'flux_err', 'camera', 'filter',
-                 'n_exposures', 'n_rejected', 'flags'):
+    for name in _EPOCH_COLUMNS:
         ts[name] = table[name]
+    # The per-exposure columns carried through (combine_exposures carry).
+    for name in table.colnames:
+        if name not in ts.colnames and name != 'target':
+            ts[name] = table[name]
     return ts
 
 

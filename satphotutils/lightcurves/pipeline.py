@@ -7,7 +7,10 @@ measured in one batched call, and the result is written atomically to
 ``OUTDIR/frames/`` before the next. A rerun with ``resume`` skips frames
 already done, so an interrupted run continues without duplicating rows.
 Frames that cannot be read, have no WCS or lack a needed keyword are
-skipped and listed in ``report.json``. Serially by default; with a Dask
+skipped and listed in ``report.json``. Frames without a WCS are
+registered to a reference frame by their stars (``reference``), and
+their magnitudes can be differential, from an ensemble of comparison
+stars (``differential``). Serially by default; with a Dask
 scheduler (``'threads'``, ``'processes'``, a ``distributed.Client`` or
 its address) through the same per-frame function.
 """
@@ -22,6 +25,7 @@ import os
 import re
 import socket
 import sys
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -34,6 +38,7 @@ from astropy.time import Time
 from satphotutils.calibration.counts import counts_to_magnitude
 from satphotutils.calibration.zeropoint import frame_zeropoint
 from satphotutils.frames import list_frames, read_frame
+from satphotutils.frames.registration import find_stars, register_stars
 from satphotutils.photometry.core import _sky_from_columns
 from satphotutils.utils._misc import get_meta
 from satphotutils.utils._parameters import (
@@ -44,6 +49,7 @@ from satphotutils.utils._parameters import (
 from satphotutils.utils.exceptions import SatphotutilsError
 from satphotutils.utils.flags import SATPHOT_FLAGS, decode_flags
 from satphotutils.utils.io import TEMPORARY_PREFIX, atomic_output
+from satphotutils.utils.stats import dispersion
 
 from .epochs import (
     REJECT_FLAGS,
@@ -80,10 +86,25 @@ def _coords(targets):
     return coord
 
 
+def _target_table(targets):
+    if isinstance(targets, Table):
+        return targets
+    try:
+        return QTable.read(targets)
+    except (OSError, ValueError) as exc:
+        msg = f'cannot read the target table {targets}: {exc}'
+        raise SatphotutilsError(msg) from exc
+
+
 def _read_targets(targets):
-    if not isinstance(targets, Table):
-        targets = QTable.read(targets)
+    targets = _target_table(targets)
     coord = _coords(targets)
+    names = _target_names(targets)
+    _check_finite(names, coord.ra.deg, coord.dec.deg, 'ra/dec')
+    return coord, names
+
+
+def _target_names(targets):
     if 'name' in targets.colnames:
         names = [str(n) for n in targets['name']]
     elif 'source_id' in targets.colnames:
@@ -99,9 +120,13 @@ def _read_targets(targets):
     if not len(names):
         msg = 'the target table has no rows: give at least one target'
         raise ValueError(msg)
-    bad = ~(np.isfinite(coord.ra.deg) & np.isfinite(coord.dec.deg))
+    return names
+
+
+def _check_finite(names, a, b, what):
+    bad = ~(np.isfinite(a) & np.isfinite(b))
     if bad.all():
-        msg = ('no target has a finite position: every ra/dec is NaN or '
+        msg = (f'no target has a finite position: every {what} is NaN or '
                'infinite; check the target table')
         raise ValueError(msg)
     if bad.any():
@@ -109,7 +134,6 @@ def _read_targets(targets):
         log.warning('%d target(s) without a finite position get no light '
                     'curve: %s', len(which), ', '.join(which[:10])
                     + (', ...' if len(which) > 10 else ''))
-    return coord, names
 
 
 def _places_itself(wcs, nx, ny):
@@ -148,6 +172,15 @@ class LightCurveRun:
     frames_resumed: int
     output: object = None
     files: dict = dataclasses.field(default_factory=dict)
+    #: Frame file to its transformation from the reference frame (the
+    #: `~satphotutils.frames.SimilarityTransform` values), with
+    #: ``reference``.
+    registration: dict = dataclasses.field(default_factory=dict)
+    #: The differential calibration: ``scale`` ('catalogue' or
+    #: 'reference frame'), ``comparison`` (the ensemble's names),
+    #: ``rejected`` (candidates clipped as variable), with
+    #: ``differential``.
+    calibration: dict = dataclasses.field(default_factory=dict)
 
 
 class LightCurvePipeline:
@@ -165,7 +198,10 @@ class LightCurvePipeline:
 
     epoch_window : float, optional
         Exposures closer than this (days) form one epoch (unless
-        ``header_keys.epoch`` names an epoch keyword).
+        ``header_keys.epoch`` names an epoch keyword). 0 combines
+        nothing: one point per exposure, at its mid-exposure time, with
+        the exposure's own ``file``, position (``x``, ``y``), zero point
+        and registration columns.
 
     comparison : `~astropy.table.Table`, optional
         Comparison stars (``ra``, ``dec``, ``mag`` in the frames' band),
@@ -179,6 +215,31 @@ class LightCurvePipeline:
 
     clip_sigma : float, optional
         Threshold of the light-curve outlier flags.
+
+    reference : path-like, optional
+        A frame to which every frame is registered by its stars
+        (`~satphotutils.frames.register_stars`, a similarity transform),
+        so that frames need no WCS: targets are then given as ``x``,
+        ``y`` pixels on the reference frame, or as ``ra``, ``dec`` if the
+        reference has a WCS (which the transforms carry to every frame).
+        A frame that cannot be registered is skipped and reported; the
+        transform of each frame and its residual are in the exposures'
+        ``reg_*`` columns, ``run.registration`` and ``report.json``.
+
+    differential : bool, optional
+        Differential photometry: each frame's zero point is fitted
+        (`~satphotutils.calibration.frame_zeropoint`) to an ensemble of
+        comparison stars among the targets, those with a true
+        ``comparison`` column or, without one, chosen automatically:
+        isolated (no other star within half a stamp on the reference
+        frame), never saturated, with a median error below 0.03 mag and,
+        after iterative clipping, not variable. Their magnitudes are the
+        targets' ``mag`` column (catalogue magnitudes) if there is one,
+        else their magnitudes on the reference frame (its header zero
+        point, or 0: instrumental), which ``reference`` must then give.
+        The zero point, its error and the number of stars used are in
+        the exposures' ``zeropoint``, ``zeropoint_err`` and
+        ``n_comparison`` columns; its error is added to every magnitude.
 
     Examples
     --------
@@ -196,7 +257,8 @@ class LightCurvePipeline:
     """
 
     def __init__(self, photometry=None, *, epoch_window=0.1,
-                 comparison=None, min_comparison=5, clip_sigma=5.0):
+                 comparison=None, min_comparison=5, clip_sigma=5.0,
+                 reference=None, differential=False):
         from satphotutils.photometry.core import _Photometry
 
         if photometry is None:
@@ -206,7 +268,8 @@ class LightCurvePipeline:
         if not isinstance(photometry, _Photometry):
             msg = ('photometry must be a satphotutils photometry object '
                    '(SaturatedStarPhotometry, AperturePhotometryBaseline, '
-                   f'PSFWingPhotometry), got {type(photometry).__name__}')
+                   f'PSFWingPhotometry, ...), got '
+                   f'{type(photometry).__name__}')
             raise TypeError(msg)
         self.photometry = photometry
         self.epoch_window = as_non_negative(epoch_window, 'epoch_window')
@@ -225,14 +288,70 @@ class LightCurvePipeline:
         self.min_comparison = as_whole_number(min_comparison, 'min_comparison',
                                      minimum=2)
         self.clip_sigma = as_positive(clip_sigma, 'clip_sigma')
+        self.differential = bool(differential)
+        if self.differential and comparison is not None:
+            msg = ('give either comparison= (a catalogue of comparison '
+                   'stars) or differential=True (an ensemble among the '
+                   'targets), not both')
+            raise SatphotutilsError(msg)
+        self.reference = None if reference is None else str(reference)
+        self._reference = None
+        if reference is not None:
+            if comparison is not None:
+                msg = ("comparison= places its stars with each frame's WCS; "
+                       'with reference=, add them to the targets with a '
+                       'comparison column (and their mag) and use '
+                       'differential=True (--differential)')
+                raise SatphotutilsError(msg)
+            self._reference = self._read_reference(self.reference)
 
     @property
     def header_keys(self):
         """The header keywords read from the frames (the photometry's)."""
         return self.photometry.header_keys
 
+    def _read_reference(self, path):
+        """Read the reference frame: its stars, WCS and zero point."""
+        frame, info = read_frame(path, header_keys=self.header_keys)
+        data = np.asarray(frame.data, dtype=float)
+        x, y, _ = find_stars(data, mask=frame.mask,
+                             saturation=self._saturation(data, info))
+        if len(x) < _MIN_MATCHES:
+            msg = (f'the reference frame {path} has {len(x)} stars that '
+                   f'can be centred, fewer than the {_MIN_MATCHES} needed '
+                   'to register frames to it; choose a frame of better '
+                   'seeing or transparency')
+            raise SatphotutilsError(msg)
+        # Every star, saturated ones too, for the isolation of the
+        # comparison stars.
+        all_x, all_y, _ = find_stars(data, mask=frame.mask,
+                                     n_stars=_ISOLATION_STARS, snr=5.0)
+        return {'stars': (x, y), 'all_stars': (all_x, all_y),
+                'wcs': info.wcs, 'zeropoint': info.zeropoint,
+                'shape': info.shape}
+
+    def _saturation(self, data, info):
+        from satphotutils.frames import saturation_level
+
+        level = self.photometry.saturation_level
+        if level is None:
+            level = info.saturation_level
+        if level is None:
+            level = saturation_level(data)
+        return level
+
+    def _register(self, frame, info):
+        """Return the transformation from the reference to the frame."""
+        data = np.asarray(frame.data, dtype=float)
+        x, y, _ = find_stars(data, mask=frame.mask,
+                             saturation=self._saturation(data, info))
+        return register_stars(x, y, *self._reference['stars'],
+                              min_matches=_MIN_MATCHES)
+
     def _config(self):
         return {'epoch_window': self.epoch_window,
+                'reference': self.reference,
+                'differential': self.differential,
                 'comparison_stars': None if self.comparison is None
                 else len(self.comparison),
                 'min_comparison': self.min_comparison,
@@ -251,8 +370,9 @@ class LightCurvePipeline:
         path : path-like
             The FITS frame.
 
-        coords : `~astropy.coordinates.SkyCoord`
-            Target positions.
+        coords : `~astropy.coordinates.SkyCoord` or `~numpy.ndarray`
+            Target positions: on the sky or, with a ``reference``, an
+            ``(n, 2)`` array of ``x, y`` pixels on the reference frame.
 
         Returns
         -------
@@ -260,45 +380,49 @@ class LightCurvePipeline:
             One row per target on the frame: ``target`` (index),
             ``time`` (mid-exposure MJD, UTC), ``mag``, ``mag_err``,
             ``flux``, ``flux_err``, ``flags``, ``camera``, ``filter``,
-            ``epoch`` (with an epoch keyword) and ``file``; `None` if no
-            target is on the frame.
+            ``epoch`` (with an epoch keyword), ``file``, ``x``, ``y``
+            (where measured), ``log_counts``, ``log_counts_err``,
+            ``n_saturated`` (-1: unknown) and, with a ``reference``, the
+            transform from it: ``reg_scale``, ``reg_rotation`` (deg),
+            ``reg_x_shift``, ``reg_y_shift``, ``reg_residual`` (px) and
+            ``reg_n_matched``. With ``differential`` the magnitudes are
+            NaN until the run fits the zero points. `None` if no target
+            is on the frame.
 
         Raises
         ------
         SatphotutilsError
-            If the frame cannot be used (unreadable, no WCS, no time, no
-            calibration, a header value that cannot be used).
+            If the frame cannot be used (unreadable, no WCS and no
+            reference, cannot be registered, no time, no calibration, a
+            header value that cannot be used).
         """
         keys = self.header_keys
         frame, info = read_frame(path, header_keys=keys)
-        if info.wcs is None:
+        if info.wcs is None and self._reference is None:
             msg = ('no celestial WCS; plate-solve the frame (e.g. '
-                   'astrometry.net) or measure it by pixel positions')
+                   'astrometry.net) or register the frames to one of them '
+                   '(reference=, --reference FRAME) and give the targets '
+                   'as x, y on it')
             raise SatphotutilsError(msg)
         time = info.require('time')
         epoch = info.require('epoch') if keys.epoch else None
-        if self.comparison is None:
+        if self.comparison is None and not self.differential:
             info.require('zeropoint', fix='or give comparison stars '
-                         '(comparison=, --comparison)')
-        try:
-            x, y = info.wcs.world_to_pixel(coords)
-        except (ValueError, ArithmeticError) as exc:
-            msg = f'the WCS cannot place the targets: {exc}'
-            raise SatphotutilsError(msg) from exc
+                         '(comparison=, --comparison) or use differential '
+                         'photometry (differential=True, --differential)')
+        transform = None
+        if self._reference is not None:
+            transform = self._register(frame, info)
+            x, y = transform(coords[:, 0], coords[:, 1])
+        else:
+            x, y = self._wcs_positions(info, coords)
         ny, nx = info.shape
-        if not (np.isfinite(x) & np.isfinite(y)).any() and \
-                not _places_itself(info.wcs, nx, ny):
-            # A singular CD matrix places nothing anywhere. (Targets on
-            # the far side of the projection are NaN too, but there the
-            # frame's own centre goes to the sky and back.)
-            msg = ('the WCS places no target anywhere (all positions NaN); '
-                   'is its CD/PC matrix singular?')
-            raise SatphotutilsError(msg)
         on = (x >= 0) & (x <= nx - 1) & (y >= 0) & (y <= ny - 1)
         index = np.flatnonzero(on)
         if not len(index):
             return None
-        xs, ys, sky = x[index], y[index], coords[index]
+        xs, ys = x[index], y[index]
+        sky = None if transform is not None else coords[index]
         n_comp = 0
         if self.comparison is not None:
             cx, cy = info.wcs.world_to_pixel(self._comparison_coords)
@@ -318,7 +442,10 @@ class LightCurvePipeline:
         log_counts = np.asarray(result['log_counts'])
         err = np.asarray(result['log_counts_err'])
         flags = np.asarray(result['flags'], dtype=np.int64)[:n]
-        if self.comparison is None:
+        if self.differential:
+            # Fitted by the run, from every frame's ensemble at once.
+            mag = mag_err = np.full(n, np.nan)
+        elif self.comparison is None:
             mag = np.asarray(result['mag'].value)[:n]
             mag_err = np.asarray(result['mag_err'].value)[:n]
         else:
@@ -351,7 +478,37 @@ class LightCurvePipeline:
         if epoch is not None:
             rows['epoch'] = np.full(n, epoch)
         rows['file'] = Path(path).name
+        # Where the photometry measured: its centroids when it re-centred.
+        column = 'x_centroid' if 'x_centroid' in result.colnames else \
+            'x_center'
+        rows['x'] = np.asarray(result[column], dtype=float)[:n]
+        rows['y'] = np.asarray(result[column.replace('x', 'y', 1)],
+                               dtype=float)[:n]
+        rows['log_counts'] = log_counts[:n]
+        rows['log_counts_err'] = err[:n]
+        rows['n_saturated'] = np.ma.filled(
+            np.ma.asarray(result['n_saturated'])[:n].astype(np.int64), -1)
+        if transform is not None:
+            for name, value in transform.to_dict().items():
+                rows[f'reg_{name}'] = np.full(n, value)
         return rows
+
+    def _wcs_positions(self, info, coords):
+        try:
+            x, y = info.wcs.world_to_pixel(coords)
+        except (ValueError, ArithmeticError) as exc:
+            msg = f'the WCS cannot place the targets: {exc}'
+            raise SatphotutilsError(msg) from exc
+        ny, nx = info.shape
+        if not (np.isfinite(x) & np.isfinite(y)).any() and \
+                not _places_itself(info.wcs, nx, ny):
+            # A singular CD matrix places nothing anywhere. (Targets on
+            # the far side of the projection are NaN too, but there the
+            # frame's own centre goes to the sky and back.)
+            msg = ('the WCS places no target anywhere (all positions NaN); '
+                   'is its CD/PC matrix singular?')
+            raise SatphotutilsError(msg)
+        return x, y
 
     # -- a run ----------------------------------------------------------------
 
@@ -367,10 +524,13 @@ class LightCurvePipeline:
             Frames (see `~satphotutils.frames.list_frames`).
 
         targets : `~astropy.table.Table` or path-like
-            ``ra``, ``dec`` (deg) or a ``skycoord`` column, optional
-            ``name``. Without ``name`` the light curves are named after
-            a Gaia ``source_id`` column, or ``target00000``,
-            ``target00001``... in the table's order.
+            ``ra``, ``dec`` (deg) or a ``skycoord`` column, or with a
+            ``reference`` ``x``, ``y`` (its pixels), optional ``name``;
+            with ``differential``, optional ``comparison`` (bool: the
+            ensemble) and ``mag`` (catalogue magnitudes). Without
+            ``name`` the light curves are named after a Gaia
+            ``source_id`` column, or ``target00000``, ``target00001``...
+            in the table's order.
 
         output : path-like, optional
             Output directory: ``frames/`` (per-frame results, the resume
@@ -440,7 +600,13 @@ class LightCurvePipeline:
             msg = (f'output_format must be one of {sorted(_FORMATS)}, got '
                    f'{output_format!r}')
             raise ValueError(msg)
-        coords, names = _read_targets(targets)
+        table = _target_table(targets)
+        if self._reference is None:
+            coords, names = _read_targets(table)
+        else:
+            coords, names = self._reference_positions(table)
+        ensemble = self._ensemble(table, coords, names) \
+            if self.differential else None
         files = list_frames(frames, **filters)
         if not files:
             where = f'in {frames}' if isinstance(frames, (str, Path)) \
@@ -455,7 +621,7 @@ class LightCurvePipeline:
         if out is None:
             run, exposures = self._run(files, coords, names, files_of, None,
                                        scheduler=scheduler,
-                                       progress=progress)
+                                       progress=progress, ensemble=ensemble)
         else:
             run, exposures = self._run_in(out, files, coords, names,
                                           files_of, resume=resume,
@@ -463,7 +629,8 @@ class LightCurvePipeline:
                                           progress=progress, plot=plot,
                                           baseline=baseline,
                                           long_table=long_table,
-                                          output_format=output_format)
+                                          output_format=output_format,
+                                          ensemble=ensemble)
         problem = _nothing_measured(run, exposures, len(files))
         if problem:
             raise NothingMeasuredError(problem, run)
@@ -471,7 +638,7 @@ class LightCurvePipeline:
 
     def _run_in(self, out, files, coords, names, files_of, *, resume,
                 scheduler, progress, plot, baseline, long_table,
-                output_format):
+                output_format, ensemble):
         """Run, writing to ``out``, which is held locked."""
         (out / 'frames').mkdir(parents=True, exist_ok=True)
         with _output_lock(out):
@@ -484,10 +651,208 @@ class LightCurvePipeline:
             resume = self._check_state(out, coords, names, resume=resume)
             run, exposures = self._run(files, coords, names, files_of, out,
                                        resume=resume, scheduler=scheduler,
-                                       progress=progress)
+                                       progress=progress, ensemble=ensemble)
             self._write(run, out, plot=plot, baseline=baseline,
                         long_table=long_table, output_format=output_format)
         return run, exposures
+
+    def _reference_positions(self, table):
+        """Return the targets' pixels on the reference, and their names."""
+        names = _target_names(table)
+        if 'x' in table.colnames and 'y' in table.colnames:
+            x = np.asarray(getattr(table['x'], 'value', table['x']), float)
+            y = np.asarray(getattr(table['y'], 'value', table['y']), float)
+        elif 'skycoord' in table.colnames or 'ra' in table.colnames:
+            wcs = self._reference['wcs']
+            if wcs is None:
+                msg = (f'the targets are given by ra, dec but the reference '
+                       f'frame {self.reference} has no WCS: give them as x, '
+                       'y pixels on the reference frame')
+                raise SatphotutilsError(msg)
+            x, y = wcs.world_to_pixel(_coords(table))
+            x, y = np.asarray(x, float), np.asarray(y, float)
+        else:
+            msg = ('the target table needs x and y (pixels on the reference '
+                   'frame) or ra and dec (deg)')
+            raise ValueError(msg)
+        _check_finite(names, x, y, 'x/y')
+        return np.column_stack([x, y]), names
+
+    def _position_meta(self, coords, ids):
+        """Return each light curve's position, for its metadata."""
+        if isinstance(coords, SkyCoord):
+            return {'ra': coords.ra.deg[ids], 'dec': coords.dec.deg[ids]}
+        out = {'x_ref': coords[ids, 0], 'y_ref': coords[ids, 1]}
+        wcs = self._reference['wcs']
+        if wcs is not None:
+            sky = wcs.pixel_to_world(coords[ids, 0], coords[ids, 1])
+            out |= {'ra': sky.ra.deg, 'dec': sky.dec.deg}
+        return out
+
+    def _ensemble(self, table, coords, names):
+        """
+        Prepare the differential calibration: candidates and magnitudes.
+
+        The magnitudes are the catalogue's (``mag``) or those measured on
+        the reference frame, where the candidates must be usable.
+        """
+        n = len(names)
+        given = None
+        if 'comparison' in table.colnames:
+            given = _as_bool(table['comparison'])
+            if not given.any():
+                msg = ('the comparison column of the targets marks no star; '
+                       'mark at least min_comparison '
+                       f'({self.min_comparison}) comparison stars, or drop '
+                       'the column to choose them automatically')
+                raise SatphotutilsError(msg)
+        if 'mag' in table.colnames:
+            mag = np.asarray(getattr(table['mag'], 'value', table['mag']),
+                             dtype=float)
+            scale = "catalogue (the targets' mag column)"
+        elif self._reference is None:
+            msg = ('differential photometry without catalogue magnitudes (a '
+                   'mag column in the targets) is relative to a reference '
+                   'frame: give reference= (--reference FRAME)')
+            raise SatphotutilsError(msg)
+        else:
+            try:
+                rows = self.measure_frame(self.reference, coords)
+            except _FRAME_ERRORS as exc:
+                msg = f'cannot measure the reference frame: {exc}'
+                raise SatphotutilsError(msg) from exc
+            zp = self._reference['zeropoint']
+            mag = np.full(n, np.nan)
+            if rows is not None:
+                good = (np.asarray(rows['flags']) & _NOT_FOR_CALIBRATION) == 0
+                mag[np.asarray(rows['target'])[good]] = (0.0 if zp is None
+                    else zp) - 2.5 * np.asarray(rows['log_counts'])[good]
+            scale = ('the reference frame, ' + ('instrumental (zero point 0)'
+                     if zp is None else f'its zero point {zp:g}'))
+        candidates = np.isfinite(mag)
+        if given is not None:
+            candidates &= given
+        elif self._reference is not None:
+            candidates &= self._isolated(coords)
+        return {'mag': mag, 'candidates': candidates, 'given': given,
+                'scale': scale}
+
+    def _isolated(self, xy):
+        """Targets with no other star within half a stamp (reference)."""
+        from scipy.spatial import cKDTree
+
+        radius = self.photometry.stamp_size / 2
+        stars = np.column_stack(self._reference['all_stars'])
+        ok = np.isfinite(xy).all(axis=1)
+        out = np.zeros(len(xy), dtype=bool)
+        tree = cKDTree(xy[ok])
+        crowd = np.array([len(v) for v in tree.query_ball_point(
+            xy[ok], r=radius)]) - 1
+        if len(stars):
+            near = cKDTree(stars).query_ball_point(xy[ok], r=radius)
+            for k, (p, found) in enumerate(zip(xy[ok], near, strict=True)):
+                # The target's own detection is not a neighbour.
+                crowd[k] += sum(np.hypot(*(stars[j] - p)) > _SELF
+                                for j in found)
+        out[ok] = crowd == 0
+        return out
+
+    def _calibrate(self, exposures, frame_of, ensemble, names):
+        """
+        Fit each frame's differential zero point; set the magnitudes.
+
+        Every frame's zero point comes from the ensemble's stars on it
+        (`~satphotutils.calibration.frame_zeropoint`, sigma-clipped).
+        Chosen automatically, the ensemble then drops its stars whose
+        scatter about those zero points, over their errors, stands out
+        (three robust standard deviations above the ensemble's median
+        and half as much again): variables, and stars whose photometry
+        is poor; the zero points are fitted again, until none drops.
+        """
+        n_frames, n = int(frame_of.max()) + 1, len(names)
+        target = np.asarray(exposures['target'], dtype=np.int64)
+        flags = np.asarray(exposures['flags'], dtype=np.int64)
+        grid = np.full((n_frames, n), np.nan)
+        error = np.full((n_frames, n), np.nan)
+        n_sat = np.zeros((n_frames, n), dtype=np.int64)
+        lc = np.asarray(exposures['log_counts'], dtype=float)
+        lc_err = np.asarray(exposures['log_counts_err'], dtype=float)
+        grid[frame_of, target] = lc
+        error[frame_of, target] = 2.5 / np.log(10) * lc_err
+        n_sat[frame_of, target] = np.asarray(exposures['n_saturated'])
+        usable = np.zeros((n_frames, n), dtype=bool)
+        usable[frame_of, target] = (flags & _NOT_FOR_CALIBRATION) == 0
+        usable &= np.isfinite(grid)
+        mag = ensemble['mag']
+        active = ensemble['candidates'].copy()
+        automatic = ensemble['given'] is None
+        with warnings.catch_warnings():
+            # Stars never measured have all-NaN columns.
+            warnings.simplefilter('ignore', RuntimeWarning)
+            noise = np.nanmedian(np.where(usable, error, np.nan), axis=0)
+        if automatic:
+            # Never saturated (-1: unknown level, not counted).
+            never = ~(n_sat > 0).any(axis=0)
+            precise = noise < _MAX_COMPARISON_ERROR
+            if (active & never & precise).sum() < self.min_comparison:
+                log.warning(
+                    'differential: %d of %d targets qualify as comparison '
+                    'stars (%d isolated with a reference magnitude, %d '
+                    'never saturated, %d with a median error below %g '
+                    'mag), fewer than min_comparison=%d; add fainter '
+                    'unsaturated stars to the targets or mark the '
+                    'ensemble with a comparison column',
+                    (active & never & precise).sum(), n, active.sum(),
+                    never.sum(), precise.sum(), _MAX_COMPARISON_ERROR,
+                    self.min_comparison)
+            active &= never & precise
+        rejected = {}
+        for _ in range(_CLIP_ITERATIONS):
+            fits = [frame_zeropoint(grid[f, active], mag[active],
+                                    usable=usable[f, active],
+                                    min_stars=self.min_comparison)
+                    for f in range(n_frames)]
+            zp = np.array([fit.zeropoint for fit in fits])
+            if not automatic or active.sum() <= self.min_comparison:
+                break
+            resid = np.where(usable, mag + 2.5 * grid - zp[:, None], np.nan)
+            ratio = dispersion(resid, axis=0) / noise
+            r = ratio[active]
+            r = r[np.isfinite(r)]
+            if len(r) < 3:
+                break
+            median = float(np.median(r))
+            cut = max(median + 3 * _MAD_TO_SIGMA * float(
+                np.median(np.abs(r - median))), 1.5 * median)
+            drop = active & (~np.isfinite(ratio) | (ratio > cut))
+            if not drop.any():
+                break
+            for i in np.flatnonzero(drop):
+                rejected[names[i]] = (f'scatter {ratio[i]:.1f} times its '
+                                      'errors (variable?)')
+            active &= ~drop
+        zp_err = np.array([fit.error for fit in fits])
+        n_used = np.array([fit.n_used if fit.valid else 0 for fit in fits])
+        valid = np.isfinite(zp)
+        row_zp = zp[frame_of]
+        exposures['mag'] = row_zp - 2.5 * lc
+        exposures['mag_err'] = np.hypot(2.5 / np.log(10) * lc_err,
+                                        zp_err[frame_of])
+        flags[~valid[frame_of]] |= SATPHOT_FLAGS.NO_CALIBRATION
+        exposures['flags'] = flags
+        exposures['zeropoint'] = row_zp
+        exposures['zeropoint_err'] = zp_err[frame_of]
+        exposures['n_comparison'] = n_used[frame_of]
+        files = np.asarray(exposures['file'], dtype=str)
+        first = np.unique(frame_of, return_index=True)[1]
+        return {'scale': ensemble['scale'],
+                'comparison': [names[i] for i in np.flatnonzero(active)],
+                'chosen': 'automatically' if automatic
+                else 'the comparison column',
+                'rejected': rejected,
+                'frames_calibrated': int(valid.sum()),
+                'frames_uncalibrated': sorted(
+                    files[first][~valid].tolist())}
 
     def _fingerprint(self, coords, names):
         """Return what the saved frame results depend on, as JSON."""
@@ -500,12 +865,18 @@ class LightCurvePipeline:
                 self._comparison_coords.ra.deg,
                 self._comparison_coords.dec.deg,
                 np.asarray(self.comparison['mag'], dtype=float))
+        if isinstance(coords, SkyCoord):
+            a, b = coords.ra.deg, coords.dec.deg
+        else:
+            a, b = coords[:, 0], coords[:, 1]
         return json.loads(json.dumps({
             'state_version': _STATE_VERSION,
-            'targets': _digest('\0'.join(names), coords.ra.deg,
-                               coords.dec.deg),
+            'targets': _digest('\0'.join(names), a, b),
+            'reference': None if self.reference is None
+            else _state_name(self.reference),
             'n_targets': len(names),
             'comparison': comparison,
+            'differential': self.differential,
             'min_comparison': self.min_comparison,
             'photometry': type(self.photometry).__name__,
             'photometry_config': config}, default=str, sort_keys=True))
@@ -561,7 +932,7 @@ class LightCurvePipeline:
         return False
 
     def _run(self, files, coords, names, files_of, out, *, resume=False,
-             scheduler=None, progress=False):
+             scheduler=None, progress=False, ensemble=None):
         """Measure the frames and combine the epochs; the run, exposures."""
         done, rows = {}, []
         skipped = {}
@@ -594,13 +965,26 @@ class LightCurvePipeline:
         for r in rows:
             r.meta.clear()
         exposures = _stack(rows) if rows else None
-        lightcurves, stats = {}, {}
+        lightcurves, stats, registration, calibration = {}, {}, {}, {}
         if exposures is not None:
+            # Each frame's rows are one block of the stack.
+            frame_of = np.repeat(np.arange(len(rows)), [len(r) for r in rows])
+            if 'reg_residual' in exposures.colnames:
+                registration = _registration(exposures, frame_of)
+            if ensemble is not None:
+                calibration = self._calibrate(exposures, frame_of, ensemble,
+                                              names)
             exposures['time'] = Time(np.asarray(exposures['time'], float),
                                      format='mjd', scale='utc')
+            # A point per exposure carries the exposure's own values.
+            carry = _PER_EXPOSURE if self.epoch_window == 0 else ()
             # All targets' epochs in one vectorised pass, then contiguous
             # slices per target.
-            epochs = combine_exposures(exposures, window=self.epoch_window)
+            epochs = combine_exposures(exposures, window=self.epoch_window,
+                                       carry=carry)
+            if 'file' in epochs.colnames:
+                # all.ecsv's file column names each light curve's file.
+                epochs.rename_column('file', 'frame')
             target = np.asarray(epochs['target'])
             ids, first = np.unique(target, return_index=True)
             bounds = np.append(first, len(target))
@@ -620,11 +1004,14 @@ class LightCurvePipeline:
             stats = {names[i]: _stats_row(batch, k)
                      for k, i in enumerate(ids)}
             lightcurves = _LightCurves(everything, [names[i] for i in ids],
-                                       bounds, coords[ids])
+                                       bounds, self._position_meta(coords,
+                                                                   ids))
         run = LightCurveRun(lightcurves=lightcurves, statistics=stats,
                             skipped=skipped, frames_measured=measured,
                             frames_resumed=len(done), output=out,
-                            files={n: files_of[n] for n in lightcurves})
+                            files={n: files_of[n] for n in lightcurves},
+                            registration=registration,
+                            calibration=calibration)
         return run, exposures
 
     def _map(self, files, coords, scheduler, progress):
@@ -676,11 +1063,35 @@ class LightCurvePipeline:
         report = {'frames_measured': run.frames_measured,
                   'frames_resumed': run.frames_resumed,
                   'skipped': run.skipped,
+                  **({'reference': self.reference, 'registration':
+                      run.registration} if self.reference else {}),
+                  **({'calibration': run.calibration}
+                     if run.calibration else {}),
                   'targets_with_data': len(run.lightcurves),
                   'files': run.files,
                   'provenance': meta}
         with atomic_output(out / 'report.json', overwrite=True) as tmp:
             Path(tmp).write_text(json.dumps(report, indent=1))
+
+
+def _registration(exposures, frame_of):
+    """Each frame's transform from the reference, from its rows."""
+    first = np.unique(frame_of, return_index=True)[1]
+    files = np.asarray(exposures['file'], dtype=str)[first]
+    values = {name: np.asarray(exposures[f'reg_{name}'])[first]
+              for name in ('scale', 'rotation', 'x_shift', 'y_shift',
+                           'residual', 'n_matched')}
+    return {f: {k: v[i].item() for k, v in values.items()}
+            for i, f in enumerate(files)}
+
+
+def _as_bool(column):
+    """Return a column as booleans, also when written as text (CSV)."""
+    values = np.asarray(column)
+    if values.dtype.kind in 'US':
+        return np.isin(np.char.lower(np.char.strip(values.astype(str))),
+                       ['true', 't', '1', 'yes', 'y'])
+    return values.astype(bool)
 
 
 class _LightCurves(Mapping):
@@ -693,12 +1104,12 @@ class _LightCurves(Mapping):
     the largest part of a run's work after the frames).
     """
 
-    def __init__(self, everything, names, bounds, coords):
+    def __init__(self, everything, names, bounds, positions):
         self._everything = everything
         self._names = list(names)
         self._index = {n: k for k, n in enumerate(self._names)}
         self._bounds = bounds
-        self._coords = coords
+        self._positions = positions
         self._made = {}
 
     def __getitem__(self, name):
@@ -706,8 +1117,8 @@ class _LightCurves(Mapping):
             k = self._index[name]
             ts = self._everything[self._bounds[k]:self._bounds[k + 1]]
             ts.meta['name'] = name
-            ts.meta['ra'] = float(self._coords[k].ra.deg)
-            ts.meta['dec'] = float(self._coords[k].dec.deg)
+            for key, values in self._positions.items():
+                ts.meta[key] = float(values[k])
             self._made[name] = ts
         return self._made[name]
 
@@ -753,7 +1164,8 @@ _FORMATS = {'ecsv': ('.ecsv', 'ascii.ecsv'), 'fits': ('.fits', 'fits')}
 
 # The saved state of a run: a frame's rows in FRAME.<identity>.ecsv, and
 # what they depend on (targets, photometry) in state.json.
-_STATE_VERSION = 1
+# 2: rows with x, y, log_counts, n_saturated and the registration.
+_STATE_VERSION = 2
 _STATE_FILE = 'state.json'
 _STATE_NAME = re.compile(r'\.[0-9a-f]{12}\.ecsv$')
 
@@ -761,6 +1173,25 @@ _STATE_NAME = re.compile(r'\.[0-9a-f]{12}\.ecsv$')
 # curve may take, and the names Windows reserves.
 _RESERVED = {'all', 'statistics', 'report', 'con', 'prn', 'aux', 'nul',
              *(f'{d}{i}' for d in ('com', 'lpt') for i in range(10))}
+
+# Registration: fewest matched stars, stars detected on the reference
+# for the comparison stars' isolation, and the distance (px) within which
+# a detection is the target itself.
+_MIN_MATCHES = 6
+_ISOLATION_STARS = 5000
+_SELF = 1.5
+
+# Differential calibration: largest median error (mag) of an automatic
+# comparison star, and rounds of its variability clipping.
+_MAX_COMPARISON_ERROR = 0.03
+_CLIP_ITERATIONS = 5
+_MAD_TO_SIGMA = 1.482602218505602
+
+# Per-exposure columns of the rows that a light curve of one point per
+# exposure (epoch_window=0) keeps; 'file' becomes 'frame'.
+_PER_EXPOSURE = ('file', 'x', 'y', 'zeropoint', 'zeropoint_err',
+                 'n_comparison', 'reg_scale', 'reg_rotation', 'reg_x_shift',
+                 'reg_y_shift', 'reg_residual', 'reg_n_matched')
 
 # Longest file-name stem made from a name: far from the 255 bytes most
 # file systems allow, with room for a hash and a suffix.
@@ -850,8 +1281,12 @@ def _changes(saved, now):
         words.append(f'the target table (names, positions or order; '
                      f'{saved.get("n_targets")} targets then, '
                      f'{now["n_targets"]} now)')
+    if saved.get('reference') != now['reference']:
+        words.append('the reference frame')
     if saved.get('comparison') != now['comparison']:
         words.append('the comparison stars')
+    if saved.get('differential') != now['differential']:
+        words.append('differential')
     if saved.get('min_comparison') != now['min_comparison']:
         words.append(f'min_comparison ({saved.get("min_comparison")} then, '
                      f'{now["min_comparison"]} now)')

@@ -797,16 +797,20 @@ class PSFWingPhotometry(_Photometry):
 
     Parameters
     ----------
-    psf_model : `astropy.modeling.Fittable2DModel`
+    psf_model : `astropy.modeling.Fittable2DModel`, optional
         A photutils PSF model with ``x_0``, ``y_0`` and ``flux`` (e.g. an
         ``ImagePSF`` from ``EPSFBuilder`` on unsaturated stars of the
-        frame).
+        frame). `None` fits each frame with a circular Gaussian PRF of
+        the frame's own FWHM (`~satphotutils.frames.frame_fwhm`), which
+        is what a series of frames of changing seeing needs.
 
     fit_shape : int, optional
         Size of the fit box (odd).
 
-    saturation_level : float
-        Counts from which pixels are masked.
+    saturation_level : float, optional
+        Counts from which pixels are masked; by default each frame's, as
+        for the other classes (its saturation keyword, else the plateau
+        of its pixels).
 
     core_radius : float, optional
         Pixels within this radius of the target are masked as well (the
@@ -832,8 +836,9 @@ class PSFWingPhotometry(_Photometry):
 
     method = 'psf_wings'
 
-    def __init__(self, psf_model, *, fit_shape=15, saturation_level,
-                 core_radius=0.0, annulus=(7.0, 10.0), **kwargs):
+    def __init__(self, psf_model=None, *, fit_shape=15,
+                 saturation_level=None, core_radius=0.0,
+                 annulus=(7.0, 10.0), **kwargs):
         super().__init__(saturation_level=saturation_level, **kwargs)
         if fit_shape % 2 == 0:
             msg = 'fit_shape must be odd'
@@ -852,10 +857,17 @@ class PSFWingPhotometry(_Photometry):
         from photutils.background import LocalBackground
         from photutils.psf import PSFPhotometry
 
-        model = self.psf_model.copy()
+        level = frame['saturation_level']
+        if level is None:
+            msg = ('PSF-wing photometry masks the saturated pixels, and this '
+                   'frame has no saturation level: no saturation keyword, '
+                   'no plateau in its pixels; give saturation_level= '
+                   '(--saturation-level)')
+            raise SatphotutilsError(msg)
+        model = self._psf(image, mask, level, frame).copy()
         model.x_0.fixed = True
         model.y_0.fixed = True
-        bad = ~np.isfinite(image) | (image >= self.saturation_level)
+        bad = ~np.isfinite(image) | (image >= level)
         # Mask the bleed columns of saturated pixels near each target.
         half = self.fit_shape // 2
         ny, nx = image.shape
@@ -890,6 +902,26 @@ class PSFWingPhotometry(_Photometry):
                 'flags': flags, 'local_bkg': np.asarray(res['local_bkg']),
                 'n_unity': unity,
                 'method': np.full(len(x), 'psf_wings')}
+
+    def _psf(self, image, mask, level, frame):
+        if self.psf_model is not None:
+            return self.psf_model
+        from photutils.psf import CircularGaussianPRF
+
+        from satphotutils.frames import frame_fwhm
+
+        # Measured once per frame, not per chunk of targets.
+        if 'psf_fwhm' not in frame:
+            frame['psf_fwhm'] = frame_fwhm(image, saturation=level,
+                                           mask=mask)
+        fwhm = frame['psf_fwhm']
+        if not np.isfinite(fwhm):
+            msg = ("the frame's PSF FWHM could not be measured (fewer than 3 "
+                   'isolated, unsaturated stars well above the noise), and '
+                   'PSF-wing photometry without a psf_model fits a Gaussian '
+                   'of that width; give psf_model=')
+            raise SatphotutilsError(msg)
+        return CircularGaussianPRF(fwhm=fwhm)
 
 
 # Units the network's counts can be in: the model learned ADU.

@@ -27,6 +27,8 @@ __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
         'ConditionsSampler'],
     'frames': [
         'FrameSimulator', 'Scene', 'simulate_field'],
+    'night': [
+        'simulate_night'],
     'observation': [
         'ExposureConditions', 'Observation', 'draw_conditions',
         'measured_fwhm', 'observe', 'observe_many'],
