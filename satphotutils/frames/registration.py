@@ -25,10 +25,8 @@ the reference frame, so the reference is detected once per run.
 
 import dataclasses
 import itertools
-import warnings
 
 import numpy as np
-from astropy.stats import sigma_clipped_stats
 
 from satphotutils.utils.exceptions import SatphotutilsError
 
@@ -177,32 +175,24 @@ def find_stars(image, *, mask=None, n_stars=100, snr=10.0,
     >>> print(f'{x[0]:.1f} {y[0]:.1f}')
     30.3 60.6
     """
-    from photutils.detection import find_peaks
-    from photutils.utils.exceptions import NoDetectionsWarning
-
     from satphotutils.photometry.centroids import recentre
+
+    from .descriptors import _local_maxima, frame_background
 
     image = np.asarray(image, dtype=float)
     bad = ~np.isfinite(image)
     if mask is not None:
         bad |= np.asarray(mask, dtype=bool)
-    # The background from a sparse sample, as frame_fwhm takes it.
-    step = max(1, int(np.sqrt(image.size / 250_000)))
-    sample = image[::step, ::step][~bad[::step, ::step]]
-    if sample.size < 100:
+    # The frame's one background measurement, and frame_fwhm's peaks
+    # (photutils' find_peaks, on the pixels above the threshold only).
+    sky, std = frame_background(image, mask=bad)
+    if not np.isfinite(sky):
         return np.empty(0), np.empty(0), np.empty(0)
-    _, sky, std = sigma_clipped_stats(sample, sigma=3.0, maxiters=5)
-    with warnings.catch_warnings():
-        # No star is an answer here (an empty list), not a warning.
-        warnings.simplefilter('ignore', NoDetectionsWarning)
-        peaks = find_peaks(np.where(bad, sky, image) - sky,
-                           snr * max(std, 1e-12), box_size=_BOX,
-                           border_width=_BOX, mask=bad)
-    if peaks is None:
-        return np.empty(0), np.empty(0), np.empty(0)
-    x = np.asarray(peaks['x_peak'], dtype=float)
-    y = np.asarray(peaks['y_peak'], dtype=float)
-    peak = np.asarray(peaks['peak_value'], dtype=float)
+    # Bad pixels at the sky level: they neither are nor hide peaks.
+    iy, ix = _local_maxima(np.where(bad, sky, image),
+                           sky + snr * max(std, 1e-12), _BOX, bad)
+    x, y = ix.astype(float), iy.astype(float)
+    peak = image[iy, ix] - sky
     if saturation is not None:
         keep = peak + sky < saturation
         x, y, peak = x[keep], y[keep], peak[keep]

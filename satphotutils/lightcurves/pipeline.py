@@ -50,6 +50,7 @@ from satphotutils.utils.exceptions import SatphotutilsError
 from satphotutils.utils.flags import SATPHOT_FLAGS, decode_flags
 from satphotutils.utils.io import TEMPORARY_PREFIX, atomic_output
 from satphotutils.utils.stats import dispersion
+from satphotutils.utils.workers import process_pool
 
 from .epochs import (
     REJECT_FLAGS,
@@ -208,7 +209,9 @@ class LightCurvePipeline:
         unsaturated: each frame's zero point is then fitted to them
         (`~satphotutils.calibration.frame_zeropoint`, which needs at
         least ``min_comparison`` usable stars) instead of taken from
-        the header; its error is added to every magnitude.
+        the header; its error is added to every magnitude, and the
+        zero point, its error and the stars used are in the rows'
+        ``zeropoint``, ``zeropoint_err`` and ``n_comparison`` columns.
 
     min_comparison : int, optional
         Fewest comparison stars for an ensemble calibration.
@@ -488,6 +491,12 @@ class LightCurvePipeline:
         rows['log_counts_err'] = err[:n]
         rows['n_saturated'] = np.ma.filled(
             np.ma.asarray(result['n_saturated'])[:n].astype(np.int64), -1)
+        if self.comparison is not None:
+            # The frame's calibration on the catalogue's stars, as the
+            # differential ensemble records its own.
+            rows['zeropoint'] = np.full(n, fit.zeropoint)
+            rows['zeropoint_err'] = np.full(n, fit.error)
+            rows['n_comparison'] = np.full(n, fit.n_used)
         if transform is not None:
             for name, value in transform.to_dict().items():
                 rows[f'reg_{name}'] = np.full(n, value)
@@ -1510,38 +1519,6 @@ def _check_worker_memory(client):
             ', '.join(sorted(values)))
 
 
-def _die_with_parent(parent):
-    """
-    End this pool worker when the process that started it ends.
-
-    A run killed with SIGKILL cannot stop its pool; the workers (each
-    with torch and a model, ~320 MB) waited for work forever. Polled, as
-    ``prctl(PR_SET_PDEATHSIG)`` is Linux-only and fires when the parent's
-    *thread* ends.
-    """
-    import threading
-    import time
-
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, name='satphot-parent-watch',
-                     daemon=True).start()
-
-
-def _process_pool(workers):
-    """Return the run's process pool, whose workers die with this process."""
-    from concurrent.futures import ProcessPoolExecutor
-
-    from dask.multiprocessing import get_context
-
-    return ProcessPoolExecutor(workers, mp_context=get_context(),
-                               initializer=_die_with_parent,
-                               initargs=(os.getpid(),))
-
-
 def _dask_map(pipeline, files, coords, scheduler):
     import dask
 
@@ -1556,7 +1533,7 @@ def _dask_map(pipeline, files, coords, scheduler):
             if scheduler == 'processes':
                 # One pool for the run: without one, dask starts a new
                 # pool (each process importing torch, ~3.6 s) per compute.
-                options['pool'] = stack.enter_context(_process_pool(workers))
+                options['pool'] = stack.enter_context(process_pool(workers))
             # One compute per round of tasks, not one for the whole run,
             # so that a long run's frames are saved as it goes.
             for start in range(0, len(batches), workers):

@@ -306,6 +306,21 @@ def test_ensemble_calibration_with_comparison_stars(field, tmp_path):
     diff = by_comp.lightcurves['const10']['mag'].value \
         - by_header.lightcurves['const10']['mag'].value
     assert np.all(np.abs(diff) < 0.05)
+    # Each exposure records its calibration: the zero point fitted to the
+    # comparison stars is the header's Z - 2.5 log10(t).
+    from astropy.coordinates import SkyCoord
+    from astropy.io import fits
+
+    coords = SkyCoord(targets['ra'], targets['dec'], unit='deg')
+    pipeline = LightCurvePipeline(comparison=comp)
+    for path in frames[:2]:
+        rows = pipeline.measure_frame(path, coords)
+        header = fits.getheader(path)
+        true = header['ZP'] - 2.5 * np.log10(header['TRANSP'])
+        assert np.all(np.abs(rows['zeropoint'] - true) < 0.05)
+        assert np.all((rows['zeropoint_err'] > 0)
+                      & (rows['zeropoint_err'] < 0.02))
+        assert np.all(rows['n_comparison'] >= 5)
 
 
 def test_epoch_rules():
@@ -594,9 +609,9 @@ def test_item25_pool_workers_end_with_a_killed_run(tmp_path):
     script = tmp_path / 'run.py'
     script.write_text(
         'import os, time\n'
-        'from satphotutils.lightcurves.pipeline import _process_pool\n'
+        'from satphotutils.utils.workers import process_pool\n'
         "if __name__ == '__main__':\n"
-        '    pool = _process_pool(1)\n'
+        '    pool = process_pool(1)\n'
         '    print(pool.submit(os.getpid).result(), flush=True)\n'
         '    time.sleep(120)\n')
     env = {**os.environ, 'PYTHONPATH': os.pathsep.join(sys.path)}
