@@ -195,7 +195,7 @@ def test_stamp_aperture_photometry_uses_the_exact_sums():
                         rtol=_RTOL[r])
 
 
-@pytest.mark.parametrize('seed', range(4))
+@pytest.mark.parametrize('seed', range(12))
 def test_clipped_medians_are_astropys_sigma_clipped_medians(seed):
     # Peer library: the row medians equal sigma_clipped_stats' (axis=1,
     # 3 sigma) exactly, with outliers, integer ties, odd and even
@@ -214,6 +214,12 @@ def test_clipped_medians_are_astropys_sigma_clipped_medians(seed):
     if seed % 2:
         values[rng.random(values.shape) < 0.02] = np.nan
         values[7] = np.nan
+    if seed % 3 == 0:
+        values[rng.random(values.shape) < 0.01] = np.inf
+        values[3, :5] = -np.inf
+    if seed >= 8:
+        # Continuous values (no ties) far from zero.
+        values = values + rng.uniform(0, 1, values.shape) + 1e6
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', AstropyUserWarning)
         warnings.simplefilter('ignore', RuntimeWarning)
