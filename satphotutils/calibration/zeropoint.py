@@ -28,7 +28,7 @@ class FrameZeropoint:
     colour_term, colour_term_error : float
         With a colour fit, the slope ``c`` of the zero point with colour
         and its standard error: a star of colour ``x`` has the zero point
-        ``zeropoint + c (x - colour_ref)`` (`at`). NaN without one.
+        ``zeropoint + c (x - colour_ref)`` (``at``). NaN without one.
 
     colour_ref : float
         The colour the zero point is quoted at (the median colour of the

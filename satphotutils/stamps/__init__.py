@@ -12,7 +12,7 @@ from satphotutils.utils._lazy import lazy_namespace
 __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
     'apertures': [
         'ApertureSums', 'aperture_sums', 'center_sums', 'circle_index',
-        'circle_mask', 'stamp_aperture_photometry'],
+        'circle_mask', 'clipped_medians', 'stamp_aperture_photometry'],
     'builder': [
         'BuildReport', 'StampBuilder'],
     'calibrate': [
