@@ -2,10 +2,13 @@
 """A frame's zero point from the stars on it with catalogue magnitudes."""
 
 import dataclasses
+import logging
 
 import numpy as np
 
 __all__ = ['FrameZeropoint', 'frame_zeropoint']
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,8 +163,10 @@ def frame_zeropoint(log_counts, catalog_mag, *, usable=None, sigma=3.0,
                    f'{colour.shape} and {log_counts.shape}')
             raise ValueError(msg)
         ok &= np.isfinite(colour)
-        return _colour_fit(catalog_mag[ok] + 2.5 * log_counts[ok],
-                           colour[ok], sigma, min_stars)
+        fit = _colour_fit(catalog_mag[ok] + 2.5 * log_counts[ok],
+                          colour[ok], sigma, min_stars)
+        if fit is not None:
+            return fit
     values = catalog_mag[ok] + 2.5 * log_counts[ok]
     if len(values) < min_stars:
         return FrameZeropoint(np.nan, np.nan, len(values), 0)
@@ -178,8 +183,35 @@ def frame_zeropoint(log_counts, catalog_mag, *, usable=None, sigma=3.0,
                           int(len(values) - len(kept)))
 
 
+# Least spread (standard deviation, mag) of the stars' colours, and stars
+# on each side of their median, for a colour term to be fitted: with less,
+# one star sets the slope and cannot be clipped.
+_MIN_COLOUR_SPREAD = 0.1
+_MIN_EACH_SIDE = 3
+
+
+def _spans(colour, ref):
+    """Whether the colours can determine a colour term; say if not."""
+    spread = float(np.std(colour))
+    sides = min(np.count_nonzero(colour < ref - 0.5 * _MIN_COLOUR_SPREAD),
+                np.count_nonzero(colour > ref + 0.5 * _MIN_COLOUR_SPREAD))
+    if spread >= _MIN_COLOUR_SPREAD and sides >= _MIN_EACH_SIDE:
+        return True
+    log.warning('frame_zeropoint: the colours of the stars span too '
+                'little for a colour term (standard deviation %.3f mag, %d '
+                'stars on the sparser side of the median; %.2f and %d '
+                'needed); the zero point is fitted without one', spread,
+                sides, _MIN_COLOUR_SPREAD, _MIN_EACH_SIDE)
+    return False
+
+
 def _colour_fit(values, colour, sigma, min_stars):
-    """Fit the zero point and the colour term, outliers clipped."""
+    """
+    Fit the zero point and the colour term, outliers clipped.
+
+    Returns `None` when the colours cannot determine a colour term (the
+    caller then fits the zero point alone).
+    """
     import warnings
 
     from astropy.modeling import fitting, models
@@ -190,18 +222,26 @@ def _colour_fit(values, colour, sigma, min_stars):
     if n < min_stars + 1:
         return FrameZeropoint(np.nan, np.nan, n, 0)
     ref = float(np.median(colour))
+    if not _spans(colour, ref):
+        return None
     fitter = fitting.FittingWithOutlierRemoval(
         fitting.LinearLSQFitter(), sigma_clip, niter=10, sigma=sigma,
         stdfunc='mad_std', cenfunc='median')
     start = models.Linear1D(slope=0.0, intercept=float(np.median(values)))
     with warnings.catch_warnings():
-        # A colour range the fit cannot resolve is reported as NaN below.
         warnings.simplefilter('ignore', AstropyUserWarning)
-        line, rejected = fitter(start, colour - ref, values)
+        try:
+            line, rejected = fitter(start, colour - ref, values)
+        except np.linalg.LinAlgError:
+            log.warning('frame_zeropoint: the colour fit failed; the zero '
+                        'point is fitted without a colour term')
+            return None
     kept = ~np.asarray(rejected, dtype=bool)
     n_kept = int(kept.sum())
     if n_kept < min_stars + 1:
         return FrameZeropoint(np.nan, np.nan, n_kept, n - n_kept)
+    if not _spans(colour[kept], ref):
+        return None
     x, y = colour[kept] - ref, values[kept]
     residual = y - line(x)
     # The robust scatter, as for the median fit; standard errors of the

@@ -294,6 +294,9 @@ def frame_fwhm(data, *, saturation=None, mask=None, n_stars=20,
 
 
 _SIGMA_PER_FWHM = 1.0 / 2.3548200450309493  # 1 / (2 sqrt(2 ln 2))
+# Widths (FWHM, px) the fit may step to: below, a hot pixel; above, wider
+# than the 7 x 7 box can show.
+_WIDTH_RANGE = (0.3, 8.0)
 
 
 def _fit(image, positions, *, background=0.0, mask=None, max_iter=100):
@@ -339,9 +342,20 @@ def _fit(image, positions, *, background=0.0, mask=None, max_iter=100):
     xx = (ix[fit, None] + grid[None, :])[:, None, :]
     yy = (iy[fit, None] + grid[None, :])[:, :, None]
     flux0 = np.maximum(data.sum(axis=(1, 2)), 1e-12)[:, None, None]
-    # Parameters: flux / flux0, x, y, FWHM (the start photutils uses).
-    p = np.column_stack([np.ones(fit.sum()), positions[fit],
-                         np.full(fit.sum(), 2.0)])
+    # Parameters: flux / flux0, x, y, FWHM. The width starts from the
+    # box's second moment (a pixel-integrated Gaussian's is sigma^2 +
+    # 1/12): from a fixed start an undersampled star's first steps
+    # overshoot to the bottom of the width range and stall there.
+    pos = np.clip(data, 0.0, None)
+    total = np.maximum(pos.sum(axis=(1, 2)), 1e-12)
+    mx = (pos * xx).sum(axis=(1, 2)) / total
+    my = (pos * yy).sum(axis=(1, 2)) / total
+    var = 0.5 * ((pos * (xx - mx[:, None, None]) ** 2).sum(axis=(1, 2))
+                 + (pos * (yy - my[:, None, None]) ** 2).sum(axis=(1, 2))
+                 ) / total - 1.0 / 12.0
+    start = np.clip(np.sqrt(np.maximum(var, 0.0)) / _SIGMA_PER_FWHM,
+                    0.5, 5.0)
+    p = np.column_stack([np.ones(fit.sum()), positions[fit], start])
     root = 2.0 / np.sqrt(np.pi)
 
     def model(p, rows, jacobian):
@@ -399,7 +413,13 @@ def _fit(image, positions, *, background=0.0, mask=None, max_iter=100):
             trial = p[rows] + step
             m_new, _ = model(trial, rows, False)
             _, c_new = cost(m_new, rows)
-        better = np.isfinite(c_new) & (c_new <= c[rows])
+        # A step that takes the width out of the range a result may take
+        # is refused like one that raises the cost (the damping grows),
+        # so that an undersampled star overshooting from the start
+        # comes back, as scipy's least_squares does.
+        width = np.abs(trial[:, 3])
+        better = np.isfinite(c_new) & (c_new <= c[rows]) \
+            & (width >= _WIDTH_RANGE[0]) & (width <= _WIDTH_RANGE[1])
         done = better & ((c[rows] - c_new <= 1e-10 * c[rows])
                          | (np.abs(step).max(axis=1) <= 1e-8
                             * (1 + np.abs(p[rows]).max(axis=1))))
@@ -409,17 +429,15 @@ def _fit(image, positions, *, background=0.0, mask=None, max_iter=100):
         if len(moved):
             m_moved, jac[moved] = model(p[moved], moved, True)
             r[moved], c[moved] = cost(m_moved, moved)
-        # A width running out of the range the result may take (see
-        # below) will not come back: a hot pixel or a blend.
-        escaped = (np.abs(p[rows, 3]) < 0.3) | (np.abs(p[rows, 3]) > 8.0)
-        active[rows] = ~done & (lam[rows] < 1e12) & ~escaped
+        active[rows] = ~done & (lam[rows] < 1e12)
     fwhm = np.abs(p[:, 3])
     # Still moving after max_iter steps: a blend or an artefact whose
     # width creeps towards zero, not a star.
     fwhm[~np.isfinite(c) | active] = np.nan
     out[fit] = fwhm
-    # A fit that ran to the edge of the box measured nothing.
-    out[~((out > 0.3) & (out < _FIT_SHAPE))] = np.nan
+    # A fit that ran to the edge of the box, or that the range held at
+    # its lower end (a hot pixel, an artefact), measured nothing.
+    out[~((out > 1.1 * _WIDTH_RANGE[0]) & (out < _FIT_SHAPE))] = np.nan
     return out
 
 

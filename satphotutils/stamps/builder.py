@@ -148,6 +148,8 @@ class BuildReport:
         the differences between the frames give their transparencies
         relative to the frame with the largest fitted zero point (the
         clearest, t = 1; a frame through twice the extinction has t = 2).
+        Zero points fitted with a colour term are compared at one colour
+        (the median of their reference colours).
 
         Returns
         -------
@@ -165,8 +167,15 @@ class BuildReport:
         ...     ).items()}
         {'a.fits': 1.0, 'b.fits': 1.585}
         """
-        fitted = {name: z.zeropoint for name, z in self.zeropoints.items()
-                  if z.valid}
+        fits = {name: z for name, z in self.zeropoints.items() if z.valid}
+        # Zero points with a colour term are quoted at each frame's own
+        # median colour: compare them all at one colour.
+        refs = [z.colour_ref for z in fits.values()
+                if np.isfinite(z.colour_term)]
+        common = float(np.median(refs)) if refs else None
+        fitted = {name: float(z.at(common) if np.isfinite(z.colour_term)
+                              else z.zeropoint)
+                  for name, z in fits.items()}
         if not fitted:
             return {}
         top = max(fitted.values())
@@ -355,25 +364,25 @@ class StampBuilder:
                 if not meta['good']:
                     report.skipped_files[str(path)] = 'marked bad'
                     continue
-                x, y = meta['wcs'].world_to_pixel(coords)
+                # The catalogue stars on the frame, placed by its WCS in
+                # the task (a WCS sent between processes loses digits).
+                index, x, y = meta.pop('on_frame')
                 ny, nx = meta['shape']
                 inside = ((x >= self.edge) & (x <= nx - 1 - self.edge)
                           & (y >= self.edge) & (y <= ny - 1 - self.edge))
-                on_frame = (x >= 0) & (x <= nx - 1) & (y >= 0) \
-                    & (y <= ny - 1)
-                report.rejected_edge += int(np.count_nonzero(
-                    on_frame & ~inside))
-                ok = inside & valid
+                labelled = valid[index]
+                report.rejected_edge += int(np.count_nonzero(~inside))
+                ok = inside & labelled
                 report.rejected_no_label += int(np.count_nonzero(
-                    inside & ~valid))
+                    inside & ~labelled))
                 # All the frame's labelled stars, before max_exposures
                 # picks the stamps: they calibrate a frame without a zero
                 # point.
-                meta['stars'] = (np.flatnonzero(on_frame & valid),
-                                 x[on_frame & valid], y[on_frame & valid])
+                meta['stars'] = (index[labelled], x[labelled], y[labelled])
                 info[path] = meta
-                candidates += [(path, int(i), float(x[i]), float(y[i]))
-                               for i in np.flatnonzero(ok)]
+                candidates += [(path, int(i), float(xi), float(yi))
+                               for i, xi, yi in zip(index[ok], x[ok], y[ok],
+                                                    strict=True)]
             candidates = self._limit(candidates, report)
             epochs = dict(zip(info, assign_epochs(
                 [m['mjd'] for m in info.values()], window=_EPOCH_GAP),
@@ -432,7 +441,8 @@ class StampBuilder:
             msg = 'no celestial WCS in the header'
             raise SatphotutilsError(msg)
         row = overrides.get(Path(path).name, {})
-        meta = {'wcs': info.wcs, 'shape': info.shape, 'info': info,
+        meta = {'wcs': info.wcs, 'shape': info.shape,
+                'info': dataclasses.replace(info, wcs=None),
                 'good': bool(row.get('good', True)),
                 'mjd': np.nan if info.time is None else info.time.utc.mjd}
         zp = row.get('zeropoint', info.zeropoint)
@@ -600,6 +610,8 @@ class _Context:
 
 # The run's context in a worker process (or in this one, run serially).
 _CONTEXT = None
+# How frame workers start: 'fork' (becomes 'spawn' off Linux).
+_START_METHOD = 'fork'
 
 
 def _set_context(context):
@@ -609,12 +621,23 @@ def _set_context(context):
 
 
 def _header_task(path):
-    """Return a frame's header values, or why it is skipped."""
+    """
+    Return a frame's header values and catalogue stars, or why not.
+
+    ``on_frame`` holds the catalogue stars on the frame and their pixel
+    positions; the WCS itself stays here.
+    """
     ctx = _CONTEXT
     try:
-        return ctx.builder._frame_meta(path, ctx.overrides)
+        meta = ctx.builder._frame_meta(path, ctx.overrides)
+        x, y = meta.pop('wcs').world_to_pixel(ctx.coords)
     except (OSError, ValueError, KeyError, SatphotutilsError) as exc:
         return str(exc)
+    ny, nx = meta['shape']
+    index = np.flatnonzero((x >= 0) & (x <= nx - 1) & (y >= 0)
+                           & (y <= ny - 1))
+    meta['on_frame'] = (index, x[index], y[index])
+    return meta
 
 
 def _frame_task(task):
@@ -639,6 +662,8 @@ def _frame_pool(workers, context):
     the aperture tables the first item loaded (importing photutils alone
     takes seconds), instead of each loading them again.
     """
+    ctx = context
+
     def run(task, items):
         items = list(items)
         if not items:
@@ -651,7 +676,10 @@ def _frame_pool(workers, context):
             return
         from satphotutils.utils.workers import process_pool
 
-        with process_pool(n, context='fork') as pool:
+        # Forked workers inherit the context at no cost; spawned ones
+        # (where fork is not safe) are sent it, once each.
+        with process_pool(n, context=_START_METHOD, initializer=_set_context,
+                          initargs=(ctx,)) as pool:
             # Chunks of a few frames: fewer round trips, and still
             # every worker busy to the end.
             yield from pool.map(task, rest, chunksize=max(

@@ -54,3 +54,23 @@ def test_colour_fit_needs_colours_and_enough_stars():
     assert not frame_zeropoint(log_counts, mag, colour=colour).valid
     with pytest.raises(ValueError, match='colour must have the shape'):
         frame_zeropoint(log_counts, mag, colour=colour[:3])
+
+
+@pytest.mark.parametrize('case', ['equal', 'one_differs'])
+def test_colours_that_cannot_set_a_slope_give_the_plain_zero_point(case,
+                                                                   caplog):
+    # All colours equal (a catalogue with one colour filled in), or all
+    # but one outlier: the slope is not determined, and the fit falls
+    # back to the median zero point instead of failing or trusting one
+    # star.
+    rng = np.random.default_rng(5)
+    log_counts, mag, _ = _stars(60, 0.0, rng)
+    colour = np.full(60, 0.8)
+    if case == 'one_differs':
+        colour[0] = 0.9
+        log_counts[0] += 0.1  # 0.25 mag off
+    fit = frame_zeropoint(log_counts, mag, colour=colour)
+    plain = frame_zeropoint(log_counts, mag)
+    assert np.isnan(fit.colour_term)
+    assert fit == plain
+    assert 'span too little for a colour term' in caplog.text

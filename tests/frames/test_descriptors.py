@@ -216,3 +216,18 @@ def test_the_saturation_margin_is_counted_above_the_sky():
     image = rng.normal(image, np.sqrt(image))
     assert frame_fwhm(image, saturation=60000.0) == pytest.approx(
         3.0, rel=0.03)
+
+
+@pytest.mark.parametrize('fwhm', [0.6, 0.8, 1.0, 1.1, 6.5])
+def test_undersampled_and_wide_stars_are_fitted(fwhm):
+    # The first step from the 2-px start overshoots for an undersampled
+    # star; the fit must come back as photutils' fit_fwhm does, not give
+    # up at the edge of the width range.
+    from photutils.psf import CircularGaussianPRF, fit_fwhm
+
+    yy, xx = np.mgrid[-10:11, -10:11]
+    psf = CircularGaussianPRF(fwhm=fwhm)(xx - 0.17, yy + 0.23)
+    theirs = fit_fwhm(psf, xypos=[(10.17, 9.77)], fit_shape=7, fwhm=2.0)[0]
+    assert gaussian_fit_fwhm(psf) == pytest.approx(theirs, rel=1e-6)
+    assert theirs == pytest.approx(fwhm, rel=1e-6)
+

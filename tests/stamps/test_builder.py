@@ -16,7 +16,7 @@ from satphotutils.simulation import (
     Scene,
     simulate_field,
 )
-from satphotutils.stamps import StampBuilder, read_stamp_table
+from satphotutils.stamps import BuildReport, StampBuilder, read_stamp_table
 from satphotutils.utils.exceptions import SatphotutilsError
 
 CENTRE = SkyCoord(200.0, -30.0, unit='deg')
@@ -252,3 +252,36 @@ def test_relative_transparency_of_frames_without_keywords(tmp_path):
     assert 'transparency relative to the clearest of them: 1.000 to 2.0' \
         in report.summary()
 
+
+
+def test_relative_transparency_compares_colour_fits_at_one_colour():
+    # Two frames with the same zero point and transparency whose stars
+    # differ in colour: with a colour term of 0.15 each fit is quoted at
+    # its own median colour, and the comparison must be at one colour.
+    from satphotutils.calibration import FrameZeropoint
+
+    a = FrameZeropoint(25.0 + 0.15 * (0.9 - 1.0), 0.001, 80, 2,
+                       colour_term=0.15, colour_term_error=0.005,
+                       colour_ref=0.9)
+    b = FrameZeropoint(25.0 + 0.15 * (1.8 - 1.0), 0.001, 80, 2,
+                       colour_term=0.15, colour_term_error=0.005,
+                       colour_ref=1.8)
+    report = BuildReport(zeropoints={'a.fits': a, 'b.fits': b})
+    relative = report.relative_transparency()
+    assert relative['a.fits'] == pytest.approx(1.0, abs=1e-12)
+    assert relative['b.fits'] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_frame_workers_started_by_spawn_get_the_run(field, tmp_path,
+                                                    monkeypatch):
+    # Where fork is not used (macOS, Windows), the workers are spawned:
+    # they must be sent the run's context, and give the same table.
+    import satphotutils.stamps.builder as builder
+
+    directory, targets, _ = field
+    frames = sorted(directory.glob('*.fits'))[:4]
+    StampBuilder(edge=30, workers=1)(frames, targets, tmp_path / 'one.fits')
+    monkeypatch.setattr(builder, '_START_METHOD', 'spawn')
+    StampBuilder(edge=30, workers=2)(frames, targets, tmp_path / 'two.fits')
+    assert (tmp_path / 'one.fits').read_bytes() == \
+        (tmp_path / 'two.fits').read_bytes()
