@@ -117,7 +117,9 @@ def stamps_from_frames_benchmark(ctx):
             copy = path.with_name(f'{path.stem}_copy{k}.fits')
             shutil.copyfile(path, copy)
             many.append(copy)
-    few = frames[:max(2, n_sim // 4)]
+    # The steady rate from 96 against 24 frames: a few frames' time is
+    # too noisy a measure of the start-up.
+    few = frames[:max(2, n_sim // 4)] if ctx.quick else frames
     load_before = os.getloadavg()[0]
     rows = {}
     for workers in (1, 2):
