@@ -550,6 +550,11 @@ def simulate_field(directory, scene, simulators, *, n_epochs,
                          'transparency': cond.transparency})
             bar.update()
     bar.close()
+    return _write_field_tables(directory, rows, truths, overwrite=overwrite)
+
+
+def _write_field_tables(directory, rows, truths, *, overwrite=False):
+    """Write a simulated field's ``frames.ecsv`` and ``truth.ecsv``."""
     frames = QTable(rows=rows)
     with atomic_output(directory / 'frames.ecsv', overwrite=overwrite) as t:
         frames.write(t, format='ascii.ecsv')

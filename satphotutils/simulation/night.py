@@ -17,12 +17,11 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
-from astropy.table import QTable, vstack
 
 from satphotutils.utils._parameters import as_integer, as_positive
 from satphotutils.utils.io import atomic_output
 
-from .frames import FrameSimulator
+from .frames import FrameSimulator, _write_field_tables
 
 __all__ = ['simulate_night']
 
@@ -215,13 +214,7 @@ def simulate_night(directory, scene, simulator, *, n_frames=142,
                      'transparency': cond.transparency,
                      'rotation': float(angle), 'x_shift': true.x_shift,
                      'y_shift': true.y_shift})
-    frames = QTable(rows=rows)
-    with atomic_output(directory / 'frames.ecsv', overwrite=overwrite) as t:
-        frames.write(t, format='ascii.ecsv')
-    with atomic_output(directory / 'truth.ecsv', overwrite=overwrite) as t:
-        vstack([tr for tr in truths if len(tr)] or truths[:1]).write(
-            t, format='ascii.ecsv')
-    return frames
+    return _write_field_tables(directory, rows, truths, overwrite=overwrite)
 
 
 class _Pointed(FrameSimulator):
