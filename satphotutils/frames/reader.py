@@ -222,7 +222,8 @@ def read_frame(path, *, header_keys=None, unit='adu', hdu=None,
     return frame, dataclasses.replace(info, shape=frame.shape, wcs=wcs)
 
 
-def read_frame_data(path, *, hdu=None, max_bytes=None, dtype=None):
+def read_frame_data(path, *, hdu=None, max_bytes=None, dtype=None,
+                    copy=True):
     """
     Read a frame's pixels only, as `read_frame` reads them.
 
@@ -244,6 +245,14 @@ def read_frame_data(path, *, hdu=None, max_bytes=None, dtype=None):
 
     dtype : data-type, optional
         Convert the pixels to this type (e.g. ``np.float32``).
+
+    copy : bool, optional
+        With `False` (and no ``dtype``), the pixels as astropy gives them:
+        a read-only memory map of the file for an uncompressed, unscaled
+        image (it outlives the closed file; nothing is read until used),
+        the decoded array otherwise. For a caller that looks at a small
+        part of a large frame (cutting stamps), this saves reading and
+        converting the whole image.
 
     Returns
     -------
@@ -272,6 +281,10 @@ def read_frame_data(path, *, hdu=None, max_bytes=None, dtype=None):
     with _open(path) as hdul:
         index = _image_index(hdul, path, hdu)
         _check_size(hdul[index].header, path, max_bytes)
-        data = hdul[index].data
-        # A copy that outlives the file (a memory map would not).
-        return np.array(data, dtype=dtype)
+        data = np.asarray(hdul[index].data).view(np.ndarray)
+        if not copy and dtype is None:
+            data.flags.writeable = False
+            return data
+        # One conversion of the mapped pixels, not a copy and then a cast.
+        return data.astype(dtype if dtype is not None else data.dtype,
+                           copy=True)

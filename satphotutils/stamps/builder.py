@@ -236,6 +236,12 @@ class StampBuilder:
         ``zeropoint_colour_term`` column holds the fitted slope (NaN
         without a fit).
 
+    zeropoint_stars : int, optional
+        Catalogue stars measured at most to fit a missing zero point,
+        evenly spread in magnitude (all if `None`): 300 give it to
+        about 0.2 mmag (`~satphotutils.stamps.catalogue_zeropoint`'s
+        ``max_stars``).
+
     workers : int, optional
         Processes that read and measure frames at once (all the cores
         this process may use if `None`; 1 measures in this process). The
@@ -252,10 +258,12 @@ class StampBuilder:
     Notes
     -----
     Every row records its frame's saturation level (``saturation``) and
-    PSF width (``fwhm``, `~satphotutils.frames.frame_fwhm` on the frame's
-    isolated unsaturated stars), the per-frame descriptors a
-    camera-agnostic network reads; a frame whose FWHM cannot be measured
-    (fewer than 3 such stars) is skipped and reported.
+    PSF width (``fwhm``, `~satphotutils.frames.frame_fwhm` on the
+    isolated unsaturated targets on the frame, or on the stars detected
+    on it when fewer than 3 targets qualify), the per-frame
+    descriptors a camera-agnostic network reads; a frame whose FWHM
+    cannot be measured (fewer than 3 such stars) is skipped and
+    reported.
 
     Examples
     --------
@@ -270,7 +278,7 @@ class StampBuilder:
     def __init__(self, *, stamp_size=21, edge=50, max_unity=4,
                  max_exposures=None, band='g', header_keys=None, radius=5.0,
                  seed=None, zeropoint_radius=3.0, saturation=None,
-                 colour_term=False, workers=None):
+                 colour_term=False, workers=None, zeropoint_stars=300):
         if stamp_size % 2 == 0:
             msg = 'stamp_size must be odd'
             raise ValueError(msg)
@@ -287,6 +295,8 @@ class StampBuilder:
         self.saturation = None if saturation is None else as_positive(
             saturation, 'saturation')
         self.colour_term = bool(colour_term)
+        self.zeropoint_stars = None if zeropoint_stars is None else \
+            as_whole_number(zeropoint_stars, 'zeropoint_stars', minimum=5)
         self.workers = default_threads() if workers is None else \
             as_whole_number(workers, 'workers', minimum=1)
 
@@ -352,7 +362,7 @@ class StampBuilder:
                                         np.nan))
         with _frame_pool(self.workers, context) as run:
             # Pass 1: headers only, to find which targets each frame holds.
-            candidates, info = [], {}
+            candidates, info = {}, {}
             for path, meta in tqdm(zip(files, run(_header_task, files),
                                        strict=True),
                                    total=len(files), desc='headers',
@@ -380,9 +390,7 @@ class StampBuilder:
                 # point.
                 meta['stars'] = (index[labelled], x[labelled], y[labelled])
                 info[path] = meta
-                candidates += [(path, int(i), float(xi), float(yi))
-                               for i, xi, yi in zip(index[ok], x[ok], y[ok],
-                                                    strict=True)]
+                candidates[path] = (index[ok], x[ok], y[ok])
             candidates = self._limit(candidates, report)
             epochs = dict(zip(info, assign_epochs(
                 [m['mjd'] for m in info.values()], window=_EPOCH_GAP),
@@ -390,9 +398,8 @@ class StampBuilder:
 
             # Pass 2: cut the stamps, frame by frame, written in the order
             # of the file names whatever the number of workers.
-            by_frame = {}
-            for path, i, x, y in candidates:
-                by_frame.setdefault(path, []).append((i, x, y))
+            by_frame = {path: c for path, c in candidates.items()
+                        if len(c[0])}
             # Every frame is a chunk: the text columns are made wide
             # enough for the longest file, camera and filter name up front.
             longest = max([len(Path(p).name) for p in by_frame]
@@ -459,22 +466,35 @@ class StampBuilder:
         return meta
 
     def _limit(self, candidates, report):
+        """
+        Keep at most ``max_exposures`` random exposures of each target.
+
+        ``candidates`` maps each frame to its targets' ``(index, x, y)``
+        arrays; the exposures of a target over the limit are drawn, in
+        the order of the targets, from its exposures in the order of the
+        frames.
+        """
         if self.max_exposures is None:
             return candidates
+        paths = list(candidates)
+        target = np.concatenate([candidates[p][0] for p in paths]
+                                + [np.empty(0, int)])
+        keep = np.ones(len(target), dtype=bool)
+        order = np.argsort(target, kind='stable')
+        starts = np.flatnonzero(np.diff(target[order], prepend=-1) != 0)
+        counts = np.diff(np.append(starts, len(order)))
         rng = np.random.default_rng(self.seed)
-        by_target = {}
-        for c in candidates:
-            by_target.setdefault(c[1], []).append(c)
-        kept = []
-        for i in sorted(by_target):
-            rows = by_target[i]
-            if len(rows) > self.max_exposures:
-                pick = rng.choice(len(rows), self.max_exposures,
-                                  replace=False)
-                report.dropped_over_limit += len(rows) - self.max_exposures
-                rows = [rows[k] for k in sorted(pick)]
-            kept += rows
-        return kept
+        for start, count in zip(starts, counts, strict=True):
+            if count > self.max_exposures:
+                pick = rng.choice(count, self.max_exposures, replace=False)
+                drop = np.ones(count, dtype=bool)
+                drop[pick] = False
+                keep[order[start:start + count][drop]] = False
+                report.dropped_over_limit += int(count - self.max_exposures)
+        bounds = np.cumsum([0] + [len(candidates[p][0]) for p in paths])
+        return {p: tuple(v[keep[a:b]] for v in candidates[p])
+                for p, a, b in zip(paths, bounds[:-1], bounds[1:],
+                                   strict=True)}
 
     def _frame_rows(self, path, meta, targets, labels, mag, star_id, coords,
                     epoch):
@@ -484,16 +504,19 @@ class StampBuilder:
             expected_log_counts,
         )
 
-        # The header was read in the first pass: the pixels only.
-        data = read_frame_data(path, dtype=np.float32)
+        # The header was read in the first pass: the pixels only, as
+        # stored (a memory map of most files: only the stamps and the
+        # samples the measurements take are read).
+        data = read_frame_data(path, copy=False)
         background = frame_background(data)
         sky = meta['sky']
         if sky is None:
             sky = background[0]
         size = self.stamp_size
         circle = circle_mask(size, self.radius)
-        idx, x, y = (np.array(v) for v in zip(*targets, strict=True))
-        stamps, inside = cut_stamps(data, x, y, (size, size))
+        idx, x, y = targets
+        stamps, inside = cut_stamps(data, x, y, (size, size),
+                                    dtype=np.float32)
         # A stamp the detector edge cuts is rejected as too near the edge
         # (an edge smaller than the stamp's half-size lets it through).
         whole = inside.all(axis=(1, 2))
@@ -504,7 +527,8 @@ class StampBuilder:
                   'fwhm': None, 'zeropoint': None}
         if not keep.any():
             return None, counts
-        saturation, fwhm = self._descriptors(data, meta, background)
+        saturation, fwhm = self._descriptors(data, meta, background,
+                                             labels, mag)
         counts['fwhm'] = fwhm
         idx, x, y = idx[keep], x[keep], y[keep]
         zp, t = meta['zeropoint'], meta['transparency']
@@ -549,9 +573,11 @@ class StampBuilder:
                 'file': np.full(n, Path(path).name)}
         return rows, counts
 
-    def _descriptors(self, data, meta, background):
+    def _descriptors(self, data, meta, background, labels, mag):
         """Return the frame's saturation level and FWHM, or say why not."""
         from satphotutils.frames import frame_fwhm, saturation_level
+
+        from .calibrate import _isolated
 
         saturation = meta['saturation']
         if saturation is None:
@@ -564,7 +590,19 @@ class StampBuilder:
                    '--saturation or a frame_table saturation column) and '
                    'the pixels show no plateau')
             raise SatphotutilsError(msg)
-        fwhm = frame_fwhm(data, saturation=saturation, background=background)
+        # The PSF from the target list's isolated stars (no Gaia
+        # neighbour within the blending radius nor a listed one adding 1%
+        # within two fitting boxes): the same fit as on stars detected on
+        # the frame, without a search of every pixel. A list of a few
+        # bright targets leaves too few: then they are detected.
+        idx, x, y = meta['stars']
+        alone = (np.asarray(labels['f_c'])[idx] < 0.05) & _isolated(
+            x, y, mag[idx], 14.0, limit=0.01)
+        fwhm = frame_fwhm(data, saturation=saturation, background=background,
+                          positions=np.column_stack([x[alone], y[alone]]))
+        if not np.isfinite(fwhm):
+            fwhm = frame_fwhm(data, saturation=saturation,
+                              background=background)
         if not np.isfinite(fwhm):
             msg = ('the PSF FWHM could not be measured: fewer than 3 '
                    'isolated, unsaturated stars well above the noise')
@@ -578,7 +616,7 @@ class StampBuilder:
         idx, x, y = meta['stars']
         info = meta['info']
         fit, _ = catalogue_zeropoint(
-            data, x, y, mag[idx],
+            data, x, y, mag[idx], max_stars=self.zeropoint_stars,
             # Gaia neighbours within the blending radius spoil any
             # aperture; catalogue_zeropoint checks the wider ones.
             usable=np.asarray(labels['f_c'])[idx] < 0.05,

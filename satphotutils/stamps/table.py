@@ -229,12 +229,16 @@ class StampTableWriter:
         """Return the chunk's column to store, or refuse it: never cut."""
         stored = self._dtype[name].base
         if value.dtype.kind == 'U':
-            value = np.char.encode(value, 'ascii')
+            # A cast encodes ASCII (and refuses anything else) several
+            # times faster than np.char.encode.
+            value = value.astype('S')
         if stored.kind == 'S':
             if value.dtype.kind != 'S':
-                value = np.asarray(value).astype(str)
-                value = np.char.encode(value, 'ascii')
-            longest = int(np.char.str_len(value).max(initial=0))
+                value = np.asarray(value).astype(str).astype('S')
+            # Only a type wider than the column needs its strings measured.
+            longest = value.dtype.itemsize
+            if longest > stored.itemsize:
+                longest = int(np.char.str_len(value).max(initial=0))
             if longest > stored.itemsize:
                 msg = (f'column {name!r} of a chunk written to {self.path} '
                        f'holds text of {longest} characters, wider than '

@@ -231,3 +231,73 @@ def test_undersampled_and_wide_stars_are_fitted(fwhm):
     assert gaussian_fit_fwhm(psf) == pytest.approx(theirs, rel=1e-6)
     assert theirs == pytest.approx(fwhm, rel=1e-6)
 
+
+
+@pytest.mark.parametrize('case', ['float64', 'float32', 'int', 'nan_mask'])
+def test_frame_background_is_astropys_sigma_clipped_stats(case):
+    # Peer library: the sky level and noise are astropy's 3-sigma, five
+    # iteration clipped median and std of the same regular sample.
+    from astropy.stats import sigma_clipped_stats
+
+    from satphotutils.frames import frame_background
+
+    rng = np.random.default_rng(len(case))
+    image = rng.normal(800.0, 12.0, (1100, 1300))
+    # Stars, a bleed trail and a few cold pixels to clip.
+    hot = rng.random(image.shape) < 0.03
+    image[hot] += rng.exponential(400.0, hot.sum())
+    image[300:420, 500:503] = 65535.0
+    image[rng.random(image.shape) < 0.001] = 0.0
+    mask = None
+    if case == 'float32':
+        image = image.astype(np.float32)
+    elif case == 'int':
+        image = np.rint(image).astype(np.int32)
+    elif case == 'nan_mask':
+        image[rng.random(image.shape) < 0.01] = np.nan
+        mask = rng.random(image.shape) < 0.05
+    median, std = frame_background(image, mask=mask)
+    step = int(np.sqrt(image.size / 65_536))
+    sample = image[::step, ::step].astype(float)
+    keep = np.isfinite(sample)
+    if mask is not None:
+        keep &= ~mask[::step, ::step]
+    _, their_median, their_std = sigma_clipped_stats(sample[keep],
+                                                     sigma=3.0, maxiters=5)
+    assert median == pytest.approx(their_median, rel=1e-12)
+    assert std == pytest.approx(their_std, rel=1e-9)
+    assert 11.0 < std < 13.0
+
+
+def test_frame_fwhm_at_given_positions_is_the_detected_fwhm():
+    # Stars given (a catalogue through a WCS up to a pixel off) instead
+    # of detected: the same stars qualify, so the same width, which is
+    # the simulated PSF's; saturated or too faint stars given are not
+    # used, and fewer than three usable ones measure nothing.
+    from satphotutils.stamps.calibrate import _isolated
+
+    detector = Detector(shape=(700, 700))
+    sim = FrameSimulator(camera=Camera(detector=detector), pointing=CENTRE,
+                         pipeline=SurveyPipeline(damage_fraction=0.0,
+                                                 resample_order=0))
+    scene = Scene.random(CENTRE, radius=1.5 * u.deg, g_max=15.5, seed=26)
+    cond = ExposureConditions(mjd=59000.0, zeropoint=25.5, fwhm=2.6,
+                              beta=4.0, ellipticity=0.0, fwhm_gradient=0.0)
+    frame, stars = sim(scene, conditions=cond, seed=26)
+    data, level = np.asarray(frame.data), frame.meta['SATURATE']
+    yy, xx = np.mgrid[-10:11, -10:11]
+    truth = gaussian_fit_fwhm(cond.psf(detector).integrate(xx, yy))
+    x, y = np.asarray(stars['x'], float), np.asarray(stars['y'], float)
+    alone = _isolated(x, y, np.asarray(stars['g'], float), 14.0, limit=0.01)
+    rng = np.random.default_rng(3)
+    given = np.column_stack([x, y])[alone] + rng.uniform(-1, 1, (
+        alone.sum(), 2))
+    detected = frame_fwhm(data, saturation=level)
+    measured = frame_fwhm(data, saturation=level, positions=given)
+    assert measured == pytest.approx(detected, rel=0.01)
+    assert measured == pytest.approx(truth, rel=0.03)
+    saturated = np.asarray(stars['saturated'])[alone]
+    assert saturated.sum() >= 3
+    assert np.isnan(frame_fwhm(data, saturation=level,
+                               positions=given[saturated]))
+    assert np.isnan(frame_fwhm(data, saturation=level, positions=given[:2]))

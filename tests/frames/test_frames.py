@@ -18,6 +18,7 @@ from satphotutils.frames import (
     frame_info,
     list_frames,
     read_frame,
+    read_frame_data,
     read_frame_info,
 )
 from satphotutils.utils.exceptions import SatphotutilsError
@@ -184,6 +185,36 @@ def test_read_scaled_integers(tmp_path):
     hdu.writeto(tmp_path / 'scaled.fits')
     frame, _ = read_frame(tmp_path / 'scaled.fits')
     assert_allclose(frame.data, [[2, 4]])
+
+
+def test_pixels_alone_are_the_frames_pixels_copied_or_mapped(tmp_path):
+    # read_frame_data gives read_frame's pixels for plain, scaled and
+    # tile-compressed files; without a copy they are a read-only view
+    # that outlives the closed file (a memory map for plain files).
+    rng = np.random.default_rng(4)
+    data = rng.integers(0, 60000, (48, 64)).astype(np.int32)
+    plain = tmp_path / 'a.fits'
+    fits.PrimaryHDU(data, header=_header()).writeto(plain)
+    packed = tmp_path / 'a.fits.fz'
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(
+        data, header=_header())]).writeto(packed)
+    scaled = tmp_path / 'u16.fits'
+    fits.PrimaryHDU(data.astype(np.uint16)).writeto(scaled)
+    for path in (plain, packed, scaled):
+        frame, _ = read_frame(path)
+        as_float = read_frame_data(path, dtype=np.float32)
+        assert as_float.dtype == np.float32
+        assert as_float.flags.writeable
+        assert_array_equal(as_float, frame.data)
+        mapped = read_frame_data(path, copy=False)
+        assert not mapped.flags.writeable
+        assert_array_equal(mapped, frame.data)
+        with pytest.raises(ValueError, match='read-only'):
+            mapped[0, 0] = 1
+    # Read after the file was closed (and moved away).
+    mapped = read_frame_data(plain, copy=False)
+    plain.rename(tmp_path / 'moved.fits')
+    assert_array_equal(mapped[10:20, 5:9], data[10:20, 5:9])
 
 
 def test_read_multi_extension_picks_the_image(tmp_path):

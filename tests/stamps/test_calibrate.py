@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+
+from satphotutils.stamps import catalogue_zeropoint
+
+
+def _field(n=600, seed=0, zeropoint=25.0):
+    """Gaussian stars of known magnitudes, photon and read noise."""
+    rng = np.random.default_rng(seed)
+    size = 1600
+    x = rng.uniform(30, size - 30, n)
+    y = rng.uniform(30, size - 30, n)
+    mag = rng.uniform(10.0, 15.0, n)
+    counts = 10 ** (-0.4 * (mag - zeropoint))
+    sigma = 1.2
+    image = np.full((size, size), 300.0)
+    yy, xx = np.mgrid[-12:13, -12:13]
+    for xi, yi, c in zip(x, y, counts, strict=True):
+        ix, iy = int(np.rint(xi)), int(np.rint(yi))
+        image[iy - 12:iy + 13, ix - 12:ix + 13] += c * np.exp(
+            -((xx + ix - xi) ** 2 + (yy + iy - yi) ** 2) / 2 / sigma ** 2
+        ) / (2 * np.pi * sigma ** 2)
+    image = rng.poisson(image).astype(float) + rng.normal(0, 5, image.shape)
+    return np.minimum(image, 60_000.0), x, y, mag
+
+
+def test_a_capped_fit_measures_few_stars_spread_in_magnitude():
+    # Simulated truth: Z = 25. At most max_stars are measured, evenly
+    # spread in magnitude over the usable ones (not the brightest), and
+    # the zero point agrees with the truth and with all the stars' fit
+    # within the errors; uncapped and a cap above the count are the same.
+    image, x, y, mag = _field()
+    full, _ = catalogue_zeropoint(image, x, y, mag, saturation_level=60_000)
+    capped, _ = catalogue_zeropoint(image, x, y, mag, saturation_level=60_000,
+                                    max_stars=80)
+    above, _ = catalogue_zeropoint(image, x, y, mag, saturation_level=60_000,
+                                   max_stars=10_000)
+    assert above == full
+    assert full.n_used + full.n_rejected > 300
+    assert capped.n_used + capped.n_rejected <= 80
+    assert capped.n_used >= 60
+    assert capped.error > full.error
+    for fit in (full, capped):
+        assert fit.zeropoint == pytest.approx(25.0, abs=4 * fit.error + 0.003)
+    assert capped.zeropoint == pytest.approx(
+        full.zeropoint, abs=4 * np.hypot(capped.error, full.error))
+
+
+def test_saturated_stars_are_never_measured():
+    # The checks that need no photometry (core near saturation) come
+    # before the cap: a cap never spends its stars on saturated ones.
+    image, x, y, mag = _field(seed=1)
+    level = 20_000.0
+    image = np.minimum(image, level)
+    bright = mag < 11.5
+    assert bright.sum() > 50
+    fit, _ = catalogue_zeropoint(image, x, y, mag, saturation_level=level,
+                                 max_stars=50)
+    only_faint, _ = catalogue_zeropoint(image, x[~bright], y[~bright],
+                                        mag[~bright], saturation_level=level,
+                                        max_stars=50)
+    # All 50 measured stars are usable: the saturated third of the list
+    # was left out before the cap, not after it.
+    assert 45 <= fit.n_used + fit.n_rejected <= 50
+    assert fit.zeropoint == pytest.approx(25.0, abs=4 * fit.error + 0.003)
+    assert only_faint.zeropoint == pytest.approx(fit.zeropoint,
+                                                 abs=5 * fit.error)
