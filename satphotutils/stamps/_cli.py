@@ -85,6 +85,12 @@ def register(subparsers, formatter_class):
     parser.add_argument('--colour-term', action='store_true',
                         help=('fit the zero points of frames without one '
                               'with a colour term in Gaia BP - RP'))
+    parser.add_argument('--zeropoint-stars', default=300,
+                        type=number_option(integer=True, minimum=5),
+                        metavar='N',
+                        help=('catalogue stars measured at most on a frame '
+                              'whose zero point is fitted, evenly spread in '
+                              'magnitude (default 300: about 0.2 mmag)'))
     parser.add_argument('--workers', default=None,
                         type=number_option(integer=True, minimum=1),
                         help=('processes that measure frames at once '
@@ -189,6 +195,7 @@ def _run(args):
                            band=args.band, header_keys=keys, seed=args.seed,
                            saturation=args.saturation,
                            colour_term=args.colour_term,
+                           zeropoint_stars=args.zeropoint_stars,
                            workers=args.workers)
     report = builder(frames or args.frames, targets, args.output,
                      neighbours=neighbours, overwrite=args.overwrite,

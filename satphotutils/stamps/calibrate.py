@@ -1,6 +1,8 @@
 # Licensed under a 3-clause BSD style license - see LICENSE.rst
 """A frame's zero point from aperture photometry of its catalogue stars."""
 
+import dataclasses
+
 import numpy as np
 
 from .apertures import stamp_aperture_photometry
@@ -150,6 +152,10 @@ def catalogue_zeropoint(data, x, y, catalog_mag, *, usable=None, radius=3.0,
         centre = core[:, reach - _CORE:reach + _CORE + 1,
                       reach - _CORE:reach + _CORE + 1]
         good &= np.max(centre, axis=(1, 2)) < 0.8 * float(saturation_level)
+    # The curve of growth out to 3 radii comes from the stars with no
+    # catalogue neighbour adding 2% within 2 px of that radius.
+    far = _isolated(x, y, catalog_mag, big + 2.0, limit=0.02)
+    growth = np.zeros(len(use), dtype=bool)
     if max_stars is not None and np.count_nonzero(good) > max_stars:
         # Every k-th star in magnitude order: the same mix of bright and
         # faint stars as all of them (a zero point from the brightest
@@ -159,22 +165,30 @@ def catalogue_zeropoint(data, x, y, catalog_mag, *, usable=None, radius=3.0,
                                                 kind='stable')]
         keep = np.unique(np.linspace(0, len(order) - 1, int(max_stars)
                                      ).round().astype(int))
+        # The aperture correction is a ratio of two noisy fluxes: it is
+        # measured on the brightest of the stars that may give it, a
+        # fifth as many again, not on the few a cap leaves.
+        bright_far = order[far[use][order]][:max(10, int(max_stars) // 5)]
+        growth[bright_far] = True
         good[:] = False
         good[order[keep]] = True
+    measured = good | growth
     # The whole stamps of those, in the stored type: the annulus must be
     # on the frame and finite too.
-    use = use[good]
-    stamps, inside = cut_stamps(data, x[use], y[use], 2 * half + 1)
+    stamps, inside = cut_stamps(data, x[use[measured]], y[use[measured]],
+                                2 * half + 1)
     whole = inside.all(axis=(1, 2)) & np.isfinite(stamps).all(axis=(1, 2))
-    use = use[whole]
-    ok[:] = False
-    ok[use] = True
+    index = use[measured][whole]
     flux = np.full((len(x), 2), np.nan)
-    if len(use):
-        flux[use], _ = stamp_aperture_photometry(
+    if len(index):
+        flux[index], _ = stamp_aperture_photometry(
             stamps[whole].astype(float), [radius, big],
-            dx=(x - np.rint(x))[use], dy=(y - np.rint(y))[use],
+            dx=(x - np.rint(x))[index], dy=(y - np.rint(y))[index],
             annulus=annulus)
+    ok[:] = False
+    ok[use[good]] = True
+    for_growth = np.zeros(len(x), dtype=bool)
+    for_growth[use[good | growth]] = True
     ok &= np.isfinite(flux[:, 0])
     if sky_rms is None:
         _, sky_rms = frame_background(data)
@@ -182,21 +196,29 @@ def catalogue_zeropoint(data, x, y, catalog_mag, *, usable=None, radius=3.0,
     with np.errstate(invalid='ignore', divide='ignore'):
         snr = flux / noise
     ok &= snr[:, 0] >= min_snr
-    # The curve of growth out to 3 radii from the stars with no
-    # catalogue neighbour adding 2% within 2 px of that radius, the
-    # brighter ones when there are enough.
-    clean = ok & np.isfinite(flux[:, 1]) & _isolated(
-        x, y, catalog_mag, big + 2.0, limit=0.02)
+    # The curve of growth from the brighter stars when there are enough.
+    clean = for_growth & (snr[:, 0] >= min_snr) & np.isfinite(flux[:, 1]) \
+        & far
     bright = clean & (snr[:, 1] >= 5 * min_snr)
     if np.count_nonzero(bright) < 3:
         bright = clean
     if not bright.any():
         return FrameZeropoint(np.nan, np.nan, 0, 0), np.nan
-    correction = float(np.median(flux[bright, 1] / flux[bright, 0]))
+    ratio = flux[bright, 1] / flux[bright, 0]
+    correction = float(np.median(ratio))
     with np.errstate(invalid='ignore', divide='ignore'):
         log_counts = np.log10(flux[:, 0] * correction)
     fit = frame_zeropoint(log_counts, catalog_mag, usable=ok, sigma=sigma,
                           min_stars=min_stars, colour=colour)
+    # Every star shares the correction: its error (that of a median,
+    # from a robust spread) adds to the zero point's.
+    from astropy.stats import mad_std
+
+    spread = mad_std(ratio) if len(ratio) > 1 else np.nan
+    error = 1.2533 * spread / np.sqrt(len(ratio)) / correction
+    if np.isfinite(error) and fit.valid:
+        fit = dataclasses.replace(
+            fit, error=float(np.hypot(fit.error, 2.5 / np.log(10) * error)))
     return fit, correction
 
 

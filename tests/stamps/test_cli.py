@@ -333,6 +333,42 @@ def test_stamps_command_fits_a_colour_term(tmp_path, capsys):
     assert np.std(errors['c']) < 0.5 * np.std(errors['n'])
 
 
+def test_stamps_command_caps_the_zero_point_stars(tmp_path, capsys):
+    # Frames without a zero point keyword: --zeropoint-stars caps the
+    # catalogue stars each fitted zero point is measured on, and the
+    # zero points stay within their errors of the uncapped fit's.
+    scene = Scene.random(CENTRE, radius=0.5 * u.deg, g_max=16.0, seed=9)
+    sim = FrameSimulator(camera=Camera(detector=Detector(shape=(SIZE,
+                                                                 SIZE))),
+                         pointing=CENTRE)
+    simulate_field(tmp_path / 'frames', scene, [sim], n_epochs=1,
+                   exposures_per_epoch=2, seed=4, style='camera')
+    cat = tmp_path / 'gaia.ecsv'
+    Table({'source_id': np.arange(len(scene.G), dtype=np.int64),
+           'ra': scene.coord.ra.deg, 'dec': scene.coord.dec.deg,
+           'phot_g_mean_mag': scene.G, 'bp_rp': scene.bp_rp}).write(cat)
+    args = ['stamps', str(tmp_path / 'frames'), '--catalog', str(cat),
+            '--edge', str(EDGE), '--workers', '1']
+    assert main([*args, '-o', str(tmp_path / 'all.fits'),
+                 '--zeropoint-stars', '100000']) == 0
+    assert main([*args, '-o', str(tmp_path / 'few.fits'),
+                 '--zeropoint-stars', '12']) == 0
+    full = read_stamp_table(tmp_path / 'all.fits')
+    few = read_stamp_table(tmp_path / 'few.fits')
+    assert np.all(full['zeropoint_n'] > 24)
+    assert np.all((few['zeropoint_n'] >= 8) & (few['zeropoint_n'] <= 12))
+    np.testing.assert_array_equal(few['star_id'], full['star_id'])
+    diff = np.asarray(few['zeropoint'] - full['zeropoint'])
+    assert np.all(np.abs(diff) < 4 * np.hypot(few['zeropoint_err'],
+                                              full['zeropoint_err']))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main([*args, '-o', str(tmp_path / 'bad.fits'),
+              '--zeropoint-stars', '2'])
+    assert info.value.code == 2
+    assert '--zeropoint-stars' in capsys.readouterr().err
+
+
 def _dslr_frame(path, catalogue, zeropoint, rng):
     """A 12-bit camera's frame: tile-compressed int16, a SIP WCS."""
     from astropy.table import QTable
