@@ -62,6 +62,11 @@ def register(subparsers, formatter_class):
     parser.add_argument('--comparison', default=None, metavar='CAT.ecsv',
                         help=('unsaturated comparison stars (ra, dec, mag) '
                               'for a per-frame ensemble zero point'))
+    parser.add_argument('--colour-term', action='store_true',
+                        help=('with --comparison: fit each zero point with '
+                              'a colour term in the bp_rp column (e.g. Gaia '
+                              'BP - RP) of the comparison stars and the '
+                              'targets, each target at its own colour'))
     parser.add_argument('--format', default='ecsv', choices=['ecsv', 'fits'],
                         dest='output_format',
                         help='format of the light-curve files')
@@ -131,7 +136,7 @@ def _run(args):
         pipelines[name] = LightCurvePipeline(
             photometry, epoch_window=args.epoch_window,
             comparison=comparison, reference=args.reference,
-            differential=args.differential)
+            differential=args.differential, colour_term=args.colour_term)
     baseline = None
     if args.compare:
         from pathlib import Path

@@ -216,6 +216,17 @@ class LightCurvePipeline:
     min_comparison : int, optional
         Fewest comparison stars for an ensemble calibration.
 
+    colour_term : bool, optional
+        With ``comparison``: fit each frame's zero point with a colour
+        term (`~satphotutils.calibration.frame_zeropoint`) in the
+        ``bp_rp`` column (e.g. Gaia BP - RP) that the comparison table
+        and the targets then need, and put each target at its own
+        colour. The exposures' ``zeropoint`` is then the target's, the
+        slope is in ``zeropoint_colour_term``, and the slope's error
+        times the target's colour difference from the ensemble's is
+        added to its errors. A frame whose comparison colours span less
+        than 0.1 mag is calibrated without the term (logged).
+
     clip_sigma : float, optional
         Threshold of the light-curve outlier flags.
 
@@ -261,7 +272,7 @@ class LightCurvePipeline:
 
     def __init__(self, photometry=None, *, epoch_window=0.1,
                  comparison=None, min_comparison=5, clip_sigma=5.0,
-                 reference=None, differential=False):
+                 reference=None, differential=False, colour_term=False):
         from satphotutils.photometry.core import _Photometry
 
         if photometry is None:
@@ -283,6 +294,16 @@ class LightCurvePipeline:
                 msg = (f'the comparison table lacks the column(s) '
                        f'{", ".join(missing)}; it needs ra, dec (deg) and mag '
                        "(in the frames' band)")
+                raise SatphotutilsError(msg)
+        self.colour_term = bool(colour_term)
+        if self.colour_term:
+            if comparison is None:
+                msg = ('colour_term=True calibrates on a comparison '
+                       'catalogue: give comparison= (--comparison) too')
+                raise SatphotutilsError(msg)
+            if _COLOUR not in comparison.colnames:
+                msg = (f'colour_term=True needs a {_COLOUR} column (a '
+                       'colour, e.g. Gaia BP - RP) in the comparison table')
                 raise SatphotutilsError(msg)
         self.comparison = comparison
         self._comparison_coords = None if comparison is None else \
@@ -358,6 +379,7 @@ class LightCurvePipeline:
                 'comparison_stars': None if self.comparison is None
                 else len(self.comparison),
                 'min_comparison': self.min_comparison,
+                'colour_term': self.colour_term,
                 'clip_sigma': self.clip_sigma,
                 'photometry': type(self.photometry).__name__,
                 'photometry_config': self.photometry._config()}
@@ -457,7 +479,9 @@ class LightCurvePipeline:
                 log_counts[n:],
                 np.asarray(self.comparison['mag'], dtype=float)[comp],
                 usable=(comp_flags & _NOT_FOR_CALIBRATION) == 0,
-                min_stars=self.min_comparison)
+                min_stars=self.min_comparison,
+                colour=np.asarray(self.comparison[_COLOUR], dtype=float)[
+                    comp] if self.colour_term else None)
             if fit.valid:
                 mag, mag_err = counts_to_magnitude(
                     log_counts[:n], fit.zeropoint,
@@ -497,6 +521,13 @@ class LightCurvePipeline:
             rows['zeropoint'] = np.full(n, fit.zeropoint)
             rows['zeropoint_err'] = np.full(n, fit.error)
             rows['n_comparison'] = np.full(n, fit.n_used)
+            if self.colour_term:
+                # The frame's fit, at the ensemble's colour: the run puts
+                # each target at its own (_at_target_colours).
+                rows['zeropoint_colour_term'] = np.full(n, fit.colour_term)
+                rows['zeropoint_colour_term_err'] = np.full(
+                    n, fit.colour_term_error)
+                rows['zeropoint_colour_ref'] = np.full(n, fit.colour_ref)
         if transform is not None:
             for name, value in transform.to_dict().items():
                 rows[f'reg_{name}'] = np.full(n, value)
@@ -610,6 +641,19 @@ class LightCurvePipeline:
                    f'{output_format!r}')
             raise ValueError(msg)
         table = _target_table(targets)
+        if self.colour_term:
+            colours = np.asarray(table[_COLOUR], dtype=float) if _COLOUR in \
+                table.colnames else None
+            if colours is None or not np.isfinite(colours).all():
+                msg = (f'colour_term=True needs a finite {_COLOUR} colour '
+                       'for every target, to put it at its own colour; '
+                       + ('the target table has no such column'
+                          if colours is None else
+                          f'{np.count_nonzero(~np.isfinite(colours))} '
+                          'targets have none'))
+                raise SatphotutilsError(msg)
+        else:
+            colours = None
         if self._reference is None:
             coords, names = _read_targets(table)
         else:
@@ -630,7 +674,8 @@ class LightCurvePipeline:
         if out is None:
             run, exposures = self._run(files, coords, names, files_of, None,
                                        scheduler=scheduler,
-                                       progress=progress, ensemble=ensemble)
+                                       progress=progress, ensemble=ensemble,
+                                       colours=colours)
         else:
             run, exposures = self._run_in(out, files, coords, names,
                                           files_of, resume=resume,
@@ -639,7 +684,7 @@ class LightCurvePipeline:
                                           baseline=baseline,
                                           long_table=long_table,
                                           output_format=output_format,
-                                          ensemble=ensemble)
+                                          ensemble=ensemble, colours=colours)
         problem = _nothing_measured(run, exposures, len(files))
         if problem:
             raise NothingMeasuredError(problem, run)
@@ -647,7 +692,7 @@ class LightCurvePipeline:
 
     def _run_in(self, out, files, coords, names, files_of, *, resume,
                 scheduler, progress, plot, baseline, long_table,
-                output_format, ensemble):
+                output_format, ensemble, colours=None):
         """Run, writing to ``out``, which is held locked."""
         (out / 'frames').mkdir(parents=True, exist_ok=True)
         with _output_lock(out):
@@ -660,7 +705,8 @@ class LightCurvePipeline:
             resume = self._check_state(out, coords, names, resume=resume)
             run, exposures = self._run(files, coords, names, files_of, out,
                                        resume=resume, scheduler=scheduler,
-                                       progress=progress, ensemble=ensemble)
+                                       progress=progress, ensemble=ensemble,
+                                       colours=colours)
             self._write(run, out, plot=plot, baseline=baseline,
                         long_table=long_table, output_format=output_format)
         return run, exposures
@@ -941,7 +987,7 @@ class LightCurvePipeline:
         return False
 
     def _run(self, files, coords, names, files_of, out, *, resume=False,
-             scheduler=None, progress=False, ensemble=None):
+             scheduler=None, progress=False, ensemble=None, colours=None):
         """Measure the frames and combine the epochs; the run, exposures."""
         done, rows = {}, []
         skipped = {}
@@ -974,6 +1020,8 @@ class LightCurvePipeline:
         for r in rows:
             r.meta.clear()
         exposures = _stack(rows) if rows else None
+        if exposures is not None and self.colour_term:
+            _at_target_colours(exposures, colours)
         lightcurves, stats, registration, calibration = {}, {}, {}, {}
         if exposures is not None:
             # Each frame's rows are one block of the stack.
@@ -1198,9 +1246,38 @@ _MAD_TO_SIGMA = 1.482602218505602
 
 # Per-exposure columns of the rows that a light curve of one point per
 # exposure (epoch_window=0) keeps; 'file' becomes 'frame'.
+# The colour column of a colour-term calibration (Gaia's name).
+_COLOUR = 'bp_rp'
+
+
+def _at_target_colours(exposures, colours):
+    """
+    Put each exposure's magnitude at its target's colour, in place.
+
+    The frames' zero points were fitted with a colour term and quoted at
+    the ensemble's colour; a frame calibrated without one (too narrow a
+    span of colours) has a NaN slope and stays as it is.
+    """
+    slope = np.asarray(exposures['zeropoint_colour_term'], dtype=float)
+    slope_err = np.asarray(exposures['zeropoint_colour_term_err'],
+                           dtype=float)
+    delta = colours[np.asarray(exposures['target'])] - np.asarray(
+        exposures['zeropoint_colour_ref'], dtype=float)
+    fitted = np.isfinite(slope)
+    term = np.where(fitted, slope * delta, 0.0)
+    term_err = np.where(fitted & np.isfinite(slope_err), slope_err * delta,
+                        0.0)
+    for name in ('mag', 'zeropoint'):
+        exposures[name] = np.asarray(exposures[name], dtype=float) + term
+    for name in ('mag_err', 'zeropoint_err'):
+        exposures[name] = np.hypot(np.asarray(exposures[name], dtype=float),
+                                   term_err)
+
+
 _PER_EXPOSURE = ('file', 'x', 'y', 'zeropoint', 'zeropoint_err',
-                 'n_comparison', 'reg_scale', 'reg_rotation', 'reg_x_shift',
-                 'reg_y_shift', 'reg_residual', 'reg_n_matched')
+                 'n_comparison', 'zeropoint_colour_term', 'reg_scale',
+                 'reg_rotation', 'reg_x_shift', 'reg_y_shift',
+                 'reg_residual', 'reg_n_matched')
 
 # Longest file-name stem made from a name: far from the 255 bytes most
 # file systems allow, with room for a hash and a suffix.

@@ -67,7 +67,9 @@ def photometry_method(name, **options):
         msg = (f"method {name!r} does not take {', '.join(unused)}; "
                'leave those options out for it')
         raise ValueError(msg)
-    return cls(**{k: v for k, v in options.items() if k in accepted})
+    # None is an option not given: the method's own default.
+    return cls(**{k: v for k, v in options.items()
+                  if k in accepted and v is not None})
 
 
 def _keywords(cls):

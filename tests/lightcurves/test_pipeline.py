@@ -28,6 +28,7 @@ from satphotutils.simulation import (
     Scene,
     simulate_field,
 )
+from satphotutils.utils.exceptions import SatphotutilsError
 from satphotutils.utils.flags import SATPHOT_FLAGS
 
 CENTRE = SkyCoord(250.0, -45.0, unit='deg')
@@ -321,6 +322,72 @@ def test_ensemble_calibration_with_comparison_stars(field, tmp_path):
         assert np.all((rows['zeropoint_err'] > 0)
                       & (rows['zeropoint_err'] < 0.02))
         assert np.all(rows['n_comparison'] >= 5)
+
+
+def test_comparison_calibration_with_a_colour_term(tmp_path, capsys):
+    # Simulated truth: a camera whose counts depend on colour (0.2 mag
+    # per mag of BP - RP). With --colour-term every target is put at its
+    # own colour and its magnitude is its true g whatever the colour;
+    # without it the error follows the colour. The options are checked.
+    from satphotutils.photometry import AperturePhotometryBaseline
+    from satphotutils.stamps.calibrate import _isolated
+
+    detector = Detector(shape=(500, 500))
+    scene = Scene.random(CENTRE, radius=0.6 * u.deg, g_max=15.0, seed=21)
+    sim = FrameSimulator(camera=Camera(colour_term=0.2, detector=detector),
+                         pointing=CENTRE)
+    simulate_field(tmp_path / 'frames', scene, [sim], n_epochs=2,
+                   exposures_per_epoch=2, seed=5)
+    x, y = detector.wcs(CENTRE).world_to_pixel(scene.coord)
+    inside = (x > 30) & (x < 470) & (y > 30) & (y < 470)
+    alone = _isolated(x, y, scene.g, 8.0, limit=0.03)
+    faint = inside & alone & (scene.g > 12.0) & (scene.g < 14.5) \
+        & np.array([v is None for v in scene.variability])
+    pick = np.flatnonzero(faint)
+    targets_at = pick[::3][:10]
+    comps_at = np.setdiff1d(pick, targets_at)
+    def table(at):
+        return Table({'name': [f's{i}' for i in at],
+                      'ra': scene.coord.ra.deg[at],
+                      'dec': scene.coord.dec.deg[at], 'mag': scene.g[at],
+                      'bp_rp': scene.bp_rp[at]})
+    targets, comp = table(targets_at), table(comps_at)
+    assert np.ptp(targets['bp_rp']) > 0.8
+    frames = sorted((tmp_path / 'frames').glob('*.fits'))
+    residual = {}
+    for term in (True, False):
+        run = LightCurvePipeline(AperturePhotometryBaseline(),
+                                 comparison=comp, colour_term=term)(
+            frames, targets)
+        residual[term] = np.array([
+            np.median(run.lightcurves[name]['mag'].value) - g
+            for name, g in zip(targets['name'], targets['mag'],
+                               strict=True)])
+    colour = np.asarray(targets['bp_rp'])
+    slope = {k: np.polyfit(colour, v, 1)[0] for k, v in residual.items()}
+    assert np.median(np.abs(residual[True])) < 0.015
+    assert abs(slope[True]) < 0.04
+    assert slope[False] == pytest.approx(0.2, abs=0.05)
+    with pytest.raises(SatphotutilsError, match='bp_rp'):
+        LightCurvePipeline(comparison=comp['ra', 'dec', 'mag'],
+                           colour_term=True)
+    with pytest.raises(SatphotutilsError, match='comparison'):
+        LightCurvePipeline(colour_term=True)
+    with pytest.raises(SatphotutilsError, match='2 targets have none'):
+        bad = targets.copy()
+        bad['bp_rp'][:2] = np.nan
+        LightCurvePipeline(AperturePhotometryBaseline(), comparison=comp,
+                           colour_term=True)(frames, bad)
+    # The command line: the same calibration.
+    targets.write(tmp_path / 'targets.ecsv')
+    comp.write(tmp_path / 'comp.ecsv')
+    assert main(['lightcurve', str(tmp_path / 'frames'), '--targets',
+                 str(tmp_path / 'targets.ecsv'), '-o', str(tmp_path / 'lc'),
+                 '--method', 'aperture', '--comparison',
+                 str(tmp_path / 'comp.ecsv'), '--colour-term']) == 0
+    written = Table.read(tmp_path / 'lc' / f'{targets["name"][0]}.ecsv')
+    assert np.median(written['mag']) == pytest.approx(
+        targets['mag'][0] + residual[True][0], abs=1e-6)
 
 
 def test_epoch_rules():
