@@ -247,7 +247,7 @@ def read_frame_data(path, *, hdu=None, max_bytes=None, dtype=None,
         Convert the pixels to this type (e.g. ``np.float32``).
 
     copy : bool, optional
-        With `False` (and no ``dtype``), the pixels as astropy gives them:
+        With ``False`` (and no ``dtype``), the pixels as astropy gives them:
         a read-only memory map of the file for an uncompressed, unscaled
         image (it outlives the closed file; nothing is read until used),
         the decoded array otherwise. For a caller that looks at a small
