@@ -222,7 +222,8 @@ class StampTableWriter:
             else:
                 value = self._fitting(name, value)
             rows[name] = value
-        self._file.write(rows.tobytes())
+        # The buffer itself: no copy of the chunk.
+        self._file.write(rows.data)
         self._nrows += n
 
     def _fitting(self, name, value):
