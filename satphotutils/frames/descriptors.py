@@ -152,9 +152,10 @@ def _given_peaks(data, positions, threshold, saturation, n_stars, mask,
     Return the stars at given positions that `_isolated_peaks` keeps.
 
     Each position moves to the brightest finite, unmasked pixel within
-    ``search`` pixels; stars whose peak is below ``threshold`` or within
-    a factor two of ``saturation`` (both above ``background``) are
-    dropped; the ``n_stars`` brightest remain, brightest first.
+    ``search`` pixels, which must be a local maximum; stars whose peak is
+    below ``threshold`` or within a factor two of ``saturation`` (both
+    above ``background``) are dropped; the ``n_stars`` brightest remain,
+    brightest first.
     """
     positions = np.asarray(positions, dtype=float).reshape(-1, 2)
     ny, nx = data.shape
@@ -178,10 +179,21 @@ def _given_peaks(data, positions, threshold, saturation, n_stars, mask,
     best = np.argmax(square, axis=1)
     peak = square[np.arange(len(ix)), best]
     dy, dx = np.divmod(best, 2 * search + 1)
-    x = (ix + dx - search).astype(float)
-    y = (iy + dy - search).astype(float)
+    px, py = ix + dx - search, iy + dy - search
+    # A real star peaks there: the brightest pixel of the square must be
+    # the brightest of its own 3 x 3 too (on the square's edge it may be
+    # the wing of a star that is not where the position says).
+    grid = np.arange(-1, 2)
+    around = data[py[:, None, None] + grid[None, :, None],
+                  px[:, None, None] + grid[None, None, :]].astype(float)
+    if mask is not None:
+        around[mask[py[:, None, None] + grid[None, :, None],
+                    px[:, None, None] + grid[None, None, :]]] = np.nan
+    around = np.where(np.isfinite(around), around, -np.inf)
+    x, y = px.astype(float), py.astype(float)
     ok = (peak > threshold) & (peak - background
-                               < 0.5 * (saturation - background))
+                               < 0.5 * (saturation - background)) \
+        & (around.reshape(len(px), -1).max(axis=1) <= peak)
     order = np.argsort(-peak[ok], kind='stable')[:n_stars]
     return np.column_stack([x[ok][order], y[ok][order]])
 

@@ -301,3 +301,7 @@ def test_frame_fwhm_at_given_positions_is_the_detected_fwhm():
     assert np.isnan(frame_fwhm(data, saturation=level,
                                positions=given[saturated]))
     assert np.isnan(frame_fwhm(data, saturation=level, positions=given[:2]))
+    # Positions 6 px off (a wrong WCS) find only the stars' wings, which
+    # are not peaks: nothing is measured rather than a wrong width.
+    off = np.column_stack([x, y])[alone] + [6.0, 0.0]
+    assert np.isnan(frame_fwhm(data, saturation=level, positions=off))
