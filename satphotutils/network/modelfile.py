@@ -245,9 +245,11 @@ class SaturatedStarModel:
         config = self.networks[0].to_config()
         kind = config.pop('type')
         options = ', '.join(f'{k}={v}' for k, v in config.items())
+        ny, nx = self.features.stamp_shape
         return (f'<SaturatedStarModel: {len(self.networks)} member(s) of '
-                f'{kind}({options}), {self.features.n_features} '
-                f'features, cameras {list(self.features.cameras) or "any"}>')
+                f'{kind}({options}), {ny} x {nx} stamps, '
+                f'{self.features.n_features} features, cameras '
+                f'{list(self.features.cameras) or "any"}>')
 
     @property
     def saturation_log_counts(self):
@@ -457,8 +459,10 @@ class SaturatedStarModel:
 
         Parameters
         ----------
-        stamps : array-like, shape (N, 21, 21)
-            Stamps in counts, the target at the central pixel.
+        stamps : array-like, shape (N, ny, nx)
+            Stamps in counts, the target at the central pixel, of the
+            model's shape (``features.stamp_shape``: 21 x 21 for the
+            bundled model, tall for a model of uncorrected frames).
 
         sky : array-like, shape (N,)
             The frames' sky level.

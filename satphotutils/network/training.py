@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from satphotutils.utils._misc import get_versions
+from satphotutils.utils._parameters import stamp_shape
 from satphotutils.utils.exceptions import SatphotutilsError
 from satphotutils.utils.io import atomic_output
 from satphotutils.utils.stats import dispersion
@@ -509,8 +510,9 @@ class Trainer:
         features = self.features
         if features is None:
             # Camera-agnostic: a per-camera encoding would be an input the
-            # network cannot use on any camera it did not see.
-            features = StampFeatures()
+            # network cannot use on any camera it did not see. The stamp
+            # shape is the table's: tall stamps make a tall-stamp model.
+            features = StampFeatures(stamp_size=_table_shape(stamps))
         if self.init is None:
             data, columns = load_features(
                 stamps, features, fwhm_scatter=_FWHM_SCATTER,
@@ -531,13 +533,14 @@ class Trainer:
         """`load_features`, its errors naming the init model and the fix."""
         name = self.init_record['source']
         size = features.stamp_size
+        ny, nx = features.stamp_shape
         for src in stamps if isinstance(stamps, (list, tuple)) else [stamps]:
             shape = _stamp_shape(src)
-            if shape is not None and shape != (size, size):
+            if shape is not None and shape != (ny, nx):
                 msg = (f'{_describe(src)}: the stamp column holds stamps of '
                        f'{shape[0]} x {shape[1]} pixels, the init model '
                        f'{name} reads features.stamp_size = {size}: cut the '
-                       f'stamps at {size} x {size} pixels, or train from '
+                       f'stamps at {ny} x {nx} pixels, or train from '
                        'scratch (without init)')
                 raise SatphotutilsError(msg)
         try:
@@ -796,6 +799,36 @@ def _stamp_shape(source):
         return None
     shape = np.shape(head['stamp'])[1:]
     return tuple(int(n) for n in shape) if len(shape) == 2 else None
+
+
+def _table_shape(stamps):
+    """
+    Return the one stamp shape of the tables to train on.
+
+    21 x 21 when no table says (an empty one); tables of different
+    shapes are refused: one model reads one shape.
+    """
+    sources = stamps if isinstance(stamps, (list, tuple)) else [stamps]
+    shapes = {}
+    for src in sources:
+        shape = _stamp_shape(src)
+        if shape is not None:
+            shapes.setdefault(shape, _describe(src))
+    if len(shapes) > 1:
+        listed = ', '.join(f'{name} ({ny} x {nx})'
+                           for (ny, nx), name in shapes.items())
+        msg = (f'the stamp tables hold stamps of different shapes: {listed}; '
+               'a model reads one shape: train on tables cut alike')
+        raise SatphotutilsError(msg)
+    if not shapes:
+        return 21
+    (shape,) = shapes
+    try:
+        # The default annulus (7-10 px) needs 21 columns.
+        return stamp_shape(shape, name='the stamp column', minimum=21)
+    except ValueError as exc:
+        msg = f'{_describe(sources[0])}: {exc}'
+        raise SatphotutilsError(msg) from None
 
 
 def _describe(stamps):

@@ -28,7 +28,12 @@ from satphotutils.frames.info import _ZEROPOINT_RANGE
 from satphotutils.stamps.apertures import aperture_sums, circle_mask
 from satphotutils.stamps.cutout import cut_stamps
 from satphotutils.utils._misc import get_meta
-from satphotutils.utils._parameters import as_finite, as_integer, as_positive
+from satphotutils.utils._parameters import (
+    as_finite,
+    as_integer,
+    as_positive,
+    stamp_shape,
+)
 from satphotutils.utils.exceptions import SatphotutilsError
 from satphotutils.utils.flags import SATPHOT_FLAGS
 
@@ -54,11 +59,14 @@ class _Photometry:
 
     def __init__(self, *, stamp_size=21, header_keys=None,
                  saturation_level=None, recentre='auto', max_shift=2.0):
-        stamp_size = as_integer(stamp_size, 'stamp_size')
-        if stamp_size % 2 == 0 or stamp_size < 11:
-            msg = f'stamp_size must be an odd integer >= 11, got {stamp_size}'
-            raise ValueError(msg)
-        self.stamp_size = stamp_size
+        if isinstance(stamp_size, str) or not isinstance(
+                stamp_size, (tuple, list, np.ndarray)):
+            as_integer(stamp_size, 'stamp_size')
+        self.stamp_shape = stamp_shape(stamp_size, name='stamp_size',
+                                       minimum=11)
+        ny, nx = self.stamp_shape
+        # As given: an int for a square, (ny, nx) for a tall stamp.
+        self.stamp_size = nx if ny == nx else self.stamp_shape
         if header_keys is None:
             header_keys = HeaderKeys()
         elif not isinstance(header_keys, HeaderKeys):
@@ -87,7 +95,8 @@ class _Photometry:
     signal_radius = 5.0
 
     def _config(self):
-        return {'stamp_size': self.stamp_size,
+        return {'stamp_size': self.stamp_size if np.ndim(self.stamp_size)
+                == 0 else list(self.stamp_size),
                 'header_keys': self.header_keys.to_dict(),
                 'saturation_level': self.saturation_level,
                 'recentre': self.recentre, 'max_shift': self.max_shift}
@@ -200,8 +209,9 @@ class _Photometry:
         parts = []
         for start in range(0, max(len(x), 1), _CHUNK):
             sl = slice(start, start + _CHUNK)
-            xs = np.where(placed[sl], x[sl], -10.0 * self.stamp_size)
-            ys = np.where(placed[sl], y[sl], -10.0 * self.stamp_size)
+            far = -10.0 * max(self.stamp_shape)
+            xs = np.where(placed[sl], x[sl], far)
+            ys = np.where(placed[sl], y[sl], far)
             stamps, stamp_flags, n_sat, missing = self._stamps(
                 image, mask, xs, ys, frame['saturation_level'])
             result = self._measure(image, mask, error, xs, ys, stamps,
@@ -287,31 +297,31 @@ class _Photometry:
 
     def _stamps(self, image, mask, x, y, level):
         """Cut stamps centred on the rounded positions (NaN off the image)."""
-        size = self.stamp_size
-        half = size // 2
+        shape = self.stamp_shape
+        hy, hx = shape[0] // 2, shape[1] // 2
         ny, nx = image.shape
         ix, iy = np.rint(x).astype(int), np.rint(y).astype(int)
-        stamps, inside = cut_stamps(image, ix, iy, size, dtype=np.float32)
+        stamps, inside = cut_stamps(image, ix, iy, shape, dtype=np.float32)
         stamps[~inside] = np.nan
         flags = np.zeros(len(x), dtype=np.int64)
         partial = ~inside.all(axis=(1, 2))
         none = ~inside.any(axis=(1, 2))
         flags[partial] |= SATPHOT_FLAGS.PARTIAL_OVERLAP
         flags[none] |= SATPHOT_FLAGS.NO_OVERLAP
-        circle = circle_mask(size, self.signal_radius)[None]
+        circle = self._signal_mask()[None]
         nonfinite = ~np.isfinite(stamps) & inside
         flags[(nonfinite & circle).any(axis=(1, 2))] |= \
             SATPHOT_FLAGS.NON_FINITE_DATA
         missing = ~inside
         if mask is not None:
-            masked, _ = cut_stamps(mask, ix, iy, size, dtype=bool)
+            masked, _ = cut_stamps(mask, ix, iy, shape, dtype=bool)
             masked &= inside
             flags[(masked & circle).any(axis=(1, 2))] |= \
                 SATPHOT_FLAGS.MASKED_PIXELS
             stamps[masked] = np.nan
             missing |= masked
-        near = ((x < half) | (y < half) | (x > nx - 1 - half)
-                | (y > ny - 1 - half))
+        near = ((x < hx) | (y < hy) | (x > nx - 1 - hx)
+                | (y > ny - 1 - hy))
         flags[near] |= SATPHOT_FLAGS.NEAR_EDGE
         if level is None:
             # Unknown, not zero: a masked value.
@@ -319,6 +329,10 @@ class _Photometry:
         else:
             n_sat = np.count_nonzero((stamps >= level) & circle, axis=(1, 2))
         return stamps, flags, n_sat, missing
+
+    def _signal_mask(self):
+        """Return the stamp pixels of ``n_saturated`` and the pixel flags."""
+        return circle_mask(self.stamp_shape, self.signal_radius)
 
     def _table(self, x, y, sky_center, unit, result, flags, n_sat, frame):
         table = QTable()
@@ -501,9 +515,9 @@ class SaturatedStarPhotometry(_Photometry):
             model = SaturatedStarModel.default()
         elif not isinstance(model, SaturatedStarModel):
             model = SaturatedStarModel.read(model)
-        # The stamp size and the signal circle are the model's: a model
+        # The stamp shape and the signal region are the model's: a model
         # trained on other stamps is another model.
-        super().__init__(stamp_size=model.features.stamp_size,
+        super().__init__(stamp_size=model.features.stamp_shape,
                          header_keys=header_keys,
                          saturation_level=saturation_level,
                          recentre=recentre, max_shift=max_shift)
@@ -530,6 +544,11 @@ class SaturatedStarPhotometry(_Photometry):
 
     def __repr__(self):
         return f'<SaturatedStarPhotometry {self.model!r}>'
+
+    def _signal_mask(self):
+        # The pixels the network reads: its circle, or on a tall stamp
+        # the stadium along the trail.
+        return self.model.features.signal_mask
 
     def _table(self, x, y, sky_center, unit, result, flags, n_sat, frame):
         from .check import frame_check
@@ -673,9 +692,9 @@ class SaturatedStarPhotometry(_Photometry):
         """Propagate the pixel errors of the signal circle, in dex."""
         errs, inside = cut_stamps(np.asarray(error, dtype=float),
                                   np.rint(x).astype(int),
-                                  np.rint(y).astype(int), self.stamp_size,
+                                  np.rint(y).astype(int), self.stamp_shape,
                                   dtype=float)
-        circle = circle_mask(self.stamp_size, self.signal_radius)[None]
+        circle = self._signal_mask()[None]
         var = np.where(inside & circle, errs, 0.0) ** 2
         with np.errstate(invalid='ignore', divide='ignore', over='ignore'):
             return np.sqrt(var.sum(axis=(1, 2))) / 10 ** log_counts \
