@@ -144,8 +144,8 @@ class StampCNN(_TwoHeads):
     Registered as architecture type ``'cnn'``. It reads the same
     standardised feature vector as `StampMLP`: the pixel and exactly-1
     blocks are scattered back onto their grid (square for the circle of
-    a square stamp, ``ny x (2 radius + 1)`` along a tall stamp's
-    trail; with a third,
+    a square stamp; for a tall stamp's stadium ``ny - nx + 2 radius + 1``
+    rows along the trail by ``2 radius + 1`` columns; with a third,
     constant plane marking the circle, so that the zeros outside it are
     not mistaken for data), convolved, flattened and joined with the
     scalar features and the camera code for a dense part and the same
