@@ -54,6 +54,7 @@ MODEL_FORMAT_VERSION = 1
 _WEIGHTS = 'model.safetensors'
 _META = 'model.json'
 _MAX_MEMBERS = 64
+_TRAINING_FRAMES = ('corrected', 'uncorrected', 'mixed')
 # Feature version 1 had two more scalar inputs, both constant in the
 # training of every model made with it.
 # Version 1 converts to version 2: the same inputs less the constant two.
@@ -250,6 +251,26 @@ class SaturatedStarModel:
                 f'{kind}({options}), {ny} x {nx} stamps, '
                 f'{self.features.n_features} features, cameras '
                 f'{list(self.features.cameras) or "any"}>')
+
+    @property
+    def training_frames(self):
+        """
+        The frames the model was trained on, for photometry's routing.
+
+        ``'corrected'`` (their pipeline replaced the bleed trails, as
+        ASAS-SN's does), ``'uncorrected'`` (the trails stayed) or
+        ``'mixed'``: ``metadata['training_frames']``, which training
+        writes when its stamp table says (a ``corrected`` or
+        ``family_correction`` column). A model without it (every model
+        before tall stamps, the bundled one) is taken as trained on
+        corrected frames if its stamps are square and on uncorrected
+        ones if they are tall, which only such frames need.
+        """
+        said = self.metadata.get('training_frames')
+        if said is not None:
+            return said
+        ny, nx = self.features.stamp_shape
+        return 'uncorrected' if ny > nx else 'corrected'
 
     @property
     def saturation_log_counts(self):
@@ -967,6 +988,10 @@ def _check_meta(meta, path, features, *, v1=False):
                                  or isinstance(arch['n_features'], bool)):
         fail('architecture.n_features', f'the number of features, {n_in}',
              arch['n_features'])
+    frames = meta.get('training_frames')
+    if frames is not None and frames not in _TRAINING_FRAMES:
+        fail('training_frames', f'one of {list(_TRAINING_FRAMES)} or null',
+             frames)
     if 'saturation_log_counts' in meta and not _is_number(
             meta['saturation_log_counts']):
         fail('saturation_log_counts', 'a finite number',

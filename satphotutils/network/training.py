@@ -207,6 +207,33 @@ PRESETS = {
 
 # Training jitter of the frames' FWHM input (see load_features).
 _FWHM_SCATTER = 0.1
+# Columns read besides the features: labels, groups, and what says
+# whether each stamp's frame was corrected.
+_EXTRA_COLUMNS = ('log_counts', 'star_id', 'saturated', 'epoch', 'g',
+                  'corrected', 'family_correction')
+
+
+def _training_frames(columns, usable):
+    """
+    Say what frames the stamps came from: ``metadata['training_frames']``.
+
+    ``'corrected'`` (the pipeline replaced the bleed trails),
+    ``'uncorrected'`` (the trails stayed), ``'mixed'``, or `None` when
+    the table does not say: from a boolean ``corrected`` column (the
+    frames' ``SATCORR``), else the simulator's ``family_correction``
+    (``'raw'`` is uncorrected).
+    """
+    if 'corrected' in columns:
+        corrected = np.asarray(columns['corrected']).astype(bool)
+    elif 'family_correction' in columns:
+        corrected = np.char.strip(np.asarray(
+            columns['family_correction'], dtype=str)) != 'raw'
+    else:
+        return None
+    corrected = corrected[usable]
+    if corrected.all():
+        return 'corrected'
+    return 'uncorrected' if not corrected.any() else 'mixed'
 
 
 def _device(device):
@@ -459,6 +486,7 @@ class Trainer:
             features, members, input_mean=mean, input_std=std, metadata={})
         label = columns['label']
         model.metadata.update({
+            'training_frames': _training_frames(columns, usable),
             'saturation_log_counts': _saturation_threshold(
                 columns, usable, data),
             'label_range': [float(np.min(label[train])),
@@ -516,7 +544,7 @@ class Trainer:
         if self.init is None:
             data, columns = load_features(
                 stamps, features, fwhm_scatter=_FWHM_SCATTER,
-                seed=self.config.seed)
+                seed=self.config.seed, extra_columns=_EXTRA_COLUMNS)
         else:
             data, columns = self._load_for_init(stamps, features)
         for name in ('log_counts', 'star_id'):
@@ -546,7 +574,8 @@ class Trainer:
         try:
             return load_features(stamps, features,
                                  fwhm_scatter=_FWHM_SCATTER,
-                                 seed=self.config.seed)
+                                 seed=self.config.seed,
+                                 extra_columns=_EXTRA_COLUMNS)
         except (SatphotutilsError, ValueError) as exc:
             msg = (f'{_describe(stamps)}: the init model {name} (feature '
                    f'version {features.to_dict()["version"]}) cannot read '

@@ -47,6 +47,9 @@ _CHUNK = 65536  # targets measured at a time
 _NOT_FOR_HYBRID = (SATPHOT_FLAGS.DAMAGED_CORE
                    | SATPHOT_FLAGS.OUTSIDE_TRAINING_RANGE)
 _HYBRID_MARGIN = 0.3  # dex below the model's saturation boundary
+# How SaturatedStarPhotometry measures the saturated targets of frames
+# that kept their bleed trails.
+_TRAILS = ('auto', 'network', 'bleed-trail')
 _X_ALIASES = ('x_init', 'xinit', 'x', 'x_0', 'x0', 'xcentroid',
               'x_centroid', 'x_center', 'xcen', 'x_cen', 'xpos', 'x_pos')
 _Y_ALIASES = tuple(a.replace('x', 'y', 1) for a in _X_ALIASES)
@@ -458,8 +461,34 @@ class SaturatedStarPhotometry(_Photometry):
         frame on which it cannot be measured (fewer than 3 isolated
         unsaturated stars) is an error naming this argument.
 
+    trails : {'auto', 'network', 'bleed-trail'}, optional
+        How the saturated targets of an uncorrected frame (one whose
+        pipeline left the bleed trails in place) are measured; see
+        Notes. ``'auto'``: by the network if it was trained on such
+        frames (`~satphotutils.network.SaturatedStarModel.training_frames`),
+        else by `~satphotutils.photometry.BleedTrailPhotometry`;
+        ``'network'`` and ``'bleed-trail'`` force one (the network on
+        frames unlike its training frames with a warning).
+
     Notes
     -----
+    Corrected and uncorrected frames: a model trained on frames whose
+    pipeline replaced the bleed trails (ASAS-SN's; the bundled model) has
+    never seen a trail, and on a frame that kept them it would miss the
+    charge that ran along the columns. Each frame is classified by its
+    header's ``corrected`` keyword (``SATCORR``; ``--header-key
+    corrected=KEYWORD``), else by its pixels
+    (`~satphotutils.frames.bleed_trails`: the saturated regions are
+    elongated along the read direction when the trails stayed). On an
+    uncorrected frame, with such a model, the targets with a saturated
+    pixel within the signal radius are measured by
+    `~satphotutils.photometry.BleedTrailPhotometry` (``method``
+    ``'bleed_trail'``, its flags, ``ood_score`` NaN), the others by the
+    network. ``meta['frame_kind']`` says what the frame is, how that was
+    found, what the model was trained on and how many targets each path
+    measured. A frame the pixels cannot classify (no saturated region
+    of 6 pixels) is measured by the network.
+
     A camera-agnostic model (feature version 3) also reads each frame's
     saturation level: ``saturation_level``, else the header's saturation
     keyword, else the frame's plateau
@@ -508,7 +537,7 @@ class SaturatedStarPhotometry(_Photometry):
                  header_keys=None, saturation_level=None, recentre='auto',
                  max_shift=2.0, hybrid=True, hybrid_tolerance=0.03,
                  ensemble=True, reflections=False, batch_size=65536,
-                 device=None, fwhm=None):
+                 device=None, fwhm=None, trails='auto'):
         from satphotutils.network import SaturatedStarModel
 
         if model is None:
@@ -541,6 +570,10 @@ class SaturatedStarPhotometry(_Photometry):
         self.reflections = reflections
         self.batch_size = as_integer(batch_size, 'batch_size', minimum=1)
         self.device = device
+        if trails not in _TRAILS:
+            msg = f'trails must be one of {_TRAILS}, got {trails!r}'
+            raise ValueError(msg)
+        self.trails = trails
 
     def __repr__(self):
         return f'<SaturatedStarPhotometry {self.model!r}>'
@@ -563,6 +596,15 @@ class SaturatedStarPhotometry(_Photometry):
             if guard is None else
             f'available: ood_score > 1 is out_of_distribution (set on '
             f'{guard.false_positive_rate:.0%} of validation stamps)')
+        if 'frame_kind' in frame:
+            kind = dict(frame['frame_kind'])
+            kind['n_bleed_trail'] = int(np.sum(result['method']
+                                               == 'bleed_trail'))
+            bleed = frame.get('bleed_frame', {})
+            for key in ('margin', 'radius', 'point_correction'):
+                if key in bleed:
+                    kind[f'bleed_trail_{key}'] = bleed[key]
+            table.meta['frame_kind'] = kind
         for key in ('frame_fwhm', 'frame_saturation'):
             if key in frame:
                 table.meta[key] = {'value': frame[key],
@@ -578,6 +620,7 @@ class SaturatedStarPhotometry(_Photometry):
     def _config(self):
         config = super()._config()
         config.update({'radius': self.radius, 'hybrid': self.hybrid,
+                       'trails': self.trails,
                        'hybrid_tolerance': self.hybrid_tolerance,
                        'ensemble': self.ensemble,
                        'reflections': self.reflections,
@@ -621,13 +664,91 @@ class SaturatedStarPhotometry(_Photometry):
         log_counts = np.where(no_signal, np.nan, log_counts)
         err = np.where(no_signal, np.nan, err)
         local_bkg = pred.local_bkg
+        ood_score = pred.ood_score
+        trail = self._trail_targets(image, mask, stamps, frame)
+        if trail.any():
+            # All the targets, as BleedTrailPhotometry alone would measure
+            # them: they split each other's apertures, and the unsaturated
+            # ones set its aperture correction.
+            bleed = self._bleed_trail(frame)._measure(
+                image, mask, error, x, y, stamps, frame['bleed_frame'],
+                missing)
+            log_counts[trail] = bleed['log_counts'][trail]
+            err[trail] = bleed['log_counts_err'][trail]
+            flags[trail] = bleed['flags'][trail]
+            local_bkg = local_bkg.copy()
+            local_bkg[trail] = bleed['local_bkg'][trail]
+            method = method.astype('<U11')
+            method[trail] = bleed['method'][trail]
+            ood_score = np.where(trail, np.nan, ood_score)
         if self.local_bkg_estimator is not None:
             local_bkg = np.asarray(self.local_bkg_estimator(
                 image, x, y, mask=mask), dtype=float)
         return {'log_counts': log_counts, 'log_counts_err': err,
                 'flags': flags,
                 'local_bkg': local_bkg, 'n_unity': pred.n_unity,
-                'method': method, 'ood_score': pred.ood_score, **check}
+                'method': method, 'ood_score': ood_score, **check}
+
+    def _frame_kind(self, image, mask, frame):
+        """Classify the frame (corrected or not) and choose the paths."""
+        if 'frame_kind' in frame:
+            return frame['frame_kind']
+        from satphotutils.frames import bleed_trails
+
+        info, key = frame['info'], self.header_keys.corrected
+        corrected = info.corrected
+        source = f'header ({key})'
+        if corrected is None:
+            level = frame.get('frame_saturation',
+                              frame['saturation_level'])
+            trails, found = (None, {}) if level is None else bleed_trails(
+                image, level, mask=mask)
+            corrected = None if trails is None else not trails
+            source = ('measured: no saturation level' if level is None
+                      else f'measured (bleed_trails: {found["n_regions"]} '
+                      f'saturated regions, median elongation '
+                      f'{found["elongation"]:.2f})')
+        model_frames = self.model.training_frames
+        bleed = (corrected is False and (
+            self.trails == 'bleed-trail'
+            or (self.trails == 'auto' and model_frames == 'corrected')))
+        kind = {'corrected': corrected, 'source': source,
+                'model_frames': model_frames,
+                'saturated_targets': 'bleed-trail' if bleed else 'network'}
+        unlike = (corrected is False and model_frames == 'corrected') or \
+            (corrected is True and model_frames == 'uncorrected')
+        if unlike and not bleed:
+            what = 'uncorrected' if corrected is False else 'corrected'
+            log.warning(
+                'the network measures the saturated stars of an %s frame '
+                '(%s) and was trained on %s frames: it has not seen what '
+                'saturation looks like here%s', what, source, model_frames,
+                " (trails='network' was asked for)" if corrected is False
+                else '')
+            kind['warning'] = 'model trained on the other kind of frame'
+        frame['frame_kind'] = kind
+        return kind
+
+    def _trail_targets(self, image, mask, stamps, frame):
+        """Return which targets BleedTrailPhotometry measures."""
+        kind = self._frame_kind(image, mask, frame)
+        level = frame.get('frame_saturation', frame['saturation_level'])
+        if kind['saturated_targets'] != 'bleed-trail' or level is None:
+            return np.zeros(len(stamps), dtype=bool)
+        # A saturated pixel of the target's own: its charge ran along the
+        # column, which only the trail sum recovers.
+        return ((stamps >= level) & self._signal_mask()).any(axis=(1, 2))
+
+    def _bleed_trail(self, frame):
+        """Return the trail photometry of this frame."""
+        from .bleed import BleedTrailPhotometry
+
+        if 'bleed_frame' not in frame:
+            frame['bleed_frame'] = dict(frame, saturation_level=frame.get(
+                'frame_saturation', frame['saturation_level']))
+        return BleedTrailPhotometry(header_keys=self.header_keys,
+                                    fwhm=frame.get('frame_fwhm', self.fwhm),
+                                    recentre=False)
 
     def _descriptors(self, image, mask, frame):
         """Return the frame's saturation level and FWHM (feature v3)."""

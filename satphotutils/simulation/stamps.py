@@ -258,7 +258,8 @@ class StampSimulator:
         ``SATURATE`` keyword says), ``family_psf``,
         ``family_correction``, ``family_saturation`` and
         ``family_storage`` (the camera's families; for the single camera
-        ``moffat``, ``asas``, ``adc`` and ``uint16``). ``camera`` is the
+        ``moffat``, ``asas`` (``raw`` with a pipeline without the
+        correction), ``adc`` and ``uint16``). ``camera`` is the
         drawn camera's code with a ``family``, unique per camera.
 
         Parameters
@@ -348,7 +349,10 @@ class StampSimulator:
         rng = np.random.default_rng(seed_sequence)
         if self.family is None:
             camera, pipeline, draw = self.camera, self.pipeline, None
-            labels = _SINGLE_CAMERA
+            # A pipeline without the correction leaves the trails: the
+            # label a family's raw camera has.
+            labels = _SINGLE_CAMERA | (
+                {} if pipeline.correction else {'correction': 'raw'})
         else:
             draw = self.family(rng)
             camera, pipeline, labels = draw.camera, draw.pipeline, draw.labels

@@ -320,6 +320,8 @@ def test_satphot_train_on_tall_stamps(raw_tall_stamps, tmp_path,
           '--batch-size', '64', '--device', 'cpu'])
     meta = json.loads((out / 'model.json').read_text())
     assert meta['features']['stamp_size'] == [81, 21]
+    # The simulator's raw camera: the model knows it saw trails.
+    assert meta['training_frames'] == 'uncorrected'
     assert len(meta['feature_names']) == 2 * 741 + 13
     model = SaturatedStarModel.read(out)
     assert model.features.stamp_shape == TALL
@@ -352,4 +354,7 @@ def test_satphot_train_on_tall_stamps(raw_tall_stamps, tmp_path,
     assert shapes
     assert set(shapes) == {TALL}
     assert table.meta['config']['stamp_size'] == [81, 21]
+    # A model of uncorrected frames measures their saturated stars.
+    assert table.meta['frame_kind']['corrected'] is False
+    assert table.meta['frame_kind']['saturated_targets'] == 'network'
     assert list(table['method']) == ['network'] * 3
