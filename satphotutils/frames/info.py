@@ -66,8 +66,8 @@ class FrameInfo:
 
     corrected : bool or `None`
         Whether the pipeline corrected the saturated stars (replaced
-        their bleed trails: `True`) or left the trails in the frame
-        (`False`); `None`: not said.
+        their bleed trails: ``True``) or left the trails in the frame
+        (``False``); `None`: not said.
 
     camera, filter : str or `None`
         Camera and filter names.

@@ -47,7 +47,7 @@ def bleed_trails(image, saturation, *, mask=None, read_axis=0):
     Returns
     -------
     trails : bool or `None`
-        `True` when the trails are there (an uncorrected frame), `False`
+        ``True`` when the trails are there (an uncorrected frame), ``False``
         when they are not, `None` when the frame has no saturated region
         large enough to tell (a corrected frame's restored cores often
         are not: they are measured as corrected frames are).
