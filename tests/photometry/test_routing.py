@@ -120,3 +120,30 @@ def test_the_bundled_model_was_trained_on_corrected_frames():
     model = SaturatedStarModel.default()
     assert 'training_frames' not in model.metadata
     assert model.training_frames == 'corrected'
+
+
+def test_photometry_command_routes_and_takes_trails(tmp_path):
+    from astropy.table import QTable, Table
+
+    from satphotutils.cli import main
+
+    frame, truth, scene = _frame(False, False)
+    image = tmp_path / 'raw.fits'
+    frame.write(image)
+    targets = tmp_path / 'targets.ecsv'
+    Table({'ra': scene.coord.ra.deg, 'dec': scene.coord.dec.deg}).write(
+        targets)
+    runs = {}
+    for trails in (None, 'network'):
+        out = tmp_path / f'{trails}.ecsv'
+        args = ['photometry', str(image), '--targets', str(targets),
+                '--fwhm', '2.0', '-o', str(out)]
+        assert main(args + ([] if trails is None else
+                            ['--trails', trails])) == 0
+        runs[trails] = QTable.read(out)
+    assert 'bleed_trail' in set(runs[None]['method'])
+    assert set(runs['network']['method']) <= {'network', 'ap2'}
+    assert runs['network'].meta['config']['trails'] == 'network'
+    assert main(['photometry', str(image), '--targets', str(targets),
+                 '--method', 'aperture', '--trails', 'network',
+                 '-o', str(tmp_path / 'x.ecsv')]) != 0
