@@ -127,7 +127,7 @@ def test_photometry_command_routes_and_takes_trails(tmp_path):
 
     from satphotutils.cli import main
 
-    frame, truth, scene = _frame(False, False)
+    frame, _, scene = _frame(False, False)
     image = tmp_path / 'raw.fits'
     frame.write(image)
     targets = tmp_path / 'targets.ecsv'
