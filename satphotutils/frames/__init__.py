@@ -6,7 +6,8 @@ Frames: the one place where FITS images and their headers are read.
 holds what a frame's header says (each value `None` when unknown, never
 a silent default), `read_frame` opens a frame and `list_frames` finds
 them; `frame_fwhm` and `saturation_level` measure what the pixels say
-about the camera; `find_stars` and `register_stars` tie a frame without
+about the camera, and `bleed_trails` whether its pipeline left the
+bleed trails in place; `find_stars` and `register_stars` tie a frame without
 a WCS to a reference frame. Photometry, the stamp builder and the light-curve
 pipeline all go through these.
 """
@@ -24,4 +25,5 @@ __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
     'reader': ['read_frame', 'read_frame_data', 'read_frame_info'],
     'registration': ['RegistrationError', 'SimilarityTransform',
                      'find_stars', 'register_stars'],
+    'trails': ['bleed_trails'],
 })

@@ -64,6 +64,11 @@ class FrameInfo:
         Whether the frame declares that it was resampled onto a reference
         grid whose WCS places the stars exactly (`None`: not said).
 
+    corrected : bool or `None`
+        Whether the pipeline corrected the saturated stars (replaced
+        their bleed trails: ``True``) or left the trails in the frame
+        (``False``); `None`: not said.
+
     camera, filter : str or `None`
         Camera and filter names.
 
@@ -87,6 +92,7 @@ class FrameInfo:
     read_noise: float | None = None
     saturation_level: float | None = None
     reference_grid: bool | None = None
+    corrected: bool | None = None
     camera: str | None = None
     filter: str | None = None
     epoch: int | None = None
@@ -369,6 +375,7 @@ def frame_info(source, *, header_keys=None, path=None):
         read_noise=_number(header, keys.read_noise, path, nonnegative=True),
         saturation_level=_saturation(header, keys, path),
         reference_grid=_flag(header, keys.reference_grid, path),
+        corrected=_flag(header, keys.corrected, path),
         camera=_text(header, keys.camera, path),
         filter=_text(header, keys.filter, path),
         epoch=epoch, keys=keys)

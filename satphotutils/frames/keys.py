@@ -68,6 +68,13 @@ class HeaderKeys:
         (``recentre='auto'``). A frame whose WCS was changed must not
         carry it.
 
+    corrected : str or `None`, optional
+        A boolean keyword saying whether the pipeline corrected the
+        saturated stars, replacing their bleed trails (``T``, as
+        ASAS-SN does), or left the trails in the frame (``F``; the
+        simulator's frames carry it). Without it photometry measures
+        which the frame is (`~satphotutils.frames.bleed_trails`).
+
     camera, filter : str or `None`, optional
         Camera and filter names.
 
@@ -98,6 +105,7 @@ class HeaderKeys:
     saturation: str | None = 'SATURATE'
     saturation_fallback: str | None = 'SATLEVEL'
     reference_grid: str | None = 'REFGRID'
+    corrected: str | None = 'SATCORR'
     camera: str | None = 'CAMERA'
     filter: str | None = 'FILTER'
     epoch: str | None = None

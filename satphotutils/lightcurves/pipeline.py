@@ -451,7 +451,7 @@ class LightCurvePipeline:
         n_comp = 0
         if self.comparison is not None:
             cx, cy = info.wcs.world_to_pixel(self._comparison_coords)
-            margin = self.photometry.stamp_size // 2 + 1
+            margin = max(self.photometry.stamp_shape) // 2 + 1
             comp = np.flatnonzero((cx >= margin) & (cx <= nx - 1 - margin)
                                   & (cy >= margin) & (cy <= ny - 1 - margin))
             xs, ys = np.r_[xs, cx[comp]], np.r_[ys, cy[comp]]
@@ -796,7 +796,7 @@ class LightCurvePipeline:
         """Targets with no other star within half a stamp (reference)."""
         from scipy.spatial import cKDTree
 
-        radius = self.photometry.stamp_size / 2
+        radius = min(self.photometry.stamp_shape) / 2
         stars = np.column_stack(self._reference['all_stars'])
         ok = np.isfinite(xy).all(axis=1)
         out = np.zeros(len(xy), dtype=bool)

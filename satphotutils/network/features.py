@@ -13,6 +13,16 @@ The network predicts ``log N - log10 A``: a correction to aperture
 photometry, which for unsaturated stars is small and smooth, so that the
 network starts from the classical answer and only has to improve on it.
 
+A tall stamp (``ny > nx`` rows along the read direction, for frames whose
+bleed trails were left in place) has the circle drawn out along its
+central column into a stadium: ``A`` is then the sum of the trail, the
+core and the wings, which on such frames holds the star's charge, and
+the background annulus the columns beside the trail. For a star without
+a trail on a uniform sky, a tall stamp's features are those of its
+central ``nx x nx`` square, the extra pixels of its pixel blocks aside
+(zero): the apertures, the matched filter and the core are all centred
+on the target.
+
 The zero point is not an input (since feature version 2): the counts on
 a frame do not depend on the calibration that turns them into magnitudes,
 and version 1's zero-point input was constant in training, so any other
@@ -40,6 +50,7 @@ import numbers
 import numpy as np
 
 from satphotutils.stamps.apertures import center_sums, circle_index
+from satphotutils.utils._parameters import stamp_shape
 
 __all__ = ['FEATURE_VERSION', 'Prepared', 'StampFeatures']
 
@@ -68,23 +79,51 @@ _UNKNOWN = '<unknown>'
 
 
 @functools.lru_cache(maxsize=8)
-def _geometry(size, radius, annulus):
-    """Circle and annulus pixel indices and the circle's coordinates."""
-    half = size // 2
-    yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
-    r = np.hypot(xx, yy).ravel()
-    circle = _circle_index(size, radius)
+def _geometry(shape, radius, annulus):
+    """
+    Return the signal region's and annulus's indices, the region's offsets.
+
+    Distances are taken from the target's column segment: the central
+    pixel for a square stamp (the region is the paper's circle), the
+    ``ny - nx + 1`` central pixels of the central column for a tall one
+    (the region is a stadium that holds the bleed trail, the annulus
+    the columns beside it).
+    """
+    yy, xx = _stamp_offsets(shape)
+    along = _along(shape, yy)
+    r = np.hypot(xx, along).ravel()
+    region = _region_index(shape, radius)
     # The annulus leaves out the bleed columns, where the pipeline's
     # interpolation leaves residuals.
     ring = np.flatnonzero((r >= annulus[0]) & (r <= annulus[1])
                           & (np.abs(xx.ravel()) > 2))
-    cx = xx.ravel()[circle].astype(np.float32)
-    cy = yy.ravel()[circle].astype(np.float32)
-    return circle, ring, cx, cy
+    cx = xx.ravel()[region].astype(np.float32)
+    cy = yy.ravel()[region].astype(np.float32)
+    return region, ring, cx, cy
 
 
-def _circle_index(size, radius):
-    return circle_index((size, size), radius)
+def _stamp_offsets(shape):
+    ny, nx = shape
+    return np.mgrid[-(ny // 2):ny // 2 + 1, -(nx // 2):nx // 2 + 1]
+
+
+def _along(shape, yy):
+    """Row distance from the central column segment (0 on it)."""
+    reach = (shape[0] - shape[1]) // 2
+    return np.maximum(np.abs(yy) - reach, 0)
+
+
+@functools.lru_cache(maxsize=8)
+def _region_index(shape, radius):
+    if shape[0] == shape[1]:
+        # The one circle of the aperture module (as the bundled model
+        # was trained).
+        return circle_index(shape, radius)
+    yy, xx = _stamp_offsets(shape)
+    index = np.flatnonzero(
+        (xx**2 + _along(shape, yy)**2 <= radius**2).ravel())
+    index.flags.writeable = False
+    return index
 
 
 class _RowsMixin:
@@ -187,15 +226,22 @@ class StampFeatures:
 
     Parameters
     ----------
-    stamp_size : int, optional
-        Size of the (square) stamps.
+    stamp_size : int or tuple of int, optional
+        Size of square stamps, or their shape ``(ny, nx)``: odd sizes,
+        ``ny >= nx``, the rows along the read (bleed) direction
+        (`~satphotutils.stamps.stamp_shape`).
 
     radius : float, optional
-        Radius of the circle of pixels used (the paper's 5 px: 81
-        pixels).
+        Radius of the signal region (the paper's 5 px: a circle of 81
+        pixels on a square stamp). On a tall stamp the region is every
+        pixel within ``radius`` of the central column's ``ny - nx + 1``
+        central pixels: the circle drawn out along the column into a
+        stadium that holds the bleed trail (741 pixels on 81 x 21).
 
     annulus : tuple of float, optional
-        Inner and outer radius of the local-background annulus.
+        Inner and outer radius of the local-background annulus, its
+        distances taken as the region's: on a tall stamp the columns
+        beside the trail, its whole length.
 
     psf_fwhm : float, optional
         FWHM (px) of the Gaussian weight of the PSF-weighted flux in
@@ -231,9 +277,16 @@ class StampFeatures:
     ...              dy=[0.0, 0.0], saturation=[6e5, 6e5], fwhm=[1.8, 1.8])
     >>> bool(np.allclose(x.features, y.features, atol=1e-5))
     True
+
+    Tall stamps (rows along the bleed direction) for uncorrected frames,
+    whose signal region follows the trail:
+
+    >>> tall = StampFeatures(stamp_size=(81, 21))
+    >>> tall.stamp_shape, tall.n_pixels, tall.n_features
+    ((81, 21), 741, 1495)
     """
 
-    stamp_size: int = 21
+    stamp_size: int | tuple = 21
     radius: float = 5.0
     annulus: tuple = (7.0, 10.0)
     psf_fwhm: float = 1.8
@@ -245,28 +298,50 @@ class StampFeatures:
             msg = (f'feature version {self.version!r} is not one this '
                    f'satphotutils computes ({FEATURE_VERSIONS})')
             raise ValueError(msg)
-        if self.stamp_size % 2 == 0:
-            msg = 'stamp_size must be odd'
-            raise ValueError(msg)
+        ny, nx = stamp_shape(self.stamp_size, name='stamp_size', minimum=3)
+        # One value per shape: an int for a square (as model files and
+        # equality have always had it), the pair for a tall stamp.
+        object.__setattr__(self, 'stamp_size',
+                           nx if ny == nx else (ny, nx))
         if not 0 < self.radius < self.annulus[0] < self.annulus[1] \
-                <= self.stamp_size // 2 * np.sqrt(2):
+                <= nx // 2 * np.sqrt(2):
             msg = 'need 0 < radius < annulus[0] < annulus[1] within the stamp'
             raise ValueError(msg)
 
     @property
+    def stamp_shape(self):
+        """The stamp shape ``(ny, nx)``."""
+        size = self.stamp_size
+        return (size, size) if isinstance(size, int) else tuple(size)
+
+    @property
+    def signal_mask(self):
+        """
+        The signal region as a boolean mask of the stamp shape (read-only).
+
+        The pixels the network sees: the circle of ``radius`` on a square
+        stamp, the stadium along the trail on a tall one.
+        """
+        mask = np.zeros(self.stamp_shape, dtype=bool)
+        mask.ravel()[_region_index(self.stamp_shape, self.radius)] = True
+        mask.flags.writeable = False
+        return mask
+
+    @property
     def n_pixels(self):
-        """Number of pixels in the circle."""
-        return len(_circle_index(self.stamp_size, self.radius))
+        """Number of pixels in the signal region."""
+        return len(_region_index(self.stamp_shape, self.radius))
 
     @property
     def pixel_offsets(self):
         """
-        Integer ``(dy, dx)`` of each circle pixel from the central pixel.
+        Integer ``(dy, dx)`` of each region pixel from the central pixel.
 
         In the order of the ``pixel_*`` and ``unity_*`` features, so
         that an architecture can put them back on a grid.
         """
-        _, _, cx, cy = _geometry(self.stamp_size, self.radius, self.annulus)
+        _, _, cx, cy = _geometry(self.stamp_shape, self.radius,
+                                 self.annulus)
         return cy.astype(int), cx.astype(int)
 
     @property
@@ -299,7 +374,9 @@ class StampFeatures:
 
     def to_dict(self):
         """Return the configuration as JSON-serialisable data."""
-        return {'version': self.version, 'stamp_size': self.stamp_size,
+        size = self.stamp_size
+        return {'version': self.version,
+                'stamp_size': size if isinstance(size, int) else list(size),
                 'radius': self.radius, 'annulus': list(self.annulus),
                 'psf_fwhm': self.psf_fwhm, 'cameras': list(self.cameras)}
 
@@ -324,9 +401,15 @@ class StampFeatures:
                    'retrain the model or use a matching satphotutils')
             raise ValueError(msg)
         size = config.get('stamp_size')
-        if isinstance(size, bool) or not isinstance(size, numbers.Integral) \
-                or not 3 <= size <= 255 or size % 2 == 0:
-            msg = f'features.stamp_size must be an odd integer, got {size!r}'
+        # An int (square) or [ny, nx]; a satphotutils from before tall
+        # stamps refuses the pair rather than reading it as a square.
+        sizes = size if isinstance(size, list) else [size]
+        if not 1 <= len(sizes) <= 2 or any(
+                isinstance(n, bool) or not isinstance(n, numbers.Integral)
+                or not 3 <= n <= 1023 or n % 2 == 0 for n in sizes) \
+                or sizes[0] < sizes[-1]:
+            msg = ('features.stamp_size must be an odd integer or [ny, nx] '
+                   f'(odd, ny >= nx), got {size!r}')
             raise ValueError(msg)
         annulus = config.get('annulus')
         if not isinstance(annulus, (list, tuple)) or len(annulus) != 2:
@@ -344,7 +427,8 @@ class StampFeatures:
         radius = _check_number(config, 'radius', positive=True)
         psf_fwhm = _check_number(config, 'psf_fwhm', positive=True)
         try:
-            return cls(stamp_size=int(size), radius=radius, annulus=annulus,
+            return cls(stamp_size=tuple(int(n) for n in sizes),
+                       radius=radius, annulus=annulus,
                        psf_fwhm=psf_fwhm, cameras=tuple(cameras),
                        version=int(version))
         except ValueError as exc:
@@ -387,11 +471,13 @@ class StampFeatures:
             permute the pixel and unity blocks and negate nothing; the
             sign of ``dx``/``dy`` flips through `reflection_signs`.
         """
-        size = self.stamp_size
-        idx = _circle_index(size, self.radius)
-        grid = np.full(size * size, -1)
+        shape = self.stamp_shape
+        idx = _region_index(shape, self.radius)
+        grid = np.full(shape[0] * shape[1], -1)
         grid[idx] = np.arange(len(idx))
-        grid = grid.reshape(size, size)
+        # Flips only: a transpose would turn a tall stamp's trail across
+        # the read direction, which no detector does.
+        grid = grid.reshape(shape)
         n, m = len(idx), self.n_features
         perms = []
         for flip in ((), (1,), (0,), (0, 1)):
@@ -419,7 +505,7 @@ class StampFeatures:
 
         Parameters
         ----------
-        stamps : array-like, shape (N, stamp_size, stamp_size)
+        stamps : array-like, shape (N, ny, nx)
             The stamps, in counts (ADU) including the sky.
 
         sky : array-like, shape (N,)
@@ -434,7 +520,7 @@ class StampFeatures:
         camera : array-like of str, shape (N,), optional
             ``'camera/filter'`` codes.
 
-        mask : array-like of bool, shape (N, stamp_size, stamp_size), optional
+        mask : array-like of bool, shape (N, ny, nx), optional
             Pixels that are not data (masked by the caller, or off the
             image): like non-finite pixels they are left out of the
             background and count as background within the radius, but
@@ -456,10 +542,11 @@ class StampFeatures:
             The features and the quantities that go with them.
         """
         stamps = np.asarray(stamps, dtype=np.float32)
-        size = self.stamp_size
-        if stamps.ndim != 3 or stamps.shape[1:] != (size, size):
-            msg = (f'stamps must have shape (N, {size}, {size}), got '
-                   f'{stamps.shape}')
+        shape = self.stamp_shape
+        if stamps.ndim != 3 or stamps.shape[1:] != shape:
+            msg = (f'stamps must have shape (N, {shape[0]}, {shape[1]}) '
+                   f'(features.stamp_size), got {stamps.shape}: cut them '
+                   'at that shape, the rows along the bleed direction')
             raise ValueError(msg)
         n = len(stamps)
         if dx is None or dy is None:
@@ -473,7 +560,7 @@ class StampFeatures:
         if self.version >= 3:
             saturation, fwhm = _frame_descriptors(saturation, fwhm, sky, n)
         flat = stamps.reshape(n, -1)
-        circle, ring, cx, cy = _geometry(size, self.radius, self.annulus)
+        circle, ring, cx, cy = _geometry(shape, self.radius, self.annulus)
         bad = ~np.isfinite(flat)
         if mask is not None:
             mask = np.asarray(mask, dtype=bool)
@@ -520,7 +607,7 @@ class StampFeatures:
         # The pixel-centre sums of the one aperture module (identical to
         # the sums the bundled model was trained on).
         ap2, ap3 = center_sums(pix, (2.0, 3.0), dx=dx, dy=dy,
-                               shape=(size, size), index=circle)
+                               shape=shape, index=circle)
         core_mask = (np.abs(cx) <= 1) & (np.abs(cy) <= 1)
         core = pix[:, core_mask].sum(axis=1)
         peak = pix.max(axis=1)

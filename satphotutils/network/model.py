@@ -143,7 +143,9 @@ class StampCNN(_TwoHeads):
 
     Registered as architecture type ``'cnn'``. It reads the same
     standardised feature vector as `StampMLP`: the pixel and exactly-1
-    blocks are scattered back onto their square grid (with a third,
+    blocks are scattered back onto their grid (square for the circle of
+    a square stamp; for a tall stamp's stadium ``ny - nx + 2 radius + 1``
+    rows along the trail by ``2 radius + 1`` columns; with a third,
     constant plane marking the circle, so that the zeros outside it are
     not mistaken for data), convolved, flattened and joined with the
     scalar features and the camera code for a dense part and the same
@@ -199,9 +201,9 @@ class StampCNN(_TwoHeads):
             msg = 'channels, conv_layers, width and depth must be positive'
             raise ValueError(msg)
         dy, dx = features.pixel_offsets
-        half = int(max(abs(dy).max(), abs(dx).max()))
-        self.grid = 2 * half + 1
-        index = torch.as_tensor((dy + half) * self.grid + dx + half,
+        hy, hx = int(abs(dy).max()), int(abs(dx).max())
+        self.grid_shape = (2 * hy + 1, 2 * hx + 1)
+        index = torch.as_tensor((dy + hy) * self.grid_shape[1] + dx + hx,
                                 dtype=torch.long)
         # Derived from the features, not learnt: not saved in the file.
         self.register_buffer('grid_index', index, persistent=False)
@@ -211,8 +213,8 @@ class StampCNN(_TwoHeads):
                       nn.SiLU()]
             n_in = self.channels
         self.conv = nn.Sequential(*convs)
-        n_dense = (self.channels * self.grid**2 + self.n_features
-                   - 2 * self.n_pixels)
+        n_dense = (self.channels * self.grid_shape[0] * self.grid_shape[1]
+                   + self.n_features - 2 * self.n_pixels)
         self.body = _dense(n_dense, self.width, self.depth)
         self._init_heads(self.width)
 
@@ -251,9 +253,10 @@ class StampCNN(_TwoHeads):
         n, m = len(x), self.n_pixels
         planes = torch.stack([x[:, :m], x[:, m:2 * m],
                               torch.ones_like(x[:, :m])], dim=1)
-        grid = x.new_zeros((n, 3, self.grid**2)).index_copy(
+        gy, gx = self.grid_shape
+        grid = x.new_zeros((n, 3, gy * gx)).index_copy(
             2, self.grid_index, planes)
-        h = self.conv(grid.view(n, 3, self.grid, self.grid))
+        h = self.conv(grid.view(n, 3, gy, gx))
         h = torch.cat([h.flatten(1), x[:, 2 * m:]], dim=1)
         return self.body(h)
 

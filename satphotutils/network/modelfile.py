@@ -54,6 +54,7 @@ MODEL_FORMAT_VERSION = 1
 _WEIGHTS = 'model.safetensors'
 _META = 'model.json'
 _MAX_MEMBERS = 64
+_TRAINING_FRAMES = ('corrected', 'uncorrected', 'mixed')
 # Feature version 1 had two more scalar inputs, both constant in the
 # training of every model made with it.
 # Version 1 converts to version 2: the same inputs less the constant two.
@@ -245,9 +246,31 @@ class SaturatedStarModel:
         config = self.networks[0].to_config()
         kind = config.pop('type')
         options = ', '.join(f'{k}={v}' for k, v in config.items())
+        ny, nx = self.features.stamp_shape
         return (f'<SaturatedStarModel: {len(self.networks)} member(s) of '
-                f'{kind}({options}), {self.features.n_features} '
-                f'features, cameras {list(self.features.cameras) or "any"}>')
+                f'{kind}({options}), {ny} x {nx} stamps, '
+                f'{self.features.n_features} features, cameras '
+                f'{list(self.features.cameras) or "any"}>')
+
+    @property
+    def training_frames(self):
+        """
+        The frames the model was trained on, for photometry's routing.
+
+        ``'corrected'`` (their pipeline replaced the bleed trails, as
+        ASAS-SN's does), ``'uncorrected'`` (the trails stayed) or
+        ``'mixed'``: ``metadata['training_frames']``, which training
+        writes when its stamp table says (a ``corrected`` or
+        ``family_correction`` column). A model without it (every model
+        before tall stamps, the bundled one) is taken as trained on
+        corrected frames if its stamps are square and on uncorrected
+        ones if they are tall, which only such frames need.
+        """
+        said = self.metadata.get('training_frames')
+        if said is not None:
+            return said
+        ny, nx = self.features.stamp_shape
+        return 'uncorrected' if ny > nx else 'corrected'
 
     @property
     def saturation_log_counts(self):
@@ -457,8 +480,10 @@ class SaturatedStarModel:
 
         Parameters
         ----------
-        stamps : array-like, shape (N, 21, 21)
-            Stamps in counts, the target at the central pixel.
+        stamps : array-like, shape (N, ny, nx)
+            Stamps in counts, the target at the central pixel, of the
+            model's shape (``features.stamp_shape``: 21 x 21 for the
+            bundled model, tall for a model of uncorrected frames).
 
         sky : array-like, shape (N,)
             The frames' sky level.
@@ -963,6 +988,10 @@ def _check_meta(meta, path, features, *, v1=False):
                                  or isinstance(arch['n_features'], bool)):
         fail('architecture.n_features', f'the number of features, {n_in}',
              arch['n_features'])
+    frames = meta.get('training_frames')
+    if frames is not None and frames not in _TRAINING_FRAMES:
+        fail('training_frames', f'one of {list(_TRAINING_FRAMES)} or null',
+             frames)
     if 'saturation_log_counts' in meta and not _is_number(
             meta['saturation_log_counts']):
         fail('saturation_log_counts', 'a finite number',

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from satphotutils.utils._misc import get_versions
+from satphotutils.utils._parameters import stamp_shape
 from satphotutils.utils.exceptions import SatphotutilsError
 from satphotutils.utils.io import atomic_output
 from satphotutils.utils.stats import dispersion
@@ -206,6 +207,33 @@ PRESETS = {
 
 # Training jitter of the frames' FWHM input (see load_features).
 _FWHM_SCATTER = 0.1
+# Columns read besides the features: labels, groups, and what says
+# whether each stamp's frame was corrected.
+_EXTRA_COLUMNS = ('log_counts', 'star_id', 'saturated', 'epoch', 'g',
+                  'corrected', 'family_correction')
+
+
+def _training_frames(columns, usable):
+    """
+    Say what frames the stamps came from: ``metadata['training_frames']``.
+
+    ``'corrected'`` (the pipeline replaced the bleed trails),
+    ``'uncorrected'`` (the trails stayed), ``'mixed'``, or `None` when
+    the table does not say: from a boolean ``corrected`` column (the
+    frames' ``SATCORR``), else the simulator's ``family_correction``
+    (``'raw'`` is uncorrected).
+    """
+    if 'corrected' in columns:
+        corrected = np.asarray(columns['corrected']).astype(bool)
+    elif 'family_correction' in columns:
+        corrected = np.char.strip(np.asarray(
+            columns['family_correction'], dtype=str)) != 'raw'
+    else:
+        return None
+    corrected = corrected[usable]
+    if corrected.all():
+        return 'corrected'
+    return 'uncorrected' if not corrected.any() else 'mixed'
 
 
 def _device(device):
@@ -458,6 +486,7 @@ class Trainer:
             features, members, input_mean=mean, input_std=std, metadata={})
         label = columns['label']
         model.metadata.update({
+            'training_frames': _training_frames(columns, usable),
             'saturation_log_counts': _saturation_threshold(
                 columns, usable, data),
             'label_range': [float(np.min(label[train])),
@@ -509,12 +538,13 @@ class Trainer:
         features = self.features
         if features is None:
             # Camera-agnostic: a per-camera encoding would be an input the
-            # network cannot use on any camera it did not see.
-            features = StampFeatures()
+            # network cannot use on any camera it did not see. The stamp
+            # shape is the table's: tall stamps make a tall-stamp model.
+            features = StampFeatures(stamp_size=_table_shape(stamps))
         if self.init is None:
             data, columns = load_features(
                 stamps, features, fwhm_scatter=_FWHM_SCATTER,
-                seed=self.config.seed)
+                seed=self.config.seed, extra_columns=_EXTRA_COLUMNS)
         else:
             data, columns = self._load_for_init(stamps, features)
         for name in ('log_counts', 'star_id'):
@@ -531,19 +561,21 @@ class Trainer:
         """`load_features`, its errors naming the init model and the fix."""
         name = self.init_record['source']
         size = features.stamp_size
+        ny, nx = features.stamp_shape
         for src in stamps if isinstance(stamps, (list, tuple)) else [stamps]:
             shape = _stamp_shape(src)
-            if shape is not None and shape != (size, size):
+            if shape is not None and shape != (ny, nx):
                 msg = (f'{_describe(src)}: the stamp column holds stamps of '
                        f'{shape[0]} x {shape[1]} pixels, the init model '
                        f'{name} reads features.stamp_size = {size}: cut the '
-                       f'stamps at {size} x {size} pixels, or train from '
+                       f'stamps at {ny} x {nx} pixels, or train from '
                        'scratch (without init)')
                 raise SatphotutilsError(msg)
         try:
             return load_features(stamps, features,
                                  fwhm_scatter=_FWHM_SCATTER,
-                                 seed=self.config.seed)
+                                 seed=self.config.seed,
+                                 extra_columns=_EXTRA_COLUMNS)
         except (SatphotutilsError, ValueError) as exc:
             msg = (f'{_describe(stamps)}: the init model {name} (feature '
                    f'version {features.to_dict()["version"]}) cannot read '
@@ -796,6 +828,36 @@ def _stamp_shape(source):
         return None
     shape = np.shape(head['stamp'])[1:]
     return tuple(int(n) for n in shape) if len(shape) == 2 else None
+
+
+def _table_shape(stamps):
+    """
+    Return the one stamp shape of the tables to train on.
+
+    21 x 21 when no table says (an empty one); tables of different
+    shapes are refused: one model reads one shape.
+    """
+    sources = stamps if isinstance(stamps, (list, tuple)) else [stamps]
+    shapes = {}
+    for src in sources:
+        shape = _stamp_shape(src)
+        if shape is not None:
+            shapes.setdefault(shape, _describe(src))
+    if len(shapes) > 1:
+        listed = ', '.join(f'{name} ({ny} x {nx})'
+                           for (ny, nx), name in shapes.items())
+        msg = (f'the stamp tables hold stamps of different shapes: {listed}; '
+               'a model reads one shape: train on tables cut alike')
+        raise SatphotutilsError(msg)
+    if not shapes:
+        return 21
+    (shape,) = shapes
+    try:
+        # The default annulus (7-10 px) needs 21 columns.
+        return stamp_shape(shape, name='the stamp column', minimum=21)
+    except ValueError as exc:
+        msg = f'{_describe(sources[0])}: {exc}'
+        raise SatphotutilsError(msg) from None
 
 
 def _describe(stamps):

@@ -33,6 +33,13 @@ def register(subparsers, formatter_class):
     phot.add_argument('--model', default=None, metavar='MODEL_DIR',
                       help=('model directory of the network method '
                             '(default: the bundled model)'))
+    phot.add_argument('--trails', default=None,
+                      choices=('auto', 'network', 'bleed-trail'),
+                      help=('network method: who measures the saturated '
+                            'targets of a frame that kept its bleed trails '
+                            "(header corrected=F, else measured); 'auto' "
+                            '(default): bleed-trail unless the model was '
+                            'trained on such frames'))
     phot.add_argument('-o', '--output', required=True, metavar='OUT.ecsv')
     phot.add_argument('--overwrite', action='store_true',
                       help='replace an existing output file')
@@ -99,6 +106,8 @@ def _photometry(args):
     try:
         phot = photometry_method(args.method, model=args.model,
                                  header_keys=keys,
+                                 **({} if args.trails is None
+                                    else {'trails': args.trails}),
                                  **descriptor_options(args))
     except ValueError as exc:
         msg = f'--method {args.method}: {exc}'

@@ -28,7 +28,12 @@ from satphotutils.frames.info import _ZEROPOINT_RANGE
 from satphotutils.stamps.apertures import aperture_sums, circle_mask
 from satphotutils.stamps.cutout import cut_stamps
 from satphotutils.utils._misc import get_meta
-from satphotutils.utils._parameters import as_finite, as_integer, as_positive
+from satphotutils.utils._parameters import (
+    as_finite,
+    as_integer,
+    as_positive,
+    stamp_shape,
+)
 from satphotutils.utils.exceptions import SatphotutilsError
 from satphotutils.utils.flags import SATPHOT_FLAGS
 
@@ -42,6 +47,9 @@ _CHUNK = 65536  # targets measured at a time
 _NOT_FOR_HYBRID = (SATPHOT_FLAGS.DAMAGED_CORE
                    | SATPHOT_FLAGS.OUTSIDE_TRAINING_RANGE)
 _HYBRID_MARGIN = 0.3  # dex below the model's saturation boundary
+# How SaturatedStarPhotometry measures the saturated targets of frames
+# that kept their bleed trails.
+_TRAILS = ('auto', 'network', 'bleed-trail')
 _X_ALIASES = ('x_init', 'xinit', 'x', 'x_0', 'x0', 'xcentroid',
               'x_centroid', 'x_center', 'xcen', 'x_cen', 'xpos', 'x_pos')
 _Y_ALIASES = tuple(a.replace('x', 'y', 1) for a in _X_ALIASES)
@@ -54,11 +62,14 @@ class _Photometry:
 
     def __init__(self, *, stamp_size=21, header_keys=None,
                  saturation_level=None, recentre='auto', max_shift=2.0):
-        stamp_size = as_integer(stamp_size, 'stamp_size')
-        if stamp_size % 2 == 0 or stamp_size < 11:
-            msg = f'stamp_size must be an odd integer >= 11, got {stamp_size}'
-            raise ValueError(msg)
-        self.stamp_size = stamp_size
+        if isinstance(stamp_size, str) or not isinstance(
+                stamp_size, (tuple, list, np.ndarray)):
+            as_integer(stamp_size, 'stamp_size')
+        self.stamp_shape = stamp_shape(stamp_size, name='stamp_size',
+                                       minimum=11)
+        ny, nx = self.stamp_shape
+        # As given: an int for a square, (ny, nx) for a tall stamp.
+        self.stamp_size = nx if ny == nx else self.stamp_shape
         if header_keys is None:
             header_keys = HeaderKeys()
         elif not isinstance(header_keys, HeaderKeys):
@@ -87,7 +98,8 @@ class _Photometry:
     signal_radius = 5.0
 
     def _config(self):
-        return {'stamp_size': self.stamp_size,
+        return {'stamp_size': self.stamp_size if np.ndim(self.stamp_size)
+                == 0 else list(self.stamp_size),
                 'header_keys': self.header_keys.to_dict(),
                 'saturation_level': self.saturation_level,
                 'recentre': self.recentre, 'max_shift': self.max_shift}
@@ -200,8 +212,9 @@ class _Photometry:
         parts = []
         for start in range(0, max(len(x), 1), _CHUNK):
             sl = slice(start, start + _CHUNK)
-            xs = np.where(placed[sl], x[sl], -10.0 * self.stamp_size)
-            ys = np.where(placed[sl], y[sl], -10.0 * self.stamp_size)
+            far = -10.0 * max(self.stamp_shape)
+            xs = np.where(placed[sl], x[sl], far)
+            ys = np.where(placed[sl], y[sl], far)
             stamps, stamp_flags, n_sat, missing = self._stamps(
                 image, mask, xs, ys, frame['saturation_level'])
             result = self._measure(image, mask, error, xs, ys, stamps,
@@ -287,31 +300,31 @@ class _Photometry:
 
     def _stamps(self, image, mask, x, y, level):
         """Cut stamps centred on the rounded positions (NaN off the image)."""
-        size = self.stamp_size
-        half = size // 2
+        shape = self.stamp_shape
+        hy, hx = shape[0] // 2, shape[1] // 2
         ny, nx = image.shape
         ix, iy = np.rint(x).astype(int), np.rint(y).astype(int)
-        stamps, inside = cut_stamps(image, ix, iy, size, dtype=np.float32)
+        stamps, inside = cut_stamps(image, ix, iy, shape, dtype=np.float32)
         stamps[~inside] = np.nan
         flags = np.zeros(len(x), dtype=np.int64)
         partial = ~inside.all(axis=(1, 2))
         none = ~inside.any(axis=(1, 2))
         flags[partial] |= SATPHOT_FLAGS.PARTIAL_OVERLAP
         flags[none] |= SATPHOT_FLAGS.NO_OVERLAP
-        circle = circle_mask(size, self.signal_radius)[None]
+        circle = self._signal_mask()[None]
         nonfinite = ~np.isfinite(stamps) & inside
         flags[(nonfinite & circle).any(axis=(1, 2))] |= \
             SATPHOT_FLAGS.NON_FINITE_DATA
         missing = ~inside
         if mask is not None:
-            masked, _ = cut_stamps(mask, ix, iy, size, dtype=bool)
+            masked, _ = cut_stamps(mask, ix, iy, shape, dtype=bool)
             masked &= inside
             flags[(masked & circle).any(axis=(1, 2))] |= \
                 SATPHOT_FLAGS.MASKED_PIXELS
             stamps[masked] = np.nan
             missing |= masked
-        near = ((x < half) | (y < half) | (x > nx - 1 - half)
-                | (y > ny - 1 - half))
+        near = ((x < hx) | (y < hy) | (x > nx - 1 - hx)
+                | (y > ny - 1 - hy))
         flags[near] |= SATPHOT_FLAGS.NEAR_EDGE
         if level is None:
             # Unknown, not zero: a masked value.
@@ -319,6 +332,10 @@ class _Photometry:
         else:
             n_sat = np.count_nonzero((stamps >= level) & circle, axis=(1, 2))
         return stamps, flags, n_sat, missing
+
+    def _signal_mask(self):
+        """Return the stamp pixels of ``n_saturated`` and the pixel flags."""
+        return circle_mask(self.stamp_shape, self.signal_radius)
 
     def _table(self, x, y, sky_center, unit, result, flags, n_sat, frame):
         table = QTable()
@@ -444,8 +461,34 @@ class SaturatedStarPhotometry(_Photometry):
         frame on which it cannot be measured (fewer than 3 isolated
         unsaturated stars) is an error naming this argument.
 
+    trails : {'auto', 'network', 'bleed-trail'}, optional
+        How the saturated targets of an uncorrected frame (one whose
+        pipeline left the bleed trails in place) are measured; see
+        Notes. ``'auto'``: by the network if it was trained on such
+        frames (`~satphotutils.network.SaturatedStarModel.training_frames`),
+        else by `~satphotutils.photometry.BleedTrailPhotometry`;
+        ``'network'`` and ``'bleed-trail'`` force one (the network on
+        frames unlike its training frames with a warning).
+
     Notes
     -----
+    Corrected and uncorrected frames: a model trained on frames whose
+    pipeline replaced the bleed trails (ASAS-SN's; the bundled model) has
+    never seen a trail, and on a frame that kept them it would miss the
+    charge that ran along the columns. Each frame is classified by its
+    header's ``corrected`` keyword (``SATCORR``; ``--header-key
+    corrected=KEYWORD``), else by its pixels
+    (`~satphotutils.frames.bleed_trails`: the saturated regions are
+    elongated along the read direction when the trails stayed). On an
+    uncorrected frame, with such a model, the targets with a saturated
+    pixel within the signal radius are measured by
+    `~satphotutils.photometry.BleedTrailPhotometry` (``method``
+    ``'bleed_trail'``, its flags, ``ood_score`` NaN), the others by the
+    network. ``meta['frame_kind']`` says what the frame is, how that was
+    found, what the model was trained on and how many targets each path
+    measured. A frame the pixels cannot classify (no saturated region
+    of 6 pixels) is measured by the network.
+
     A camera-agnostic model (feature version 3) also reads each frame's
     saturation level: ``saturation_level``, else the header's saturation
     keyword, else the frame's plateau
@@ -494,16 +537,16 @@ class SaturatedStarPhotometry(_Photometry):
                  header_keys=None, saturation_level=None, recentre='auto',
                  max_shift=2.0, hybrid=True, hybrid_tolerance=0.03,
                  ensemble=True, reflections=False, batch_size=65536,
-                 device=None, fwhm=None):
+                 device=None, fwhm=None, trails='auto'):
         from satphotutils.network import SaturatedStarModel
 
         if model is None:
             model = SaturatedStarModel.default()
         elif not isinstance(model, SaturatedStarModel):
             model = SaturatedStarModel.read(model)
-        # The stamp size and the signal circle are the model's: a model
+        # The stamp shape and the signal region are the model's: a model
         # trained on other stamps is another model.
-        super().__init__(stamp_size=model.features.stamp_size,
+        super().__init__(stamp_size=model.features.stamp_shape,
                          header_keys=header_keys,
                          saturation_level=saturation_level,
                          recentre=recentre, max_shift=max_shift)
@@ -527,9 +570,18 @@ class SaturatedStarPhotometry(_Photometry):
         self.reflections = reflections
         self.batch_size = as_integer(batch_size, 'batch_size', minimum=1)
         self.device = device
+        if trails not in _TRAILS:
+            msg = f'trails must be one of {_TRAILS}, got {trails!r}'
+            raise ValueError(msg)
+        self.trails = trails
 
     def __repr__(self):
         return f'<SaturatedStarPhotometry {self.model!r}>'
+
+    def _signal_mask(self):
+        # The pixels the network reads: its circle, or on a tall stamp
+        # the stadium along the trail.
+        return self.model.features.signal_mask
 
     def _table(self, x, y, sky_center, unit, result, flags, n_sat, frame):
         from .check import frame_check
@@ -544,6 +596,15 @@ class SaturatedStarPhotometry(_Photometry):
             if guard is None else
             f'available: ood_score > 1 is out_of_distribution (set on '
             f'{guard.false_positive_rate:.0%} of validation stamps)')
+        if 'frame_kind' in frame:
+            kind = dict(frame['frame_kind'])
+            kind['n_bleed_trail'] = int(np.sum(result['method']
+                                               == 'bleed_trail'))
+            bleed = frame.get('bleed_frame', {})
+            for key in ('margin', 'radius', 'point_correction'):
+                if key in bleed:
+                    kind[f'bleed_trail_{key}'] = bleed[key]
+            table.meta['frame_kind'] = kind
         for key in ('frame_fwhm', 'frame_saturation'):
             if key in frame:
                 table.meta[key] = {'value': frame[key],
@@ -559,6 +620,7 @@ class SaturatedStarPhotometry(_Photometry):
     def _config(self):
         config = super()._config()
         config.update({'radius': self.radius, 'hybrid': self.hybrid,
+                       'trails': self.trails,
                        'hybrid_tolerance': self.hybrid_tolerance,
                        'ensemble': self.ensemble,
                        'reflections': self.reflections,
@@ -602,13 +664,91 @@ class SaturatedStarPhotometry(_Photometry):
         log_counts = np.where(no_signal, np.nan, log_counts)
         err = np.where(no_signal, np.nan, err)
         local_bkg = pred.local_bkg
+        ood_score = pred.ood_score
+        trail = self._trail_targets(image, mask, stamps, frame)
+        if trail.any():
+            # All the targets, as BleedTrailPhotometry alone would measure
+            # them: they split each other's apertures, and the unsaturated
+            # ones set its aperture correction.
+            bleed = self._bleed_trail(frame)._measure(
+                image, mask, error, x, y, stamps, frame['bleed_frame'],
+                missing)
+            log_counts[trail] = bleed['log_counts'][trail]
+            err[trail] = bleed['log_counts_err'][trail]
+            flags[trail] = bleed['flags'][trail]
+            local_bkg = local_bkg.copy()
+            local_bkg[trail] = bleed['local_bkg'][trail]
+            method = method.astype('<U11')
+            method[trail] = bleed['method'][trail]
+            ood_score = np.where(trail, np.nan, ood_score)
         if self.local_bkg_estimator is not None:
             local_bkg = np.asarray(self.local_bkg_estimator(
                 image, x, y, mask=mask), dtype=float)
         return {'log_counts': log_counts, 'log_counts_err': err,
                 'flags': flags,
                 'local_bkg': local_bkg, 'n_unity': pred.n_unity,
-                'method': method, 'ood_score': pred.ood_score, **check}
+                'method': method, 'ood_score': ood_score, **check}
+
+    def _frame_kind(self, image, mask, frame):
+        """Classify the frame (corrected or not) and choose the paths."""
+        if 'frame_kind' in frame:
+            return frame['frame_kind']
+        from satphotutils.frames import bleed_trails
+
+        info, key = frame['info'], self.header_keys.corrected
+        corrected = info.corrected
+        source = f'header ({key})'
+        if corrected is None:
+            level = frame.get('frame_saturation',
+                              frame['saturation_level'])
+            trails, found = (None, {}) if level is None else bleed_trails(
+                image, level, mask=mask)
+            corrected = None if trails is None else not trails
+            source = ('measured: no saturation level' if level is None
+                      else f'measured (bleed_trails: {found["n_regions"]} '
+                      f'saturated regions, median elongation '
+                      f'{found["elongation"]:.2f})')
+        model_frames = self.model.training_frames
+        bleed = (corrected is False and (
+            self.trails == 'bleed-trail'
+            or (self.trails == 'auto' and model_frames == 'corrected')))
+        kind = {'corrected': corrected, 'source': source,
+                'model_frames': model_frames,
+                'saturated_targets': 'bleed-trail' if bleed else 'network'}
+        unlike = (corrected is False and model_frames == 'corrected') or \
+            (corrected is True and model_frames == 'uncorrected')
+        if unlike and not bleed:
+            what = 'uncorrected' if corrected is False else 'corrected'
+            log.warning(
+                'the network measures the saturated stars of an %s frame '
+                '(%s) and was trained on %s frames: it has not seen what '
+                'saturation looks like here%s', what, source, model_frames,
+                " (trails='network' was asked for)" if corrected is False
+                else '')
+            kind['warning'] = 'model trained on the other kind of frame'
+        frame['frame_kind'] = kind
+        return kind
+
+    def _trail_targets(self, image, mask, stamps, frame):
+        """Return which targets BleedTrailPhotometry measures."""
+        kind = self._frame_kind(image, mask, frame)
+        level = frame.get('frame_saturation', frame['saturation_level'])
+        if kind['saturated_targets'] != 'bleed-trail' or level is None:
+            return np.zeros(len(stamps), dtype=bool)
+        # A saturated pixel of the target's own: its charge ran along the
+        # column, which only the trail sum recovers.
+        return ((stamps >= level) & self._signal_mask()).any(axis=(1, 2))
+
+    def _bleed_trail(self, frame):
+        """Return the trail photometry of this frame."""
+        from .bleed import BleedTrailPhotometry
+
+        if 'bleed_frame' not in frame:
+            frame['bleed_frame'] = dict(frame, saturation_level=frame.get(
+                'frame_saturation', frame['saturation_level']))
+        return BleedTrailPhotometry(header_keys=self.header_keys,
+                                    fwhm=frame.get('frame_fwhm', self.fwhm),
+                                    recentre=False)
 
     def _descriptors(self, image, mask, frame):
         """Return the frame's saturation level and FWHM (feature v3)."""
@@ -673,9 +813,9 @@ class SaturatedStarPhotometry(_Photometry):
         """Propagate the pixel errors of the signal circle, in dex."""
         errs, inside = cut_stamps(np.asarray(error, dtype=float),
                                   np.rint(x).astype(int),
-                                  np.rint(y).astype(int), self.stamp_size,
+                                  np.rint(y).astype(int), self.stamp_shape,
                                   dtype=float)
-        circle = circle_mask(self.stamp_size, self.signal_radius)[None]
+        circle = self._signal_mask()[None]
         var = np.where(inside & circle, errs, 0.0) ** 2
         with np.errstate(invalid='ignore', divide='ignore', over='ignore'):
             return np.sqrt(var.sum(axis=(1, 2))) / 10 ** log_counts \

@@ -3,7 +3,7 @@
 
 import argparse
 
-from satphotutils.utils._parameters import number_option
+from satphotutils.utils._parameters import number_option, stamp_shape_option
 
 _count = number_option(integer=True, minimum=1)
 _seed = number_option(integer=True, minimum=0)
@@ -116,6 +116,15 @@ def register(subparsers, formatter_class):
     stamps.add_argument('--camera', type=_camera_spec, default=None,
                         metavar='NAME:FILTER[:ZP[:CT]]',
                         help='the camera; default bi:g')
+    stamps.add_argument('--stamp-shape', type=stamp_shape_option,
+                        default=(21, 21), metavar='NYxNX',
+                        help='stamp shape, odd sizes, NY >= NX, the rows '
+                        'along the read (bleed) direction: e.g. 81x21 '
+                        'with --no-correction, to hold the trails')
+    stamps.add_argument('--no-correction', action='store_true',
+                        help='the pipeline leaves the bleed trails in the '
+                        'frame (no saturation correction), as most '
+                        'cameras other than ASAS-SN do')
     stamps.add_argument('--damage-fraction',
                         type=_fraction, default=0.2,
                         help='fraction of exposures with overflow damage')
@@ -188,11 +197,13 @@ def _stamps(args):
     camera = _make_camera(args.camera) if args.camera else None
     pipeline = SurveyPipeline(damage_fraction=args.damage_fraction,
                               misplace_rate=args.misplace_rate,
-                              lost_rate=args.lost_rate)
+                              lost_rate=args.lost_rate,
+                              correction=not args.no_correction)
     per_epoch = args.exposures_per_epoch
     # A frame pool large enough that targets share few frames.
     pool = per_epoch * -(-max(24, 2 * args.images_per_star) // per_epoch)
     sim = StampSimulator(camera=camera, pipeline=pipeline,
+                         stamp_size=args.stamp_shape,
                          g_range=(args.gmin, args.gmax),
                          images_per_star=args.images_per_star,
                          exposures_per_epoch=per_epoch,

@@ -30,7 +30,7 @@ from satphotutils.calibration.crowding import (
 )
 from satphotutils.calibration.gaia import GAIA_RELATIONS
 from satphotutils.stamps.apertures import circle_mask
-from satphotutils.stamps.table import StampTableWriter
+from satphotutils.stamps.table import StampTableWriter, stamp_shape
 from satphotutils.utils._parameters import as_integer
 
 from .detector import Camera
@@ -71,8 +71,11 @@ class StampSimulator:
         Zero point of the camera's reference image (before the camera's
         ``zeropoint_offset``).
 
-    stamp_size : int, optional
-        Stamp size in pixels (odd).
+    stamp_size : int or tuple of int, optional
+        Stamp size in pixels (odd), or the shape ``(ny, nx)`` of tall
+        stamps (odd, ``ny >= nx``), their rows along the detector's read
+        (bleed) direction: for a camera whose trails stay in the frame
+        (``SurveyPipeline(correction=False)``), stamps that hold them.
 
     g_range : tuple of float, optional
         Targets are drawn uniformly in SDSS g within this range.
@@ -128,6 +131,14 @@ class StampSimulator:
     >>> stamps = StampSimulator(images_per_star=2)(3, seed=1)
     >>> len(stamps), stamps['stamp'].shape[1:]
     (6, (21, 21))
+
+    Tall stamps of a camera that leaves its trails in place:
+
+    >>> from satphotutils.simulation import SurveyPipeline
+    >>> raw = StampSimulator(stamp_size=(81, 21), images_per_star=1,
+    ...                      pipeline=SurveyPipeline(correction=False))
+    >>> raw(2, seed=1)['stamp'].shape[1:]
+    (81, 21)
     """
 
     def __init__(self, *, camera=None, pipeline=None, zeropoint=25.5,
@@ -136,9 +147,8 @@ class StampSimulator:
                  neighbour_g_max=19.0, latitude_range=(0.0, 90.0),
                  latitude_weighting='area', signal_radius=5.0, family=None,
                  stars_per_camera=100):
-        if stamp_size % 2 == 0 or stamp_size < 5:
-            msg = 'stamp_size must be an odd integer >= 5'
-            raise ValueError(msg)
+        self.stamp_shape = stamp_shape(stamp_size, name='stamp_size',
+                                       minimum=5)
         if not g_range[0] < g_range[1]:
             msg = 'g_range must be (gmin, gmax) with gmin < gmax'
             raise ValueError(msg)
@@ -155,7 +165,8 @@ class StampSimulator:
         self.camera = Camera() if camera is None else camera
         self.pipeline = SurveyPipeline() if pipeline is None else pipeline
         self.zeropoint = float(zeropoint)
-        self.stamp_size = int(stamp_size)
+        ny, nx = self.stamp_shape
+        self.stamp_size = nx if ny == nx else self.stamp_shape
         self.g_range = (float(g_range[0]), float(g_range[1]))
         self.images_per_star = int(images_per_star)
         self.exposures_per_chunk = int(exposures_per_chunk)
@@ -172,7 +183,7 @@ class StampSimulator:
         self.stars_per_camera = as_integer(stars_per_camera,
                                            'stars_per_camera', minimum=1)
         # Refused here, not in a worker.
-        circle_mask(self.stamp_size, self.signal_radius)
+        circle_mask(self.stamp_shape, self.signal_radius)
 
     def __repr__(self):
         source = self.camera if self.family is None else self.family
@@ -247,7 +258,8 @@ class StampSimulator:
         ``SATURATE`` keyword says), ``family_psf``,
         ``family_correction``, ``family_saturation`` and
         ``family_storage`` (the camera's families; for the single camera
-        ``moffat``, ``asas``, ``adc`` and ``uint16``). ``camera`` is the
+        ``moffat``, ``asas`` (``raw`` with a pipeline without the
+        correction), ``adc`` and ``uint16``). ``camera`` is the
         drawn camera's code with a ``family``, unique per camera.
 
         Parameters
@@ -337,12 +349,16 @@ class StampSimulator:
         rng = np.random.default_rng(seed_sequence)
         if self.family is None:
             camera, pipeline, draw = self.camera, self.pipeline, None
-            labels = _SINGLE_CAMERA
+            # A pipeline without the correction leaves the trails: the
+            # label a family's raw camera has.
+            labels = _SINGLE_CAMERA | (
+                {} if pipeline.correction else {'correction': 'raw'})
         else:
             draw = self.family(rng)
             camera, pipeline, labels = draw.camera, draw.pipeline, draw.labels
         detector = camera.detector
-        half = self.stamp_size // 2
+        size_y, size_x = self.stamp_shape
+        half_y, half = size_y // 2, size_x // 2
         k = self.images_per_star
         per_epoch = self.exposures_per_epoch
         pool = []
@@ -370,9 +386,10 @@ class StampSimulator:
             G - GAIA_RELATIONS['V'].g_minus_x(bp_rp)
         density = latitude_factor(self._latitudes(rng, n_stars))
         margin = _EDGE + half + 13
+        margin_y = _EDGE + half_y + 13
         ny, nx = detector.shape
         x_ref = rng.uniform(margin, nx - 1 - margin, n_stars)
-        y_ref = rng.uniform(margin, ny - 1 - margin, n_stars)
+        y_ref = rng.uniform(margin_y, ny - 1 - margin_y, n_stars)
         blend_px = (_BLEND_RADIUS / detector.pixel_scale).decompose().value
         if draw is not None:
             # A blend is what falls in one pixel, whatever its size.
@@ -411,11 +428,11 @@ class StampSimulator:
             # saturated ones and those next to them, which the correction
             # interpolates from.
             reach = int(np.ceil(radius)) + 3
-            sy0 = max(iy - half - trail_rows - 16, 0)
-            sy1 = min(iy + half + trail_rows + 16, ny)
+            sy0 = max(iy - half_y - trail_rows - 16, 0)
+            sy1 = min(iy + half_y + trail_rows + 16, ny)
             sx0, sx1 = ix - reach, ix + reach + 1
-            near = (ix - half - _NEAR, ix + half + _NEAR, iy - half - _NEAR,
-                    iy + half + _NEAR)
+            near = (ix - half - _NEAR, ix + half + _NEAR,
+                    iy - half_y - _NEAR, iy + half_y + _NEAR)
             nb_x, nb_y, nb_mag, nb_colour = self._neighbours(
                 rng, near, (sx0, sx1, sy0, sy1), density[i], detector,
                 camera.filter)
@@ -436,8 +453,7 @@ class StampSimulator:
                 'x': x_all, 'y': y_all, 'base': base_all,
                 # The reference catalogue knows every star's mean magnitude.
                 'cat': np.concatenate([[mag[i]], nb_mag]),
-                'window': (iy - half, ix - half, self.stamp_size,
-                           self.stamp_size),
+                'window': (iy - half_y, ix - half, size_y, size_x),
                 'cols': trail_cols, 'f_c': f_c, 'b_c': b_c0,
                 'exposures': (per_epoch * rng.choice(
                     len(pool) // per_epoch, k // per_epoch, replace=False
@@ -460,8 +476,8 @@ class StampSimulator:
             cond = pool[e]
             scale = 10 ** (0.4 * cond.zeropoint) / cond.transparency
             per_batch = max(1, _BATCH_PIXELS // (
-                (2 * trail_rows + self.stamp_size + 8)
-                * (2 * trail_cols + self.stamp_size + 8)))
+                (2 * trail_rows + size_y + 8)
+                * (2 * trail_cols + size_x + 8)))
             for start in range(0, len(members), per_batch):
                 batch = members[start:start + per_batch]
                 requests = [(stars[i]['x'], stars[i]['y'],
@@ -493,7 +509,7 @@ class StampSimulator:
         # What frame_fwhm would measure on each exposure's frame.
         measured = {e: measured_fwhm(pool[e], detector, pipeline)
                     for e in {e for s in stars for e in s['exposures']}}
-        circle = circle_mask(self.stamp_size, self.signal_radius)
+        circle = circle_mask(self.stamp_shape, self.signal_radius)
         label_mag = []
         for i, star in enumerate(stars):
             for j, e in enumerate(star['exposures']):

@@ -19,7 +19,8 @@ __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
         'catalogue_zeropoint'],
     'table': [
         'REQUIRED_COLUMNS', 'STAMP_FORMAT_VERSION', 'StampTableWriter',
-        'iter_stamp_table', 'read_stamp_table', 'stamp_table_columns'],
+        'iter_stamp_table', 'read_stamp_table', 'stamp_shape',
+        'stamp_table_columns', 'stamp_table_shape'],
     'cutout': [
         'cut_stamps'],
 })

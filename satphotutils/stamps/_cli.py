@@ -2,7 +2,7 @@
 """Subcommand of the stamp stage: ``stamps``."""
 
 from satphotutils.frames._cli import add_header_key_option, header_keys_from
-from satphotutils.utils._parameters import number_option
+from satphotutils.utils._parameters import number_option, stamp_shape_option
 
 # Columns a target catalogue needs, in Gaia DR3's names.
 _POSITION = ('ra', 'dec', 'phot_g_mean_mag')
@@ -46,6 +46,11 @@ def register(subparsers, formatter_class):
                         help=('Gaia sources (ra, dec, phot_g_mean_mag and a '
                               'colour) for the crowding terms; default: '
                               'the catalogue itself'))
+    parser.add_argument('--stamp-shape', type=stamp_shape_option,
+                        default=(21, 21), metavar='NYxNX',
+                        help='stamp shape, odd sizes, NY >= NX, the rows '
+                             'along the read (bleed) direction: e.g. 81x21 '
+                             'for frames whose bleed trails stay in place')
     parser.add_argument('--edge',
                         type=number_option(integer=True,
                         minimum=0), default=50,
@@ -190,7 +195,8 @@ def _run(args):
         targets = _read_catalog(args.catalog, 'catalogue')
     neighbours = targets if args.neighbours is None else \
         _read_catalog(args.neighbours, 'neighbour catalogue')
-    builder = StampBuilder(edge=args.edge, max_unity=args.max_unity,
+    builder = StampBuilder(stamp_size=args.stamp_shape, edge=args.edge,
+                           max_unity=args.max_unity,
                            max_exposures=args.max_exposures,
                            band=args.band, header_keys=keys, seed=args.seed,
                            saturation=args.saturation,

@@ -34,7 +34,7 @@ from satphotutils.utils.threads import default_threads
 
 from .apertures import circle_mask
 from .cutout import cut_stamps
-from .table import _MIN_STRING_WIDTH, StampTableWriter
+from .table import _MIN_STRING_WIDTH, StampTableWriter, stamp_shape
 
 __all__ = ['BuildReport', 'StampBuilder']
 
@@ -189,8 +189,10 @@ class StampBuilder:
 
     Parameters
     ----------
-    stamp_size : int, optional
-        Stamp size (odd).
+    stamp_size : int or tuple of int, optional
+        Stamp size (odd), or the shape ``(ny, nx)`` of tall stamps (odd,
+        ``ny >= nx``) whose rows run along the frames' read (bleed)
+        direction, for frames whose trails were left in place.
 
     edge : int, optional
         Smallest distance (pixels) of a target from the detector edge.
@@ -279,10 +281,9 @@ class StampBuilder:
                  max_exposures=None, band='g', header_keys=None, radius=5.0,
                  seed=None, zeropoint_radius=3.0, saturation=None,
                  colour_term=False, workers=None, zeropoint_stars=300):
-        if stamp_size % 2 == 0:
-            msg = 'stamp_size must be odd'
-            raise ValueError(msg)
-        self.stamp_size = int(stamp_size)
+        self.stamp_shape = stamp_shape(stamp_size, name='stamp_size')
+        ny, nx = self.stamp_shape
+        self.stamp_size = nx if ny == nx else self.stamp_shape
         self.edge = int(edge)
         self.max_unity = int(max_unity)
         self.max_exposures = max_exposures
@@ -512,10 +513,9 @@ class StampBuilder:
         sky = meta['sky']
         if sky is None:
             sky = background[0]
-        size = self.stamp_size
-        circle = circle_mask(size, self.radius)
+        circle = circle_mask(self.stamp_shape, self.radius)
         idx, x, y = targets
-        stamps, inside = cut_stamps(data, x, y, (size, size),
+        stamps, inside = cut_stamps(data, x, y, self.stamp_shape,
                                     dtype=np.float32)
         # A stamp the detector edge cuts is rejected as too near the edge
         # (an edge smaller than the stamp's half-size lets it through).

@@ -6,8 +6,11 @@ A stamp table is a FITS file whose first extension (``STAMPS``) is a
 binary table with one row per exposure of a target:
 
 ``stamp``
-    21 x 21 float32 postage stamp from the reduced frame, the target's
-    reference-frame position rounded to the nearest pixel at ``[10, 10]``.
+    ``ny x nx`` float32 postage stamp from the reduced frame (21 x 21 by
+    default), the target's reference-frame position rounded to the
+    nearest pixel at the centre ``[ny // 2, nx // 2]``. Both sizes are
+    odd and ``ny >= nx``: a tall stamp's rows run along the read (bleed)
+    direction of the detector, so that it holds a bleed trail.
 ``log_counts``
     The label, log10 counts (optional for prediction).
 ``star_id``
@@ -18,14 +21,17 @@ binary table with one row per exposure of a target:
     Optional camera code and filter.
 ``dx``, ``dy``
     Optional offset (pixels) of the target's position from the centre
-    of pixel ``[10, 10]``, within +-0.5; the network and the aperture
+    of the central pixel, within +-0.5; the network and the aperture
     baselines use it when present.
 ``epoch``
     Optional epoch index: exposures of a star with the same ``epoch``
     are combined by their median in light curves.
 
 Any other column is carried through to outputs unchanged. The header
-keyword ``STAMPVER`` gives the format version (currently 1). Any FITS
+keyword ``STAMPVER`` gives the format version (currently 1), ``STAMPNY``
+and ``STAMPNX`` the stamp shape, and ``STAMPSZ`` the size of square
+stamps (the only keyword of tables written before tall stamps; it is
+not written for tall ones). Any FITS
 binary table with the required columns is read as a stamp table (the
 first such table when there is no ``STAMPS`` extension; a missing
 ``STAMPVER`` is taken as version 1, with a warning), so a table written
@@ -43,7 +49,7 @@ from astropy.io import fits
 from astropy.table import QTable, Table
 from astropy.utils.exceptions import AstropyUserWarning
 
-from satphotutils.utils._parameters import as_integer
+from satphotutils.utils._parameters import as_integer, stamp_shape
 from satphotutils.utils.exceptions import (
     SatphotutilsError,
     SatphotutilsUserWarning,
@@ -51,12 +57,17 @@ from satphotutils.utils.exceptions import (
 from satphotutils.utils.io import atomic_output
 
 __all__ = ['REQUIRED_COLUMNS', 'STAMP_FORMAT_VERSION', 'StampTableWriter',
-           'iter_stamp_table', 'read_stamp_table', 'stamp_table_columns']
+           'iter_stamp_table', 'read_stamp_table', 'stamp_shape',
+           'stamp_table_columns', 'stamp_table_shape']
 
 STAMP_FORMAT_VERSION = 1
 REQUIRED_COLUMNS = ('stamp', 'star_id', 'zeropoint', 'sky')
 _EXTNAME = 'STAMPS'
 _BLOCK = 2880
+
+
+# Header keywords of the stamp shape, carried into every chunk's meta.
+_SHAPE_KEYS = ('STAMPVER', 'STAMPSZ', 'STAMPNY', 'STAMPNX')
 
 
 # Narrowest text column: the first chunk fixes the layout of the file,
@@ -166,11 +177,15 @@ class StampTableWriter:
                        f'given were {sorted(columns)}')
                 raise SatphotutilsError(msg)
         stamp = columns['stamp']
-        if stamp.ndim != 3 or stamp.shape[1] != stamp.shape[2] \
-                or stamp.shape[1] % 2 == 0:
-            msg = ('stamp must have shape (n, size, size) with an odd size, '
-                   f'got {stamp.shape}')
+        if stamp.ndim != 3:
+            msg = ('stamp must have shape (n, ny, nx) with odd sizes, '
+                   f'ny >= nx, got {stamp.shape}')
             raise SatphotutilsError(msg)
+        try:
+            ny, nx = stamp_shape(stamp.shape[1:], name='the stamp column')
+        except ValueError as exc:
+            msg = f'{self.path}: {exc}'
+            raise SatphotutilsError(msg) from None
         self._names = list(columns)
         self._dtype = np.dtype([(name, _fits_dtype(columns[name],
                                              self.string_width),
@@ -183,7 +198,10 @@ class StampTableWriter:
         hdu = fits.BinTableHDU(sample, name=_EXTNAME)
         hdu.header['STAMPVER'] = (STAMP_FORMAT_VERSION,
                                   'satphotutils stamp-table format')
-        hdu.header['STAMPSZ'] = (stamp.shape[1], 'stamp size in pixels')
+        if ny == nx:
+            hdu.header['STAMPSZ'] = (nx, 'stamp size in pixels')
+        hdu.header['STAMPNY'] = (ny, 'stamp rows (along the read direction)')
+        hdu.header['STAMPNX'] = (nx, 'stamp columns')
         for key, value in self.meta.items():
             hdu.header[key] = value
         primary = fits.PrimaryHDU()
@@ -347,7 +365,24 @@ def _stamp_hdu(path, hdul):
     if missing:
         msg = f'{path} lacks the required stamp-table columns {missing}'
         raise SatphotutilsError(msg)
+    shape = _column_shape(hdu)
+    said = (hdu.header.get('STAMPNY'), hdu.header.get('STAMPNX'))
+    if said != (None, None) and said != shape:
+        msg = (f'{path}: the header says the stamps are {said[0]} x '
+               f'{said[1]} pixels (STAMPNY, STAMPNX), the stamp column '
+               f'holds {shape}; the file was altered: write it again')
+        raise SatphotutilsError(msg)
     return hdu
+
+
+def _column_shape(hdu):
+    """Return the ``(ny, nx)`` of the stamp column (TDIM), or `None`."""
+    dim = hdu.columns['stamp'].dim
+    if not dim:
+        return None
+    sizes = tuple(int(n) for n in dim.strip('() ').split(','))
+    # FITS gives the fastest axis first.
+    return sizes[::-1] if len(sizes) == 2 else None
 
 
 def _to_table(rec, names):
@@ -415,7 +450,7 @@ def iter_stamp_table(path, *, chunk_size=100000, columns=None):
         for start in range(0, nrows, chunk_size):
             chunk = _to_table(data[start:start + chunk_size], names)
             chunk.meta.update({k: v for k, v in hdu.header.items()
-                               if k in ('STAMPVER', 'STAMPSZ')})
+                               if k in _SHAPE_KEYS})
             yield chunk
 
 
@@ -453,6 +488,43 @@ def stamp_table_columns(path):
     hdul, hdu = _open(path)
     with hdul:
         return list(hdu.columns.names)
+
+
+def stamp_table_shape(path):
+    """
+    Return the stamp shape ``(ny, nx)`` of a stamp table, from its header.
+
+    Parameters
+    ----------
+    path : str or `~pathlib.Path`
+        The stamp table.
+
+    Returns
+    -------
+    shape : tuple of int or `None`
+        `None` if the stamp column is not a 2D array per row.
+
+    Raises
+    ------
+    SatphotutilsError
+        As for `iter_stamp_table`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from satphotutils.stamps import StampTableWriter, stamp_table_shape
+    >>> path = Path(tempfile.mkdtemp()) / 'tall.fits'
+    >>> with StampTableWriter(path) as writer:
+    ...     writer.write({'stamp': np.zeros((1, 81, 21), np.float32),
+    ...                   'star_id': [1], 'zeropoint': [25.5], 'sky': [200.0]})
+    >>> stamp_table_shape(path)
+    (81, 21)
+    """
+    hdul, hdu = _open(path)
+    with hdul:
+        return _column_shape(hdu)
 
 
 def read_stamp_table(path, *, columns=None):

@@ -139,3 +139,92 @@ def number_option(*, integer=False, minimum=None, maximum=None,
         return value
 
     return parse
+
+
+def stamp_shape(size, *, name='stamp_size', minimum=1):
+    """
+    Return a stamp shape ``(ny, nx)`` from a size or a pair, checked.
+
+    The one rule for stamp geometry: both sizes odd (the target sits on
+    the central pixel) and ``ny >= nx``, the rows along the read (bleed)
+    direction, so that a tall stamp holds a bleed trail. Both flips of
+    such a stamp are symmetries of the detector; a transpose is not.
+
+    Parameters
+    ----------
+    size : int or tuple of int
+        One odd size for a square stamp, or ``(ny, nx)``.
+
+    name : str, optional
+        The argument's name, for the message.
+
+    minimum : int, optional
+        Smallest size allowed.
+
+    Returns
+    -------
+    shape : tuple of int
+        ``(ny, nx)``.
+
+    Raises
+    ------
+    ValueError
+        For an even size, a size below ``minimum``, ``ny < nx`` or
+        anything but one or two integers; the message names ``name``.
+
+    Examples
+    --------
+    >>> from satphotutils.stamps import stamp_shape
+    >>> stamp_shape(21), stamp_shape((81, 21))
+    ((21, 21), (81, 21))
+    >>> stamp_shape((21, 81))
+    Traceback (most recent call last):
+    ...
+    ValueError: stamp_size (21, 81) has ny < nx: ...
+    """
+    values = size if isinstance(size, (tuple, list, np.ndarray)) else \
+        (size,)
+    ok = 1 <= len(values) <= 2 and all(
+        isinstance(v, (int, np.integer))
+        and not isinstance(v, (bool, np.bool_)) for v in values)
+    if not ok:
+        msg = (f'{name} must be an odd size or a pair (ny, nx) of odd '
+               f'sizes, got {size!r}')
+        raise ValueError(msg)
+    shape = tuple(int(v) for v in values) * (3 - len(values))
+    if any(n % 2 == 0 or n < minimum for n in shape):
+        msg = (f'{name} must be an odd size or a pair (ny, nx) of odd '
+               f'sizes, each at least {minimum}, got {size!r}: a stamp is '
+               'centred on the pixel nearest its target')
+        raise ValueError(msg)
+    if shape[0] < shape[1]:
+        msg = (f'{name} {tuple(shape)} has ny < nx: the rows of a tall '
+               'stamp run along the read (bleed) direction, so give '
+               f'({shape[1]}, {shape[0]}) and cut the stamps along the '
+               'bleed trails (transpose a frame read along its rows)')
+        raise ValueError(msg)
+    return shape
+
+
+def stamp_shape_option(text):
+    """
+    Parse ``--stamp-shape NYxNX`` (or ``N`` for a square) for argparse.
+
+    Examples
+    --------
+    >>> from satphotutils.utils._parameters import stamp_shape_option
+    >>> stamp_shape_option('81x21'), stamp_shape_option('21')
+    ((81, 21), (21, 21))
+    """
+    import argparse
+
+    try:
+        sizes = tuple(int(p) for p in text.lower().split('x'))
+    except ValueError:
+        msg = (f'--stamp-shape must look like NYxNX or N, e.g. 81x21, got '
+               f'{text!r}')
+        raise argparse.ArgumentTypeError(msg) from None
+    try:
+        return stamp_shape(sizes, name='--stamp-shape', minimum=5)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

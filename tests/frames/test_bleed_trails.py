@@ -1,0 +1,70 @@
+# Licensed under a 3-clause BSD style license - see LICENSE.rst
+"""Corrected or uncorrected frames: the SATCORR keyword and the pixels."""
+
+import numpy as np
+import pytest
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+from astropy.io import fits
+
+from satphotutils.frames import HeaderKeys, bleed_trails, frame_info
+from satphotutils.frames.info import InvalidHeaderError
+from satphotutils.simulation import (
+    Camera,
+    Detector,
+    FrameSimulator,
+    Scene,
+    SurveyPipeline,
+)
+
+
+def test_the_corrected_keyword_is_read():
+    assert frame_info(fits.Header({'SATCORR': True})).corrected is True
+    assert frame_info(fits.Header({'SATCORR': False})).corrected is False
+    assert frame_info(fits.Header({'SATCORR': 'F'})).corrected is False
+    assert frame_info(fits.Header()).corrected is None
+    keys = HeaderKeys.parse(['corrected=TRAILFIX'])
+    assert frame_info(fits.Header({'TRAILFIX': 'T', 'SATCORR': False}),
+                      header_keys=keys).corrected is True
+    off = HeaderKeys.parse(['corrected='])
+    assert frame_info(fits.Header({'SATCORR': False}),
+                      header_keys=off).corrected is None
+    with pytest.raises(InvalidHeaderError, match='SATCORR'):
+        frame_info(fits.Header({'SATCORR': 'maybe'}))
+
+
+@pytest.mark.parametrize('correction', [True, False])
+def test_bleed_trails_tells_the_frames_apart(correction):
+    centre = SkyCoord(150, -40, unit='deg')
+    rng = np.random.default_rng(2)
+    scene = Scene(centre.directional_offset_by(
+        rng.uniform(0, 360, 6) * u.deg, rng.uniform(2, 20, 6) * u.arcmin),
+        np.linspace(5.0, 8.0, 6), np.ones(6))
+    camera = Camera(detector=Detector(shape=(400, 400), full_well=80000.0))
+    frame, _ = FrameSimulator(
+        camera=camera, pipeline=SurveyPipeline(correction=correction),
+        pointing=centre)(scene, mjd=59000.0, seed=3)
+    trails, details = bleed_trails(frame.data, frame.meta['SATURATE'])
+    if correction:
+        # The restored cores are round, or too small to have a shape.
+        assert trails is not True
+    else:
+        assert trails is True
+        assert details['n_regions'] >= 3
+    # Read along the rows, the same trails are across: no trails.
+    if not correction:
+        assert bleed_trails(frame.data.T, frame.meta['SATURATE'],
+                            read_axis=1)[0] is True
+        assert bleed_trails(frame.data, frame.meta['SATURATE'],
+                            read_axis=1)[0] is False
+
+
+def test_bleed_trails_cannot_tell_without_saturated_stars():
+    image = np.random.default_rng(1).normal(100.0, 5.0, (50, 50))
+    trails, details = bleed_trails(image, 6e4)
+    assert trails is None
+    assert details['n_regions'] == 0
+    image[10:12, 10:12] = 6e4  # too small a region to have a shape
+    assert bleed_trails(image, 6e4)[0] is None
+    image[20:23, 20:23] = 6e4  # a round core
+    assert bleed_trails(image, 6e4)[0] is False
