@@ -219,18 +219,24 @@ def _training_frames(columns, usable):
 
     ``'corrected'`` (the pipeline replaced the bleed trails),
     ``'uncorrected'`` (the trails stayed), ``'mixed'``, or `None` when
-    the table does not say: from a boolean ``corrected`` column (the
-    frames' ``SATCORR``), else the simulator's ``family_correction``
-    (``'raw'`` is uncorrected).
+    the table does not say: from a ``corrected`` column (the frames'
+    ``SATCORR``: boolean, or the stamp builder's 1/0 with -1 for frames
+    that could not tell, left out), else the simulator's
+    ``family_correction`` (``'raw'`` is uncorrected).
     """
     if 'corrected' in columns:
-        corrected = np.asarray(columns['corrected']).astype(bool)
+        value = np.asarray(columns['corrected'])[usable]
+        # The stamp builder's integers: -1 where a frame could not tell.
+        known = value >= 0 if value.dtype.kind in 'iu' else \
+            np.ones(value.shape, dtype=bool)
+        corrected = value[known].astype(bool)
     elif 'family_correction' in columns:
         corrected = np.char.strip(np.asarray(
-            columns['family_correction'], dtype=str)) != 'raw'
+            columns['family_correction'], dtype=str))[usable] != 'raw'
     else:
         return None
-    corrected = corrected[usable]
+    if not len(corrected):
+        return None
     if corrected.all():
         return 'corrected'
     return 'uncorrected' if not corrected.any() else 'mixed'

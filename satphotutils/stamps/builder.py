@@ -550,6 +550,7 @@ class StampBuilder:
         log_counts = crowded_log_counts(
             expected_log_counts(mag[idx], zp, t),
             np.asarray(labels['f_c'])[idx], b_c)
+        corrected = self._corrected(stamps[keep], meta, saturation)
         rows = {'stamp': stamps[keep],
                 'log_counts': log_counts,
                 'star_id': star_id[idx],
@@ -569,9 +570,36 @@ class StampBuilder:
                 'epoch': np.full(n, epoch),
                 'n_unity': n_unity[keep],
                 'saturation': np.full(n, saturation),
+                'corrected': np.full(n, corrected, dtype=np.int8),
                 'fwhm': np.full(n, fwhm),
                 'file': np.full(n, Path(path).name)}
         return rows, counts
+
+    def _corrected(self, stamps, meta, saturation):
+        """
+        Return 1 if the frame's bleed trails were corrected, 0 if not.
+
+        The header (``SATCORR`` by default) when it says, else the
+        saturated targets' stamps, side by side
+        (`~satphotutils.frames.bleed_trails`: a trail runs out of a
+        stamp, a corrected core is round; the whole frame would cost as
+        much as the rest of its measurement); -1 when neither can tell
+        (no saturated region big enough), which training leaves out.
+        """
+        from satphotutils.frames import bleed_trails
+
+        corrected = meta['info'].corrected
+        if corrected is None:
+            hit = (stamps >= saturation).any(axis=(1, 2))
+            if hit.any():
+                # A blank row between stamps keeps their regions apart.
+                ny, nx = stamps.shape[1:]
+                mosaic = np.full((hit.sum(), ny + 1, nx), np.nan,
+                                 dtype=np.float32)
+                mosaic[:, :ny] = stamps[hit]
+                trails, _ = bleed_trails(mosaic.reshape(-1, nx), saturation)
+                corrected = None if trails is None else not trails
+        return -1 if corrected is None else int(corrected)
 
     def _descriptors(self, data, meta, background, labels, mag):
         """Return the frame's saturation level and FWHM, or say why not."""

@@ -285,3 +285,46 @@ def test_frame_workers_started_by_spawn_get_the_run(field, tmp_path,
     StampBuilder(edge=30, workers=2)(frames, targets, tmp_path / 'two.fits')
     assert (tmp_path / 'one.fits').read_bytes() == \
         (tmp_path / 'two.fits').read_bytes()
+
+
+@pytest.mark.parametrize('header', [True, False])
+def test_rows_say_whether_their_frame_kept_its_bleed_trails(tmp_path,
+                                                            header):
+    # Simulated truth: frames whose pipeline left the trails (raw) and
+    # frames it corrected. The rows' corrected column says which, from
+    # SATCORR or, without it, from the saturated targets' stamps; a model
+    # trained on them then knows what it was trained on.
+    from satphotutils.network.training import _training_frames
+    from satphotutils.simulation import SurveyPipeline
+
+    scene = Scene.random(CENTRE, radius=0.5 * u.deg, g_max=14.0, seed=7)
+    coord = SkyCoord(CENTRE.ra.deg + np.array([0.0, 0.1, -0.1, 0.05]),
+                     CENTRE.dec.deg + np.array([0.0, 0.05, -0.05, 0.1]),
+                     unit='deg')
+    scene.add(coord, [7.5, 8.0, 8.5, 9.0], np.ones(4),
+              name=['a', 'b', 'c', 'd'])
+    gaia = Table({'source_id': np.arange(len(scene.G)),
+                  'ra': scene.coord.ra.deg, 'dec': scene.coord.dec.deg,
+                  'phot_g_mean_mag': scene.G, 'bp_rp': scene.bp_rp})
+    found = {}
+    for correction in (True, False):
+        camera = Camera(detector=Detector(shape=(300, 300),
+                                          full_well=80000.0))
+        sim = FrameSimulator(camera=camera, pointing=CENTRE,
+                             pipeline=SurveyPipeline(correction=correction))
+        directory = tmp_path / f'c{correction}'
+        simulate_field(directory, scene, [sim], n_epochs=1,
+                       exposures_per_epoch=2, seed=6)
+        frames = sorted(directory.glob('*.fits'))
+        if not header:
+            copies = tmp_path / f'h{correction}'
+            copies.mkdir()
+            frames = _without_keywords(directory, copies, ['SATCORR'])
+        StampBuilder(edge=15, seed=1, workers=1)(
+            frames, gaia, tmp_path / f'{correction}.fits')
+        table = read_stamp_table(tmp_path / f'{correction}.fits')
+        found[correction] = set(np.asarray(table['corrected']).tolist())
+        columns = {name: table[name] for name in table.colnames}
+        assert _training_frames(columns, np.ones(len(table), bool)) == (
+            'corrected' if correction else 'uncorrected')
+    assert found == {True: {1}, False: {0}}
