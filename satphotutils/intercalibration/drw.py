@@ -263,6 +263,22 @@ class DRWIntercalibrator:
         out. Either way the offsets table names them and why, and each
         is logged as a warning.
 
+    offsets_at : {'process_mean', 'signal_mean'}, optional
+        Where the offsets between groups of bands of different amplitude
+        (``amplitude_ratio``) are defined. ``'process_mean'``: at
+        ``s = 0``, the mean of the DRW process; a light curve samples
+        only a stretch of it, whose mean the data fix only to about
+        ``sigma sqrt(2 tau / span)``, and the offset between a V and a g
+        group carries (ratio - 1) times that (0.03 mag for a DRW of 0.2
+        mag and 150 d over six years): honestly in its uncertainty.
+        ``'signal_mean'``: at the mean of the signal over the used
+        points, which the data fix to the noise level; the offsets then
+        hold the colour at the light curve's mean brightness, and
+        ``drw['mean']`` the reference group's level there. Offsets
+        between groups of one band, and the intercalibrated light curve
+        (but for a constant when the reference group is not in the
+        reference band), are the same either way.
+
     Notes
     -----
     The offsets are fitted again without the groups flagged
@@ -294,7 +310,8 @@ class DRWIntercalibrator:
                  clip_sigma=5.0, max_iter=5, jitter=True, error_scale=False,
                  amplitude_ratio=False, trend=0, select=False, min_points=5,
                  max_offset=1.0, max_offset_sigma=5.0,
-                 max_clipped_fraction=0.5, keep_flagged_groups=False):
+                 max_clipped_fraction=0.5, keep_flagged_groups=False,
+                 offsets_at='process_mean'):
         if method not in ('gp', 'paper'):
             msg = f"method must be 'gp' or 'paper', not {method!r}"
             raise ValueError(msg)
@@ -334,13 +351,18 @@ class DRWIntercalibrator:
         self.max_offset_sigma = float(max_offset_sigma)
         self.max_clipped_fraction = float(max_clipped_fraction)
         self.keep_flagged_groups = bool(keep_flagged_groups)
+        if offsets_at not in ('process_mean', 'signal_mean'):
+            msg = ("offsets_at must be 'process_mean' or 'signal_mean', "
+                   f'not {offsets_at!r}')
+            raise ValueError(msg)
+        self.offsets_at = offsets_at
 
     def _config(self):
         names = ('method', 'drop_faintest', 'robust', 'clip_sigma',
                  'max_iter', 'jitter', 'error_scale', 'amplitude_ratio',
                  'trend', 'select', 'min_points', 'max_offset',
                  'max_offset_sigma', 'max_clipped_fraction',
-                 'keep_flagged_groups')
+                 'keep_flagged_groups', 'offsets_at')
         return {'intercalibrator': type(self).__name__,
                 **{n: getattr(self, n) for n in names}}
 
@@ -653,7 +675,8 @@ class DRWIntercalibrator:
                                           len(bands))
         else:
             models = None
-        return (*fit.summarise(params, groups, bands, models=models),
+        return (*fit.summarise(params, groups, bands, models=models,
+                               signal_mean=self.offsets_at == 'signal_mean'),
                 flags)
 
 
@@ -1036,11 +1059,12 @@ class _GPFit:
         errors[free] = np.where(diag > 0, np.sqrt(np.abs(diag)), np.nan)
         return errors
 
-    def summarise(self, params, groups, bands, *, models=None):
+    def summarise(self, params, groups, bands, *, models=None,
+                  signal_mean=False):
         lay = self.layout
         lik = self.likelihood
         ll, _ = self._evaluate(params)
-        sol = lik.solution(params)
+        sol = lik.solution(params, signal_mean=signal_mean)
         log_err = self.laplace(params)
         sigma, tau, ratio, jitter, scale = lay.unpack(params,
                                                       self.n_bands)
@@ -1057,6 +1081,23 @@ class _GPFit:
         ratio_err = np.zeros(self.n_bands)
         ratio_err[lay.ratio_bands] = ratio[lay.ratio_bands] * log_err[
             sl['log_ratio']]
+        level = float(beta[0])
+        if signal_mean:
+            # y = mean + offset + r s: with s = sbar + s', the reference
+            # group's level at sbar is mean + r_ref sbar and each offset
+            # gains (r - r_ref) sbar.
+            sbar = sol['signal_mean']
+            band = self._band_of_group()[others]
+            r_ref = ratio[self._band_of_group()[ref]]
+            dr = ratio[band] - r_ref
+            dr_err = np.hypot(ratio_err[band],
+                              ratio_err[self._band_of_group()[ref]])
+            offset[others] += dr * sbar
+            cross = sol['signal_mean_beta_cov'][1:1 + len(others)]
+            var = offset_err[others] ** 2 + dr**2 * sol['signal_mean_var'] \
+                + 2 * dr * cross + (sbar * np.nan_to_num(dr_err)) ** 2
+            offset_err[others] = np.sqrt(np.maximum(var, 0.0))
+            level += r_ref * sbar
         jitter_err = jitter * log_err[sl['log_jitter']] if lay.jitter \
             else np.zeros(self.n_groups)
         scale_err = scale * log_err[sl['log_scale']] \
@@ -1070,7 +1111,9 @@ class _GPFit:
                'jitter': {str(groups[g]): float(jitter[g])
                           for g in range(self.n_groups)},
                'reference': str(groups[ref]),
-               'mean': float(beta[0]),
+               'mean': level,
+               'offsets_at': 'signal_mean' if signal_mean
+               else 'process_mean',
                'model': dict(self.options),
                'reference_band': str(bands[self.reference_band]),
                'amplitude_ratio': {str(bands[b]): float(ratio[b])

@@ -487,7 +487,7 @@ class RestrictedLikelihood:
         self._noise_gradients(s, grad, u * (alpha**2 - cinv_diag))
         return float(ll), grad, self._design_times(alpha)
 
-    def solution(self, p):
+    def solution(self, p, *, signal_mean=False):
         """
         Solve for the linear parameters and predict at every point.
 
@@ -499,7 +499,13 @@ class RestrictedLikelihood:
         (Rasmussen & Williams 2006, Eq. 5.12, with the linear parameters'
         uncertainty), and the predictive one for the others) and
         ``ml_log_likelihood`` (the unrestricted likelihood at ``beta``,
-        for information criteria across designs).
+        for information criteria across designs). With ``signal_mean``
+        also ``signal_mean``, the mean of the signal ``s`` (reference
+        band) over the used points, ``signal_mean_var`` its variance and
+        ``signal_mean_beta_cov`` its covariance with ``beta``, from the
+        joint posterior of the signal and the linear parameters (flat
+        prior): ``cov(s, beta) = -h G^-1``, ``cov(s) = T^-1 + h G^-1
+        h^T`` with ``h = T^-1 A^T W X``.
         """
         s = self._factor(p)
         sig_diag, _ = self._selected_inverse(s['ldl'])
@@ -516,6 +522,16 @@ class RestrictedLikelihood:
         logdet_d = float(np.sum(np.log(s['noise'][self.use])))
         ml = -0.5 * (quad + logdet_d + s['logdet_k'] + logdet_t
                      + self.n_used * _LOG_2PI)
-        return {'beta': s['beta'], 'beta_cov': s['ginv'], 'mean': mean,
-                'mean_var': mean_var, 'noise': s['noise'], 'z': z,
-                'ml_log_likelihood': float(ml)}
+        out = {'beta': s['beta'], 'beta_cov': s['ginv'], 'mean': mean,
+               'mean_var': mean_var, 'noise': s['noise'], 'z': z,
+               'ml_log_likelihood': float(ml)}
+        if signal_mean:
+            weights = self._per_time(self.use.astype(float)) / self.n_used
+            solved, _ = lapack.dpttrs(*s['ldl'], weights)
+            hw = s['z'][1:] @ weights
+            ghw = s['ginv'] @ hw
+            out.update({'signal_mean': float(weights @ s['post']),
+                        'signal_mean_var': float(weights @ solved
+                                                 + hw @ ghw),
+                        'signal_mean_beta_cov': -ghw})
+        return out
