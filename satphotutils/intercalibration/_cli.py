@@ -36,6 +36,14 @@ def register(subparsers, formatter_class):
                         help='fit the variability amplitude of each band '
                              'relative to the band with the most points '
                              '(and put the others on its scale)')
+    parser.add_argument('--offsets-at', choices=['process_mean',
+                                                 'signal_mean'],
+                        default='process_mean',
+                        help='with --amplitude-ratio, define the offsets '
+                             'between bands at the mean of the DRW process '
+                             '(default) or at the mean of the fitted '
+                             'signal over the light curve (see the user '
+                             'guide)')
     parser.add_argument('--error-scale', action='store_true',
                         help='fit a factor per group on the stated errors')
     parser.add_argument('--no-jitter', dest='jitter', action='store_false',
@@ -89,7 +97,8 @@ def _run(args):
         amplitude_ratio=args.amplitude_ratio, trend=args.trend,
         select=args.select, min_points=args.min_points,
         max_offset=args.max_offset,
-        keep_flagged_groups=args.keep_flagged_groups)
+        keep_flagged_groups=args.keep_flagged_groups,
+        offsets_at=args.offsets_at)
     # The flagged groups are named on stderr below; without a logging
     # configuration Python would also print the library's warnings.
     logger = logging.getLogger('satphotutils.intercalibration')

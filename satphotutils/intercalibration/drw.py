@@ -62,6 +62,11 @@ _GROUP_FLAGS = SATPHOT_FLAGS.SMALL_GROUP | SATPHOT_FLAGS.REJECTED_GROUP
 # stars and corrected by its offset, not a failure.
 _CAMERA_SCATTER = 0.05
 
+# Fits on more than twice as many used points explore their starts on a
+# subsample of about this many (`_GPFit._explorer`); every real Sky Patrol
+# file tried has fewer than 5,000 points.
+_EXPLORE_POINTS = 10_000
+
 
 def marginal_log_likelihood(gp, y, design):
     """
@@ -258,6 +263,22 @@ class DRWIntercalibrator:
         out. Either way the offsets table names them and why, and each
         is logged as a warning.
 
+    offsets_at : {'process_mean', 'signal_mean'}, optional
+        Where the offsets between groups of bands of different amplitude
+        (``amplitude_ratio``) are defined. ``'process_mean'``: at
+        ``s = 0``, the mean of the DRW process; a light curve samples
+        only a stretch of it, whose mean the data fix only to about
+        ``sigma sqrt(2 tau / span)``, and the offset between a V and a g
+        group carries (ratio - 1) times that (0.03 mag for a DRW of 0.2
+        mag and 150 d over six years): honestly in its uncertainty.
+        ``'signal_mean'``: at the mean of the signal over the used
+        points, which the data fix to the noise level; the offsets then
+        hold the colour at the light curve's mean brightness, and
+        ``drw['mean']`` the reference group's level there. Offsets
+        between groups of one band, and the intercalibrated light curve
+        (but for a constant when the reference group is not in the
+        reference band), are the same either way.
+
     Notes
     -----
     The offsets are fitted again without the groups flagged
@@ -289,7 +310,8 @@ class DRWIntercalibrator:
                  clip_sigma=5.0, max_iter=5, jitter=True, error_scale=False,
                  amplitude_ratio=False, trend=0, select=False, min_points=5,
                  max_offset=1.0, max_offset_sigma=5.0,
-                 max_clipped_fraction=0.5, keep_flagged_groups=False):
+                 max_clipped_fraction=0.5, keep_flagged_groups=False,
+                 offsets_at='process_mean'):
         if method not in ('gp', 'paper'):
             msg = f"method must be 'gp' or 'paper', not {method!r}"
             raise ValueError(msg)
@@ -329,13 +351,18 @@ class DRWIntercalibrator:
         self.max_offset_sigma = float(max_offset_sigma)
         self.max_clipped_fraction = float(max_clipped_fraction)
         self.keep_flagged_groups = bool(keep_flagged_groups)
+        if offsets_at not in ('process_mean', 'signal_mean'):
+            msg = ("offsets_at must be 'process_mean' or 'signal_mean', "
+                   f'not {offsets_at!r}')
+            raise ValueError(msg)
+        self.offsets_at = offsets_at
 
     def _config(self):
         names = ('method', 'drop_faintest', 'robust', 'clip_sigma',
                  'max_iter', 'jitter', 'error_scale', 'amplitude_ratio',
                  'trend', 'select', 'min_points', 'max_offset',
                  'max_offset_sigma', 'max_clipped_fraction',
-                 'keep_flagged_groups')
+                 'keep_flagged_groups', 'offsets_at')
         return {'intercalibrator': type(self).__name__,
                 **{n: getattr(self, n) for n in names}}
 
@@ -648,7 +675,8 @@ class DRWIntercalibrator:
                                           len(bands))
         else:
             models = None
-        return (*fit.summarise(params, groups, bands, models=models),
+        return (*fit.summarise(params, groups, bands, models=models,
+                               signal_mean=self.offsets_at == 'signal_mean'),
                 flags)
 
 
@@ -667,9 +695,12 @@ class _GPFit:
     """One model's restricted likelihood on the used points, and its fit."""
 
     def __init__(self, data, gidx, bidx, use, n_groups, n_bands, *,
-                 jitter, error_scale, amplitude_ratio, trend):
+                 jitter, error_scale, amplitude_ratio, trend,
+                 reference_band=None):
         self.data, self.gidx, self.bidx, self.use = data, gidx, bidx, use
         self.n_evaluations = 0
+        self._last = None
+        self._bounds = None
         self.n_groups, self.n_bands = n_groups, n_bands
         self.options = {'jitter': bool(jitter),
                         'error_scale': bool(error_scale),
@@ -677,7 +708,8 @@ class _GPFit:
                         'trend': int(trend)}
         used_bands = np.unique(bidx[use])
         counts = np.bincount(bidx[use], minlength=n_bands)
-        self.reference_band = int(np.argmax(counts))
+        self.reference_band = int(np.argmax(counts)) \
+            if reference_band is None else int(reference_band)
         ratio_bands = np.array([b for b in used_bands
                                 if b != self.reference_band], dtype=int) \
             if amplitude_ratio else np.zeros(0, dtype=int)
@@ -692,6 +724,12 @@ class _GPFit:
             n_bands=n_bands)
 
     def bounds(self):
+        """Lower and upper bounds and the start of the fit's parameters."""
+        if self._bounds is None:
+            self._bounds = self._compute_bounds()
+        return tuple(v.copy() for v in self._bounds)
+
+    def _compute_bounds(self):
         t, y = self.data['t'][self.use], self.data['y'][self.use]
         span = max(t.max() - t.min(), 1.0)
         gaps = np.diff(t)
@@ -751,49 +789,178 @@ class _GPFit:
         Without ``start``, a coarse grid (timescale, amplitude, two starts
         for the jitters) is scored with the unrestricted likelihood at the
         groups' median offsets (one solve per point instead of one per
-        linear parameter), and the fit climbs from the best grid point of
-        each third of the timescale range.
+        linear parameter), the fit climbs a few steps from the best grid
+        point of each third of the timescale range and follows the
+        highest to convergence. On more than ``2 * _EXPLORE_POINTS``
+        used points the grid and the first steps are taken on a
+        subsample (`_explorer`) and only the last climb on all points.
         """
         lower, upper, x0 = self.bounds()
         bounds = list(zip(lower, upper, strict=True))
         evaluations = 0
+        explorer = self
         if start is None:
-            starts, evaluations = self._grid_starts(x0, lower, upper)
+            explorer = self._explorer()
+            starts, evaluations = explorer._grid_starts(x0, lower, upper)
         else:
             starts = [np.clip(start, lower, upper)]
+        best = None
+        scale = explorer._scale(starts[0])
+        for x in starts:
+            # A few steps from each start tell which maximum is highest;
+            # only that one is followed to convergence.
+            explore = len(starts) > 1 or explorer is not self
+            res = explorer._climb(x, bounds, scale=scale,
+                                  maxiter=10 if explore else None)
+            evaluations += int(res.nfev)
+            if best is None or res.fun < best.fun:
+                best = res
+        if explorer is not self:
+            # From the subsample's point, far along the DRW's degenerate
+            # valley and the small jitters' flat slopes, the climb in the
+            # logarithms took 30 evaluations at 10^5 points, and a fresh
+            # L-BFGS-B's first step, along the bare gradient, gained too
+            # little and stopped it 9 below the maximum at 3 x 10^4; in
+            # `_ClimbCoordinates` scaled by the subsample's curvature, 8
+            # reach it. (On the real files, all below the subsample's
+            # size, the coordinates would change which of nearby maxima
+            # the climb reaches, so they are kept to this.)
+            curvature = explorer._curvature(best.x, bounds) * (
+                np.count_nonzero(self.use) / np.count_nonzero(explorer.use))
+            evaluations += len(best.x) + 1
+            best = self._climb(best.x, bounds, coordinates=True,
+                               curvature=curvature)
+            evaluations += int(best.nfev)
+        elif len(starts) > 1:
+            best = self._climb(best.x, bounds, scale=scale)
+            evaluations += int(best.nfev)
+        self.n_evaluations += evaluations
+        return best.x
 
-        def negll(p):
-            try:
-                ll, grad = self.likelihood(p)
-            except (np.linalg.LinAlgError, ValueError):
-                return 1e25, np.zeros(len(p))
-            if not np.isfinite(ll):
-                return 1e25, np.zeros(len(p))
-            return -ll, -grad
+    def _evaluate(self, p):
+        """
+        Evaluate the likelihood and its gradient at ``p``, remembered.
 
+        The climb's last evaluation is usually at the point it returns,
+        where the summary and the Laplace errors ask again.
+        """
+        p = np.asarray(p, dtype=float)
+        if self._last is not None and np.array_equal(self._last[0], p):
+            return self._last[1]
+        out = self.likelihood(p)
+        self._last = (p.copy(), out)
+        return out
+
+    def _negll(self, p):
+        try:
+            ll, grad = self._evaluate(p)
+        except (np.linalg.LinAlgError, ValueError):
+            return 1e25, np.zeros(len(p))
+        if not np.isfinite(ll):
+            return 1e25, np.zeros(len(p))
+        return -ll, -grad
+
+    def _scale(self, x):
+        """
+        |log likelihood| at ``x``, for the climbs' tolerance.
+
+        With the gradient, remembered: a climb starts there.
+        """
+        try:
+            value = self._evaluate(x)[0]
+        except (np.linalg.LinAlgError, ValueError):
+            return 1e25
+        return max(abs(value), 1.0) if np.isfinite(value) else 1e25
+
+    def _climb(self, x, bounds, *, scale=None, maxiter=None,
+               coordinates=False, curvature=None):
+        """
+        L-BFGS-B on the restricted likelihood from ``x``.
+
+        In the logarithms, or with ``coordinates`` in those of
+        `_ClimbCoordinates`, each divided by the square root of
+        ``curvature`` (there) if given, so that the first step, which
+        L-BFGS-B takes along the gradient, is the diagonal Newton step.
+        ``scale``: the tolerance's (`_scale`); by default from the start.
+        """
+        if coordinates:
+            coords = _ClimbCoordinates(self, bounds)
+            d = np.ones(len(x)) if curvature is None else np.sqrt(curvature)
+            w0 = coords.to_u(x) * d
+            # The start as the climb will evaluate it (remembered).
+            x = coords.to_x(w0 / d)
+        if scale is None:
+            scale = self._scale(x)
         # Converged when a step gains less than 0.01 in log likelihood
         # (a few hundredths of a standard error of any parameter), not at
         # scipy's default relative 2e-9, which on 10^5 points asked for
         # gains of 1e-3 and doubled the evaluations.
-        scale = max(abs(negll(starts[0])[0]), 1.0)
         options = {'ftol': 0.01 / scale}
-        best = None
-        for x in starts:
-            # A few steps from each start tell which maximum is highest;
-            # only that one is followed to convergence.
-            res = minimize(negll, x, jac=True, method='L-BFGS-B',
-                           bounds=bounds,
-                           options={**options, 'maxiter': 10}
-                           if len(starts) > 1 else options)
-            evaluations += int(res.nfev)
-            if best is None or res.fun < best.fun:
-                best = res
-        if len(starts) > 1:
-            best = minimize(negll, best.x, jac=True, method='L-BFGS-B',
+        if maxiter is not None:
+            options['maxiter'] = maxiter
+        if not coordinates:
+            return minimize(self._negll, x, jac=True, method='L-BFGS-B',
                             bounds=bounds, options=options)
-            evaluations += int(best.nfev)
-        self.n_evaluations += evaluations
-        return best.x
+
+        def negll(w):
+            u = w / d
+            value, grad = self._negll(coords.to_x(u))
+            return value, coords.gradient(u, grad) / d
+
+        res = minimize(negll, w0, jac=True,
+                       method='L-BFGS-B',
+                       bounds=[(lo * s, hi * s) for (lo, hi), s in zip(
+                           coords.bounds, d, strict=True)],
+                       options=options)
+        res.x = coords.to_x(res.x / d)
+        return res
+
+    def _curvature(self, x, bounds):
+        """
+        Diagonal of the negative Hessian in `_ClimbCoordinates` at ``x``.
+
+        By differences of the gradient; where it is not positive (a
+        bound, a saddle) 1, L-BFGS-B's own assumption.
+        """
+        coords = _ClimbCoordinates(self, bounds)
+        u = coords.to_u(x)
+        g0 = coords.gradient(u, self._evaluate(x)[1])
+        steps = coords.steps(u)
+        out = np.ones(len(u))
+        for i in range(len(u)):
+            shifted = u.copy()
+            shifted[i] += steps[i]
+            try:
+                grad = self.likelihood(coords.to_x(shifted))[1]
+            except (np.linalg.LinAlgError, ValueError):
+                continue
+            value = -(coords.gradient(shifted, grad)[i] - g0[i]) / steps[i]
+            if np.isfinite(value) and value > 0:
+                out[i] = value
+        return out
+
+    def _explorer(self):
+        """
+        Return the fit to explore the starts with: this or a subsample's.
+
+        Beyond ``2 * _EXPLORE_POINTS`` used points, every k-th point of
+        each group (so that every group keeps points and its share),
+        about ``_EXPLORE_POINTS`` in all: which of the maxima is highest
+        shows on them at a tenth of the cost, and the final climb on all
+        points corrects what the subsample got wrong.
+        """
+        used = np.flatnonzero(self.use)
+        if len(used) <= 2 * _EXPLORE_POINTS:
+            return self
+        step = int(np.ceil(len(used) / _EXPLORE_POINTS))
+        keep = np.zeros(len(self.use), dtype=bool)
+        for g in np.unique(self.gidx[used]):
+            keep[used[self.gidx[used] == g][::step]] = True
+        data = {name: self.data[name][keep] for name in ('t', 'y', 'err')}
+        return _GPFit(data, self.gidx[keep], self.bidx[keep],
+                      np.ones(int(keep.sum()), dtype=bool), self.n_groups,
+                      self.n_bands, **self.options,
+                      reference_band=self.reference_band)
 
     def _beta_start(self):
         """Medians: the reference group's level and the others' shifts."""
@@ -822,7 +989,8 @@ class _GPFit:
                     p[0] = np.clip(x0[0] + shift, lower[0], upper[0])
                     p[1] = log_tau
                     try:
-                        ll = self.likelihood.unrestricted(p, beta0)[0]
+                        ll = self.likelihood.unrestricted(
+                            p, beta0, gradient=False)[0]
                     except (np.linalg.LinAlgError, ValueError):
                         continue
                     if np.isfinite(ll):
@@ -844,8 +1012,14 @@ class _GPFit:
         Give the standard errors of the log-parameters (Laplace).
 
         The Hessian of the negative log-likelihood is differentiated from
-        the analytic gradient; parameters at a bound of the fit (a jitter
-        too small to matter, say) get NaN.
+        the analytic gradient in the climb's coordinates
+        (`_ClimbCoordinates`), where the likelihood is regular at a
+        jitter of zero: in the logarithm its curvature there vanishes
+        below the differences' rounding (10^5 points without jitter made
+        the Hessian indefinite and every error NaN). The covariance is
+        carried back to the logarithms; at an interior maximum the two
+        agree. Parameters at a bound of the fit (a jitter too small to
+        matter, say) get NaN.
         """
         lower, upper, _ = self.bounds()
         size = len(params)
@@ -861,27 +1035,36 @@ class _GPFit:
         errors = np.full(size, np.nan)
         if not free.any():
             return errors
-        step = 1e-4
-        _, g0 = self.likelihood(params)
-        hess = np.empty((size, size))
-        for i in range(size):
-            shifted = params.copy()
-            shifted[i] += step
-            hess[:, i] = -(self.likelihood(shifted)[1] - g0) / step
-        hess = 0.5 * (hess + hess.T)[np.ix_(free, free)]
+        coords = _ClimbCoordinates(self, list(zip(lower, upper,
+                                                  strict=True)))
+        u = coords.to_u(params)
+        g0 = coords.gradient(u, self._evaluate(params)[1])
+        steps = coords.steps(u)
+        # Only the free parameters' columns: the others are not used.
+        index = np.flatnonzero(free)
+        hess = np.empty((len(index), len(index)))
+        for col, i in enumerate(index):
+            shifted = u.copy()
+            shifted[i] += steps[i]
+            grad = coords.gradient(shifted, self.likelihood(
+                coords.to_x(shifted))[1])
+            hess[:, col] = -(grad[index] - g0[index]) / steps[i]
+        hess = 0.5 * (hess + hess.T)
         try:
             cov = np.linalg.inv(hess)
         except np.linalg.LinAlgError:
             return errors
-        diag = np.diag(cov)
+        jac = coords.jacobian(u)[np.ix_(index, index)]
+        diag = np.diag(jac @ cov @ jac.T)
         errors[free] = np.where(diag > 0, np.sqrt(np.abs(diag)), np.nan)
         return errors
 
-    def summarise(self, params, groups, bands, *, models=None):
+    def summarise(self, params, groups, bands, *, models=None,
+                  signal_mean=False):
         lay = self.layout
         lik = self.likelihood
-        ll, _ = lik(params, gradient=False)
-        sol = lik.solution(params)
+        ll, _ = self._evaluate(params)
+        sol = lik.solution(params, signal_mean=signal_mean)
         log_err = self.laplace(params)
         sigma, tau, ratio, jitter, scale = lay.unpack(params,
                                                       self.n_bands)
@@ -898,6 +1081,23 @@ class _GPFit:
         ratio_err = np.zeros(self.n_bands)
         ratio_err[lay.ratio_bands] = ratio[lay.ratio_bands] * log_err[
             sl['log_ratio']]
+        level = float(beta[0])
+        if signal_mean:
+            # y = mean + offset + r s: with s = sbar + s', the reference
+            # group's level at sbar is mean + r_ref sbar and each offset
+            # gains (r - r_ref) sbar.
+            sbar = sol['signal_mean']
+            band = self._band_of_group()[others]
+            r_ref = ratio[self._band_of_group()[ref]]
+            dr = ratio[band] - r_ref
+            dr_err = np.hypot(ratio_err[band],
+                              ratio_err[self._band_of_group()[ref]])
+            offset[others] += dr * sbar
+            cross = sol['signal_mean_beta_cov'][1:1 + len(others)]
+            var = offset_err[others] ** 2 + dr**2 * sol['signal_mean_var'] \
+                + 2 * dr * cross + (sbar * np.nan_to_num(dr_err)) ** 2
+            offset_err[others] = np.sqrt(np.maximum(var, 0.0))
+            level += r_ref * sbar
         jitter_err = jitter * log_err[sl['log_jitter']] if lay.jitter \
             else np.zeros(self.n_groups)
         scale_err = scale * log_err[sl['log_scale']] \
@@ -911,7 +1111,9 @@ class _GPFit:
                'jitter': {str(groups[g]): float(jitter[g])
                           for g in range(self.n_groups)},
                'reference': str(groups[ref]),
-               'mean': float(beta[0]),
+               'mean': level,
+               'offsets_at': 'signal_mean' if signal_mean
+               else 'process_mean',
                'model': dict(self.options),
                'reference_band': str(bands[self.reference_band]),
                'amplitude_ratio': {str(bands[b]): float(ratio[b])
@@ -949,6 +1151,85 @@ class _GPFit:
         band = np.zeros(self.n_groups, dtype=int)
         band[self.gidx] = self.bidx
         return band
+
+
+class _ClimbCoordinates:
+    """
+    The variables the optimiser climbs in, and back.
+
+    The likelihood takes logarithms; two of them make L-BFGS crawl. The
+    DRW's amplitude and timescale are degenerate along sigma^2 / tau =
+    const (the short-timescale diffusion, which the data fix): the climb
+    runs in ``log(sigma / sqrt(tau))`` and ``log(tau)``. A jitter far
+    below its group's errors barely changes the likelihood, whose
+    gradient in ``log(jitter)`` vanishes there as the jitter squared:
+    from a start above it the climb crept towards the lower bound for
+    twenty steps of a few tenths in log likelihood each (10^5 points, no
+    jitter). The climb runs in ``(jitter / e_g)^2`` (``e_g`` the group's
+    median error), whose gradient stays finite, so that the bound is
+    reached in one projected step. The bounds are the same jitters,
+    timescales and amplitudes as before.
+    """
+
+    def __init__(self, fit, bounds):
+        lower, upper = np.array(bounds, dtype=float).T
+        self.jitter = fit.layout.slices().get('log_jitter')
+        if self.jitter is not None:
+            err = np.ones(fit.n_groups)
+            used = fit.use
+            for g in np.unique(fit.gidx[used]):
+                err[g] = np.median(fit.data['err'][used & (fit.gidx == g)])
+            self.log_err = np.log(err)
+        lo, hi = self.to_u(lower), self.to_u(upper)
+        # The amplitude's bound along the timescale's range.
+        lo[0], hi[0] = lower[0] - 0.5 * upper[1], upper[0] - 0.5 * lower[1]
+        self.bounds = list(zip(lo, hi, strict=True))
+        self._lower, self._upper = lower, upper
+
+    def to_u(self, x):
+        u = np.array(x, dtype=float)
+        u[0] -= 0.5 * u[1]
+        if self.jitter is not None:
+            u[self.jitter] = np.exp(2 * (u[self.jitter] - self.log_err))
+        return u
+
+    def to_x(self, u):
+        x = np.array(u, dtype=float)
+        x[0] += 0.5 * x[1]
+        if self.jitter is not None:
+            with np.errstate(divide='ignore'):
+                x[self.jitter] = 0.5 * np.log(x[self.jitter]) + self.log_err
+        return np.clip(x, self._lower, self._upper)
+
+    def gradient(self, u, grad_x):
+        """Carry the gradient in the logarithms over to ``u``."""
+        g = np.array(grad_x, dtype=float)
+        g[1] += 0.5 * g[0]
+        if self.jitter is not None:
+            g[self.jitter] /= 2 * np.asarray(u)[self.jitter]
+        return g
+
+    def jacobian(self, u):
+        """Differentiate the logarithms in ``u``."""
+        jac = np.eye(len(u))
+        jac[0, 1] = 0.5
+        if self.jitter is not None:
+            sl = self.jitter
+            jac[sl, sl] = np.diag(1 / (2 * np.asarray(u)[sl]))
+        return jac
+
+    def steps(self, u):
+        """
+        Give the steps of the Hessian's differences.
+
+        1e-4 in each logarithm, 1e-4 in a jitter's ``u`` (relative above
+        1).
+        """
+        steps = np.full(len(u), 1e-4)
+        if self.jitter is not None:
+            steps[self.jitter] *= np.maximum(np.asarray(u)[self.jitter],
+                                             1.0)
+        return steps
 
 
 def _select(fit, params, data, gidx, bidx, use, n_groups, n_bands):

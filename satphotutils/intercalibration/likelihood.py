@@ -126,29 +126,92 @@ class RestrictedLikelihood:
         self.dt = np.diff(t[self.starts])
         self.n_used = int(self.use.sum())
         self._ties = len(self.starts) < len(t)
-        # Right-hand sides as rows (y, then the design's columns): each
-        # row is contiguous for LAPACK (as a Fortran column) and numpy.
-        self._rhs = np.vstack([self.y, self.design.T])
-        self._design_t = np.ascontiguousarray(self.design.T)
-        # Work arrays reused by every evaluation: allocating fresh
-        # (k, N) arrays each time cost more in page faults than the
-        # arithmetic (5 ms instead of 1.5 ms per evaluation at N = 4,532).
-        k, m = self._rhs.shape[0], len(self.starts)
-        self._weighted = np.empty_like(self._rhs)
-        self._scaled = np.empty_like(self._rhs)
-        self._per_time_rhs = np.empty((k, m))
-        self._cinv = np.empty_like(self._rhs)
+        self._err2 = self.err**2
+        self._sparse_design()
+        # Work arrays reused by every evaluation: allocating fresh (k, N)
+        # arrays each time cost more in page faults than the arithmetic.
+        # Rows are the right-hand sides (y, then the design's columns) at
+        # the distinct times, each contiguous: ``.T`` is the Fortran
+        # array LAPACK solves in place.
+        k, m = self.design.shape[1] + 1, len(self.starts)
+        self._rhs = np.empty((k, m))
+        self._solved = np.empty((k, m))
+        self._precision_cache = (None, None)
 
-    def _per_time(self, values, out=None):
+    def _sparse_design(self):
+        """
+        Store the design by its nonzeros: a few per row.
+
+        A row holds the mean, its group's offset and its band's trend
+        terms, so products with the design and the right-hand sides of
+        the solve take O(N) work instead of O(N p): at N = 10^5 and ten
+        groups the dense (p, N) products were half of an evaluation.
+        """
+        n = len(self.design)
+        rows, where = np.nonzero(self.design)
+        counts = np.bincount(rows, minlength=n)
+        width = max(int(counts.max(initial=0)), 1)
+        # Each row's nonzero columns in column order, padded with column
+        # 0 and value 0.
+        slot = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts,
+                                                counts)
+        cols = np.zeros((n, width), dtype=np.intp)
+        vals = np.zeros((n, width))
+        cols[rows, slot] = where
+        vals[rows, slot] = self.design[rows, where]
+        m, p = len(self.starts), self.design.shape[1]
+        # Per slot: columns, values and the flat index of (column, time)
+        # in a (p, M) array.
+        self._slots = [(np.ascontiguousarray(cols[:, j]),
+                        np.ascontiguousarray(vals[:, j]),
+                        cols[:, j] * m + self.index)
+                       for j in range(width)]
+        # Pairs of slots for the quadratic forms ``x_i^T M x_i``: flat
+        # index in a (p, p) array and product of the values, each
+        # unordered pair once (``twice``: the off-diagonal ones).
+        self._pairs = [(c1 * p + c2, v1 * v2, j1 != j2)
+                       for j1, (c1, v1, _) in enumerate(self._slots)
+                       for j2, (c2, v2, _) in enumerate(self._slots)
+                       if j1 <= j2]
+
+    def _times_design(self, beta):
+        """Multiply the design by ``beta``: ``X beta``."""
+        out = self._slots[0][1] * beta[self._slots[0][0]]
+        for cols, vals, _ in self._slots[1:]:
+            out += vals * beta[cols]
+        return out
+
+    def _design_times(self, values):
+        """Multiply ``values`` by the design: ``X^T v``."""
+        p = self.design.shape[1]
+        out = np.zeros(p)
+        for cols, vals, _ in self._slots:
+            out += np.bincount(cols, weights=vals * values, minlength=p)
+        return out
+
+    def _gram_weighted(self, weights):
+        """``X^T diag(w) X``."""
+        p = self.design.shape[1]
+        out = np.zeros((p, p))
+        for pair, product, twice in self._pairs:
+            part = np.bincount(pair, weights=weights * product,
+                               minlength=p * p).reshape(p, p)
+            out += part + part.T if twice else part
+        return out
+
+    def _quadratic_forms(self, matrix):
+        """``x_i^T M x_i`` for every row ``x_i`` of the design."""
+        flat = matrix.reshape(-1)
+        out = np.zeros(len(self.y))
+        for pair, product, twice in self._pairs:
+            out += (2 * product if twice else product) * flat[pair]
+        return out
+
+    def _per_time(self, values):
         """Sum over the points that share a time (usually none)."""
         if not self._ties:
-            if out is None:
-                return values
-            np.copyto(out, values)
-            return out
-        if values.ndim == 1:
-            return np.add.reduceat(values, self.starts)
-        return np.add.reduceat(values, self.starts, axis=1, out=out)
+            return values
+        return np.add.reduceat(values, self.starts)
 
     def _to_points(self, values):
         if not self._ties:
@@ -159,17 +222,24 @@ class RestrictedLikelihood:
 
     def _precision(self, sigma, tau):
         """Tridiagonal inverse of the DRW covariance at the distinct times."""
+        # The last one is kept: the Hessian's differences and the
+        # noise parameters' steps leave sigma and tau as they were.
+        if self._precision_cache[0] == (sigma, tau):
+            return self._precision_cache[1]
         x = self.dt / tau
         one_minus = -np.expm1(-2 * x)
         a = np.exp(-x)
         var = sigma**2
-        e = a**2 / (var * one_minus)
+        inv = 1 / (var * one_minus)
+        e = a**2 * inv
         diag = np.full(len(self.starts), 1 / var)
         diag[:-1] += e
         diag[1:] += e
-        off = -a / (var * one_minus)
+        off = -a * inv
         logdet_k = len(self.starts) * np.log(var) + np.sum(np.log(one_minus))
-        return diag, off, logdet_k, a, one_minus
+        out = diag, off, logdet_k, a, one_minus
+        self._precision_cache = ((sigma, tau), out)
+        return out
 
     def _noise_and_precision(self, p):
         """
@@ -181,43 +251,92 @@ class RestrictedLikelihood:
         """
         sigma, tau, ratio, jitter, scale = self.layout.unpack(p,
                                                               self.n_bands)
-        r = ratio[self.band]
-        noise = (scale[self.group] * self.err) ** 2 + jitter[self.group] ** 2
-        winv = np.where(self.use, 1.0 / noise, 0.0)
+        lay = self.layout
+        r = ratio[self.band] if lay.ratio_bands.size else None
+        noise = self._err2 * (scale**2)[self.group] if lay.error_scale \
+            else self._err2.copy()
+        if lay.jitter:
+            noise += (jitter**2)[self.group]
+        winv = np.divide(1.0, noise, out=np.zeros_like(noise),
+                         where=self.use)
+        # ``wr``: the weights times the amplitude ratio (A^T W).
+        wr = winv if r is None else winv * r
         qdiag, qoff, logdet_k, a, one_minus = self._precision(sigma, tau)
-        tdiag = qdiag + self._per_time(winv * r**2)
+        tdiag = qdiag + self._per_time(winv if r is None else wr * r)
         ldl_d, ldl_e, info = lapack.dpttrf(tdiag, qoff)
         if info != 0:
             msg = 'the covariance is not positive definite'
             raise np.linalg.LinAlgError(msg)
-        return {'sigma': sigma, 'tau': tau, 'ratio': ratio, 'r': r,
+        return {'sigma': sigma, 'tau': tau, 'ratio': ratio,
+                'r': np.ones(len(noise)) if r is None else r,
                 'jitter': jitter, 'scale': scale, 'noise': noise,
-                'winv': winv, 'ldl': (ldl_d, ldl_e), 'logdet_k': logdet_k,
-                'a': a, 'one_minus': one_minus}
+                'winv': winv, 'wr': wr, 'ldl': (ldl_d, ldl_e),
+                'logdet_k': logdet_k, 'a': a, 'one_minus': one_minus}
 
     def _factor(self, p):
+        """
+        Solve for the linear parameters at the variance parameters ``p``.
+
+        With ``B = A^T W X`` and ``h = T^-1 B`` (one tridiagonal solve
+        per column), ``X^T C^-1 X = X^T W X - B^T h``; the products with
+        the design are sums over its few nonzeros per row.
+        """
         s = self._noise_and_precision(p)
-        r, winv = s['r'], s['winv']
+        wr, winv = s['wr'], s['winv']
         ldl_d, ldl_e = s['ldl']
-        wr = winv * r
-        weighted = np.multiply(self._rhs, winv, out=self._weighted)
-        scaled = weighted if self.layout.ratio_bands.size == 0 else \
-            np.multiply(weighted, r, out=self._scaled)
-        b = self._per_time(scaled, out=self._per_time_rhs)
-        # Rows of b are the columns of a Fortran (M, k) array: solved in
+        b = self._rhs
+        b[0] = self._per_time(wr * self.y)
+        b[1:] = 0.0
+        flat = b[1:].reshape(-1)
+        for _, vals, index in self._slots:
+            if self._ties:
+                flat += np.bincount(index, weights=wr * vals,
+                                    minlength=flat.size)
+            else:
+                # Distinct times: each slot writes each entry once.
+                flat[index] += wr * vals
+        z = self._solved
+        np.copyto(z, b)
+        # Rows of z are the columns of a Fortran (M, k) array: solved in
         # place.
-        z, _ = lapack.dpttrs(ldl_d, ldl_e, b.T, overwrite_b=1)
-        z = z.T
-        cinv = np.multiply(self._to_points(z), wr, out=self._cinv)
-        np.subtract(weighted, cinv, out=cinv)
-        cinv_y, f = cinv[0], cinv[1:]
-        gram = f @ self.design
+        lapack.dpttrs(ldl_d, ldl_e, z.T, overwrite_b=1)
+        h = z[1:]
+        gram = self._gram_weighted(winv) - b[1:] @ h.T
         gfac = cho_factor(gram, lower=True, check_finite=False)
         ginv = cho_solve(gfac, np.eye(len(gram)), check_finite=False)
-        beta = ginv @ (f @ self.y)
-        s.update({'z': z, 'f': f, 'gfac': gfac, 'ginv': ginv, 'beta': beta,
-                  'alpha': cinv_y - beta @ f})
+        fy = self._design_times(winv * self.y) - b[1:] @ z[0]
+        beta = ginv @ fy
+        # The signal's posterior mean at the distinct times.
+        post = z[0] - beta @ h
+        resid = self.y - self._times_design(beta)
+        alpha = winv * resid - wr * self._to_points(post)
+        s.update({'z': z, 'gfac': gfac, 'ginv': ginv, 'beta': beta,
+                  'post': post, 'resid': resid, 'alpha': alpha})
         return s
+
+    def _p_diagonals(self, s, sig_diag):
+        """
+        Diagonals of P = C^-1 - C^-1 X G^-1 X^T C^-1 and of C P.
+
+        Row i of ``C^-1 X`` is ``w_i x_i - (wr)_i h(t_i)``, so the
+        quadratic forms in ``G^-1`` split into one over the design's
+        nonzeros, one over ``h`` at the point's time and their cross
+        term; ``hg = G^-1 h`` is returned for the timescale's gradient.
+        """
+        winv, wr, ginv = s['winv'], s['wr'], s['ginv']
+        h = s['z'][1:]
+        hg = ginv @ h
+        hgh = np.einsum('ij,ij->j', hg, h)
+        flat = hg.reshape(-1)
+        xgh = np.zeros(len(winv))
+        for _, vals, index in self._slots:
+            xgh += vals * flat[index]
+        xgx = self._quadratic_forms(ginv)
+        cinv_diag = winv - wr**2 * self._to_points(sig_diag)
+        p_diag = cinv_diag - (winv**2 * xgx - 2 * winv * wr * xgh
+                              + wr**2 * self._to_points(hgh))
+        cp_diag = 1.0 - (winv * xgx - wr * xgh)
+        return p_diag, cp_diag, hg, hgh
 
     def _selected_inverse(self, ldl):
         """
@@ -235,6 +354,34 @@ class RestrictedLikelihood:
         diag = diag[:, 0]
         off = -e * diag[1:]
         return diag, off
+
+    def _dprecision(self, s):
+        """
+        Differentiate the DRW precision Q in ``tau``.
+
+        Its diagonal and first off-diagonal (tridiagonal like Q).
+        """
+        sigma, tau, a, om = s['sigma'], s['tau'], s['a'], s['one_minus']
+        var = sigma**2
+        dadtau = a * (self.dt / tau) / tau
+        de = 2 * a / (var * om**2) * dadtau
+        doff = -(1 + a**2) / (var * om**2) * dadtau
+        dq = np.zeros(len(self.starts))
+        dq[:-1] += de
+        dq[1:] += de
+        return dq, doff
+
+    def _noise_gradients(self, s, grad, core):
+        """Fill in the jitters' and error scales' gradients."""
+        lay, sl = self.layout, self.layout.slices()
+        if lay.jitter:
+            grad[sl['log_jitter']] = np.bincount(
+                self.group, weights=core * (s['jitter']**2)[self.group],
+                minlength=lay.n_groups)
+        if lay.error_scale:
+            grad[sl['log_scale']] = np.bincount(
+                self.group, weights=core * self._err2 * (
+                    s['scale']**2)[self.group], minlength=lay.n_groups)
 
     # -- the public face ---------------------------------------------------
 
@@ -260,123 +407,87 @@ class RestrictedLikelihood:
 
     def _gradient(self, s, quad):
         lay = self.layout
-        use, noise, alpha, r = self.use, s['noise'], s['alpha'], s['r']
+        use, noise, alpha = self.use, s['noise'], s['alpha']
         n, k = self.n_used, self.design.shape[1]
-        winv, f, z = s['winv'], s['f'], s['z']
         sig_diag, sig_off = self._selected_inverse(s['ldl'])
-        ginv_f = s['ginv'] @ f
-        # Diagonals of P = C^-1 - C^-1 X G^-1 X^T C^-1 and of C P.
-        cinv_diag = winv - (winv * r) ** 2 * self._to_points(sig_diag)
-        p_diag = cinv_diag - np.einsum('ij,ij->j', ginv_f, f)
-        cp_diag = 1.0 - np.einsum('ij,ij->j', ginv_f, self._design_t)
-        resid = self.y - self.design @ s['beta']
-        u = np.where(use, 1.0, 0.0)
-        d_alpha2 = u * noise * alpha**2
-        d_p = u * noise * p_diag
+        p_diag, cp_diag, hg, hgh = self._p_diagonals(s, sig_diag)
+        resid = s['resid']
+        u = use.astype(float)
         grad = np.zeros(lay.size)
         sl = lay.slices()
-        grad[0] = (quad - d_alpha2.sum()) - (n - k) + d_p.sum()
+        grad[0] = (quad - np.sum(u * noise * alpha**2)) - (n - k) + np.sum(
+            u * noise * p_diag)
         # tau: dK = -K dQ K; K A^T alpha is the posterior mean and
         # K A^T C^-1 X the columns of z; dQ is tridiagonal.
-        sigma, tau, a, om = s['sigma'], s['tau'], s['a'], s['one_minus']
-        x = self.dt / tau
-        dadtau = a * x / tau
-        var = sigma**2
-        de = 2 * a / (var * om**2) * dadtau
-        doff = -(1 + a**2) / (var * om**2) * dadtau
-        dq = np.zeros(len(self.starts))
-        dq[:-1] += de
-        dq[1:] += de
-        mean = z[0] - s['beta'] @ z[1:]
-        h = z[1:]
-        hg = s['ginv'] @ h
-        w_diag = var - sig_diag - np.einsum('ij,ij->j', hg, h)
+        var, a = s['sigma'] ** 2, s['a']
+        dq, doff = self._dprecision(s)
+        mean, h = s['post'], s['z'][1:]
+        w_diag = var - sig_diag - hgh
         w_off = var * a - sig_off - np.einsum('ij,ij->j', hg[:, :-1],
                                               h[:, 1:])
         quad_dq = np.sum(dq * mean**2) + 2 * np.sum(doff * mean[:-1]
                                                     * mean[1:])
         trace_dq = np.sum(dq * w_diag) + 2 * np.sum(doff * w_off)
-        grad[1] = tau * 0.5 * (trace_dq - quad_dq)
+        grad[1] = s['tau'] * 0.5 * (trace_dq - quad_dq)
         if len(lay.ratio_bands):
             per_point = u * (alpha * (resid - noise * alpha)
                              - (cp_diag - noise * p_diag))
             per_band = np.bincount(self.band, weights=per_point,
                                    minlength=self.n_bands)
             grad[sl['log_ratio']] = per_band[lay.ratio_bands]
-        core = u * (alpha**2 - p_diag)
-        if lay.jitter:
-            jit = s['jitter'][self.group]
-            grad[sl['log_jitter']] = np.bincount(
-                self.group, weights=core * jit**2, minlength=lay.n_groups)
-        if lay.error_scale:
-            sc = s['scale'][self.group] * self.err
-            grad[sl['log_scale']] = np.bincount(
-                self.group, weights=core * sc**2, minlength=lay.n_groups)
+        self._noise_gradients(s, grad, u * (alpha**2 - p_diag))
         return grad
 
-    def unrestricted(self, p, beta):
+    def unrestricted(self, p, beta, *, gradient=True):
         """
         Evaluate the likelihood with the linear parameters explicit.
 
-        Returns it, its gradient in the log-parameters and in ``beta``.
-        One right-hand side instead of one per linear parameter, so ten
-        to twenty times cheaper than the restricted likelihood: the fit
-        explores with it from several starts and refines the best with
-        the restricted one.
+        Returns it, its gradient in the log-parameters and in ``beta``
+        (both `None` when ``gradient`` is False). One right-hand side
+        instead of one per linear parameter, so ten to twenty times
+        cheaper than the restricted likelihood (the value alone a few
+        times cheaper again): the fit scores its grid of starts with it.
         """
         lay, use = self.layout, self.use
         s = self._noise_and_precision(p)
-        sigma, tau, r = s['sigma'], s['tau'], s['r']
-        jitter, scale, noise, winv = (s['jitter'], s['scale'], s['noise'],
-                                      s['winv'])
+        noise, winv, wr = s['noise'], s['winv'], s['wr']
         ldl_d, ldl_e = s['ldl']
-        logdet_k, a, om = s['logdet_k'], s['a'], s['one_minus']
-        resid = self.y - self.design @ beta
+        resid = self.y - self._times_design(beta)
         wres = winv * resid
-        mean, _ = lapack.dpttrs(ldl_d, ldl_e, self._per_time(r * wres))
-        alpha = wres - winv * r * self._to_points(mean)
+        mean, _ = lapack.dpttrs(ldl_d, ldl_e, self._per_time(
+            wres if wr is winv else s['r'] * wres))
+        alpha = wres - wr * self._to_points(mean)
         n = self.n_used
         quad = float(resid @ alpha)
-        logdet = float(np.sum(np.log(noise[use]))) + logdet_k + float(
+        logdet = float(np.sum(np.log(noise[use]))) + s['logdet_k'] + float(
             np.sum(np.log(ldl_d)))
         ll = -0.5 * (quad + logdet + n * _LOG_2PI)
+        if not gradient:
+            return float(ll), None, None
         sig_diag, sig_off = self._selected_inverse((ldl_d, ldl_e))
-        cinv_diag = winv - (winv * r) ** 2 * self._to_points(sig_diag)
+        cinv_diag = winv - wr**2 * self._to_points(sig_diag)
         u = use.astype(float)
         grad = np.zeros(lay.size)
         sl = lay.slices()
         grad[0] = quad - float(np.sum(u * noise * alpha**2)) - (
             n - float(np.sum(u * noise * cinv_diag)))
-        var = sigma**2
-        dadtau = a * (self.dt / tau) / tau
-        de = 2 * a / (var * om**2) * dadtau
-        doff = -(1 + a**2) / (var * om**2) * dadtau
-        dq = np.zeros(len(self.starts))
-        dq[:-1] += de
-        dq[1:] += de
+        var, a = s['sigma'] ** 2, s['a']
+        dq, doff = self._dprecision(s)
         quad_dq = np.sum(dq * mean**2) + 2 * np.sum(doff * mean[:-1]
                                                     * mean[1:])
         trace_dq = np.sum(dq * (var - sig_diag)) + 2 * np.sum(
             doff * (var * a - sig_off))
-        grad[1] = tau * 0.5 * (trace_dq - quad_dq)
+        grad[1] = s['tau'] * 0.5 * (trace_dq - quad_dq)
         if len(lay.ratio_bands):
             per_point = u * (alpha * (resid - noise * alpha)
                              - (1.0 - noise * cinv_diag))
             grad[sl['log_ratio']] = np.bincount(
                 self.band, weights=per_point,
                 minlength=self.n_bands)[lay.ratio_bands]
-        core = u * (alpha**2 - cinv_diag)
-        if lay.jitter:
-            jit = jitter[self.group]
-            grad[sl['log_jitter']] = np.bincount(
-                self.group, weights=core * jit**2, minlength=lay.n_groups)
-        if lay.error_scale:
-            sc = scale[self.group] * self.err
-            grad[sl['log_scale']] = np.bincount(
-                self.group, weights=core * sc**2, minlength=lay.n_groups)
-        return float(ll), grad, self.design.T @ alpha
+        self._noise_gradients(s, grad, u * (alpha**2 - cinv_diag))
+        return float(ll), grad, self._design_times(alpha)
 
-    def solution(self, p):
+    def solution(self, p, *, signal_mean=False):
         """
         Solve for the linear parameters and predict at every point.
 
@@ -388,26 +499,39 @@ class RestrictedLikelihood:
         (Rasmussen & Williams 2006, Eq. 5.12, with the linear parameters'
         uncertainty), and the predictive one for the others) and
         ``ml_log_likelihood`` (the unrestricted likelihood at ``beta``,
-        for information criteria across designs).
+        for information criteria across designs). With ``signal_mean``
+        also ``signal_mean``, the mean of the signal ``s`` (reference
+        band) over the used points, ``signal_mean_var`` its variance and
+        ``signal_mean_beta_cov`` its covariance with ``beta``, from the
+        joint posterior of the signal and the linear parameters (flat
+        prior): ``cov(s, beta) = -h G^-1``, ``cov(s) = T^-1 + h G^-1
+        h^T`` with ``h = T^-1 A^T W X``.
         """
         s = self._factor(p)
         sig_diag, _ = self._selected_inverse(s['ldl'])
-        post = s['z'][0] - s['beta'] @ s['z'][1:]
         r = s['r']
-        mean = r * self._to_points(post)
+        mean = r * self._to_points(s['post'])
         mean_var = r**2 * self._to_points(sig_diag)
-        winv, f = s['winv'], s['f']
-        cinv_diag = winv - (winv * r) ** 2 * self._to_points(sig_diag)
-        p_diag = cinv_diag - np.einsum('ij,ij->j', s['ginv'] @ f, f)
-        resid = self.y - self.design @ s['beta']
+        p_diag = self._p_diagonals(s, sig_diag)[0]
         with np.errstate(invalid='ignore', divide='ignore'):
             z = np.where(self.use, s['alpha'] / np.sqrt(p_diag),
-                         (resid - mean) / np.sqrt(mean_var + s['noise']))
+                         (s['resid'] - mean) / np.sqrt(mean_var
+                                                       + s['noise']))
         quad = float(self.y @ s['alpha'])
         logdet_t = float(np.sum(np.log(s['ldl'][0])))
         logdet_d = float(np.sum(np.log(s['noise'][self.use])))
         ml = -0.5 * (quad + logdet_d + s['logdet_k'] + logdet_t
                      + self.n_used * _LOG_2PI)
-        return {'beta': s['beta'], 'beta_cov': s['ginv'], 'mean': mean,
-                'mean_var': mean_var, 'noise': s['noise'], 'z': z,
-                'ml_log_likelihood': float(ml)}
+        out = {'beta': s['beta'], 'beta_cov': s['ginv'], 'mean': mean,
+               'mean_var': mean_var, 'noise': s['noise'], 'z': z,
+               'ml_log_likelihood': float(ml)}
+        if signal_mean:
+            weights = self._per_time(self.use.astype(float)) / self.n_used
+            solved, _ = lapack.dpttrs(*s['ldl'], weights)
+            hw = s['z'][1:] @ weights
+            ghw = s['ginv'] @ hw
+            out.update({'signal_mean': float(weights @ s['post']),
+                        'signal_mean_var': float(weights @ solved
+                                                 + hw @ ghw),
+                        'signal_mean_beta_cov': -ghw})
+        return out

@@ -13,7 +13,9 @@ def simulate_drw(rng, *, n=2500, sigma=0.2, tau=150.0, years=6,
 
     ``ratio``: {band: amplitude of the DRW}; ``scale``: {group: factor by
     which its stated errors understate the noise}; ``trend``: mag per
-    1000 days; ``outliers``: fraction of points moved by 0.2-1 mag.
+    1000 days; ``outliers``: fraction of points moved by 0.2-1 mag. The
+    table holds the DRW drawn (``signal``, g's amplitude) and which
+    points are outliers.
     """
     t = np.sort(rng.uniform(0, 365 * years, 4 * n))
     t = t[np.cos(2 * np.pi * t / 365) > -0.3][:n]  # seasonal gaps
@@ -34,4 +36,4 @@ def simulate_drw(rng, *, n=2500, sigma=0.2, tau=150.0, years=6,
                                                               bad.sum())
     return QTable({'time': Time(2458000 + t, format='jd'), 'mag': mag,
                    'mag_err': err, 'camera': cam, 'filter': filt,
-                   'outlier': bad})
+                   'outlier': bad, 'signal': y})

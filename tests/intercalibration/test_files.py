@@ -120,3 +120,33 @@ def test_plot_range_follows_the_fitted_points():
         assert 'beyond the range, at the edge' in labels
     finally:
         plt.close(fig)
+
+
+def test_command_offsets_at_the_signal_mean(tmp_path):
+    """The V - g offsets of the real V + g light curve at the mean of the
+    fitted signal: said so in the meta; the g cameras' unchanged."""
+    from astropy.table import QTable
+
+    path = SHARED / 'sp1_ASASSN-J060000.76-310027.83.csv'
+    tables = {}
+    for at in ('process_mean', 'signal_mean'):
+        out = tmp_path / f'{at}.ecsv'
+        assert main(['intercalibrate', str(path), '-o', str(out),
+                     '--amplitude-ratio', '--offsets-at', at]) == 0
+        tables[at] = QTable.read(tmp_path / f'{at}.offsets.ecsv')
+    meta = tables['signal_mean'].meta
+    assert meta['drw']['offsets_at'] == 'signal_mean'
+    assert meta['config']['offsets_at'] == 'signal_mean'
+    # The reference group is a V camera here: the g cameras' offsets
+    # shift together, their differences do not.
+    assert meta['drw']['reference'].endswith('/V')
+    g = np.char.endswith(np.asarray(tables['signal_mean']['group'],
+                                    dtype=str), '/g')
+    signal, process = (tables[at]['offset'].value[g]
+                       for at in ('signal_mean', 'process_mean'))
+    np.testing.assert_allclose(signal - signal[0], process - process[0],
+                               atol=1e-9)
+    # A DRW of tau ~ 10 years: its mean over the light curve is poorly
+    # known, the V - g offsets at it well.
+    errors = {at: tables[at]['offset_err'].value[g] for at in tables}
+    assert np.all(errors['signal_mean'] < 0.5 * errors['process_mean'])

@@ -171,3 +171,31 @@ def test_leave_one_out_residuals_are_exact():
         h = design[i] - x.T @ ci @ kx
         var = cov[i, i] - kx @ ci @ kx + h @ np.linalg.solve(gram, h)
         assert_allclose(z[i], (y[i] - pred) / np.sqrt(var), rtol=1e-7)
+
+
+def test_signal_mean_and_its_covariance_equal_dense():
+    """The mean of the signal over the used points, with its variance and
+    covariance with the linear parameters, from the joint posterior."""
+    lik, p, arrays = _problem()
+    t, y, err, group, band, use, design = arrays
+    sigma, tau, ratio, jitter, scale = lik.layout.unpack(p, 2)
+    r = ratio[band]
+    noise = (scale[group] * err) ** 2 + jitter[group] ** 2
+    # The signal at every point (ties give equal rows), then at the used
+    # ones: y_u = diag(r_u) s_u + X_u beta + e; s ~ N(0, K), beta flat.
+    k = sigma**2 * np.exp(-np.abs(t[:, None] - t[None, :]) / tau)
+    ku = k[np.ix_(use, use)] + 1e-10 * np.eye(use.sum())
+    ru, xu, yu = r[use], design[use], y[use]
+    n, q = use.sum(), design.shape[1]
+    a = np.hstack([np.diag(ru), xu])
+    prec = a.T @ (a / noise[use][:, None])
+    prec[:n, :n] += np.linalg.inv(ku)
+    cov = np.linalg.inv(prec)
+    mean = cov @ (a.T @ (yu / noise[use]))
+    w = np.r_[np.full(n, 1 / n), np.zeros(q)]
+    sol = lik.solution(p, signal_mean=True)
+    assert_allclose(sol['signal_mean'], w @ mean, atol=1e-8)
+    assert_allclose(sol['signal_mean_var'], w @ cov @ w, rtol=1e-6)
+    assert_allclose(sol['signal_mean_beta_cov'], (cov @ w)[n:], rtol=1e-6,
+                    atol=1e-12)
+    assert_allclose(sol['beta'], mean[n:], atol=1e-8)

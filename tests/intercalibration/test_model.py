@@ -47,6 +47,42 @@ def test_amplitude_ratio_with_outliers(seed):
                        np.asarray(lc['mag_err'])[order][v] / ratio)
 
 
+def test_offsets_at_the_signal_mean_are_fixed_to_the_noise():
+    """
+    The V-g offset at the process mean holds (ratio - 1) times the mean
+    of the realised DRW over the light curve, which the data fix only to
+    sigma sqrt(2 tau / span); at the signal's mean it does not.
+    """
+    process, signal = [], []
+    for seed in (4, 5, 6, 8):
+        lc = simulate_drw(np.random.default_rng(seed), ratio={'V': 1.3})
+        results = {at: DRWIntercalibrator(amplitude_ratio=True,
+                                          offsets_at=at)(lc)
+                   for at in ('process_mean', 'signal_mean')}
+        ref = results['signal_mean'].drw['reference']
+        assert ref.endswith('/g')
+        truth = OFFSETS['ba/V'] - OFFSETS[ref]
+        # At the mean of the realised signal (g's amplitude) over the
+        # points: the V group's level there is 1.3 times it, g's once.
+        truth_at_signal = truth + 0.3 * float(np.mean(lc['signal']))
+        value, err = _offset(results['signal_mean'], 'ba/V')
+        signal.append(value - truth_at_signal)
+        assert abs(value - truth_at_signal) < 3 * err
+        value, err = _offset(results['process_mean'], 'ba/V')
+        process.append(value - truth)
+        assert abs(value - truth) < 3 * err
+        # Offsets within a band and the light curve do not change.
+        for group in ('bj/g', 'bm/g', 'bE/g'):
+            assert abs(_offset(results['signal_mean'], group)[0]
+                       - _offset(results['process_mean'], group)[0]) < 1e-12
+        np.testing.assert_allclose(
+            results['signal_mean'].lightcurve['mag'].value,
+            results['process_mean'].lightcurve['mag'].value, atol=1e-9)
+        assert results['signal_mean'].drw['offsets_at'] == 'signal_mean'
+    assert np.max(np.abs(signal)) < 0.005
+    assert np.max(np.abs(process)) > 0.01
+
+
 def test_without_the_ratio_the_bands_share_one_amplitude():
     lc = simulate_drw(np.random.default_rng(4), ratio={'V': 1.3})
     result = DRWIntercalibrator()(lc)
