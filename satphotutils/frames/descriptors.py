@@ -168,6 +168,8 @@ def _given_peaks(data, positions, threshold, saturation, n_stars, mask,
     on = finite & (ix >= margin) & (ix < nx - margin) & (iy >= margin) \
         & (iy < ny - margin)
     ix, iy = ix[on], iy[on]
+    if not len(ix):
+        return np.empty((0, 2))
     grid = np.arange(-search, search + 1)
     rows = iy[:, None, None] + grid[None, :, None]
     cols = ix[:, None, None] + grid[None, None, :]

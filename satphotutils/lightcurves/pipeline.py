@@ -919,7 +919,9 @@ class LightCurvePipeline:
             comparison = _digest(
                 self._comparison_coords.ra.deg,
                 self._comparison_coords.dec.deg,
-                np.asarray(self.comparison['mag'], dtype=float))
+                np.asarray(self.comparison['mag'], dtype=float),
+                *([np.asarray(self.comparison[_COLOUR], dtype=float)]
+                  if self.colour_term else []))
         if isinstance(coords, SkyCoord):
             a, b = coords.ra.deg, coords.dec.deg
         else:
@@ -933,6 +935,8 @@ class LightCurvePipeline:
             'comparison': comparison,
             'differential': self.differential,
             'min_comparison': self.min_comparison,
+            # Only when on: the states of runs without it stay valid.
+            **({'colour_term': True} if self.colour_term else {}),
             'photometry': type(self.photometry).__name__,
             'photometry_config': config}, default=str, sort_keys=True))
 
@@ -1373,6 +1377,8 @@ def _changes(saved, now):
         words.append('the comparison stars')
     if saved.get('differential') != now['differential']:
         words.append('differential')
+    if saved.get('colour_term', False) != now.get('colour_term', False):
+        words.append('the colour term')
     if saved.get('min_comparison') != now['min_comparison']:
         words.append(f'min_comparison ({saved.get("min_comparison")} then, '
                      f'{now["min_comparison"]} now)')

@@ -91,11 +91,12 @@ def register(subparsers, formatter_class):
                         help=('fit the zero points of frames without one '
                               'with a colour term in Gaia BP - RP'))
     parser.add_argument('--zeropoint-stars', default=300,
-                        type=number_option(integer=True, minimum=5),
+                        type=number_option(integer=True, minimum=20),
                         metavar='N',
-                        help=('catalogue stars measured at most on a frame '
-                              'whose zero point is fitted, evenly spread in '
-                              'magnitude (default 300: about 0.2 mmag)'))
+                        help=('catalogue stars measured at most for a '
+                              'fitted zero point, spread over their '
+                              'magnitudes (default 300; at least 20: a '
+                              'few are always clipped)'))
     parser.add_argument('--workers', default=None,
                         type=number_option(integer=True, minimum=1),
                         help=('processes that measure frames at once '

@@ -31,8 +31,10 @@ def catalogue_zeropoint(data, x, y, catalog_mag, *, usable=None, radius=3.0,
     total flux, the median ratio of the flux within ``3 radius`` to that
     within ``radius`` over the 25 brightest usable stars without a
     catalogue neighbour there (faint stars the catalogue does not list
-    add to a wide aperture, least to the brightest), makes the
-    measurements total counts; its error is part of the zero point's.
+    add to a wide aperture, least to the brightest; over all those
+    measured well without a ``saturation_level``, since the brightest
+    may then be saturated), makes the measurements total counts; its
+    error is part of the zero point's.
     Only stars whose catalogue neighbours add less than 2% of their flux
     within ``radius + 4`` pixels are used. The zero point is then
     `~satphotutils.calibration.frame_zeropoint`'s sigma-clipped median of
@@ -82,10 +84,11 @@ def catalogue_zeropoint(data, x, y, catalog_mag, *, usable=None, radius=3.0,
         too (see `~satphotutils.calibration.frame_zeropoint`).
 
     max_stars : int, optional
-        Measure at most this many stars, evenly spread in catalogue
-        magnitude over those that pass the checks needing no photometry
-        (isolated, whole, not damaged, not near saturation); all if
-        `None`. The
+        Measure at most this many stars for the zero point: every k-th
+        in catalogue magnitude order of those that pass the checks
+        needing no photometry (isolated, whole, not damaged, not near
+        saturation, a rough signal-to-noise ratio of at least half
+        ``min_snr``); all if `None`. The
         statistical error of the zero point falls as one over the root
         of the number of stars, so a few hundred measure it to a few
         0.1 mmag, far below the systematic errors of any calibration,
@@ -163,10 +166,28 @@ def catalogue_zeropoint(data, x, y, catalog_mag, *, usable=None, radius=3.0,
     # least to the brightest (on a crowded simulated frame the ratio of
     # g 13-14 stars was 40% above the truth, of g 9-11 stars 2%).
     far = _isolated(x, y, catalog_mag, big + 2.0, limit=0.02)
+    if sky_rms is None:
+        _, sky_rms = frame_background(data)
+    noise = float(sky_rms) * np.sqrt(np.pi) * np.array([radius, big])
+    if max_stars is not None:
+        # Stars far below min_snr never count: a rough sum of the core
+        # stamp (integer pixels, its edge as the sky) leaves them out
+        # before a cap spends its stars on them (with a catalogue
+        # deeper than the frame, most of an even spread would be).
+        edge = np.ones(core.shape[1:], dtype=bool)
+        edge[1:-1, 1:-1] = False
+        sky = np.median(core[:, edge], axis=1)
+        inner = np.hypot(xx, yy) <= radius
+        rough = (core[:, inner].sum(axis=1) - sky * inner.sum()) / noise[0]
+        good &= rough >= 0.5 * min_snr
     order = np.flatnonzero(good)[np.argsort(catalog_mag[use][good],
                                             kind='stable')]
     growth = np.zeros(len(use), dtype=bool)
-    growth[order[far[use][order]][:_GROWTH_STARS]] = True
+    if saturation_level is None:
+        # The brightest may be saturated: the stars measured well.
+        growth[order[far[use][order]]] = True
+    else:
+        growth[order[far[use][order]][:_GROWTH_STARS]] = True
     if max_stars is not None and len(order) > max_stars:
         # Every k-th star in magnitude order: the same mix of bright and
         # faint stars as all of them (a zero point from the brightest
@@ -194,9 +215,6 @@ def catalogue_zeropoint(data, x, y, catalog_mag, *, usable=None, radius=3.0,
     for_growth = np.zeros(len(x), dtype=bool)
     for_growth[use[growth]] = True
     ok &= np.isfinite(flux[:, 0])
-    if sky_rms is None:
-        _, sky_rms = frame_background(data)
-    noise = float(sky_rms) * np.sqrt(np.pi) * np.array([radius, big])
     with np.errstate(invalid='ignore', divide='ignore'):
         snr = flux / noise
     ok &= snr[:, 0] >= min_snr

@@ -305,3 +305,14 @@ def test_frame_fwhm_at_given_positions_is_the_detected_fwhm():
     # are not peaks: nothing is measured rather than a wrong width.
     off = np.column_stack([x, y])[alone] + [6.0, 0.0]
     assert np.isnan(frame_fwhm(data, saturation=level, positions=off))
+
+
+def test_no_given_positions_measure_nothing(rng):
+    # Review finding: an empty list crashed (reshape of an empty array)
+    # instead of measuring nothing, so the stamp builder skipped the frame
+    # instead of detecting its stars.
+    image = rng.normal(200.0, 5.0, (100, 100))
+    assert np.isnan(frame_fwhm(image, saturation=6e4,
+                               positions=np.empty((0, 2))))
+    assert np.isnan(frame_fwhm(image, saturation=6e4,
+                               positions=[(1.0, 1.0), (99.0, 50.0)]))

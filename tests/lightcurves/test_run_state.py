@@ -507,3 +507,28 @@ def test_cli_says_in_one_line_why_a_run_cannot_start(field, tmp_path,
     assert err.count('\n') == 1
     assert f'pid {os.getppid()}' in err
     assert str(out) in err
+
+
+def test_resume_with_the_colour_term_switched_is_refused(field, tmp_path):
+    # Review finding: the colour term was not part of the saved state, so
+    # resuming with it switched crashed (the saved frames had no slope)
+    # or silently mixed two calibrations.
+    from satphotutils.simulation import Scene
+
+    frames, targets = field
+    scene = Scene.random(CENTRE, radius=0.5 * u.deg, g_max=13.0, seed=5)
+    comp = Table({'ra': scene.coord.ra.deg, 'dec': scene.coord.dec.deg,
+                  'mag': scene.g, 'bp_rp': scene.bp_rp})
+    targets = Table(targets)
+    targets['bp_rp'] = [0.8, 1.1]
+    plain = LightCurvePipeline(AperturePhotometryBaseline(), comparison=comp,
+                               min_comparison=3)
+    coloured = LightCurvePipeline(AperturePhotometryBaseline(),
+                                  comparison=comp, min_comparison=3,
+                                  colour_term=True)
+    for first, second in ((plain, coloured), (coloured, plain)):
+        out = tmp_path / f'out{id(first)}'
+        first(frames[:2], targets, out)
+        with pytest.raises(SatphotutilsError, match='the colour term'):
+            second(frames, targets, out, resume=True)
+        assert first(frames, targets, out, resume=True).frames_resumed == 2

@@ -328,3 +328,27 @@ def test_rows_say_whether_their_frame_kept_its_bleed_trails(tmp_path,
         assert _training_frames(columns, np.ones(len(table), bool)) == (
             'corrected' if correction else 'uncorrected')
     assert found == {True: {1}, False: {0}}
+
+
+def test_trails_below_the_nominal_level_still_count():
+    # Review finding: a frame whose trail pixels sit a little below its
+    # SATURATE value (bias-subtracted, flat-fielded) was "unknown" (-1):
+    # the stamps are looked at from bleed_trails' own level (0.9).
+    import dataclasses
+
+    from satphotutils.frames import FrameInfo
+
+    stamps = np.full((3, 21, 21), 100.0, dtype=np.float32)
+    stamps[:, :, 10] = 64_000.0  # trails through every stamp
+    meta = {'info': dataclasses.replace(FrameInfo(), corrected=None)}
+    builder = StampBuilder()
+    assert builder._corrected(stamps, meta, 65_535.0) == 0
+    # Round saturated cores: corrected; cores too small to tell: unknown.
+    cores = np.full((3, 21, 21), 100.0, dtype=np.float32)
+    cores[:, 9:12, 9:12] = 64_000.0
+    assert builder._corrected(cores, meta, 65_535.0) == 1
+    cores[:, 9:12, 9:12] = 100.0
+    cores[:, 10, 10:12] = 64_000.0
+    assert builder._corrected(cores, meta, 65_535.0) == -1
+    meta = {'info': dataclasses.replace(FrameInfo(), corrected=True)}
+    assert builder._corrected(stamps, meta, 65_535.0) == 1

@@ -104,3 +104,41 @@ def test_stars_missing_from_the_catalogue_do_not_bias_the_correction():
     # even the brightest stars' wide apertures hold some of the faint
     # ones here (1.7%; all the stars gave 2.8%).
     assert correction == pytest.approx(1 / 0.9567, rel=0.02)
+
+
+def test_a_cap_is_not_spent_on_stars_too_faint_to_count():
+    # A catalogue deeper than the frame (review finding): the cap's even
+    # spread is taken over the stars bright enough to be measured, so
+    # most of the capped stars are used (an even spread over all of them
+    # used 75 of 300 and 16 of 100).
+    rng = np.random.default_rng(5)
+    n, size = 1500, 1100
+    x, y = rng.uniform(30, size - 30, n), rng.uniform(30, size - 30, n)
+    mag = np.clip(19.5 - rng.exponential(2.0, n), 9.5, None)
+    counts = 10 ** (-0.4 * (mag - 25.0))
+    image = np.full((size, size), 100.0)
+    yy, xx = np.mgrid[-12:13, -12:13]
+    for xi, yi, c in zip(x, y, counts, strict=True):
+        ix, iy = int(np.rint(xi)), int(np.rint(yi))
+        image[iy - 12:iy + 13, ix - 12:ix + 13] += c * np.exp(
+            -((xx + ix - xi) ** 2 + (yy + iy - yi) ** 2) / 2 / 1.3 ** 2
+        ) / (2 * np.pi * 1.3 ** 2)
+    image = np.minimum(rng.normal(image, np.sqrt(image) + 30.0), 65535.0)
+    for cap in (300, 100):
+        fit, _ = catalogue_zeropoint(image, x, y, mag, max_stars=cap,
+                                     saturation_level=65535.0)
+        assert fit.n_used + fit.n_rejected >= 0.4 * cap
+        assert fit.zeropoint == pytest.approx(25.0, abs=4 * fit.error + 0.003)
+
+
+def test_without_a_saturation_level_the_correction_avoids_saturated_stars():
+    # Review finding: the aperture correction from the brightest stars is
+    # that of clipped ones when no level says which are saturated; then
+    # it comes from every star measured well, as before.
+    image, x, y, mag = _field(n=500, seed=6, size=1200)
+    image = np.minimum(image, 30_000.0)
+    _, c_given = catalogue_zeropoint(image, x, y, mag,
+                                     saturation_level=30_000.0)
+    unknown, c_unknown = catalogue_zeropoint(image, x, y, mag)
+    assert c_unknown == pytest.approx(c_given, rel=0.01)
+    assert unknown.zeropoint == pytest.approx(25.0, abs=0.01)
