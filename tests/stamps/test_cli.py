@@ -292,22 +292,33 @@ def test_stamps_command_output_does_not_depend_on_the_workers(field,
     assert set(table['file']) == {f.name for f in frames}
 
 
+def _camera_frames(tmp_path, *, scene_seed, seed, colour_term=0.0):
+    """
+    Two camera-written frames (no zero-point keywords) and a Gaia-named
+    catalogue of their scene; return the ``satphot stamps`` arguments.
+    """
+    scene = Scene.random(CENTRE, radius=0.5 * u.deg, g_max=16.0,
+                         seed=scene_seed)
+    camera = Camera(colour_term=colour_term,
+                    detector=Detector(shape=(SIZE, SIZE)))
+    sim = FrameSimulator(camera=camera, pointing=CENTRE)
+    simulate_field(tmp_path / 'frames', scene, [sim], n_epochs=1,
+                   exposures_per_epoch=2, seed=seed, style='camera')
+    cat = tmp_path / 'gaia.ecsv'
+    Table({'source_id': np.arange(len(scene.G), dtype=np.int64),
+           'ra': scene.coord.ra.deg, 'dec': scene.coord.dec.deg,
+           'phot_g_mean_mag': scene.G, 'bp_rp': scene.bp_rp}).write(cat)
+    return ['stamps', str(tmp_path / 'frames'), '--catalog', str(cat),
+            '--edge', str(EDGE), '--workers', '1']
+
+
 def test_stamps_command_fits_a_colour_term(tmp_path, capsys):
     # A camera whose counts depend on colour (colour term 0.2 per mag of
     # BP - RP): with --colour-term the fitted slope is the camera's and
     # each stamp's label follows its star's true counts; without it the
     # labels are off by the colour-dependent part.
-    scene = Scene.random(CENTRE, radius=0.5 * u.deg, g_max=16.0, seed=8)
-    camera = Camera(colour_term=0.2, detector=Detector(shape=(SIZE, SIZE)))
-    sim = FrameSimulator(camera=camera, pointing=CENTRE)
-    simulate_field(tmp_path / 'frames', scene, [sim], n_epochs=1,
-                   exposures_per_epoch=2, seed=3, style='camera')
-    cat = tmp_path / 'gaia.ecsv'
-    Table({'source_id': np.arange(len(scene.G), dtype=np.int64),
-           'ra': scene.coord.ra.deg, 'dec': scene.coord.dec.deg,
-           'phot_g_mean_mag': scene.G, 'bp_rp': scene.bp_rp}).write(cat)
-    args = ['stamps', str(tmp_path / 'frames'), '--catalog', str(cat),
-            '--edge', str(EDGE), '--workers', '1']
+    args = _camera_frames(tmp_path, scene_seed=8, seed=3,
+                          colour_term=0.2)
     assert main([*args, '-o', str(tmp_path / 'c.fits'),
                  '--colour-term']) == 0
     assert main([*args, '-o', str(tmp_path / 'n.fits')]) == 0
@@ -337,18 +348,7 @@ def test_stamps_command_caps_the_zero_point_stars(tmp_path, capsys):
     # Frames without a zero point keyword: --zeropoint-stars caps the
     # catalogue stars each fitted zero point is measured on, and the
     # zero points stay within their errors of the uncapped fit's.
-    scene = Scene.random(CENTRE, radius=0.5 * u.deg, g_max=16.0, seed=9)
-    sim = FrameSimulator(camera=Camera(detector=Detector(shape=(SIZE,
-                                                                 SIZE))),
-                         pointing=CENTRE)
-    simulate_field(tmp_path / 'frames', scene, [sim], n_epochs=1,
-                   exposures_per_epoch=2, seed=4, style='camera')
-    cat = tmp_path / 'gaia.ecsv'
-    Table({'source_id': np.arange(len(scene.G), dtype=np.int64),
-           'ra': scene.coord.ra.deg, 'dec': scene.coord.dec.deg,
-           'phot_g_mean_mag': scene.G, 'bp_rp': scene.bp_rp}).write(cat)
-    args = ['stamps', str(tmp_path / 'frames'), '--catalog', str(cat),
-            '--edge', str(EDGE), '--workers', '1']
+    args = _camera_frames(tmp_path, scene_seed=9, seed=4)
     assert main([*args, '-o', str(tmp_path / 'all.fits'),
                  '--zeropoint-stars', '100000']) == 0
     assert main([*args, '-o', str(tmp_path / 'few.fits'),
