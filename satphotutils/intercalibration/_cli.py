@@ -36,13 +36,13 @@ def register(subparsers, formatter_class):
                         help='fit the variability amplitude of each band '
                              'relative to the band with the most points '
                              '(and put the others on its scale)')
-    parser.add_argument('--offsets-at', choices=['process_mean',
-                                                 'signal_mean'],
-                        default='process_mean',
+    parser.add_argument('--offsets-at', choices=['signal_mean',
+                                                 'process_mean'],
+                        default='signal_mean',
                         help='with --amplitude-ratio, define the offsets '
-                             'between bands at the mean of the DRW process '
-                             '(default) or at the mean of the fitted '
-                             'signal over the light curve (see the user '
+                             'between bands at the mean of the fitted '
+                             'signal over the light curve (default) or at '
+                             'the mean of the DRW process (see the user '
                              'guide)')
     parser.add_argument('--error-scale', action='store_true',
                         help='fit a factor per group on the stated errors')
@@ -143,6 +143,13 @@ def _run(args):
             print(f"{group}{value:+.4f} +- {row['offset_err'].value:.4f} "
                   f'mag {used}'
                   + (f'; flagged: {row["reason"]}' if row['flags'] else ''))
+    for band, bound in result.drw.get('ratio_at_bound', {}).items():
+        print(f'satphot intercalibrate: warning: the amplitude ratio of '
+              f"band {band} to {result.drw['reference_band']} is at the "
+              f'bound of the fit ({bound:g}): the data do not constrain '
+              f'it; its offsets rest on that bound (fit without '
+              f'--amplitude-ratio, or with bands that overlap in time)',
+              file=sys.stderr)
     for group, reason in flagged.items():
         what = 'flagged' if args.keep_flagged_groups else \
             'left out of the light curve'

@@ -263,21 +263,22 @@ class DRWIntercalibrator:
         out. Either way the offsets table names them and why, and each
         is logged as a warning.
 
-    offsets_at : {'process_mean', 'signal_mean'}, optional
+    offsets_at : {'signal_mean', 'process_mean'}, optional
         Where the offsets between groups of bands of different amplitude
-        (``amplitude_ratio``) are defined. ``'process_mean'``: at
+        (``amplitude_ratio``) are defined. ``'signal_mean'`` (the
+        default): at the mean of the fitted signal over the used points,
+        which the data fix to the noise level; the offsets then hold the
+        colour at the light curve's mean brightness, and ``drw['mean']``
+        the reference group's level there. ``'process_mean'``: at
         ``s = 0``, the mean of the DRW process; a light curve samples
         only a stretch of it, whose mean the data fix only to about
         ``sigma sqrt(2 tau / span)``, and the offset between a V and a g
         group carries (ratio - 1) times that (0.03 mag for a DRW of 0.2
         mag and 150 d over six years): honestly in its uncertainty.
-        ``'signal_mean'``: at the mean of the signal over the used
-        points, which the data fix to the noise level; the offsets then
-        hold the colour at the light curve's mean brightness, and
-        ``drw['mean']`` the reference group's level there. Offsets
-        between groups of one band, and the intercalibrated light curve
-        (but for a constant when the reference group is not in the
-        reference band), are the same either way.
+        Offsets between groups of one band, and the intercalibrated light
+        curve (but for a constant when the reference group is not in the
+        reference band), are the same either way; without
+        ``amplitude_ratio`` the two are identical.
 
     Notes
     -----
@@ -311,7 +312,7 @@ class DRWIntercalibrator:
                  amplitude_ratio=False, trend=0, select=False, min_points=5,
                  max_offset=1.0, max_offset_sigma=5.0,
                  max_clipped_fraction=0.5, keep_flagged_groups=False,
-                 offsets_at='process_mean'):
+                 offsets_at='signal_mean'):
         if method not in ('gp', 'paper'):
             msg = f"method must be 'gp' or 'paper', not {method!r}"
             raise ValueError(msg)
@@ -479,6 +480,14 @@ class DRWIntercalibrator:
                              'error_scale_err'):
                     extra[name] = np.where(rejected, first_extra[name],
                                            extra[name])
+        for band, bound in drw.get('ratio_at_bound', {}).items():
+            log.warning(
+                'amplitude ratio of band %s to band %s is at the bound of '
+                'the fit (%g): the data do not constrain it (bands that '
+                'barely overlap in time, or variability below the noise); '
+                'its offsets rest on that bound: fit without '
+                'amplitude_ratio or with more overlapping data',
+                band, drw['reference_band'], bound)
         what = 'flagged' if self.keep_flagged_groups else \
             'left out of the light curve'
         for g in np.flatnonzero(group_flags):
@@ -1127,6 +1136,20 @@ class _GPFit:
                'bic': float(bic),
                'ml_log_likelihood': sol['ml_log_likelihood'],
                'n_evaluations': self.n_evaluations}
+        if lay.ratio_bands.size:
+            # A ratio pinned to a bound is a degenerate fit, not an
+            # estimate: the Laplace error is NaN there and the CLI only
+            # says 'at the bound'; name it so that it is not missed.
+            lower, upper, _ = self.bounds()
+            log_ratio = params[sl['log_ratio']]
+            at_bound = {}
+            for k, band in enumerate(lay.ratio_bands):
+                for edge in (lower[sl['log_ratio']][k],
+                             upper[sl['log_ratio']][k]):
+                    if abs(log_ratio[k] - edge) < 1e-3:
+                        at_bound[str(bands[band])] = float(np.exp(edge))
+            if at_bound:
+                drw['ratio_at_bound'] = at_bound
         if models is not None:
             drw['selection'] = models
         per_group = {'jitter': jitter, 'jitter_err': jitter_err,

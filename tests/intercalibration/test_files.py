@@ -150,3 +150,31 @@ def test_command_offsets_at_the_signal_mean(tmp_path):
     # known, the V - g offsets at it well.
     errors = {at: tables[at]['offset_err'].value[g] for at in tables}
     assert np.all(errors['signal_mean'] < 0.5 * errors['process_mean'])
+
+
+def test_an_amplitude_ratio_at_its_bound_is_named(tmp_path, caplog, capsys):
+    """
+    The real V + g light curve of J060000: its V (2014-2018) and g
+    (2017-2023) seasons barely overlap and the V/g amplitude ratio runs
+    to the fit's lower bound (0.05), a degenerate fit whose offsets rest
+    on that bound. Named in the meta, the log and on stderr.
+    """
+    import logging
+
+    from astropy.table import QTable
+
+    path = SHARED / 'sp1_ASASSN-J060000.76-310027.83.csv'
+    out = tmp_path / 'j.ecsv'
+    with caplog.at_level(logging.WARNING,
+                         logger='satphotutils.intercalibration'):
+        assert main(['intercalibrate', str(path), '-o', str(out),
+                     '--amplitude-ratio']) == 0
+    meta = QTable.read(tmp_path / 'j.offsets.ecsv').meta
+    assert meta['drw']['ratio_at_bound'] == {'V': pytest.approx(0.05)}
+    assert any('amplitude ratio of band V to band g is at the bound'
+               in r.getMessage() for r in caplog.records)
+    err = capsys.readouterr().err
+    assert 'amplitude ratio of band V to g is at the bound' in err
+    # Without the ratio nothing is pinned.
+    result = DRWIntercalibrator()(read_lightcurve(path))
+    assert 'ratio_at_bound' not in result.drw

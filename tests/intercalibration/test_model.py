@@ -193,3 +193,21 @@ def test_binned_median_equals_numpy():
     expected = [np.median(values[keys == k]) for k in range(40)]
     np.testing.assert_array_equal(_binned_median(keys, values, 40),
                                   expected)
+
+
+def test_the_default_offsets_are_at_the_signal_mean():
+    """
+    By default the V-g offset is the colour at the light curve's mean
+    brightness, which the data fix to the noise level (seed 6: 0.027 mag
+    off at the process mean).
+    """
+    lc = simulate_drw(np.random.default_rng(6), ratio={'V': 1.3})
+    result = DRWIntercalibrator(amplitude_ratio=True)(lc)
+    assert result.drw['offsets_at'] == 'signal_mean'
+    ref = result.drw['reference']
+    truth = OFFSETS['ba/V'] - OFFSETS[ref] \
+        + 0.3 * float(np.mean(lc['signal']))
+    value, err = _offset(result, 'ba/V')
+    assert abs(value - truth) < 0.005
+    assert err < 0.01
+    assert 'ratio_at_bound' not in result.drw
