@@ -47,6 +47,10 @@ _CHUNK = 65536  # targets measured at a time
 _NOT_FOR_HYBRID = (SATPHOT_FLAGS.DAMAGED_CORE
                    | SATPHOT_FLAGS.OUTSIDE_TRAINING_RANGE)
 _HYBRID_MARGIN = 0.3  # dex below the model's saturation boundary
+# Fraction of the saturation level a pixel of the signal region may reach
+# for the hybrid: below it the response is linear on every camera the
+# simulation docs justify (non-linearity sets in near the full well).
+_HYBRID_PEAK = 0.8
 # How SaturatedStarPhotometry measures the saturated targets of frames
 # that kept their bleed trails.
 _TRAILS = ('auto', 'network', 'bleed-trail')
@@ -609,7 +613,9 @@ class SaturatedStarPhotometry(_Photometry):
             if key in frame:
                 table.meta[key] = {'value': frame[key],
                                    'source': frame[f'{key}_source']}
-        check = frame_check(x, y, result['check_residual'])
+        check = frame.get('frame_check')
+        if check is None:
+            check = frame_check(x, y, result['check_residual'])
         table.meta['frame_check'] = check
         if check['status'] == 'mismatch':
             log.warning('%s', check['message'])
@@ -653,10 +659,21 @@ class SaturatedStarPhotometry(_Photometry):
         log_counts = pred.log_counts
         err = pred.log_counts_err
         method = pred.method
+        from .check import frame_check
+
         check = self._check_inputs(stamps, x, y, dx, dy, pred, flags, frame)
+        frame['frame_check'] = verdict = frame_check(
+            x, y, check['check_residual'])
+        reference = None
+        if verdict['status'] == 'mismatch':
+            # The network disagrees with this camera's own isolated
+            # stars: none of its values here is evidence.
+            flags |= SATPHOT_FLAGS.OUT_OF_DISTRIBUTION \
+                | SATPHOT_FLAGS.FRAME_MISMATCH
+            reference = pred.log_counts - check['check_residual']
         if self.hybrid:
             log_counts, err = self._hybrid(stamps, x, y, dx, dy, pred, flags,
-                                           method, frame)
+                                           method, frame, reference)
         if error is not None:
             err = np.hypot(err, self._pixel_error(error, x, y, log_counts))
         no_signal = ~(x_feat.aperture_sum > 0)
@@ -789,16 +806,27 @@ class SaturatedStarPhotometry(_Photometry):
     def _unsaturated(self, stamps, pred, flags, frame):
         """Targets safely below saturation, with undamaged stamps."""
         log_counts = pred.log_counts
-        # The model's saturation boundary is where most stars saturate;
-        # in good seeing a star up to twice fainter still has a saturated
+        unsat = np.isfinite(log_counts) & ((flags & _NOT_FOR_HYBRID) == 0)
+        level = frame.get('frame_saturation', frame['saturation_level'])
+        if level is not None:
+            peak = np.where(self._signal_mask()[None], stamps,
+                            -np.inf).max(axis=(1, 2))
+            unsat &= peak < _HYBRID_PEAK * level
+            expected = _expected_peaks(peak, pred.local_bkg, log_counts,
+                                       unsat, level)
+            if expected is not None:
+                # A survey correction replaces saturated cores, so the
+                # pixels alone would pass a corrected bright star: its
+                # counts say how high its peak would be. On a camera that
+                # saturates low (a 12-bit ADC) most well-measured stars
+                # lie within any fixed margin of the model's boundary,
+                # and only this keeps them for the aperture.
+                return unsat & (expected < _HYBRID_PEAK * level)
+        # The model's saturation boundary, where most stars saturate; in
+        # good seeing a star up to twice fainter still has a saturated
         # peak, which an aperture would miss by a little.
-        unsat = (np.isfinite(log_counts)
-                 & ~self.model.is_saturated(frame['x_feat'], log_counts,
-                                            margin=_HYBRID_MARGIN)
-                 & ((flags & _NOT_FOR_HYBRID) == 0))
-        if frame['saturation_level'] is not None:
-            unsat &= ~(stamps >= frame['saturation_level']).any(axis=(1, 2))
-        return unsat
+        return unsat & ~self.model.is_saturated(
+            frame['x_feat'], log_counts, margin=_HYBRID_MARGIN)
 
     def _check_inputs(self, stamps, x, y, dx, dy, pred, flags, frame):
         """Per-target inputs of the frame-level check (see `frame_check`)."""
@@ -821,7 +849,9 @@ class SaturatedStarPhotometry(_Photometry):
             return np.sqrt(var.sum(axis=(1, 2))) / 10 ** log_counts \
                 / np.log(10)
 
-    def _hybrid(self, stamps, x, y, dx, dy, pred, flags, method, frame):
+    def _hybrid(self, stamps, x, y, dx, dy, pred, flags, method, frame,
+                reference=None):
+        from .check import MIN_STARS
         from .hybrid import frame_hybrid
 
         log_counts = pred.log_counts
@@ -844,10 +874,37 @@ class SaturatedStarPhotometry(_Photometry):
             pred.local_bkg, unsat, x, y, tolerance=self.hybrid_tolerance,
             gain=gain, read_noise=read_noise,
             out_of_distribution=(flags
-                                 & SATPHOT_FLAGS.OUT_OF_DISTRIBUTION) != 0)
+                                 & SATPHOT_FLAGS.OUT_OF_DISTRIBUTION) != 0,
+            reference=reference,
+            # The classical scale needs no network agreement: as many
+            # stars as the frame check's verdict rested on.
+            min_stars=20 if reference is None else MIN_STARS)
         flags[use] |= SATPHOT_FLAGS.HYBRID_CLASSICAL
         method[use] = 'ap2'
         return log_counts, err
+
+
+def _expected_peaks(peak, local_bkg, log_counts, candidates, level, *,
+                    min_stars=10, quantile=0.9):
+    """
+    Return each target's peak pixel as its counts predict (None if unknown).
+
+    The peak-to-counts ratio is measured on the frame's clearly
+    unsaturated candidates (peak 5-50% of the level above the
+    background: well measured, whatever the units), whose upper
+    ``quantile`` covers a star centred on a pixel; ``log_counts`` may
+    be off by a common factor (a model that does not know the camera),
+    which the ratio absorbs.
+    """
+    with np.errstate(invalid='ignore', over='ignore'):
+        counts = 10.0 ** log_counts
+        height = peak - local_bkg
+        faint = (candidates & (peak < 0.5 * level) & np.isfinite(height)
+                 & (height > 0.05 * (level - local_bkg)) & (counts > 0))
+        if faint.sum() < min_stars:
+            return None
+        ratio = np.quantile(height[faint] / counts[faint], quantile)
+        return local_bkg + ratio * counts
 
 
 class AperturePhotometryBaseline(_Photometry):

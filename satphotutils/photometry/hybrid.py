@@ -18,7 +18,12 @@ discount neighbours). The hybrid therefore:
    ``tolerance`` and the network's value elsewhere;
 4. where the network is out of distribution (the guard's flag), the
    network's value is not evidence: such stars neither calibrate the
-   offset nor need to agree, and get the calibrated aperture value.
+   offset nor need to agree, and get the calibrated aperture value;
+5. on a frame where the network disagrees with the camera's own stars
+   (the frame check's ``mismatch``), none of its values is evidence: the
+   aperture is put on a classical scale instead (each star's aperture
+   followed out to the background annulus), and every unsaturated
+   target gets the calibrated aperture value.
 
 Pure numerical functions: no I/O, no frame handling.
 """
@@ -37,7 +42,8 @@ _FLOOR = 0.002
 
 def frame_hybrid(log_counts, log_counts_err, aperture_sum, area,
                  local_bkg, unsaturated, x, y, *, tolerance=0.03, gain=1.0,
-                 read_noise=0.0, min_stars=20, out_of_distribution=None):
+                 read_noise=0.0, min_stars=20, out_of_distribution=None,
+                 reference=None):
     """
     Choose between the network and a frame-calibrated aperture.
 
@@ -77,6 +83,17 @@ def frame_hybrid(log_counts, log_counts_err, aperture_sum, area,
         agree with the network (if ``unsaturated`` and the aperture sum
         is positive).
 
+    reference : `~numpy.ndarray`, optional
+        Log counts of a classical estimate (the frame check's aperture
+        followed out to the background annulus), NaN where there is
+        none, to put the aperture on instead of the network: for a frame
+        where the network disagrees with the camera's own stars, so that
+        its values are not evidence at all. The offset surface is then
+        calibrated on the stars whose aperture agrees with their
+        reference, and every ``unsaturated`` target with a positive
+        aperture sum gets the calibrated aperture value; the others keep
+        ``log_counts``.
+
     Returns
     -------
     use : `~numpy.ndarray` of bool
@@ -95,26 +112,32 @@ def frame_hybrid(log_counts, log_counts_err, aperture_sum, area,
         ap = np.where(signal > 0, np.log10(signal), np.nan)
     ood = np.zeros(len(net), dtype=bool) if out_of_distribution is None \
         else np.asarray(out_of_distribution, dtype=bool)
-    fallback = unsaturated & np.isfinite(ap) & ood
-    ok = unsaturated & np.isfinite(ap) & np.isfinite(net) & ~ood
-    tol = tolerance / 2.5
     values = net.copy()
     errors = np.asarray(log_counts_err, dtype=float).copy()
     nothing = (np.zeros(len(net), dtype=bool), values, errors,
                np.full(len(net), np.nan))
+    if reference is None:
+        scale = net
+        fallback = unsaturated & np.isfinite(ap) & ood
+    else:
+        scale = np.asarray(reference, dtype=float)
+        fallback = unsaturated & np.isfinite(ap)
+        ood = np.zeros(len(net), dtype=bool)
+    ok = unsaturated & np.isfinite(ap) & np.isfinite(scale) & ~ood
+    tol = tolerance / 2.5
     if ok.sum() < min_stars:
         return nothing
     # The median over all unsaturated stars is pulled by the crowded
     # ones; then a smooth surface over those that agree with it.
-    offset = np.full(len(net), np.median(net[ok] - ap[ok]))
-    agree = ok & (np.abs(net - ap - offset) < tol)
+    offset = np.full(len(net), np.median(scale[ok] - ap[ok]))
+    agree = ok & (np.abs(scale - ap - offset) < tol)
     # The surface and the stars that agree with it, until they settle:
     # the first, constant guess cuts off the corners of a varying one.
     for _ in range(10):
         if agree.sum() < min_stars:
             return nothing
-        offset, offset_err = _offset_surface(x, y, net - ap, agree)
-        again = ok & (np.abs(net - ap - offset) < tol)
+        offset, offset_err = _offset_surface(x, y, scale - ap, agree)
+        again = ok & (np.abs(scale - ap - offset) < tol)
         if np.array_equal(again, agree):
             break
         agree = again

@@ -169,3 +169,34 @@ def test_bad_gain_keyword_is_named_and_can_be_switched_off(sparse):
     assert table.meta['frame']['gain'] is None
     good = SaturatedStarPhotometry()(frame, skycoord=coords)
     assert_allclose(table['log_counts'], good['log_counts'], atol=0.01)
+
+
+def test_expected_peaks_keep_corrected_bright_stars_from_the_aperture():
+    from satphotutils.photometry.core import _expected_peaks
+
+    rng = np.random.default_rng(2)
+    level, bkg = 4000.0, np.full(40, 200.0)
+    counts = 10 ** rng.uniform(3.3, 4.6, 40)
+    # A PSF that puts 5-8% of the light in its peak pixel.
+    peak = bkg + rng.uniform(0.05, 0.08, 40) * counts
+    # Two bright stars whose saturated cores a survey pipeline replaced
+    # (their pixels now far below the level), one just below saturation.
+    counts[:2] = 10**5.5
+    peak[:2] = 0.5 * level
+    counts[2] = 0.75 * level / 0.08
+    peak[2] = bkg[2] + 0.07 * counts[2]
+    candidates = peak < 0.8 * level
+    expected = _expected_peaks(peak, bkg, np.log10(counts), candidates,
+                               level)
+    keep = candidates & (expected < 0.8 * level)
+    assert not keep[:2].any()
+    assert keep[2]
+    assert keep[3:][peak[3:] < 0.7 * level].all()
+    # A common factor on the counts (a model off for this camera) does
+    # not move the expected peaks.
+    shifted = _expected_peaks(peak, bkg, np.log10(counts) + 0.1,
+                              candidates, level)
+    np.testing.assert_allclose(shifted, expected)
+    # Too few well-measured stars: no estimate.
+    assert _expected_peaks(peak[:8], bkg[:8], np.log10(counts[:8]),
+                           candidates[:8], level) is None
