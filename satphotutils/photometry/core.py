@@ -616,6 +616,7 @@ class SaturatedStarPhotometry(_Photometry):
         check = frame.get('frame_check')
         if check is None:
             check = frame_check(x, y, result['check_residual'])
+        check = dict(check, wings=frame.get('check_wings'))
         table.meta['frame_check'] = check
         if check['status'] == 'mismatch':
             log.warning('%s', check['message'])
@@ -662,18 +663,25 @@ class SaturatedStarPhotometry(_Photometry):
         from .check import frame_check
 
         check = self._check_inputs(stamps, x, y, dx, dy, pred, flags, frame)
-        frame['frame_check'] = verdict = frame_check(
-            x, y, check['check_residual'])
-        reference = None
+        verdict = frame_check(x, y, check['check_residual'])
         if verdict['status'] == 'mismatch':
+            # Before acting on it: the light the classical aperture and
+            # annulus miss, from the frame's own wings (a broad, low-beta
+            # PSF misses 5-10%), fitted only here, where it can matter.
+            check = self._check_inputs(stamps, x, y, dx, dy, pred, flags,
+                                       frame, wings=True)
+            verdict = frame_check(x, y, check['check_residual'])
+        frame['frame_check'] = verdict
+        mismatch = verdict['status'] == 'mismatch'
+        if mismatch:
             # The network disagrees with this camera's own isolated
             # stars: none of its values here is evidence.
             flags |= SATPHOT_FLAGS.OUT_OF_DISTRIBUTION \
                 | SATPHOT_FLAGS.FRAME_MISMATCH
-            reference = pred.log_counts - check['check_residual']
         if self.hybrid:
-            log_counts, err = self._hybrid(stamps, x, y, dx, dy, pred, flags,
-                                           method, frame, reference)
+            log_counts, err = self._hybrid(
+                stamps, x, y, dx, dy, pred, flags, method, frame,
+                pred.log_counts - check['check_residual'], mismatch)
         if error is not None:
             err = np.hypot(err, self._pixel_error(error, x, y, log_counts))
         no_signal = ~(x_feat.aperture_sum > 0)
@@ -828,14 +836,21 @@ class SaturatedStarPhotometry(_Photometry):
         return unsat & ~self.model.is_saturated(
             frame['x_feat'], log_counts, margin=_HYBRID_MARGIN)
 
-    def _check_inputs(self, stamps, x, y, dx, dy, pred, flags, frame):
+    def _check_inputs(self, stamps, x, y, dx, dy, pred, flags, frame, *,
+                      wings=False):
         """Per-target inputs of the frame-level check (see `frame_check`)."""
         from .check import check_inputs
 
         unsat = self._unsaturated(stamps, pred, flags, frame)
-        return check_inputs(stamps, pred.log_counts, pred.local_bkg, unsat,
-                            dx, dy, radius=self.radius,
-                            outer_radius=self.model.features.annulus[0])
+        extra = {'annulus': self.model.features.annulus, 'x': x, 'y': y} \
+            if wings else {}
+        check = check_inputs(stamps, pred.log_counts, pred.local_bkg, unsat,
+                             dx, dy, radius=self.radius,
+                             outer_radius=self.model.features.annulus[0],
+                             **extra)
+        # A frame's value, not a target's: kept with the frame.
+        frame['check_wings'] = check.pop('check_wings')
+        return check
 
     def _pixel_error(self, error, x, y, log_counts):
         """Propagate the pixel errors of the signal circle, in dex."""
@@ -850,7 +865,7 @@ class SaturatedStarPhotometry(_Photometry):
                 / np.log(10)
 
     def _hybrid(self, stamps, x, y, dx, dy, pred, flags, method, frame,
-                reference=None):
+                reference, mismatch):
         from .check import MIN_STARS
         from .hybrid import frame_hybrid
 
@@ -875,10 +890,10 @@ class SaturatedStarPhotometry(_Photometry):
             gain=gain, read_noise=read_noise,
             out_of_distribution=(flags
                                  & SATPHOT_FLAGS.OUT_OF_DISTRIBUTION) != 0,
-            reference=reference,
+            reference=reference, mismatch=mismatch,
             # The classical scale needs no network agreement: as many
             # stars as the frame check's verdict rested on.
-            min_stars=20 if reference is None else MIN_STARS)
+            min_stars=MIN_STARS if mismatch else 20)
         flags[use] |= SATPHOT_FLAGS.HYBRID_CLASSICAL
         method[use] = 'ap2'
         return log_counts, err

@@ -19,11 +19,15 @@ discount neighbours). The hybrid therefore:
 4. where the network is out of distribution (the guard's flag), the
    network's value is not evidence: such stars neither calibrate the
    offset nor need to agree, and get the calibrated aperture value;
-5. on a frame where the network disagrees with the camera's own stars
+5. a star whose own curve of growth (2 px out to the background
+   annulus) agrees with the frame's has no neighbour's light in the
+   aperture: it gets the calibrated aperture value whether or not the
+   network agrees (where the network is noisy, near saturation on a
+   camera that saturates low, its disagreement is its own error);
+6. on a frame where the network disagrees with the camera's own stars
    (the frame check's ``mismatch``), none of its values is evidence: the
-   aperture is put on a classical scale instead (each star's aperture
-   followed out to the background annulus), and every unsaturated
-   target gets the calibrated aperture value.
+   aperture is put on that classical scale instead, and every
+   unsaturated target gets the calibrated aperture value.
 
 Pure numerical functions: no I/O, no frame handling.
 """
@@ -43,7 +47,7 @@ _FLOOR = 0.002
 def frame_hybrid(log_counts, log_counts_err, aperture_sum, area,
                  local_bkg, unsaturated, x, y, *, tolerance=0.03, gain=1.0,
                  read_noise=0.0, min_stars=20, out_of_distribution=None,
-                 reference=None):
+                 reference=None, mismatch=False):
     """
     Choose between the network and a frame-calibrated aperture.
 
@@ -85,14 +89,19 @@ def frame_hybrid(log_counts, log_counts_err, aperture_sum, area,
 
     reference : `~numpy.ndarray`, optional
         Log counts of a classical estimate (the frame check's aperture
-        followed out to the background annulus), NaN where there is
-        none, to put the aperture on instead of the network: for a frame
-        where the network disagrees with the camera's own stars, so that
-        its values are not evidence at all. The offset surface is then
-        calibrated on the stars whose aperture agrees with their
-        reference, and every ``unsaturated`` target with a positive
-        aperture sum gets the calibrated aperture value; the others keep
-        ``log_counts``.
+        followed out to the background annulus, its wings put back), NaN
+        where there is none. A target whose own curve of growth (the
+        reference minus the aperture) agrees with the frame's smooth
+        surface of it has no neighbour's light in the aperture, and gets
+        the calibrated aperture value whether or not it agrees with the
+        network: the network's disagreement there is its own error.
+
+    mismatch : bool, optional
+        The frame check found the network and the camera in
+        disagreement: none of the network's values is evidence, so the
+        aperture is calibrated on ``reference`` instead of the network
+        (with ``min_stars`` of them), and every ``unsaturated`` target
+        with a positive aperture sum gets the calibrated aperture value.
 
     Returns
     -------
@@ -116,32 +125,47 @@ def frame_hybrid(log_counts, log_counts_err, aperture_sum, area,
     errors = np.asarray(log_counts_err, dtype=float).copy()
     nothing = (np.zeros(len(net), dtype=bool), values, errors,
                np.full(len(net), np.nan))
-    if reference is None:
-        scale = net
-        fallback = unsaturated & np.isfinite(ap) & ood
-    else:
+    if mismatch and reference is None:
+        msg = 'mismatch=True needs the classical reference'
+        raise ValueError(msg)
+    finite = unsaturated & np.isfinite(ap)
+    if mismatch:
         scale = np.asarray(reference, dtype=float)
-        fallback = unsaturated & np.isfinite(ap)
+        fallback = finite
         ood = np.zeros(len(net), dtype=bool)
-    ok = unsaturated & np.isfinite(ap) & np.isfinite(scale) & ~ood
+    else:
+        scale = net
+        fallback = finite & ood
     tol = tolerance / 2.5
-    if ok.sum() < min_stars:
-        return nothing
-    # The median over all unsaturated stars is pulled by the crowded
-    # ones; then a smooth surface over those that agree with it.
-    offset = np.full(len(net), np.median(scale[ok] - ap[ok]))
-    agree = ok & (np.abs(scale - ap - offset) < tol)
-    # The surface and the stars that agree with it, until they settle:
-    # the first, constant guess cuts off the corners of a varying one.
-    for _ in range(10):
-        if agree.sum() < min_stars:
+    ok = finite & np.isfinite(scale) & ~ood
+    grown = None
+    if reference is not None and not mismatch:
+        reference = np.asarray(reference, dtype=float)
+        grown = _agreeing_surface(reference, ap,
+                                  finite & np.isfinite(reference), x, y,
+                                  tol, min_stars)
+    if grown is None:
+        found = _agreeing_surface(scale, ap, ok, x, y, tol, min_stars)
+        if found is None:
             return nothing
-        offset, offset_err = _offset_surface(x, y, scale - ap, agree)
-        again = ok & (np.abs(scale - ap - offset) < tol)
-        if np.array_equal(again, agree):
-            break
-        agree = again
-    use = agree | fallback
+        agree, offset, offset_err = found
+        use = agree | fallback
+    else:
+        # The aperture correction's shape across the frame from the
+        # stars' own curves of growth (a noisy network would bend a
+        # surface fitted to it), its level on the network's scale from
+        # the median over the clean stars.
+        clean, surface, surface_err = grown
+        level = net - reference
+        pick = clean & ok
+        if pick.sum() < min_stars:
+            return nothing
+        shift = np.median(level[pick])
+        offset = surface + shift
+        offset_err = np.hypot(surface_err, 1.2533 * 1.4826 * np.median(
+            np.abs(level[pick] - shift)) / np.sqrt(pick.sum()))
+        agree = ok & (np.abs(net - ap - offset) < tol)
+        use = clean | agree | fallback
     # Poisson noise of the star and the sky, read noise, the
     # uncertainty of the offset surface and the systematic floor.
     var = (np.maximum(signal, 0) / gain
@@ -152,6 +176,31 @@ def frame_hybrid(log_counts, log_counts_err, aperture_sum, area,
     values[use] = ap[use] + offset[use]
     errors[use] = np.sqrt(ap_err[use] ** 2 + offset_err ** 2 + _FLOOR ** 2)
     return use, values, errors, offset
+
+
+def _agreeing_surface(scale, ap, ok, x, y, tol, min_stars):
+    """
+    Return the stars whose ``scale - ap`` agrees with its smooth surface.
+
+    The median over all ``ok`` stars is pulled by the crowded ones; then
+    a smooth surface over those that agree with it, until they settle
+    (the first, constant guess cuts off the corners of a varying one).
+    Returns ``(agree, surface, error)``, or `None` with fewer than
+    ``min_stars`` agreeing.
+    """
+    if ok.sum() < min_stars:
+        return None
+    offset = np.full(len(ap), np.median(scale[ok] - ap[ok]))
+    agree = ok & (np.abs(scale - ap - offset) < tol)
+    for _ in range(10):
+        if agree.sum() < min_stars:
+            return None
+        offset, offset_err = _offset_surface(x, y, scale - ap, agree)
+        again = ok & (np.abs(scale - ap - offset) < tol)
+        if np.array_equal(again, agree):
+            break
+        agree = again
+    return agree, offset, offset_err
 
 
 def _offset_surface(x, y, diff, sel):

@@ -200,3 +200,26 @@ def test_expected_peaks_keep_corrected_bright_stars_from_the_aperture():
     # Too few well-measured stars: no estimate.
     assert _expected_peaks(peak[:8], bkg[:8], np.log10(counts[:8]),
                            candidates[:8], level) is None
+
+
+def test_hybrid_measures_clean_stars_where_the_network_is_noisy():
+    # Network values that scatter by 0.03 dex (a camera that saturates
+    # low, near its level): where a star's own curve of growth says
+    # nothing else is in its aperture, the aperture measures it; a
+    # neighbour's light changes the growth and keeps it out.
+    rng = np.random.default_rng(5)
+    truth, _, sums, area, bkg, x, y, extra = _synthetic(rng, n=400)
+    noisy = truth + rng.normal(0, 0.03, 400)
+    # The classical reference: the light out to the annulus, the
+    # neighbour's included.
+    reference = np.log10(10**truth + extra) + rng.normal(0, 0.002, 400)
+    plain = frame_hybrid(noisy, np.full(400, 0.03), sums, area, bkg,
+                         np.ones(400, bool), x, y)
+    grown = frame_hybrid(noisy, np.full(400, 0.03), sums, area, bkg,
+                         np.ones(400, bool), x, y, reference=reference)
+    clean = extra == 0
+    assert plain[0][clean].mean() < 0.5
+    assert grown[0][clean].mean() > 0.9
+    assert grown[0][extra / 10**truth > 0.1].mean() < 0.05
+    assert dispersion(grown[1][clean] - truth[clean]) \
+        < 0.5 * dispersion(plain[1][clean] - truth[clean])
