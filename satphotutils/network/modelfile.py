@@ -614,6 +614,40 @@ class SaturatedStarModel:
                           saturated=saturated, method=method,
                           ood_score=ood_score)
 
+    def prefers_trail_sum(self, x, log_counts):
+        """
+        Say where the trail sum beat the network on the validation stamps.
+
+        For a model trained on uncorrected frames, training measured its
+        validation stamps with a saturated target by the network and by
+        `~satphotutils.photometry.BleedTrailPhotometry`'s trail sum, in
+        bins of the saturation coordinate (``metadata['trail_validation']``,
+        see `saturation_coordinate`).
+
+        Parameters
+        ----------
+        x : `~satphotutils.network.Prepared`
+            The features the predictions came from.
+
+        log_counts : array-like
+            The network's predicted log10 counts.
+
+        Returns
+        -------
+        prefers : `~numpy.ndarray` of bool
+            The target's bin has a smaller ``error`` (the quadrature sum
+            of bias and scatter against the labels) for the trail sum
+            than for the network. False outside the bins and for a model
+            without the record.
+        """
+        where = self.saturation_coordinate(x, log_counts)
+        prefers = np.zeros(where.shape, dtype=bool)
+        record = self.metadata.get('trail_validation') or {}
+        for entry in record.get('bins', []):
+            if entry['bleed_trail']['error'] < entry['network']['error']:
+                prefers |= (where >= entry['lo']) & (where < entry['hi'])
+        return prefers
+
     def _ood_score(self, distance, sigma_mag, ensemble):
         if self.guard is None:
             if not self._said_unguarded:
@@ -1012,6 +1046,7 @@ def _check_meta(meta, path, features, *, v1=False):
             if not (_is_number(value) and value > 0):
                 fail(f'uncertainty_scale.{mode}.{group}',
                      'a positive finite number', value)
+    _check_trail_validation(meta, fail)
     table = meta.get('classical', [])
     if not isinstance(table, list):
         fail('classical', 'a list', table)
@@ -1031,6 +1066,47 @@ def _check_meta(meta, path, features, *, v1=False):
                     if not _is_number(value.get(part), finite=False):
                         fail(f'classical[{i}].{name}.{part}', 'a number',
                              value.get(part))
+
+
+#: ``metadata['trail_validation']`` versions this satphotutils reads.
+_TRAIL_VALIDATION_VERSIONS = (1,)
+_TRAIL_METHODS = ('network', 'bleed_trail')
+
+
+def _check_trail_validation(meta, fail):
+    """Check ``trail_validation``, which routes uncorrected frames."""
+    record = meta.get('trail_validation')
+    if record is None:
+        return
+    if not isinstance(record, dict):
+        fail('trail_validation', 'a JSON object or absent', record)
+    version = record.get('version')
+    if isinstance(version, bool) or version not in \
+            _TRAIL_VALIDATION_VERSIONS:
+        fail('trail_validation.version',
+             f'one of {list(_TRAIL_VALIDATION_VERSIONS)} (retrain the '
+             'model or use a matching satphotutils)', version)
+    bins = record.get('bins')
+    if not isinstance(bins, list):
+        fail('trail_validation.bins', 'a list', bins)
+    for i, entry in enumerate(bins):
+        where = f'trail_validation.bins[{i}]'
+        if not isinstance(entry, dict):
+            fail(where, 'a JSON object', entry)
+        if not (_is_number(entry.get('lo')) and _is_number(entry.get('hi'))
+                and entry['lo'] < entry['hi']):
+            fail(f'{where}.lo/hi', 'two finite numbers, lo < hi',
+                 [entry.get('lo'), entry.get('hi')])
+        for name in _TRAIL_METHODS:
+            figures = entry.get(name)
+            if not isinstance(figures, dict):
+                fail(f'{where}.{name}', 'a JSON object', figures)
+            for part in ('bias', 'scatter', 'error'):
+                value = figures.get(part)
+                if not _is_number(value) or (part != 'bias' and value < 0):
+                    fail(f'{where}.{name}.{part}',
+                         'a finite number' if part == 'bias'
+                         else 'a finite number >= 0', value)
 
 
 # -- feature version 1 --------------------------------------------------------

@@ -30,6 +30,7 @@ import numpy as np
 from satphotutils.utils._misc import get_versions
 from satphotutils.utils._parameters import stamp_shape
 from satphotutils.utils.exceptions import SatphotutilsError
+from satphotutils.utils.flags import SATPHOT_FLAGS
 from satphotutils.utils.io import atomic_output
 from satphotutils.utils.stats import dispersion
 
@@ -505,6 +506,9 @@ class Trainer:
         model.metadata['classical'] = _classical_table(
             model, data, columns, valid)
         model.metadata['validation'] = _metrics(model, data, columns, valid)
+        if model.metadata['training_frames'] == 'uncorrected':
+            model.metadata['trail_validation'] = _trail_validation(
+                model, data, columns, valid, stamps)
         model.metadata['test'] = _metrics(model, data, columns, test)
         fit_guard(model, data[train], valid=data[valid], seed=cfg.seed,
                   strict=False)
@@ -1073,6 +1077,127 @@ def _classical_table(model, data, columns, rows, *, step=0.25,
                 dispersion(label[sel] - est[sel] - offset))}
         table.append(entry)
     return table
+
+
+#: Version of ``metadata['trail_validation']`` (see `_trail_validation`).
+TRAIL_VALIDATION_VERSION = 1
+_TRAIL_STEP = 0.25  # dex of the saturation coordinate per bin
+_TRAIL_COLUMNS = ('stamp', 'sky', 'saturation', 'fwhm', 'dx', 'dy')
+
+
+def _read_rows(stamps, rows):
+    """Return ``_TRAIL_COLUMNS`` of the rows ``rows`` of the table(s)."""
+    from astropy.table import Table
+
+    from satphotutils.stamps.table import iter_stamp_table
+
+    rows = np.sort(np.asarray(rows))
+    parts, start = [], 0
+    for src in stamps if isinstance(stamps, (list, tuple)) else [stamps]:
+        chunks = [src] if isinstance(src, Table) else iter_stamp_table(
+            src, chunk_size=50_000, columns=list(_TRAIL_COLUMNS))
+        for chunk in chunks:
+            mine = rows[(rows >= start) & (rows < start + len(chunk))]
+            if mine.size:
+                parts.append({name: np.asarray(chunk[name])[mine - start]
+                              for name in _TRAIL_COLUMNS})
+            start += len(chunk)
+    return {name: np.concatenate([p[name] for p in parts])
+            for name in _TRAIL_COLUMNS}
+
+
+def _trail_validation(model, data, columns, rows, stamps, *,
+                      step=_TRAIL_STEP, min_rows=_MIN_CALIBRATION_ROWS):
+    """
+    Compare the network with the trail sum on the validation stamps.
+
+    For a model of uncorrected frames: the validation stamps whose
+    target has a saturated pixel in the signal region (the targets
+    `~satphotutils.photometry.SaturatedStarPhotometry` may give to
+    `~satphotutils.photometry.BleedTrailPhotometry`) are measured by the
+    network and by ``BleedTrailPhotometry.measure_stamps`` (its trail
+    sum on the stamp), in bins of the network's saturation coordinate.
+    Stamps whose trail reaches the stamp's end are left out and
+    counted: the network cannot measure them, the photometry always
+    gives them to the trail sum on the frame.
+
+    Returns
+    -------
+    record : dict
+        ``metadata['trail_validation']``: ``version``, ``rule``,
+        ``step``, ``min_rows``, ``rows`` (stamps compared),
+        ``rows_trail_at_end`` and ``bins``: ``lo``, ``hi``, ``n`` and
+        per method (``network``, ``bleed_trail``) the ``bias`` (median
+        of measured minus label, mag), the ``scatter`` (half the 15-85
+        per cent range, mag) and ``error`` (their quadrature sum).
+    """
+    from satphotutils.stamps._trailsum import (
+        TRAIL_DEFAULTS,
+        stamp_trail_sums,
+        trail_reaches_end,
+    )
+
+    record = {'version': TRAIL_VALIDATION_VERSION,
+              'rule': ('per bin of the saturation coordinate of the '
+                       "network's prediction: the method with the smaller "
+                       'error = hypot(bias, scatter) against the labels '
+                       'on the validation stamps; the network where a bin '
+                       f'has fewer than {min_rows} stamps'),
+              'step': step, 'min_rows': min_rows,
+              'rows': 0, 'rows_trail_at_end': 0, 'bins': []}
+    if len(rows) == 0:
+        return record
+    table = _read_rows(stamps, rows)
+    # The rows of _read_rows are sorted: so must the rest be.
+    rows = np.sort(np.asarray(rows))
+    level = np.asarray(table['saturation'], dtype=float)
+    stamp = np.asarray(table['stamp'], dtype=float)
+    with np.errstate(invalid='ignore'):
+        own = ((stamp >= level[:, None, None])
+               & model.features.signal_mask).any(axis=(1, 2))
+    trail = np.full(len(rows), np.nan)
+    flags = np.zeros(len(rows), dtype=np.int64)
+    fwhm = np.asarray(table['fwhm'], dtype=float)[own]
+    d = TRAIL_DEFAULTS
+    # BleedTrailPhotometry().measure_stamps, without importing the
+    # photometry (which sits above the network).
+    trail[own], flags[own] = stamp_trail_sums(
+        stamp[own], sky=np.asarray(table['sky'], float)[own],
+        saturation=level[own], margin=d['margin_fwhm'] * fwhm,
+        radius=d['radius_fwhm'] * fwhm,
+        level_fraction=d['level_fraction'],
+        trail_fraction=d['trail_fraction'], gap=d['background_gap'],
+        width=d['background_width'], match_radius=d['match_radius'],
+        dx=np.asarray(table['dx'], float)[own],
+        dy=np.asarray(table['dy'], float)[own])
+    at_end = own & (trail_reaches_end(stamp, level,
+                                      columns=model.features.radius)
+                    | ((flags & SATPHOT_FLAGS.TRAIL_EDGE) != 0))
+    use = own & ~at_end
+    record['rows_trail_at_end'] = int(at_end.sum())
+    record['rows'] = int(use.sum())
+    if not use.any():
+        return record
+    x = data[rows[use]]
+    pred = model.predict_prepared(x).log_counts
+    trail = trail[use]
+    label = columns['label'][rows[use]]
+    where = model.saturation_coordinate(x, pred)
+    good = np.isfinite(trail) & np.isfinite(pred)
+    lo = np.floor(np.min(where) / step) * step
+    for start in np.arange(lo, np.max(where) + step, step):
+        sel = good & (where >= start) & (where < start + step)
+        if sel.sum() < min_rows:
+            continue
+        entry = {'lo': float(start), 'hi': float(start + step),
+                 'n': int(sel.sum())}
+        for name, est in (('network', pred), ('bleed_trail', trail)):
+            diff = -2.5 * (est[sel] - label[sel])
+            bias, scatter = float(np.median(diff)), float(dispersion(diff))
+            entry[name] = {'bias': bias, 'scatter': scatter,
+                           'error': float(np.hypot(bias, scatter))}
+        record['bins'].append(entry)
+    return record
 
 
 def _metrics(model, data, columns, rows):

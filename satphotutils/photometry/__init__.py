@@ -13,7 +13,7 @@ __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
     'core': [
         'AperturePhotometryBaseline', 'PSFWingPhotometry',
         'SaturatedStarPhotometry'],
-    'bleed': ['BleedTrailPhotometry'],
+    'bleed': ['BleedTrailPhotometry', 'trail_reaches_end'],
     'centroids': ['recentre'],
     'demo': ['PIPELINE_OUTCOMES', 'plot_demo', 'run_demo'],
     'methods': ['METHODS', 'photometry_method'],

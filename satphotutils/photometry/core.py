@@ -54,6 +54,13 @@ _HYBRID_PEAK = 0.8
 # How SaturatedStarPhotometry measures the saturated targets of frames
 # that kept their bleed trails.
 _TRAILS = ('auto', 'network', 'bleed-trail')
+_VALIDATED_RULE = (
+    'saturated targets (a saturated pixel in the signal region) whose '
+    "trail reaches the stamp's end: BleedTrailPhotometry on the frame; the "
+    "others: BleedTrailPhotometry where, in the bin of the network's "
+    'saturation coordinate, its error (hypot of bias and scatter against '
+    'the labels, mag) on the validation stamps was smaller than the '
+    "network's (the model's trail_validation), else the network")
 _X_ALIASES = ('x_init', 'xinit', 'x', 'x_0', 'x0', 'xcentroid',
               'x_centroid', 'x_center', 'xcen', 'x_cen', 'xpos', 'x_pos')
 _Y_ALIASES = tuple(a.replace('x', 'y', 1) for a in _X_ALIASES)
@@ -468,9 +475,12 @@ class SaturatedStarPhotometry(_Photometry):
     trails : {'auto', 'network', 'bleed-trail'}, optional
         How the saturated targets of an uncorrected frame (one whose
         pipeline left the bleed trails in place) are measured; see
-        Notes. ``'auto'``: by the network if it was trained on such
-        frames (`~satphotutils.network.SaturatedStarModel.training_frames`),
-        else by `~satphotutils.photometry.BleedTrailPhotometry`;
+        Notes. ``'auto'``: by `~satphotutils.photometry.BleedTrailPhotometry`
+        if the model was trained on corrected frames
+        (`~satphotutils.network.SaturatedStarModel.training_frames`);
+        if it was trained on uncorrected ones, per target by whichever
+        did better on the model's validation stamps at the target's
+        saturation coordinate (the validated hybrid, see Notes);
         ``'network'`` and ``'bleed-trail'`` force one (the network on
         frames unlike its training frames with a warning).
 
@@ -488,9 +498,21 @@ class SaturatedStarPhotometry(_Photometry):
     pixel within the signal radius are measured by
     `~satphotutils.photometry.BleedTrailPhotometry` (``method``
     ``'bleed_trail'``, its flags, ``ood_score`` NaN), the others by the
-    network. ``meta['frame_kind']`` says what the frame is, how that was
-    found, what the model was trained on and how many targets each path
-    measured. A frame the pixels cannot classify (no saturated region
+    network. With a model trained on uncorrected frames, ``'auto'`` is
+    the validated hybrid (``saturated_targets`` ``'validated'``): a
+    target whose trail runs past the model's stamp
+    (`~satphotutils.photometry.trail_reaches_end`) cannot be measured by
+    the network and goes to `~satphotutils.photometry.BleedTrailPhotometry`;
+    any other target with a saturated pixel goes to it where, in the bin
+    of the network's saturation coordinate, the trail sum had the smaller
+    error (the quadrature sum of bias and scatter against the labels) on
+    the model's validation stamps
+    (`~satphotutils.network.SaturatedStarModel.prefers_trail_sum`); the
+    rest to the network. ``meta['frame_kind']`` says what the frame is,
+    how that was found, what the model was trained on and how many
+    targets each path measured (and for the validated hybrid the rule,
+    the validation figures and how many targets each reason sent to the
+    trail sum). A frame the pixels cannot classify (no saturated region
     of 6 pixels) is measured by the network.
 
     A camera-agnostic model (feature version 3) also reads each frame's
@@ -608,6 +630,7 @@ class SaturatedStarPhotometry(_Photometry):
             for key in ('margin', 'radius', 'point_correction'):
                 if key in bleed:
                     kind[f'bleed_trail_{key}'] = bleed[key]
+            kind.update(frame.get('trail_counts', {}))
             table.meta['frame_kind'] = kind
         for key in ('frame_fwhm', 'frame_saturation'):
             if key in frame:
@@ -690,7 +713,7 @@ class SaturatedStarPhotometry(_Photometry):
         err = np.where(no_signal, np.nan, err)
         local_bkg = pred.local_bkg
         ood_score = pred.ood_score
-        trail = self._trail_targets(image, mask, stamps, frame)
+        trail = self._trail_targets(image, mask, stamps, frame, pred)
         if trail.any():
             # All the targets, as BleedTrailPhotometry alone would measure
             # them: they split each other's apertures, and the unsaturated
@@ -734,12 +757,25 @@ class SaturatedStarPhotometry(_Photometry):
                       f'saturated regions, median elongation '
                       f'{found["elongation"]:.2f})')
         model_frames = self.model.training_frames
-        bleed = (corrected is False and (
-            self.trails == 'bleed-trail'
-            or (self.trails == 'auto' and model_frames == 'corrected')))
+        route = 'network'
+        if corrected is False and (
+                self.trails == 'bleed-trail'
+                or (self.trails == 'auto' and model_frames == 'corrected')):
+            route = 'bleed-trail'
+        elif corrected is False and self.trails == 'auto':
+            # A model that has seen trails: per target, as its
+            # validation stamps say.
+            route = 'validated'
+        bleed = route != 'network'
         kind = {'corrected': corrected, 'source': source,
-                'model_frames': model_frames,
-                'saturated_targets': 'bleed-trail' if bleed else 'network'}
+                'model_frames': model_frames, 'saturated_targets': route}
+        if route == 'validated':
+            record = self.model.metadata.get('trail_validation')
+            kind['rule'] = _VALIDATED_RULE + (
+                '' if record else ' (the model has no trail_validation '
+                'record: every other target by the network)')
+            kind['trail_validation'] = None if record is None else \
+                record['bins']
         unlike = (corrected is False and model_frames == 'corrected') or \
             (corrected is True and model_frames == 'uncorrected')
         if unlike and not bleed:
@@ -754,15 +790,30 @@ class SaturatedStarPhotometry(_Photometry):
         frame['frame_kind'] = kind
         return kind
 
-    def _trail_targets(self, image, mask, stamps, frame):
+    def _trail_targets(self, image, mask, stamps, frame, pred):
         """Return which targets BleedTrailPhotometry measures."""
+        from .bleed import trail_reaches_end
+
         kind = self._frame_kind(image, mask, frame)
         level = frame.get('frame_saturation', frame['saturation_level'])
-        if kind['saturated_targets'] != 'bleed-trail' or level is None:
+        if kind['saturated_targets'] == 'network' or level is None:
             return np.zeros(len(stamps), dtype=bool)
         # A saturated pixel of the target's own: its charge ran along the
         # column, which only the trail sum recovers.
-        return ((stamps >= level) & self._signal_mask()).any(axis=(1, 2))
+        own = ((stamps >= level) & self._signal_mask()).any(axis=(1, 2))
+        if kind['saturated_targets'] == 'bleed-trail':
+            return own
+        # Past the stamp's ends the network sees only part of the trail.
+        beyond = own & trail_reaches_end(stamps, np.full(len(stamps),
+                                                         level),
+                                         columns=self.radius)
+        better = own & ~beyond & self.model.prefers_trail_sum(
+            frame['x_feat'], pred.log_counts)
+        counts = frame.setdefault('trail_counts', {
+            'n_trail_leaves_stamp': 0, 'n_trail_by_validation': 0})
+        counts['n_trail_leaves_stamp'] += int(beyond.sum())
+        counts['n_trail_by_validation'] += int(better.sum())
+        return beyond | better
 
     def _bleed_trail(self, frame):
         """Return the trail photometry of this frame."""

@@ -354,7 +354,13 @@ def test_satphot_train_on_tall_stamps(raw_tall_stamps, tmp_path,
     assert shapes
     assert set(shapes) == {TALL}
     assert table.meta['config']['stamp_size'] == [81, 21]
-    # A model of uncorrected frames measures their saturated stars.
-    assert table.meta['frame_kind']['corrected'] is False
-    assert table.meta['frame_kind']['saturated_targets'] == 'network'
-    assert list(table['method']) == ['network'] * 3
+    # A model of uncorrected frames: its saturated stars per target by
+    # the method that did better on the model's validation stamps.
+    kind = table.meta['frame_kind']
+    assert kind['corrected'] is False
+    assert kind['saturated_targets'] == 'validated'
+    assert kind['trail_validation'] == meta['trail_validation']['bins']
+    assert meta['trail_validation']['rows'] > 0
+    by_trail = kind['n_trail_leaves_stamp'] + kind['n_trail_by_validation']
+    assert (table['method'] == 'bleed_trail').sum() == by_trail
+    assert set(table['method']) <= {'network', 'bleed_trail'}
