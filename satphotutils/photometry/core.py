@@ -688,23 +688,17 @@ class SaturatedStarPhotometry(_Photometry):
         check = self._check_inputs(stamps, x, y, dx, dy, pred, flags, frame)
         verdict = frame_check(x, y, check['check_residual'])
         if verdict['status'] == 'mismatch':
-            # Before acting on it: the light the classical aperture and
+            # Before warning: the light the classical aperture and
             # annulus miss, from the frame's own wings (a broad, low-beta
             # PSF misses 5-10%), fitted only here, where it can matter.
             check = self._check_inputs(stamps, x, y, dx, dy, pred, flags,
                                        frame, wings=True)
             verdict = frame_check(x, y, check['check_residual'])
         frame['frame_check'] = verdict
-        mismatch = verdict['status'] == 'mismatch'
-        if mismatch:
-            # The network disagrees with this camera's own isolated
-            # stars: none of its values here is evidence.
-            flags |= SATPHOT_FLAGS.OUT_OF_DISTRIBUTION \
-                | SATPHOT_FLAGS.FRAME_MISMATCH
         if self.hybrid:
             log_counts, err = self._hybrid(
                 stamps, x, y, dx, dy, pred, flags, method, frame,
-                pred.log_counts - check['check_residual'], mismatch)
+                pred.log_counts - check['check_residual'])
         if error is not None:
             err = np.hypot(err, self._pixel_error(error, x, y, log_counts))
         no_signal = ~(x_feat.aperture_sum > 0)
@@ -916,8 +910,7 @@ class SaturatedStarPhotometry(_Photometry):
                 / np.log(10)
 
     def _hybrid(self, stamps, x, y, dx, dy, pred, flags, method, frame,
-                reference, mismatch):
-        from .check import MIN_STARS
+                reference):
         from .hybrid import frame_hybrid
 
         log_counts = pred.log_counts
@@ -941,10 +934,7 @@ class SaturatedStarPhotometry(_Photometry):
             gain=gain, read_noise=read_noise,
             out_of_distribution=(flags
                                  & SATPHOT_FLAGS.OUT_OF_DISTRIBUTION) != 0,
-            reference=reference, mismatch=mismatch,
-            # The classical scale needs no network agreement: as many
-            # stars as the frame check's verdict rested on.
-            min_stars=MIN_STARS if mismatch else 20)
+            reference=reference)
         flags[use] |= SATPHOT_FLAGS.HYBRID_CLASSICAL
         method[use] = 'ap2'
         return log_counts, err

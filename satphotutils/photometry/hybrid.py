@@ -23,11 +23,7 @@ discount neighbours). The hybrid therefore:
    annulus) agrees with the frame's has no neighbour's light in the
    aperture: it gets the calibrated aperture value whether or not the
    network agrees (where the network is noisy, near saturation on a
-   camera that saturates low, its disagreement is its own error);
-6. on a frame where the network disagrees with the camera's own stars
-   (the frame check's ``mismatch``), none of its values is evidence: the
-   aperture is put on that classical scale instead, and every
-   unsaturated target gets the calibrated aperture value.
+   camera that saturates low, its disagreement is its own error).
 
 Pure numerical functions: no I/O, no frame handling.
 """
@@ -47,7 +43,7 @@ _FLOOR = 0.002
 def frame_hybrid(log_counts, log_counts_err, aperture_sum, area,
                  local_bkg, unsaturated, x, y, *, tolerance=0.03, gain=1.0,
                  read_noise=0.0, min_stars=20, out_of_distribution=None,
-                 reference=None, mismatch=False):
+                 reference=None):
     """
     Choose between the network and a frame-calibrated aperture.
 
@@ -96,13 +92,6 @@ def frame_hybrid(log_counts, log_counts_err, aperture_sum, area,
         the calibrated aperture value whether or not it agrees with the
         network: the network's disagreement there is its own error.
 
-    mismatch : bool, optional
-        The frame check found the network and the camera in
-        disagreement: none of the network's values is evidence, so the
-        aperture is calibrated on ``reference`` instead of the network
-        (with ``min_stars`` of them), and every ``unsaturated`` target
-        with a positive aperture sum gets the calibrated aperture value.
-
     Returns
     -------
     use : `~numpy.ndarray` of bool
@@ -125,27 +114,18 @@ def frame_hybrid(log_counts, log_counts_err, aperture_sum, area,
     errors = np.asarray(log_counts_err, dtype=float).copy()
     nothing = (np.zeros(len(net), dtype=bool), values, errors,
                np.full(len(net), np.nan))
-    if mismatch and reference is None:
-        msg = 'mismatch=True needs the classical reference'
-        raise ValueError(msg)
     finite = unsaturated & np.isfinite(ap)
-    if mismatch:
-        scale = np.asarray(reference, dtype=float)
-        fallback = finite
-        ood = np.zeros(len(net), dtype=bool)
-    else:
-        scale = net
-        fallback = finite & ood
+    fallback = finite & ood
     tol = tolerance / 2.5
-    ok = finite & np.isfinite(scale) & ~ood
+    ok = finite & np.isfinite(net) & ~ood
     grown = None
-    if reference is not None and not mismatch:
+    if reference is not None:
         reference = np.asarray(reference, dtype=float)
         grown = _agreeing_surface(reference, ap,
                                   finite & np.isfinite(reference), x, y,
                                   tol, min_stars)
     if grown is None:
-        found = _agreeing_surface(scale, ap, ok, x, y, tol, min_stars)
+        found = _agreeing_surface(net, ap, ok, x, y, tol, min_stars)
         if found is None:
             return nothing
         agree, offset, offset_err = found
@@ -160,7 +140,19 @@ def frame_hybrid(log_counts, log_counts_err, aperture_sum, area,
         pick = clean & ok
         if pick.sum() < min_stars:
             return nothing
+        # The level where the network agrees with the clean stars (the
+        # mode, as for the surface above): not pulled by those it
+        # mismeasures.
         shift = np.median(level[pick])
+        for _ in range(10):
+            near = pick & (np.abs(level - shift) < tol)
+            if near.sum() < min_stars:
+                return nothing
+            again = np.median(level[near])
+            if again == shift:
+                break
+            shift = again
+        pick = near
         offset = surface + shift
         offset_err = np.hypot(surface_err, 1.2533 * 1.4826 * np.median(
             np.abs(level[pick] - shift)) / np.sqrt(pick.sum()))

@@ -140,14 +140,6 @@ _DEFINITIONS = (
                    'masked or non-finite pixels in the aperture or next to '
                    "the target's saturated region: charge there is not "
                    'counted (BleedTrailPhotometry)'),
-    FlagDefinition(68719476736, 'frame_mismatch',
-                   "the frame check found the network and the frame's own "
-                   'isolated unsaturated stars in disagreement (an offset '
-                   'or scatter beyond its tolerances: a camera the model '
-                   'does not know); every target of the frame is also '
-                   'out_of_distribution, and the unsaturated ones get the '
-                   'aperture calibrated on a classical scale (SaturatedStar'
-                   "Photometry, meta['frame_check'])"),
 )
 
 
