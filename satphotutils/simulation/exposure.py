@@ -145,13 +145,98 @@ def bleed_columns(charge, full_well, *, axis=0, bloom_fraction=0.0,
         lost += _drain(data, antiblooming)
     if bloom_fraction:
         lost += _bloom_sideways(data, full_well, bloom_fraction)
-    cols = np.flatnonzero((data > full_well).any(axis=0))
-    for j in cols:
+    over = data > full_well
+    cols = np.flatnonzero(over.any(axis=0))
+    if not cols.size:
+        return lost
+    # Columns with one saturated run (nearly all) bleed together; the
+    # others, where runs may merge, one at a time.
+    over = over[:, cols]
+    runs = (over[1:] & ~over[:-1]).sum(axis=0) + over[0]
+    lone = cols[runs == 1]
+    for start in range(0, lone.size, _LONE_BATCH):
+        part = lone[start:start + _LONE_BATCH]
         # Sums of many full wells need double precision, whatever the
         # image's dtype.
+        block = data[:, part].astype(np.float64)
+        lost += _bleed_lone(block, full_well)
+        data[:, part] = block
+    for j in cols[runs != 1]:
         column = data[:, j].astype(np.float64)
         lost += _bleed_one(column, full_well)
         data[:, j] = column
+    return lost
+
+
+# Columns bled together by `_bleed_lone` (bounds its memory).
+_LONE_BATCH = 256
+
+
+def _bleed_lone(block, full_well):
+    """
+    `_bleed_one` for columns (axis 1) that hold one saturated run each.
+
+    The same spill in the same order, on all columns at once: outwards,
+    alternately one pixel below and one above, filling each to the full
+    well until the excess is absorbed. Returns the lost charge.
+    """
+    n, k = block.shape
+    over = block > full_well
+    start = np.argmax(over, axis=0)
+    stop = n - 1 - np.argmax(over[::-1], axis=0)
+    excess = np.where(over, block, 0.0).sum(axis=0) \
+        - full_well * (stop - start + 1)
+    block[over] = full_well
+    reach = np.maximum(start, n - 1 - stop)
+    # A first guess of the reach avoids ordering whole columns.
+    steps = int(min(reach.max(), (excess / full_well).max() + 16))
+    if steps == 0:
+        # Whole columns saturated: nowhere to spill.
+        return float(excess.sum())
+    lost = 0.0
+    todo = np.arange(k)
+    while todo.size:
+        offsets = np.arange(1, steps + 1)
+        order = np.stack([start[todo, None] - offsets,
+                          stop[todo, None] + offsets], axis=2).reshape(
+                              todo.size, -1)
+        valid = (order >= 0) & (order < n)
+        rows = np.where(valid, order, 0)
+        cols = todo[:, None]
+        # Missing pixels past an end add no capacity.
+        room = np.where(valid, full_well - block[rows, cols], 0.0)
+        capacity = np.cumsum(room, axis=1)
+        enough = capacity[:, -1] >= excess[todo]
+        if steps < reach.max():
+            # Not absorbed within the guess: all the reach for those.
+            redo = ~enough & (steps < reach[todo])
+            if redo.any():
+                keep = ~redo
+                todo_next = todo[redo]
+                todo, order, valid, capacity = (
+                    todo[keep], order[keep], valid[keep], capacity[keep])
+                rows, cols = rows[keep], todo[:, None]
+                enough = enough[keep]
+            else:
+                todo_next = todo[:0]
+        else:
+            todo_next = todo[:0]
+        e = excess[todo]
+        last = np.argmax(capacity >= e[:, None], axis=1)
+        last = np.where(enough, last, capacity.shape[1])
+        filled = valid & (np.arange(capacity.shape[1])[None, :]
+                          < last[:, None])
+        block[rows[filled], np.broadcast_to(cols, filled.shape)[filled]] = \
+            full_well
+        part = np.flatnonzero(enough)
+        if part.size:
+            at = last[part]
+            before = np.where(at > 0, capacity[part, np.maximum(at - 1, 0)],
+                              0.0)
+            block[rows[part, at], todo[part]] += e[part] - before
+        short = ~enough
+        lost += float(np.sum(e[short] - capacity[short, -1]))
+        todo, steps = todo_next, int(reach.max())
     return lost
 
 
