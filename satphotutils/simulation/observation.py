@@ -193,21 +193,31 @@ def measured_fwhm(conditions, detector, pipeline):
     >>> round(measured_fwhm(cond, Detector(), SurveyPipeline()), 2) > 1.9
     True
     """
+    return float(_measured_fwhms([conditions], detector, pipeline)[0])
+
+
+def _measured_fwhms(conditions, detector, pipeline):
+    """`measured_fwhm` of several exposures, fitted together."""
     from satphotutils.frames import stamp_fwhm
 
     ny, nx = detector.shape
     # Halfway out in radius squared: the median star of a uniform field.
     r = np.sqrt(0.5)
-    psf = conditions.psf(detector, (ny - 1) / 2 * (1 + r),
-                         (nx - 1) / 2 * (1 + r))
     yy, xx = np.mgrid[-10:11, -10:11]
     # A quarter pixel: between the phases a frame's stars fall on.
     phase = 0.25
-    star = psf.integrate(xx - phase, yy - phase)
-    dy, dx = (float(d - np.floor(d)) for d in conditions.dither)
-    star = pipeline.resample(star, (dy, dx))
-    return float(stamp_fwhm(star[None], [phase - dx], [phase - dy],
-                            background=[0.0])[0])
+    stars, offsets = [], []
+    for cond in conditions:
+        psf = cond.psf(detector, (ny - 1) / 2 * (1 + r),
+                       (nx - 1) / 2 * (1 + r))
+        dy, dx = (float(d - np.floor(d)) for d in cond.dither)
+        stars.append(pipeline.resample(psf.integrate(xx - phase,
+                                                     yy - phase), (dy, dx)))
+        offsets.append((phase - dx, phase - dy))
+    offsets = np.array(offsets).reshape(-1, 2)
+    # One fit for all: it iterates on every star at once.
+    return stamp_fwhm(np.array(stars), offsets[:, 0], offsets[:, 1],
+                      background=np.zeros(len(stars)))
 
 
 def draw_conditions(rng, *, mjd, zeropoint=25.5, damage_fraction=0.2,

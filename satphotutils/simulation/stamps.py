@@ -34,7 +34,7 @@ from satphotutils.stamps.table import StampTableWriter, stamp_shape
 from satphotutils.utils._parameters import as_integer
 
 from .detector import Camera
-from .observation import draw_conditions, measured_fwhm, observe_many
+from .observation import _measured_fwhms, draw_conditions, observe_many
 from .pipeline import SurveyPipeline
 from .scene import _draw_arrays, _draw_colours, latitude_factor
 
@@ -507,8 +507,10 @@ class StampSimulator:
             'transparency', 'fwhm', 'fwhm_true', 'mjd', 'exposure', 'epoch',
             'x_ref', 'y_ref', 'dx', 'dy', 'saturation')}
         # What frame_fwhm would measure on each exposure's frame.
-        measured = {e: measured_fwhm(pool[e], detector, pipeline)
-                    for e in {e for s in stars for e in s['exposures']}}
+        seen = sorted({e for s in stars for e in s['exposures']})
+        measured = dict(zip(seen, _measured_fwhms(
+            [pool[e] for e in seen], detector, pipeline).tolist(),
+            strict=True))
         circle = circle_mask(self.stamp_shape, self.signal_radius)
         label_mag = []
         for i, star in enumerate(stars):
