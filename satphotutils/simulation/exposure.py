@@ -177,67 +177,58 @@ def _bleed_lone(block, full_well):
     `_bleed_one` for columns (axis 1) that hold one saturated run each.
 
     The same spill in the same order, on all columns at once: outwards,
-    alternately one pixel below and one above, filling each to the full
-    well until the excess is absorbed. Returns the lost charge.
+    alternately one pixel below and one above (only one side once the
+    other reaches its end), filling each to the full well until the
+    excess is absorbed. The capacity of the first ``L`` pixels of that
+    order is a difference of prefix sums of the column's room below the
+    full well, so the pixel that absorbs the excess is found by bisection
+    in ``L``. Returns the lost charge.
     """
-    n, k = block.shape
-    over = block > full_well
-    start = np.argmax(over, axis=0)
-    stop = n - 1 - np.argmax(over[::-1], axis=0)
-    excess = np.where(over, block, 0.0).sum(axis=0) \
+    n = block.shape[0]
+    # Columns as contiguous rows.
+    cols = np.ascontiguousarray(block.T)
+    k = np.arange(len(cols))
+    over = cols > full_well
+    start = np.argmax(over, axis=1)
+    stop = n - 1 - np.argmax(over[:, ::-1], axis=1)
+    excess = np.where(over, cols, 0.0).sum(axis=1) \
         - full_well * (stop - start + 1)
-    block[over] = full_well
-    reach = np.maximum(start, n - 1 - stop)
-    # A first guess of the reach avoids ordering whole columns.
-    steps = int(min(reach.max(), (excess / full_well).max() + 16))
-    if steps == 0:
-        # Whole columns saturated: nowhere to spill.
-        return float(excess.sum())
-    lost = 0.0
-    todo = np.arange(k)
-    while todo.size:
-        offsets = np.arange(1, steps + 1)
-        order = np.stack([start[todo, None] - offsets,
-                          stop[todo, None] + offsets], axis=2).reshape(
-                              todo.size, -1)
-        valid = (order >= 0) & (order < n)
-        rows = np.where(valid, order, 0)
-        cols = todo[:, None]
-        # Missing pixels past an end add no capacity.
-        room = np.where(valid, full_well - block[rows, cols], 0.0)
-        capacity = np.cumsum(room, axis=1)
-        enough = capacity[:, -1] >= excess[todo]
-        if steps < reach.max():
-            # Not absorbed within the guess: all the reach for those.
-            redo = ~enough & (steps < reach[todo])
-            if redo.any():
-                keep = ~redo
-                todo_next = todo[redo]
-                todo, order, valid, capacity = (
-                    todo[keep], order[keep], valid[keep], capacity[keep])
-                rows, cols = rows[keep], todo[:, None]
-                enough = enough[keep]
-            else:
-                todo_next = todo[:0]
-        else:
-            todo_next = todo[:0]
-        e = excess[todo]
-        last = np.argmax(capacity >= e[:, None], axis=1)
-        last = np.where(enough, last, capacity.shape[1])
-        filled = valid & (np.arange(capacity.shape[1])[None, :]
-                          < last[:, None])
-        block[rows[filled], np.broadcast_to(cols, filled.shape)[filled]] = \
-            full_well
-        part = np.flatnonzero(enough)
-        if part.size:
-            at = last[part]
-            before = np.where(at > 0, capacity[part, np.maximum(at - 1, 0)],
-                              0.0)
-            block[rows[part, at], todo[part]] += e[part] - before
-        short = ~enough
-        lost += float(np.sum(e[short] - capacity[short, -1]))
-        todo, steps = todo_next, int(reach.max())
-    return lost
+    cols[over] = full_well
+    prefix = np.zeros((len(cols), n + 1))
+    np.cumsum(full_well - cols, axis=1, out=prefix[:, 1:])
+    below, above = start, n - 1 - stop
+
+    def capacity(length):
+        """Room in the first ``length`` pixels of the order."""
+        a = np.minimum((length + 1) // 2, below)
+        b = np.minimum(length // 2, above)
+        return ((prefix[k, start] - prefix[k, start - a])
+                + (prefix[k, stop + 1 + b] - prefix[k, stop + 1]))
+
+    end = 2 * np.maximum(below, above)
+    total = capacity(end)
+    enough = total >= excess
+    # The smallest length whose capacity holds the excess.
+    lo, hi = np.ones(len(cols), dtype=int), np.maximum(end, 1)
+    while np.any(lo < hi):
+        mid = (lo + hi) // 2
+        holds = capacity(mid) >= excess
+        hi = np.where(holds, mid, hi)
+        lo = np.where(holds, lo, mid + 1)
+    length = np.where(enough, lo, end)
+    # Every pixel before the last one of that length is full; the last
+    # takes what is left (pixel m of the order: below if m is even).
+    full = np.where(enough, length - 1, length)
+    rows = np.arange(n)[None, :]
+    first = start - np.minimum((full + 1) // 2, below)
+    final = stop + np.minimum(full // 2, above)
+    cols[(rows >= first[:, None]) & (rows <= final[:, None])] = full_well
+    m = length[enough] - 1
+    at = np.where(m % 2 == 0, start[enough] - m // 2 - 1,
+                  stop[enough] + (m + 1) // 2)
+    cols[k[enough], at] += (excess - capacity(length - 1))[enough]
+    block[:] = cols.T
+    return float(np.sum(excess[~enough] - total[~enough]))
 
 
 def expose(expected_electrons, rng):

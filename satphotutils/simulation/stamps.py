@@ -462,13 +462,17 @@ class StampSimulator:
         # ... then every exposure observes its targets in batches of
         # windows of one size.
         batches = {}
+        # A drawn camera's exposures hold a few targets each: coarser
+        # classes make fewer, fuller batches (the single camera keeps its
+        # classes, and so its random stream).
         for i, star in enumerate(stars):
             for j, e in enumerate(star['exposures']):
                 cond = pool[e]
                 scale = 10 ** (0.4 * cond.zeropoint) / cond.transparency
                 psf = None if draw is None else cond.psf(detector)
                 key = (e, _size_class(_trail_rows(star['base'][0] * scale,
-                                                  detector, psf or cond), ny),
+                                                  detector, psf or cond), ny,
+                                      coarse=draw is not None),
                        star['cols'])
                 batches.setdefault(key, []).append((i, j))
         observations = {}
@@ -661,8 +665,15 @@ def _saturation_level(detector, pipeline, y, x):
         else level
 
 
-def _size_class(trail_rows, limit):
-    """Round rows up in steps of 1.25x, so that windows batch together."""
+def _size_class(trail_rows, limit, coarse=False):
+    """
+    Round rows up in steps of 1.25x, so that windows batch together.
+
+    ``coarse``: in steps of 2x up to 128 rows, where a batch costs more
+    than its pixels.
+    """
+    if coarse and trail_rows <= 128:
+        return int(min(2 ** np.ceil(np.log2(max(trail_rows, 8))), limit))
     steps = np.ceil(np.log(max(trail_rows, 8) / 8) / np.log(1.25))
     return int(min(np.ceil(8 * 1.25**steps), limit))
 
