@@ -338,7 +338,8 @@ def expose_and_read(expected_electrons, detector, rng):
     but faster: a column that cannot reach the full well gets Poisson and
     read noise as one normal draw of variance ``lambda + read_noise**2``
     (the Poisson part is drawn through its normal approximation by
-    `expose` too); only columns that may saturate are exposed, bloomed
+    `expose` too), except that pixels expecting fewer than 100 electrons
+    draw it exactly; only columns that may saturate are exposed, bloomed
     and read separately.
 
     Parameters
@@ -383,18 +384,28 @@ def expose_and_read(expected_electrons, detector, rng):
     full_ends = np.zeros((n, 2, cols), dtype=bool)
     lost = np.zeros(n)
     # Columns whose expected charge comes within 6 sigma of the full well
-    # (or with too few electrons for the normal approximation) take the
-    # exact route.
+    # take the exact route.
     peak = lam.max(axis=1)
     may_fill = peak + 6 * np.sqrt(peak) > detector.pixel_capacity
-    exact = may_fill | (lam.min(axis=1) < 100)
+    exact = may_fill.copy()
     if detector.bloom_fraction:
         # The columns beside a filling one receive its sideways spill.
         exact[:, 1:] |= may_fill[:, :-1]
         exact[:, :-1] |= may_fill[:, 1:]
+    # In the other columns, the pixels with too few electrons for the
+    # normal approximation draw their Poisson noise exactly.
+    low = ~exact & (lam.min(axis=1) < 100)
     adu = rng.standard_normal(lam.shape, dtype=np.float32)
     adu *= np.sqrt(lam + detector.read_noise**2)
     adu += lam
+    if low.any():
+        item, col = np.nonzero(low)
+        block = adu[item, :, col]
+        few = lam[item, :, col] < 100
+        block[few] = rng.poisson(lam[item, :, col][few]) \
+            + detector.read_noise * rng.standard_normal(
+                np.count_nonzero(few), dtype=np.float32)
+        adu[item, :, col] = block
     if exact.any():
         item, col = np.nonzero(exact)
         charge = expose(lam[item, :, col].T, rng)

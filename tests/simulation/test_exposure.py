@@ -171,3 +171,18 @@ def test_columns_bleed_together_as_one_by_one(shape, fill, seed):
     lost = sum(_bleed_one(column, 1000.0) for column in expected.T)
     assert bleed_columns(charge, 1000.0) == lost
     assert np.array_equal(charge, expected)
+
+
+def test_faint_pixels_of_the_fused_route_are_poisson(rng):
+    # A faint sky beside a filling column: the faint columns take the
+    # fused route, and their pixels must still be Poisson (no read
+    # noise, gain 1): P(0) = exp(-lambda), variance = mean.
+    detector = Detector(shape=(400, 400), read_noise=0.0, gain=1.0,
+                        bias=100.0, full_well=1000.0)
+    lam = np.full((4, 400, 30), 2.5)
+    lam[:, 200, 0] = 5e4
+    raw, _, _ = expose_and_read(lam, detector, rng)
+    electrons = raw[:, :, 5:].astype(float) - 100.0
+    assert abs(np.mean(electrons == 0) - np.exp(-2.5)) < 0.005
+    assert_allclose(electrons.var(), electrons.mean(), rtol=0.03)
+    assert np.all(electrons == np.rint(electrons))
