@@ -79,27 +79,99 @@ def _bloom_sideways(data, full_well, fraction):
     beside it along axis 1 of ``data`` (in place). Returns what spills
     off the sides.
     """
-    excess = np.where(data > full_well, data - full_well, 0.0)
-    if not excess.any():
+    over = data > full_well
+    # Only the rows that hold an excess spill (few: a star's core).
+    rows = np.flatnonzero(over.any(axis=1))
+    if not rows.size:
         return 0.0
+    part = data[rows]
+    excess = np.where(over[rows], part - full_well, 0.0)
     spill = fraction * excess
-    data -= spill.astype(data.dtype)
+    part -= spill.astype(data.dtype)
     half = 0.5 * spill
-    data[:, 1:] += half[:, :-1].astype(data.dtype)
-    data[:, :-1] += half[:, 1:].astype(data.dtype)
+    part[:, 1:] += half[:, :-1].astype(data.dtype)
+    part[:, :-1] += half[:, 1:].astype(data.dtype)
+    data[rows] = part
     return float(half[:, 0].sum(dtype=np.float64)
                  + half[:, -1].sum(dtype=np.float64))
 
 
+def _spill(pixels, amount, full_well, keep):
+    """
+    Spill ``amount`` of charge into ``pixels`` (a view, in flow order).
+
+    Each pixel fills to the full well before the rest flows on; of what
+    flows past a pixel, the fraction ``keep`` reaches the next one (the
+    rest is lost on the way). Pixels above the full well (another run)
+    add their excess to the flow. Returns the charge that flows past the
+    last pixel and the charge lost on the way.
+    """
+    if amount <= 0 or pixels.size == 0:
+        return amount, 0.0
+    room = full_well - pixels
+    # Inflow at the first pixel that fills the first j pixels: the room
+    # of pixel j counts 1 / keep**j times.
+    weight = keep ** -np.arange(pixels.size, dtype=float) if keep < 1 \
+        else 1.0
+    capacity = np.cumsum(room * weight)
+    hit = capacity >= amount
+    if hit.any():
+        k = int(np.argmax(hit))
+        arrive = (amount - (capacity[k - 1] if k else 0.0)) * keep**k
+        stored = float(room[:k].sum()) + arrive
+        pixels[:k] = full_well
+        pixels[k] += arrive
+        return 0.0, amount - stored
+    out = (amount - capacity[-1]) * keep**pixels.size
+    stored = float(room.sum())
+    pixels[:] = full_well
+    return out, amount - stored - out
+
+
+def _bleed_split(column, full_well, up, loss):
+    """
+    `_bleed_one` with the excess split between the two directions.
+
+    The share ``up`` of each run's excess flows towards higher indices,
+    the rest towards lower ones, each filling pixels to the full well and
+    losing the fraction ``loss`` of what flows on at every pixel it
+    passes; what one side cannot hold goes to the other, and what neither
+    can leaves the column. Returns the lost charge (both kinds).
+    """
+    keep = 1.0 - loss
+    lost = 0.0
+    over = np.flatnonzero(column > full_well)
+    while over.size:
+        start = over[0]
+        breaks = np.flatnonzero(np.diff(over) > 1)
+        stop = over[breaks[0]] if breaks.size else over[-1]
+        excess = column[start:stop + 1].sum() - full_well * (stop - start + 1)
+        column[start:stop + 1] = full_well
+        above = column[stop + 1:]
+        below = column[start - 1::-1] if start > 0 else column[:0]
+        rest_up, spent = _spill(above, up * excess, full_well, keep)
+        lost += spent
+        rest_down, spent = _spill(below, (1 - up) * excess + rest_up,
+                                  full_well, keep)
+        lost += spent
+        if rest_down > 0 and rest_up == 0:
+            rest_down, spent = _spill(above, rest_down, full_well, keep)
+            lost += spent
+        lost += rest_down
+        over = np.flatnonzero(column > full_well)
+    return lost
+
+
 def bleed_columns(charge, full_well, *, axis=0, bloom_fraction=0.0,
-                  antiblooming=None):
+                  antiblooming=None, up=0.5, loss=0.0):
     """
     Bloom saturated charge along the read direction, conserving charge.
 
     Charge is lost only where it leaves the array: off an end of a column
     (at the far end into the drain, at the near end into the serial
     register, which is flushed before readout), sideways off the first or
-    last column, or into the anti-blooming drain.
+    last column, into the anti-blooming drain, or on the way along the
+    trail (``loss``).
 
     Parameters
     ----------
@@ -123,11 +195,19 @@ def bleed_columns(charge, full_well, *, axis=0, bloom_fraction=0.0,
         blooming, so that with a level at or below the full well nothing
         bleeds.
 
+    up : float, optional
+        Share of the excess that bleeds towards higher indices along
+        ``axis`` (up the column); 0.5 spills alternately one pixel each
+        way.
+
+    loss : float, optional
+        Fraction of the bleeding charge lost at each pixel it flows past.
+
     Returns
     -------
     lost : float
         Charge that left the array (0 unless a trail reaches both ends of
-        a column, blooms off a side, or is drained).
+        a column, blooms off a side, is drained or is lost on the way).
 
     Examples
     --------
@@ -148,6 +228,12 @@ def bleed_columns(charge, full_well, *, axis=0, bloom_fraction=0.0,
     over = data > full_well
     cols = np.flatnonzero(over.any(axis=0))
     if not cols.size:
+        return lost
+    if up != 0.5 or loss:
+        for j in cols:
+            column = data[:, j].astype(np.float64)
+            lost += _bleed_split(column, full_well, up, loss)
+            data[:, j] = column
         return lost
     # Columns with one saturated run (nearly all) bleed together; the
     # others, where runs may merge, one at a time.
@@ -420,7 +506,8 @@ def expose_and_read(expected_electrons, detector, rng):
                 _bloom_sideways(dense[i], detector.full_well,
                                 detector.bloom_fraction)
             charge = np.ascontiguousarray(dense[item, :, col].T)
-        bleed_columns(charge, detector.full_well)
+        bleed_columns(charge, detector.full_well, up=detector.bleed_up,
+                      loss=detector.bleed_loss)
         np.add.at(lost, item, before - charge.sum(axis=0, dtype=np.float64))
         full_ends[item, 0, col] = charge[0] >= detector.full_well
         full_ends[item, 1, col] = charge[-1] >= detector.full_well

@@ -52,7 +52,7 @@ _BATCH_PIXELS = 300000
 _CHUNK = 3000
 # The families of the single camera (family=None).
 _SINGLE_CAMERA = {'psf': 'moffat', 'correction': 'asas', 'saturation': 'adc',
-                  'storage': 'uint16', 'filter': None}
+                  'storage': 'uint16', 'filter': None, 'bleed': 'symmetric'}
 
 
 class StampSimulator:
@@ -256,10 +256,12 @@ class StampSimulator:
         ``saturation`` (the level, in the stamp's stored counts with the
         sky, at which a pixel stops responding at the target: what a
         ``SATURATE`` keyword says), ``family_psf``,
-        ``family_correction``, ``family_saturation`` and
-        ``family_storage`` (the camera's families; for the single camera
+        ``family_correction``, ``family_saturation``, ``family_storage``
+        and ``family_bleed`` (the camera's families; for the single camera
         ``moffat``, ``asas`` (``raw`` with a pipeline without the
-        correction), ``adc`` and ``uint16``). ``camera`` is the
+        correction), ``adc``, ``uint16`` and ``symmetric``), ``bleed_up``,
+        ``bleed_loss`` and ``bloom_fraction`` (the detector's bleeding,
+        see `~satphotutils.simulation.Detector`). ``camera`` is the
         drawn camera's code with a ``family``, unique per camera.
 
         Parameters
@@ -568,8 +570,10 @@ class StampSimulator:
         n = len(out['stamp'])
         if draw is not None:
             out['camera'] = np.full(n, camera.name, dtype='<U16')
-        for axis in ('psf', 'correction', 'saturation', 'storage'):
+        for axis in ('psf', 'correction', 'saturation', 'storage', 'bleed'):
             out[f'family_{axis}'] = np.full(n, labels[axis], dtype='<U11')
+        for name in ('bleed_up', 'bleed_loss', 'bloom_fraction'):
+            out[name] = np.full(n, getattr(detector, name))
         return out
 
     def _latitudes(self, rng, n):
@@ -625,18 +629,22 @@ def _trail_rows(flux, detector, conditions=None):
     Guess how many rows a star's trail may reach on each side.
 
     The trail holds the charge of the central column beyond the full
-    well, spilled equally both ways; the column's share of the flux comes
-    from the exposure's PSF (the sharpest seeing if no ``conditions``;
-    a PSF may be given instead of conditions). `observe_many` reports a
+    well, spilled both ways (``detector.bleed_up`` of it up); the
+    column's share of the flux comes from the exposure's PSF (the
+    sharpest seeing if no ``conditions``; a PSF may be given instead of
+    conditions). `observe_many` reports a
     truncated trail, and the window is then enlarged, so this only needs
     to be a good guess.
     """
+    # The longer side of the trail takes this share of the excess.
+    side = max(detector.bleed_up, 1 - detector.bleed_up)
     if hasattr(conditions, 'integrate'):
         share = _psf_column_share(conditions)
-        return int(0.5 * share * flux / detector.full_well_counts * 1.1) + 8
+        return int(side * share * flux / detector.full_well_counts * 1.1) \
+            + 8
     fwhm = 1.35 if conditions is None else conditions.fwhm
     share = _column_share(round(fwhm, 2))
-    return int(0.5 * share * flux / detector.full_well_counts * 1.1) + 8
+    return int(side * share * flux / detector.full_well_counts * 1.1) + 8
 
 
 @functools.lru_cache(maxsize=512)
