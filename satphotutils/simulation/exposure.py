@@ -416,7 +416,8 @@ def _digitise(charge, detector):
     return charge.astype(np.uint16)
 
 
-def expose_and_read(expected_electrons, detector, rng):
+def expose_and_read(expected_electrons, detector, rng, *,
+                    faint_pixels=False):
     """
     Expose, bloom and read out a stack of detector windows.
 
@@ -424,9 +425,9 @@ def expose_and_read(expected_electrons, detector, rng):
     but faster: a column that cannot reach the full well gets Poisson and
     read noise as one normal draw of variance ``lambda + read_noise**2``
     (the Poisson part is drawn through its normal approximation by
-    `expose` too), except that pixels expecting fewer than 100 electrons
-    draw it exactly; only columns that may saturate are exposed, bloomed
-    and read separately.
+    `expose` too); only columns that may saturate, or that hold pixels
+    expecting fewer than 100 electrons, are exposed, bloomed and read
+    separately.
 
     Parameters
     ----------
@@ -438,6 +439,13 @@ def expose_and_read(expected_electrons, detector, rng):
 
     rng : `~numpy.random.Generator`
         Random generator.
+
+    faint_pixels : bool, optional
+        Whether columns that cannot fill but hold pixels under 100
+        electrons keep the one normal draw, with exact Poisson noise in
+        those pixels only: the same distribution at a fraction of the
+        cost for a faint sky, from a different random stream (which is
+        why it is not the default: frames keep the stream they had).
 
     Returns
     -------
@@ -478,9 +486,12 @@ def expose_and_read(expected_electrons, detector, rng):
         # The columns beside a filling one receive its sideways spill.
         exact[:, 1:] |= may_fill[:, :-1]
         exact[:, :-1] |= may_fill[:, 1:]
-    # In the other columns, the pixels with too few electrons for the
-    # normal approximation draw their Poisson noise exactly.
+    # Pixels with too few electrons for the normal approximation draw
+    # their Poisson noise exactly: in their own columns, or alone.
     low = ~exact & (lam.min(axis=1) < 100)
+    if not faint_pixels:
+        exact |= low
+        low[:] = False
     adu = rng.standard_normal(lam.shape, dtype=np.float32)
     adu *= np.sqrt(lam + detector.read_noise**2)
     adu += lam

@@ -400,7 +400,7 @@ def observe(x, y, flux, *, window, camera, conditions, pipeline, rng,
 
 
 def observe_many(requests, *, camera, conditions, pipeline, rng,
-                 trail_rows=0, trail_cols=0):
+                 trail_rows=0, trail_cols=0, faint_pixels=False):
     """
     Simulate several windows of one exposure at once.
 
@@ -420,6 +420,9 @@ def observe_many(requests, *, camera, conditions, pipeline, rng,
 
     trail_rows, trail_cols : int, optional
         As for `observe`, shared by all windows.
+
+    faint_pixels : bool, optional
+        As for `~satphotutils.simulation.expose_and_read`.
 
     Returns
     -------
@@ -495,7 +498,8 @@ def observe_many(requests, *, camera, conditions, pipeline, rng,
     scene += conditions.sky
     scene *= flat
     scene *= detector.gain
-    raw, lost, full_ends = expose_and_read(scene, detector, rng)
+    raw, lost, full_ends = expose_and_read(scene, detector, rng,
+                                           faint_pixels=faint_pixels)
     # A trail through the requested window that reaches an end of the
     # simulated window which is not a detector edge: the window was too
     # short (trails of other stars, in other columns, do not matter).

@@ -478,6 +478,9 @@ class StampSimulator:
                        star['cols'])
                 batches.setdefault(key, []).append((i, j))
         observations = {}
+        # A drawn camera's faint sky draws exact Poisson noise pixel by
+        # pixel (the single camera keeps its random stream).
+        faint = draw is not None
         for (e, trail_rows, trail_cols), members in sorted(batches.items()):
             cond = pool[e]
             scale = 10 ** (0.4 * cond.zeropoint) / cond.transparency
@@ -492,7 +495,7 @@ class StampSimulator:
                 results = observe_many(
                     requests, camera=camera, conditions=cond,
                     pipeline=pipeline, rng=rng, trail_rows=trail_rows,
-                    trail_cols=trail_cols)
+                    trail_cols=trail_cols, faint_pixels=faint)
                 for (i, j), request, obs in zip(batch, requests, results,
                                                 strict=True):
                     rows, cols = trail_rows, trail_cols
@@ -503,7 +506,8 @@ class StampSimulator:
                         obs = observe_many(
                             [request], camera=camera, conditions=cond,
                             pipeline=pipeline, rng=rng,
-                            trail_rows=rows, trail_cols=cols)[0]
+                            trail_rows=rows, trail_cols=cols,
+                            faint_pixels=faint)[0]
                     observations[i, j] = obs
 
         columns = {name: [] for name in (

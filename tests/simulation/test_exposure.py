@@ -173,15 +173,18 @@ def test_columns_bleed_together_as_one_by_one(shape, fill, seed):
     assert np.array_equal(charge, expected)
 
 
-def test_faint_pixels_of_the_fused_route_are_poisson(rng):
-    # A faint sky beside a filling column: the faint columns take the
-    # fused route, and their pixels must still be Poisson (no read
-    # noise, gain 1): P(0) = exp(-lambda), variance = mean.
+@pytest.mark.parametrize('faint_pixels', [False, True])
+def test_faint_pixels_of_the_fused_route_are_poisson(rng, faint_pixels):
+    # A faint sky beside a filling column: with faint_pixels the faint
+    # columns take the fused route, and their pixels must still be
+    # Poisson (no read noise, gain 1): P(0) = exp(-lambda), variance =
+    # mean; as they are on the exact route.
     detector = Detector(shape=(400, 400), read_noise=0.0, gain=1.0,
                         bias=100.0, full_well=1000.0)
     lam = np.full((4, 400, 30), 2.5)
     lam[:, 200, 0] = 5e4
-    raw, _, _ = expose_and_read(lam, detector, rng)
+    raw, _, _ = expose_and_read(lam, detector, rng,
+                                faint_pixels=faint_pixels)
     electrons = raw[:, :, 5:].astype(float) - 100.0
     assert abs(np.mean(electrons == 0) - np.exp(-2.5)) < 0.005
     assert_allclose(electrons.var(), electrons.mean(), rtol=0.03)
