@@ -70,6 +70,17 @@ class Detector:
         anti-blooming gate drains the charge during the exposure: pixels
         stop filling there and nothing bleeds. `None`: no gate.
 
+    bleed_up : float, optional
+        Share of the charge above the full well that bleeds up the column
+        (towards higher rows); the rest bleeds down. 0.5 is symmetric; a
+        barrier phase lower on one side than the other makes trails
+        longer on that side.
+
+    bleed_loss : float, optional
+        Fraction of the bleeding charge lost at each pixel it flows past
+        (captured on the way instead of stored), so that a trail holds
+        less than the star's excess, the less the longer it is.
+
     register_full_well : float or None, optional
         Electrons a pixel of the serial register holds; at readout the
         charge of a pixel above it is lost (spilled out of the register)
@@ -92,7 +103,7 @@ class Detector:
                  gain=1.5, read_noise=12.0, bias=3000.0, full_well=130000.0,
                  adc_max=65535, corner_throughput=0.5, nonlinearity=0.0,
                  bloom_fraction=0.0, antiblooming=None,
-                 register_full_well=None):
+                 register_full_well=None, bleed_up=0.5, bleed_loss=0.0):
         shape = tuple(int(n) for n in np.atleast_1d(shape))
         if len(shape) != 2 or min(shape) < 8:
             msg = 'shape must be two integers >= 8, (ny, nx)'
@@ -121,6 +132,12 @@ class Detector:
         if not 0 <= bloom_fraction <= 1:
             msg = f'bloom_fraction must be in [0, 1], got {bloom_fraction!r}'
             raise ValueError(msg)
+        if not 0 <= bleed_up <= 1:
+            msg = f'bleed_up must be in [0, 1], got {bleed_up!r}'
+            raise ValueError(msg)
+        if not 0 <= bleed_loss < 1:
+            msg = f'bleed_loss must be in [0, 1), got {bleed_loss!r}'
+            raise ValueError(msg)
         if antiblooming is not None and not 0 < antiblooming <= full_well:
             msg = (f'antiblooming must be None or a level in (0, full_well] '
                    f'electrons, got {antiblooming!r}')
@@ -139,6 +156,8 @@ class Detector:
         self.corner_throughput = float(corner_throughput)
         self.nonlinearity = float(nonlinearity)
         self.bloom_fraction = float(bloom_fraction)
+        self.bleed_up = float(bleed_up)
+        self.bleed_loss = float(bleed_loss)
         self.antiblooming = (None if antiblooming is None
                              else float(antiblooming))
         self.register_full_well = (None if register_full_well is None

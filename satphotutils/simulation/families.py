@@ -32,6 +32,7 @@ AXES = {
     'saturation': ('full_well', 'adc'),
     'storage': ('uint16', 'float'),
     'filter': ('g', 'V'),
+    'bleed': ('symmetric', 'asymmetric'),
 }
 
 #: Families drawn only where ``only`` names them: ``'raw'`` is a pipeline
@@ -68,7 +69,25 @@ RANGES = {
     'lost_rate': (0.0, 0.15),
     'fwhm_factor': (0.7, 1.3),  # correction FWHM / true FWHM
     'damage_fraction': (0.0, 0.4),
+    # Bleeding: the share of the excess on the favoured side of an
+    # asymmetric camera, the charge lost per pixel of the trail and the
+    # share spilled into the neighbouring columns.
+    'bleed_share': (0.55, 0.8),
+    'bleed_loss': (0.0, 5e-4),
+    'bloom_fraction': (0.02, 0.15),
+    # Raw cameras only: an anti-blooming drain level and a serial
+    # register smaller than a pixel's well, as fractions of the full well.
+    'antiblooming': (0.5, 0.9),
+    'register_full_well': (0.7, 1.0),
 }
+
+# Drawn cameras with no blooming into the neighbouring columns, without
+# charge loss along the trail, and raw cameras with each of the two
+# extra ceilings.
+_NO_BLOOM = 0.5
+_NO_LOSS = 0.5
+_ANTIBLOOMING = 0.3
+_REGISTER = 0.3
 
 # full_well / ADC range of the two saturation classes.
 _FULL_WELL_FIRST = (0.4, 0.92)
@@ -201,7 +220,7 @@ class CameraDraw:
     >>> from satphotutils.simulation import CameraFamily
     >>> draw = CameraFamily()(np.random.default_rng(3))
     >>> sorted(draw.labels)
-    ['correction', 'filter', 'psf', 'saturation', 'storage']
+    ['bleed', 'correction', 'filter', 'psf', 'saturation', 'storage']
     >>> bool(8 <= draw.saturation_magnitude <= 13)
     True
     """
@@ -225,7 +244,9 @@ class CameraDraw:
                 f'full_well={det.full_well:.0f} adc_max={det.adc_max} '
                 f'fwhm={cond.fwhm[0]:.2f}-{cond.fwhm[1]:.2f} '
                 f'sky={cond.sky[0]:.0f}-{cond.sky[1]:.0f} '
-                f'pixel_scale={det.pixel_scale:.1f} {self.pipeline!r}>')
+                f'pixel_scale={det.pixel_scale:.1f} '
+                f'bleed_up={det.bleed_up:.2f} bleed_loss={det.bleed_loss:.1e} '
+                f'bloom_fraction={det.bloom_fraction:.2f} {self.pipeline!r}>')
 
     @property
     def psf_family(self):
@@ -238,7 +259,8 @@ class CameraFamily:
     Draw complete cameras and pipelines from randomised families.
 
     Each draw is a camera on the named axes of ``AXES`` (PSF family,
-    saturation-correction variant, saturation class, storage, filter),
+    saturation-correction variant, saturation class, storage, filter,
+    bleeding),
     with its detector, pipeline and per-exposure conditions drawn within
     ``RANGES``, jointly so that it is a plausible camera: its zero point is
     set so that stars saturate between g ~ 8 and 13, and its sky stays
@@ -319,16 +341,24 @@ class CameraFamily:
         draw : `CameraDraw`
         """
         labels = {axis: names[int(rng.integers(len(names)))]
-                  for axis, names in self.choices.items()}
+                  for axis, names in self.choices.items()
+                  if axis not in _OWN_STREAM}
         code = f'c{int(rng.integers(2**48)):012x}'
+        # The bleeding is drawn from a stream of its own, seeded by the
+        # code: the draws of a seed made before it existed stay as they
+        # were, and it is as reproducible.
+        bleed = np.random.default_rng(int(code[1:], 16))
+        labels.update({axis: self.choices[axis][int(bleed.integers(
+            len(self.choices[axis])))] for axis in _OWN_STREAM})
+        knobs = _bleeding(bleed, labels)
         while True:
-            draw = self._try(rng, labels, code)
+            draw = self._try(rng, labels, code, knobs)
             if draw is not None:
                 return draw
 
     draw = __call__
 
-    def _try(self, rng, labels, code):
+    def _try(self, rng, labels, code, knobs):
         """One joint draw; `None` if its zero point cannot be in range."""
         r = RANGES
         # Detector. 14-bit ADCs are the DSLR and CMOS cameras.
@@ -340,14 +370,19 @@ class CameraFamily:
         ratio = rng.uniform(*(_FULL_WELL_FIRST
                               if labels['saturation'] == 'full_well'
                               else _ADC_FIRST))
+        full_well = ratio * (adc_max - bias) * gain
+        ceilings = {key: None if knobs[key] is None
+                    else knobs[key] * full_well
+                    for key in ('antiblooming', 'register_full_well')}
         detector = Detector(
             shape=self.shapes[int(rng.integers(len(self.shapes)))],
             pixel_scale=_log_uniform(rng, *r['pixel_scale']) * u.arcsec,
             gain=gain, read_noise=_log_uniform(rng, *r['read_noise']),
-            bias=bias, full_well=ratio * (adc_max - bias) * gain,
-            adc_max=adc_max,
+            bias=bias, full_well=full_well, adc_max=adc_max,
             corner_throughput=rng.uniform(*r['corner_throughput']),
-            nonlinearity=rng.uniform(*r['nonlinearity']))
+            nonlinearity=rng.uniform(*r['nonlinearity']),
+            bleed_up=knobs['bleed_up'], bleed_loss=knobs['bleed_loss'],
+            bloom_fraction=knobs['bloom_fraction'], **ceilings)
         camera = Camera(code, filter=labels['filter'], detector=detector)
 
         # Pipeline.
@@ -429,6 +464,36 @@ class CameraFamily:
                           pipeline=pipeline, conditions=conditions,
                           saturation_magnitude=float(g_sat),
                           crowding=_log_uniform(rng, *r['crowding']))
+
+
+# Axes drawn from the bleeding's own stream (see `CameraFamily.__call__`).
+_OWN_STREAM = ('bleed',)
+
+
+def _bleeding(rng, labels):
+    """
+    Draw a camera's bleeding: the knobs of `Detector` it sets.
+
+    ``antiblooming`` and ``register_full_well`` are fractions of the full
+    well, or `None`.
+    """
+    r = RANGES
+    up = 0.5
+    if labels['bleed'] == 'asymmetric':
+        share = rng.uniform(*r['bleed_share'])
+        # Either side may be the favoured one.
+        up = share if rng.random() < 0.5 else 1 - share
+    loss = 0.0 if rng.random() < _NO_LOSS else rng.uniform(*r['bleed_loss'])
+    bloom = 0.0 if rng.random() < _NO_BLOOM \
+        else rng.uniform(*r['bloom_fraction'])
+    raw = labels['correction'] == 'raw'
+    drain = rng.uniform(*r['antiblooming']) \
+        if raw and rng.random() < _ANTIBLOOMING else None
+    register = rng.uniform(*r['register_full_well']) \
+        if raw and rng.random() < _REGISTER else None
+    return {'bleed_up': float(up), 'bleed_loss': float(loss),
+            'bloom_fraction': float(bloom), 'antiblooming': drain,
+            'register_full_well': register}
 
 
 def _names(axis):

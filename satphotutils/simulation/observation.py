@@ -12,11 +12,11 @@ import dataclasses
 import functools
 
 import numpy as np
-from scipy import ndimage
 
 from satphotutils.calibration.counts import expected_log_counts
 
 from .exposure import expose_and_read
+from .pipeline import shift_images
 from .psf import CoreHaloPSF, GaussianPSF, MoffatPSF, render_stars
 
 __all__ = ['ExposureConditions', 'Observation', 'draw_conditions',
@@ -102,13 +102,11 @@ class ExposureConditions:
         three zones of equal radius squared, so that PSFs (and their
         rendering tables) are shared between nearby windows.
         """
-        zone = 0.0
-        if y is not None:
-            ny, nx = detector.shape
-            r2 = (((y - (ny - 1) / 2) ** 2 + (x - (nx - 1) / 2) ** 2)
-                  / (((ny - 1) / 2) ** 2 + ((nx - 1) / 2) ** 2))
-            zone = np.round(min(float(r2), 1.0) * (_PSF_ZONES - 1)) \
-                / (_PSF_ZONES - 1)
+        zone = 0.0 if y is None else float(_zones(detector, y, x))
+        return self._zone_psf(zone)
+
+    def _zone_psf(self, zone):
+        """Return the PSF of a zone (`_zones`) of the detector."""
         fwhm = round(self.fwhm * (1 + self.fwhm_gradient * zone), 2)
         if self.psf_family is None:
             return _cached_psf(fwhm, self.beta, self.ellipticity, self.theta)
@@ -122,6 +120,16 @@ class ExposureConditions:
         """Total counts of stars of magnitude ``mag`` (Eq. 1)."""
         return 10 ** expected_log_counts(mag, self.zeropoint,
                                          self.transparency)
+
+
+def _zones(detector, y, x):
+    """Return the PSF zone (0, 0.5 or 1 of three) at ``(y, x)``."""
+    ny, nx = detector.shape
+    r2 = (((np.asarray(y) - (ny - 1) / 2) ** 2
+           + (np.asarray(x) - (nx - 1) / 2) ** 2)
+          / (((ny - 1) / 2) ** 2 + ((nx - 1) / 2) ** 2))
+    return np.round(np.minimum(r2, 1.0) * (_PSF_ZONES - 1)) \
+        / (_PSF_ZONES - 1)
 
 
 @functools.lru_cache(maxsize=256)
@@ -185,21 +193,31 @@ def measured_fwhm(conditions, detector, pipeline):
     >>> round(measured_fwhm(cond, Detector(), SurveyPipeline()), 2) > 1.9
     True
     """
+    return float(_measured_fwhms([conditions], detector, pipeline)[0])
+
+
+def _measured_fwhms(conditions, detector, pipeline):
+    """`measured_fwhm` of several exposures, fitted together."""
     from satphotutils.frames import stamp_fwhm
 
     ny, nx = detector.shape
     # Halfway out in radius squared: the median star of a uniform field.
     r = np.sqrt(0.5)
-    psf = conditions.psf(detector, (ny - 1) / 2 * (1 + r),
-                         (nx - 1) / 2 * (1 + r))
     yy, xx = np.mgrid[-10:11, -10:11]
     # A quarter pixel: between the phases a frame's stars fall on.
     phase = 0.25
-    star = psf.integrate(xx - phase, yy - phase)
-    dy, dx = (float(d - np.floor(d)) for d in conditions.dither)
-    star = pipeline.resample(star, (dy, dx))
-    return float(stamp_fwhm(star[None], [phase - dx], [phase - dy],
-                            background=[0.0])[0])
+    stars, offsets = [], []
+    for cond in conditions:
+        psf = cond.psf(detector, (ny - 1) / 2 * (1 + r),
+                       (nx - 1) / 2 * (1 + r))
+        dy, dx = (float(d - np.floor(d)) for d in cond.dither)
+        stars.append(pipeline.resample(psf.integrate(xx - phase,
+                                                     yy - phase), (dy, dx)))
+        offsets.append((phase - dx, phase - dy))
+    offsets = np.array(offsets).reshape(-1, 2)
+    # One fit for all: it iterates on every star at once.
+    return stamp_fwhm(np.array(stars), offsets[:, 0], offsets[:, 1],
+                      background=np.zeros(len(stars)))
 
 
 def draw_conditions(rng, *, mjd, zeropoint=25.5, damage_fraction=0.2,
@@ -382,7 +400,7 @@ def observe(x, y, flux, *, window, camera, conditions, pipeline, rng,
 
 
 def observe_many(requests, *, camera, conditions, pipeline, rng,
-                 trail_rows=0, trail_cols=0):
+                 trail_rows=0, trail_cols=0, faint_pixels=False):
     """
     Simulate several windows of one exposure at once.
 
@@ -402,6 +420,9 @@ def observe_many(requests, *, camera, conditions, pipeline, rng,
 
     trail_rows, trail_cols : int, optional
         As for `observe`, shared by all windows.
+
+    faint_pixels : bool, optional
+        As for `~satphotutils.simulation.expose_and_read`.
 
     Returns
     -------
@@ -460,10 +481,11 @@ def observe_many(requests, *, camera, conditions, pipeline, rng,
 
     # Light: the PSF of each window's zone of the detector.
     scene = np.empty((n_items, rows, cols))
-    psfs = [conditions.psf(detector, ry0[i] + rows / 2, rx0[i] + cols / 2)
-            for i in range(n_items)]
-    for psf in set(psfs):
-        members = np.array([i for i in range(n_items) if psfs[i] is psf])
+    zones = _zones(detector, ry0 + rows / 2, rx0 + cols / 2)
+    psfs = {zone: conditions._zone_psf(float(zone))
+            for zone in np.unique(zones)}
+    for zone, psf in psfs.items():
+        members = np.flatnonzero(zones == zone)
         local = np.full(n_items, -1)
         local[members] = np.arange(members.size)
         mine = local[item] >= 0
@@ -476,7 +498,8 @@ def observe_many(requests, *, camera, conditions, pipeline, rng,
     scene += conditions.sky
     scene *= flat
     scene *= detector.gain
-    raw, lost, full_ends = expose_and_read(scene, detector, rng)
+    raw, lost, full_ends = expose_and_read(scene, detector, rng,
+                                           faint_pixels=faint_pixels)
     # A trail through the requested window that reaches an end of the
     # simulated window which is not a detector edge: the window was too
     # short (trails of other stars, in other columns, do not matter).
@@ -503,7 +526,8 @@ def observe_many(requests, *, camera, conditions, pipeline, rng,
     counts, sat_mask = pipeline.calibrate(raw, flat, detector)
     known = np.flatnonzero(np.isfinite(catalog_mag))
     # The FWHM the pipeline re-inserts with, mis-set by some pipelines.
-    fwhm = np.array([p.fwhm for p in psfs]) * pipeline.fwhm_factor
+    fwhm = np.array([psfs[zone].fwhm for zone in zones]) \
+        * pipeline.fwhm_factor
     regions, labels, corrected = pipeline._correct(
         counts, sat_mask, detector=detector, fwhm=fwhm,
         catalog_x=sx[known], catalog_y=sy[known],
@@ -536,8 +560,8 @@ def observe_many(requests, *, camera, conditions, pipeline, rng,
     resampled = pipeline.resample(crop, shift)
     # A reference pixel is corrected if any corrected exposure pixel
     # contributes to it.
-    touched = ndimage.shift(crop_corrected.astype(np.float32),
-                            (0.0, -shift[0], -shift[1]), order=1) > 0.01
+    touched = shift_images(crop_corrected, (-shift[0], -shift[1]), order=1,
+                           cval=0.0) > 0.01
     image, bad = pipeline.store(resampled[:, :ny, :nx],
                                 damaged=conditions.damaged,
                                 corrected=touched[:, :ny, :nx])

@@ -569,10 +569,22 @@ def render_stars(shape, x, y, flux, psf, *, item=None, chunk=20000):
     pny, pnx = ny + 2 * pad, nx + 2 * pad
     lower = 0.0
     sliced = []
+    direct = _direct_tiers(psf, flux)
     for upper, half_width, phases in psf.tiers:
         sel = np.flatnonzero((flux > lower) & (flux <= upper))
         lower = upper
         if sel.size == 0:
+            continue
+        if half_width in direct:
+            # Integrated at its own position, as `footprint` does.
+            grid = np.arange(-half_width, half_width + 1, dtype=float)
+            for i in sel:
+                dy, dx = np.meshgrid(grid - (y[i] - iy[i]),
+                                     grid - (x[i] - ix[i]), indexing='ij')
+                footprint = psf.footprint(dx, dy)
+                _add_wings(wings, item[i:i + 1], iy[i:i + 1], ix[i:i + 1],
+                           flux[i:i + 1] * (1 - footprint.sum()))
+                sliced.append((footprint, half_width, i))
             continue
         table, totals = psf.table(half_width, phases)
         kx = np.clip(((x[sel] - ix[sel] + 0.5) * phases).astype(int), 0,
@@ -642,6 +654,39 @@ def render_stars(shape, x, y, flux, psf, *, item=None, chunk=20000):
     blocks += wings[:, :, None, :, None] / _BLOCK**2
     image = image[:, :ny, :nx]
     return image if stacked else image[0]
+
+
+def _direct_tiers(psf, flux):
+    """
+    Half-widths of the tiers whose stars are integrated one by one.
+
+    An adaptive PSF's wide footprints are tabulated in one table of the
+    widest of them (`_PixelPSF.table`); a drawn camera's PSF renders few
+    stars that bright, and integrating those few one by one evaluates the
+    profile fewer times than the table. The choice depends only on the
+    stars given, so a result does not depend on what was rendered before.
+    The default PSF keeps its tables (the bundled model's footprints).
+    """
+    if not psf.adaptive:
+        return set()
+    wide = [(upper, h, p) for upper, h, p in psf.tiers if h > _VECTOR_MAX]
+    if not wide:
+        return set()
+    lower = max([upper for upper, h, _ in psf.tiers if h <= _VECTOR_MAX]
+                + [0.0])
+    one_by_one = 0
+    for upper, h, _ in wide:
+        n = np.count_nonzero((flux > lower) & (flux <= upper))
+        lower = upper
+        # Evaluations of `footprint`: the grid, the 3x3 and 5x5 zones.
+        one_by_one += n * ((2 * h + 1) ** 2 + 9 * (2 * _MID + 1) ** 2
+                           + 25 * (2 * _CORE + 1) ** 2)
+    full = max(h for _, h, _ in wide)
+    phases = wide[-1][2]
+    # `_node_table`: half the nodes of the grid, and the inner zone.
+    table = ((2 * full + 2) * phases) ** 2 / 2 \
+        + ((2 * _MID + 2) * _SIMPSON) ** 2 / 2
+    return {h for _, h, _ in wide} if one_by_one < table else set()
 
 
 def _add_wings(wings, item, iy, ix, flux):

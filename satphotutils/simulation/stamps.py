@@ -34,7 +34,7 @@ from satphotutils.stamps.table import StampTableWriter, stamp_shape
 from satphotutils.utils._parameters import as_integer
 
 from .detector import Camera
-from .observation import draw_conditions, measured_fwhm, observe_many
+from .observation import _measured_fwhms, draw_conditions, observe_many
 from .pipeline import SurveyPipeline
 from .scene import _draw_arrays, _draw_colours, latitude_factor
 
@@ -52,7 +52,7 @@ _BATCH_PIXELS = 300000
 _CHUNK = 3000
 # The families of the single camera (family=None).
 _SINGLE_CAMERA = {'psf': 'moffat', 'correction': 'asas', 'saturation': 'adc',
-                  'storage': 'uint16', 'filter': None}
+                  'storage': 'uint16', 'filter': None, 'bleed': 'symmetric'}
 
 
 class StampSimulator:
@@ -256,10 +256,12 @@ class StampSimulator:
         ``saturation`` (the level, in the stamp's stored counts with the
         sky, at which a pixel stops responding at the target: what a
         ``SATURATE`` keyword says), ``family_psf``,
-        ``family_correction``, ``family_saturation`` and
-        ``family_storage`` (the camera's families; for the single camera
+        ``family_correction``, ``family_saturation``, ``family_storage``
+        and ``family_bleed`` (the camera's families; for the single camera
         ``moffat``, ``asas`` (``raw`` with a pipeline without the
-        correction), ``adc`` and ``uint16``). ``camera`` is the
+        correction), ``adc``, ``uint16`` and ``symmetric``), ``bleed_up``,
+        ``bleed_loss`` and ``bloom_fraction`` (the detector's bleeding,
+        see `~satphotutils.simulation.Detector`). ``camera`` is the
         drawn camera's code with a ``family``, unique per camera.
 
         Parameters
@@ -462,16 +464,23 @@ class StampSimulator:
         # ... then every exposure observes its targets in batches of
         # windows of one size.
         batches = {}
+        # A drawn camera's exposures hold a few targets each: coarser
+        # classes make fewer, fuller batches (the single camera keeps its
+        # classes, and so its random stream).
         for i, star in enumerate(stars):
             for j, e in enumerate(star['exposures']):
                 cond = pool[e]
                 scale = 10 ** (0.4 * cond.zeropoint) / cond.transparency
                 psf = None if draw is None else cond.psf(detector)
                 key = (e, _size_class(_trail_rows(star['base'][0] * scale,
-                                                  detector, psf or cond), ny),
+                                                  detector, psf or cond), ny,
+                                      coarse=draw is not None),
                        star['cols'])
                 batches.setdefault(key, []).append((i, j))
         observations = {}
+        # A drawn camera's faint sky draws exact Poisson noise pixel by
+        # pixel (the single camera keeps its random stream).
+        faint = draw is not None
         for (e, trail_rows, trail_cols), members in sorted(batches.items()):
             cond = pool[e]
             scale = 10 ** (0.4 * cond.zeropoint) / cond.transparency
@@ -486,7 +495,7 @@ class StampSimulator:
                 results = observe_many(
                     requests, camera=camera, conditions=cond,
                     pipeline=pipeline, rng=rng, trail_rows=trail_rows,
-                    trail_cols=trail_cols)
+                    trail_cols=trail_cols, faint_pixels=faint)
                 for (i, j), request, obs in zip(batch, requests, results,
                                                 strict=True):
                     rows, cols = trail_rows, trail_cols
@@ -497,7 +506,8 @@ class StampSimulator:
                         obs = observe_many(
                             [request], camera=camera, conditions=cond,
                             pipeline=pipeline, rng=rng,
-                            trail_rows=rows, trail_cols=cols)[0]
+                            trail_rows=rows, trail_cols=cols,
+                            faint_pixels=faint)[0]
                     observations[i, j] = obs
 
         columns = {name: [] for name in (
@@ -507,8 +517,10 @@ class StampSimulator:
             'transparency', 'fwhm', 'fwhm_true', 'mjd', 'exposure', 'epoch',
             'x_ref', 'y_ref', 'dx', 'dy', 'saturation')}
         # What frame_fwhm would measure on each exposure's frame.
-        measured = {e: measured_fwhm(pool[e], detector, pipeline)
-                    for e in {e for s in stars for e in s['exposures']}}
+        seen = sorted({e for s in stars for e in s['exposures']})
+        measured = dict(zip(seen, _measured_fwhms(
+            [pool[e] for e in seen], detector, pipeline).tolist(),
+            strict=True))
         circle = circle_mask(self.stamp_shape, self.signal_radius)
         label_mag = []
         for i, star in enumerate(stars):
@@ -562,8 +574,10 @@ class StampSimulator:
         n = len(out['stamp'])
         if draw is not None:
             out['camera'] = np.full(n, camera.name, dtype='<U16')
-        for axis in ('psf', 'correction', 'saturation', 'storage'):
+        for axis in ('psf', 'correction', 'saturation', 'storage', 'bleed'):
             out[f'family_{axis}'] = np.full(n, labels[axis], dtype='<U11')
+        for name in ('bleed_up', 'bleed_loss', 'bloom_fraction'):
+            out[name] = np.full(n, getattr(detector, name))
         return out
 
     def _latitudes(self, rng, n):
@@ -619,18 +633,22 @@ def _trail_rows(flux, detector, conditions=None):
     Guess how many rows a star's trail may reach on each side.
 
     The trail holds the charge of the central column beyond the full
-    well, spilled equally both ways; the column's share of the flux comes
-    from the exposure's PSF (the sharpest seeing if no ``conditions``;
-    a PSF may be given instead of conditions). `observe_many` reports a
+    well, spilled both ways (``detector.bleed_up`` of it up); the
+    column's share of the flux comes from the exposure's PSF (the
+    sharpest seeing if no ``conditions``; a PSF may be given instead of
+    conditions). `observe_many` reports a
     truncated trail, and the window is then enlarged, so this only needs
     to be a good guess.
     """
+    # The longer side of the trail takes this share of the excess.
+    side = max(detector.bleed_up, 1 - detector.bleed_up)
     if hasattr(conditions, 'integrate'):
         share = _psf_column_share(conditions)
-        return int(0.5 * share * flux / detector.full_well_counts * 1.1) + 8
+        return int(side * share * flux / detector.full_well_counts * 1.1) \
+            + 8
     fwhm = 1.35 if conditions is None else conditions.fwhm
     share = _column_share(round(fwhm, 2))
-    return int(0.5 * share * flux / detector.full_well_counts * 1.1) + 8
+    return int(side * share * flux / detector.full_well_counts * 1.1) + 8
 
 
 @functools.lru_cache(maxsize=512)
@@ -659,8 +677,15 @@ def _saturation_level(detector, pipeline, y, x):
         else level
 
 
-def _size_class(trail_rows, limit):
-    """Round rows up in steps of 1.25x, so that windows batch together."""
+def _size_class(trail_rows, limit, coarse=False):
+    """
+    Round rows up in steps of 1.25x, so that windows batch together.
+
+    ``coarse``: in steps of 2x up to 128 rows, where a batch costs more
+    than its pixels.
+    """
+    if coarse and trail_rows <= 128:
+        return int(min(2 ** np.ceil(np.log2(max(trail_rows, 8))), limit))
     steps = np.ceil(np.log(max(trail_rows, 8) / 8) / np.log(1.25))
     return int(min(np.ceil(8 * 1.25**steps), limit))
 

@@ -149,3 +149,43 @@ def test_bleeding_conserves_charge_and_caps_every_pixel(stars, seed):
     assert charge.max() <= 1000.0 * (1 + 1e-12)
     assert lost >= 0
     assert_allclose(charge.sum() + lost, total, rtol=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=st.tuples(st.integers(1, 200), st.integers(1, 12)),
+       fill=st.floats(0.0, 1.0), seed=st.integers(0, 2**32 - 1))
+def test_columns_bleed_together_as_one_by_one(shape, fill, seed):
+    # Columns with one saturated run bleed together: whole electrons and
+    # a whole full well, so the result must be the one-column spill's
+    # (`_bleed_one`, which also merges runs) to the bit, lost charge
+    # included; long runs reach the ends.
+    from satphotutils.simulation.exposure import _bleed_one
+
+    rng = np.random.default_rng(seed)
+    charge = np.rint(rng.uniform(0, fill * 1000, shape)).astype(np.float32)
+    for _ in range(rng.integers(1, 2 * shape[1] + 1)):
+        j, i = rng.integers(shape[1]), rng.integers(shape[0])
+        charge[i:i + rng.integers(1, 6), j] = np.rint(
+            1000 * rng.uniform(1, 400))
+    expected = charge.astype(np.float64)
+    lost = sum(_bleed_one(column, 1000.0) for column in expected.T)
+    assert bleed_columns(charge, 1000.0) == lost
+    assert np.array_equal(charge, expected)
+
+
+@pytest.mark.parametrize('faint_pixels', [False, True])
+def test_faint_pixels_of_the_fused_route_are_poisson(rng, faint_pixels):
+    # A faint sky beside a filling column: with faint_pixels the faint
+    # columns take the fused route, and their pixels must still be
+    # Poisson (no read noise, gain 1): P(0) = exp(-lambda), variance =
+    # mean; as they are on the exact route.
+    detector = Detector(shape=(400, 400), read_noise=0.0, gain=1.0,
+                        bias=100.0, full_well=1000.0)
+    lam = np.full((4, 400, 30), 2.5)
+    lam[:, 200, 0] = 5e4
+    raw, _, _ = expose_and_read(lam, detector, rng,
+                                faint_pixels=faint_pixels)
+    electrons = raw[:, :, 5:].astype(float) - 100.0
+    assert abs(np.mean(electrons == 0) - np.exp(-2.5)) < 0.005
+    assert_allclose(electrons.var(), electrons.mean(), rtol=0.03)
+    assert np.all(electrons == np.rint(electrons))

@@ -114,27 +114,51 @@ def test_adaptive_tables_against_adaptive_quadrature(psf, half_width,
     assert_allclose(totals, table.sum(axis=(2, 3), dtype=float))
 
 
-@pytest.mark.parametrize('psf', _ADAPTIVE, ids=repr)
-def test_table_rendered_star_matches_direct_integration(psf):
-    # A star at the centre of a phase cell, where the table is exact: the
-    # rendered star must match an independent pixel integration (5x5
-    # Gauss-Legendre nodes on each of 4x4 sub-pixels) within 1e-3 of the
-    # peak, and the footprint must hold the same flux.
-    flux, x, y = 5e5, 20 + 1 / 16, 20 - 3 / 16
-    image = render_stars((41, 41), [x], [y], [flux], psf)
+def _integrated(psf, flux, x, y, half_width=15):
+    """
+    The pixels within ``half_width`` of (20, 20), independently integrated.
+
+    5x5 Gauss-Legendre nodes on each of 4x4 sub-pixels.
+    """
     nodes, weights = np.polynomial.legendre.leggauss(5)
     sub = (np.arange(4) + 0.5) / 4 - 0.5
     offsets = (sub[:, None] + nodes[None, :] / 8).ravel()
     w = np.tile(weights / 8, 4)
-    grid = np.arange(-15, 16)
+    grid = np.arange(-half_width, half_width + 1)
     dx = grid[:, None] + offsets[None, :] - (x - 20)
     dy = grid[:, None] + offsets[None, :] - (y - 20)
     values = psf.evaluate(dx[None, :, None, :], dy[:, None, :, None])
-    direct = flux * np.einsum('yxij,i,j->yx', values, w, w)
+    return flux * np.einsum('yxij,i,j->yx', values, w, w)
+
+
+@pytest.mark.parametrize('psf', _ADAPTIVE, ids=repr)
+def test_table_rendered_star_matches_direct_integration(psf):
+    # A star at the centre of a phase cell, where the table is exact: the
+    # rendered star must match an independent pixel integration within
+    # 1e-3 of the peak, and the footprint must hold the same flux.
+    flux, x, y = 5e5, 20 + 1 / 16, 20 - 3 / 16
+    image = render_stars((41, 41), [x], [y], [flux], psf)
+    direct = _integrated(psf, flux, x, y)
     core = image[5:36, 5:36]
     assert np.abs(core - direct).max() < 1e-3 * core.max()
     _, totals = psf.table(15, 8)
     assert_allclose(flux * totals[2, 4], direct.sum(), rtol=1e-4)
+
+
+@pytest.mark.parametrize('psf', _ADAPTIVE, ids=repr)
+@pytest.mark.parametrize('flux', [3e6, 5e7])
+def test_few_bright_stars_render_at_their_own_position(psf, flux):
+    # The wide tiers' tables have 4 phases, a quarter of a pixel; a drawn
+    # camera renders few stars that bright, each integrated at its own
+    # position instead: off the phase centres too, within 1e-3 of the
+    # peak of an independent integration, and with all of its flux.
+    x, y = 20.0 + 0.23, 20.0 - 0.41
+    image = render_stars((41, 41), [x], [y], [flux], psf)
+    direct = _integrated(psf, flux, x, y)
+    core = image[5:36, 5:36]
+    assert np.abs(core - direct).max() < 1e-3 * core.max()
+    big = render_stars((301, 301), [150 + 0.23], [150 - 0.41], [flux], psf)
+    assert_allclose(big.sum(), flux, rtol=1e-9)
 
 
 def test_adaptive_tables_evaluate_the_profile_sparingly():
