@@ -143,16 +143,10 @@ def frame_hybrid(log_counts, log_counts_err, aperture_sum, area,
         # The level where the network agrees with the clean stars (the
         # mode, as for the surface above): not pulled by those it
         # mismeasures.
+        # Clean stars have nothing else in their apertures, so their
+        # median is the network's level (a window about it would be
+        # noisier and understate its error).
         shift = np.median(level[pick])
-        for _ in range(10):
-            near = pick & (np.abs(level - shift) < tol)
-            if near.sum() < min_stars:
-                return nothing
-            again = np.median(level[near])
-            if again == shift:
-                break
-            shift = again
-        pick = near
         offset = surface + shift
         offset_err = np.hypot(surface_err, 1.2533 * 1.4826 * np.median(
             np.abs(level[pick] - shift)) / np.sqrt(pick.sum()))
@@ -174,15 +168,21 @@ def _agreeing_surface(scale, ap, ok, x, y, tol, min_stars):
     """
     Return the stars whose ``scale - ap`` agrees with its smooth surface.
 
-    The median over all ``ok`` stars is pulled by the crowded ones; then
-    a smooth surface over those that agree with it, until they settle
-    (the first, constant guess cuts off the corners of a varying one).
-    Returns ``(agree, surface, error)``, or `None` with fewer than
-    ``min_stars`` agreeing.
+    The first guess is the densest value (most stars within ``tol``):
+    the median over all ``ok`` stars is pulled by the crowded ones, by
+    more than ``tol`` on a moderately crowded frame. Then a smooth
+    surface over those that agree with it, until they settle (the first,
+    constant guess cuts off the corners of a varying one). Returns
+    ``(agree, surface, error)``, or `None` with fewer than ``min_stars``
+    agreeing.
     """
     if ok.sum() < min_stars:
         return None
-    offset = np.full(len(ap), np.median(scale[ok] - ap[ok]))
+    diff = np.sort(scale[ok] - ap[ok])
+    within = (np.searchsorted(diff, diff + tol, side='right')
+              - np.searchsorted(diff, diff - tol, side='left'))
+    densest = within == within.max()
+    offset = np.full(len(ap), np.median(diff[densest]))
     agree = ok & (np.abs(scale - ap - offset) < tol)
     for _ in range(10):
         if agree.sum() < min_stars:
