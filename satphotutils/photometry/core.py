@@ -685,19 +685,22 @@ class SaturatedStarPhotometry(_Photometry):
         method = pred.method
         from .check import frame_check
 
-        check = self._check_inputs(stamps, x, y, dx, dy, pred, flags, frame)
+        # The targets safely unsaturated: judged once, for the check and
+        # the hybrid alike.
+        unsat = self._unsaturated(stamps, pred, flags, frame)
+        check = self._check_inputs(stamps, x, y, dx, dy, pred, unsat, frame)
         verdict = frame_check(x, y, check['check_residual'])
         if verdict['status'] == 'mismatch':
             # Before warning: the light the classical aperture and
             # annulus miss, from the frame's own wings (a broad, low-beta
             # PSF misses 5-10%), fitted only here, where it can matter.
-            check = self._check_inputs(stamps, x, y, dx, dy, pred, flags,
+            check = self._check_inputs(stamps, x, y, dx, dy, pred, unsat,
                                        frame, wings=True)
             verdict = frame_check(x, y, check['check_residual'])
         frame['frame_check'] = verdict
         if self.hybrid:
             log_counts, err = self._hybrid(
-                stamps, x, y, dx, dy, pred, flags, method, frame,
+                stamps, x, y, dx, dy, pred, flags, method, frame, unsat,
                 pred.log_counts - check['check_residual'])
         if error is not None:
             err = np.hypot(err, self._pixel_error(error, x, y, log_counts))
@@ -881,12 +884,11 @@ class SaturatedStarPhotometry(_Photometry):
         return unsat & ~self.model.is_saturated(
             frame['x_feat'], log_counts, margin=_HYBRID_MARGIN)
 
-    def _check_inputs(self, stamps, x, y, dx, dy, pred, flags, frame, *,
+    def _check_inputs(self, stamps, x, y, dx, dy, pred, unsat, frame, *,
                       wings=False):
         """Per-target inputs of the frame-level check (see `frame_check`)."""
         from .check import check_inputs
 
-        unsat = self._unsaturated(stamps, pred, flags, frame)
         extra = {'annulus': self.model.features.annulus, 'x': x, 'y': y} \
             if wings else {}
         check = check_inputs(stamps, pred.log_counts, pred.local_bkg, unsat,
@@ -910,14 +912,10 @@ class SaturatedStarPhotometry(_Photometry):
                 / np.log(10)
 
     def _hybrid(self, stamps, x, y, dx, dy, pred, flags, method, frame,
-                reference):
+                unsat, reference):
         from .hybrid import frame_hybrid
 
         log_counts = pred.log_counts
-        # Those a little fainter than the boundary may still have a
-        # saturated peak, which the aperture would miss by a little -
-        # within the tolerance - so they keep the network's value.
-        unsat = self._unsaturated(stamps, pred, flags, frame)
         sums = np.full(len(log_counts), np.nan)
         area = np.full(len(log_counts), np.nan)
         if unsat.any():

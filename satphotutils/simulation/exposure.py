@@ -11,6 +11,18 @@ import numpy as np
 __all__ = ['bleed_columns', 'expose', 'expose_and_read', 'read_out']
 
 
+def _first_run(over):
+    """
+    Return the first saturated run of sorted indices ``over``.
+
+    ``(start, stop, lone)``: the run is contiguous from ``over[0]`` to
+    ``stop``; ``lone`` says it is the only one.
+    """
+    breaks = np.flatnonzero(np.diff(over) > 1)
+    stop = over[breaks[0]] if breaks.size else over[-1]
+    return over[0], stop, not breaks.size
+
+
 def _bleed_one(column, full_well):
     """
     Spill the charge above ``full_well`` of one column to its neighbours.
@@ -24,10 +36,7 @@ def _bleed_one(column, full_well):
     lost = 0.0
     over = np.flatnonzero(column > full_well)
     while over.size:
-        # The first saturated run: contiguous indices starting at over[0].
-        start = over[0]
-        breaks = np.flatnonzero(np.diff(over) > 1)
-        stop = over[breaks[0]] if breaks.size else over[-1]
+        start, stop, lone = _first_run(over)
         excess = column[start:stop + 1].sum() - full_well * (stop - start + 1)
         column[start:stop + 1] = full_well
         # Pixels outward in the order the charge reaches them: one below,
@@ -53,7 +62,7 @@ def _bleed_one(column, full_well):
             before = capacity[last - 1] if last > 0 else 0.0
             column[order[:last]] = full_well
             column[order[last]] += excess - before
-        if not breaks.size:
+        if lone:
             # A lone run spills into pixels below the full well and leaves
             # none above it.
             return lost
@@ -142,9 +151,7 @@ def _bleed_split(column, full_well, up, loss):
     lost = 0.0
     over = np.flatnonzero(column > full_well)
     while over.size:
-        start = over[0]
-        breaks = np.flatnonzero(np.diff(over) > 1)
-        stop = over[breaks[0]] if breaks.size else over[-1]
+        start, stop, _ = _first_run(over)
         excess = column[start:stop + 1].sum() - full_well * (stop - start + 1)
         column[start:stop + 1] = full_well
         above = column[stop + 1:]
