@@ -27,9 +27,8 @@ import logging
 
 import numpy as np
 
-__all__ = ['frame_background', 'frame_fwhm', 'gaussian_fit_fwhm',
-           'saturation_level',
-           'stamp_fwhm']
+__all__ = ['frame_background', 'frame_fwhm', 'frame_psf',
+           'gaussian_fit_fwhm', 'saturation_level', 'stamp_fwhm']
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,10 @@ def saturation_level(data, *, min_pixels=5):
 
     min_pixels : int, optional
         Pixels that must share the maximum value exactly for it to be a
-        plateau rather than the peak of an unsaturated star.
+        plateau rather than the peak of an unsaturated star; failing
+        that, connected pixels whose values lie within 0.2% of their
+        median, as flat fielding leaves a clipped ADC's plateaus (the
+        lowest such plateau is the level).
 
     Returns
     -------
@@ -67,6 +69,15 @@ def saturation_level(data, *, min_pixels=5):
     >>> image[20:30, 24:26] = np.linspace(1e4, 2e4, 20).reshape(10, 2)
     >>> saturation_level(image) is None
     True
+
+    Flat fielding spreads a clipped ADC's plateaus over a few per cent;
+    the lowest is the level:
+
+    >>> image[20:30, 24:26] = 4095 / np.linspace(0.979, 0.9795, 20).reshape(
+    ...     10, 2)
+    >>> image[5:8, 5:8] = 4095 / np.linspace(0.999, 0.9995, 9).reshape(3, 3)
+    >>> round(saturation_level(image), 1)
+    4090.9
     """
     data = np.asarray(data)
     finite = data[np.isfinite(data)]
@@ -75,7 +86,59 @@ def saturation_level(data, *, min_pixels=5):
     top = finite.max()
     if np.count_nonzero(finite == top) >= min_pixels:
         return float(top)
-    return None
+    return _flat_fielded_plateau(data, finite, min_pixels)
+
+
+# Pixels looked at for plateaus that differ (the brightest of a frame).
+_PLATEAU_CANDIDATES = 20000
+# Plateaus are looked for down to this fraction of the frame's maximum.
+_PLATEAU_SPAN = 0.4
+# A flat-fielded plateau's pixels lie within this fraction of its median:
+# the flat changes by far less across a star's core, while read noise
+# alone spreads an unsaturated peak by more.
+_PLATEAU_TOLERANCE = 0.002
+
+
+def _flat_fielded_plateau(data, finite, min_pixels):
+    """
+    Return the lowest plateau of a frame whose plateaus differ, or None.
+
+    Flat fielding divides each clipped pixel by its flat: the plateaus
+    of a vignetted camera lie 0-10% apart across the frame, none is the
+    frame's maximum on more than a pixel or two, and the exact test finds
+    none. Among the brightest pixels (the 20,000 brightest, and no lower
+    than 40% of the maximum), each connected region whose top
+    holds at least ``min_pixels`` pixels within `_PLATEAU_TOLERANCE` of
+    its maximum is a plateau; the lowest such top (the centre's, as a
+    ``SATURATE`` keyword gives it) is returned, less that tolerance: the
+    lowest plateau the frame shows, above the true level by as much as
+    the flat changes between the frame's centre and that star.
+    """
+    from scipy import ndimage
+
+    if finite.size <= min_pixels:
+        return None
+    k = min(_PLATEAU_CANDIDATES, finite.size - 1)
+    # Plateaus of a vignetted camera lie within a factor 2 of each other
+    # (corners at half the throughput), and far above the sky.
+    floor = max(np.partition(finite, finite.size - k)[finite.size - k],
+                _PLATEAU_SPAN * float(finite.max()))
+    with np.errstate(invalid='ignore'):
+        bright = data >= floor
+    label, n = ndimage.label(bright)
+    if not n:
+        return None
+    regions = np.arange(1, n + 1)
+    peak = np.asarray(ndimage.maximum(data, label, regions), dtype=float)
+    inside = label > 0
+    near = np.zeros(data.shape, dtype=bool)
+    near[inside] = data[inside] >= (1 - _PLATEAU_TOLERANCE) * \
+        peak[label[inside] - 1]
+    count = np.bincount(label[near], minlength=n + 1)[1:]
+    plateau = count >= min_pixels
+    if not plateau.any():
+        return None
+    return float(peak[plateau].min() * (1 - _PLATEAU_TOLERANCE))
 
 
 def _local_maxima(data, threshold, box, mask):
@@ -404,6 +467,123 @@ def frame_fwhm(data, *, saturation=None, mask=None, n_stars=20,
     if len(values) < min_stars:
         return float('nan')
     return float(np.median(values))
+
+
+def frame_psf(data, *, saturation, mask=None, n_stars=40, min_stars=5,
+              snr=50.0, size=25, oversampling=1, background=None):
+    """
+    Build a frame's empirical PSF from its isolated unsaturated stars.
+
+    The stars are chosen as `frame_fwhm` chooses them (isolated local
+    maxima whose peak stays below half the saturation level), only
+    brighter (``snr``), since the PSF's wings are what a fit of a
+    saturated star uses; photutils' `~photutils.psf.EPSFBuilder` stacks
+    them. A Gaussian of the frame's FWHM misses the wings of a Moffat-like
+    PSF by 10-30%, which on a saturated star, whose core is masked, is
+    the whole measurement.
+
+    Parameters
+    ----------
+    data : array-like, 2-D
+        The frame (counts, sky included).
+
+    saturation : float
+        The saturation level (counts, sky included).
+
+    mask : array-like of bool, optional
+        Pixels to ignore.
+
+    n_stars : int, optional
+        Most stars stacked (the brightest that qualify).
+
+    min_stars : int, optional
+        Fewer qualifying stars than this and no PSF is built.
+
+    snr : float, optional
+        Least peak height of a star, in units of the background noise.
+
+    size : int, optional
+        Side of the PSF image in frame pixels (odd).
+
+    oversampling : int, optional
+        ``EPSFBuilder``'s oversampling; 1 is enough for FWHM >= 2 px.
+
+    background : tuple of float, optional
+        The frame's ``(median, std)`` from `frame_background`.
+
+    Returns
+    -------
+    psf : `~photutils.psf.ImagePSF` or `None`
+        Normalised to unit flux over its ``size x size`` pixels; `None`
+        when fewer than ``min_stars`` stars qualify.
+
+    n : int
+        The stars stacked.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from photutils.datasets import make_model_image
+    >>> from photutils.psf import MoffatPSF
+    >>> from astropy.table import QTable
+    >>> from satphotutils.frames import frame_psf
+    >>> rng = np.random.default_rng(1)
+    >>> stars = QTable({'x_0': rng.uniform(20, 380, 40),
+    ...                 'y_0': rng.uniform(20, 380, 40),
+    ...                 'flux': rng.uniform(2e4, 5e4, 40)})
+    >>> image = make_model_image((400, 400), MoffatPSF(alpha=2.0, beta=2.5),
+    ...                          stars, model_shape=(25, 25)) + 100.0
+    >>> psf, n = frame_psf(rng.normal(image, 3.0), saturation=6e4)
+    >>> n >= 5, psf.data.shape
+    (True, (25, 25))
+    """
+    import warnings
+
+    from astropy.nddata import NDData
+    from astropy.table import Table
+    from photutils.psf import EPSFBuilder, ImagePSF, extract_stars
+
+    if size % 2 == 0:
+        msg = f'size must be odd, got {size}'
+        raise ValueError(msg)
+    data = np.asarray(data)
+    bad = ~np.isfinite(data) if data.dtype.kind == 'f' else None
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        bad = mask if bad is None else bad | mask
+    if background is None:
+        background = frame_background(data, mask=bad)
+    median, std = (float(v) for v in background)
+    if not (np.isfinite(median) and np.isfinite(std)):
+        return None, 0
+    positions = _isolated_peaks(data, median + snr * max(std, 1e-12),
+                                _FIT_SHAPE, float(saturation), n_stars, bad,
+                                background=median)
+    half = size // 2
+    ny, nx = data.shape
+    on = (positions[:, 0] >= half) & (positions[:, 1] >= half) \
+        & (positions[:, 0] < nx - half - 1) & (positions[:, 1] < ny - half - 1)
+    positions = positions[on]
+    if len(positions) < min_stars:
+        log.debug('frame_psf: %d isolated unsaturated stars, fewer than %d',
+                  len(positions), min_stars)
+        return None, len(positions)
+    image = np.asarray(data, dtype=float) - median
+    if bad is not None:
+        image = np.where(bad, np.nan, image)
+    stars = extract_stars(NDData(image), Table({'x': positions[:, 0],
+                                                'y': positions[:, 1]}),
+                          size=size)
+    with warnings.catch_warnings():
+        # Its convergence notes, per star and iteration.
+        warnings.simplefilter('ignore')
+        psf, _ = EPSFBuilder(oversampling=oversampling, maxiters=5,
+                             progress_bar=False)(stars)
+    # EPSFBuilder's unit is the light within its normalisation radius
+    # (5.5 px); a fitted flux should be the star's whole light, as far
+    # as the image reaches.
+    return ImagePSF(psf.data / (psf.data.sum() / oversampling ** 2),
+                    oversampling=oversampling), len(positions)
 
 
 _SIGMA_PER_FWHM = 1.0 / 2.3548200450309493  # 1 / (2 sqrt(2 ln 2))

@@ -25,6 +25,7 @@ from satphotutils.frames import (
     frame_info,
 )
 from satphotutils.frames.info import _ZEROPOINT_RANGE
+from satphotutils.frames.trails import runs_along
 from satphotutils.stamps.apertures import aperture_sums, circle_mask
 from satphotutils.stamps.cutout import cut_stamps
 from satphotutils.utils._misc import get_meta
@@ -51,6 +52,10 @@ _HYBRID_MARGIN = 0.3  # dex below the model's saturation boundary
 # for the hybrid: below it the response is linear on every camera the
 # simulation docs justify (non-linearity sets in near the full well).
 _HYBRID_PEAK = 0.8
+# Unsaturated targets that put the PSF-wing fits on the frame's scale.
+_WING_CALIBRATION_STARS = 30
+#: Radius (px) of PSFWingPhotometry's filled aperture sums.
+FILLED_RADIUS = 5.0
 # How SaturatedStarPhotometry measures the saturated targets of frames
 # that kept their bleed trails.
 _TRAILS = ('auto', 'network', 'bleed-trail')
@@ -498,7 +503,22 @@ class SaturatedStarPhotometry(_Photometry):
     pixel within the signal radius are measured by
     `~satphotutils.photometry.BleedTrailPhotometry` (``method``
     ``'bleed_trail'``, its flags, ``ood_score`` NaN), the others by the
-    network. With a model trained on uncorrected frames, ``'auto'`` is
+    network. A camera whose ADC clips before the full well (a 12-bit
+    CMOS; ``meta['frame_kind']['saturated_pixels']`` ``'clipped'``: round,
+    flat saturated cores, `~satphotutils.frames.bleed_trails`) loses the
+    charge above the plateau instead of spreading it along the column,
+    so there the targets whose saturated pixels do not run along the
+    columns (`~satphotutils.frames.runs_along`), and those whose
+    peak is within 20% of the level, are fitted by their unsaturated
+    wings with the frame's empirical PSF
+    (`~satphotutils.photometry.PSFWingPhotometry`) and measured as the
+    sum within 5 px with the clipped pixels filled from that fit
+    (``method`` ``'psf_filled'``: the fit's errors weigh only as much as
+    the light it supplies), put on the table's scale by the same sums on
+    its brightest unsaturated targets (``psf_wings_offset``,
+    ``n_psf_wings`` and ``psf_stars`` in the meta); the ones that bled
+    still go to the trail sum. With a model trained on
+    uncorrected frames, ``'auto'`` is
     the validated hybrid (``saturated_targets`` ``'validated'``): a
     target whose trail runs past the model's stamp
     (`~satphotutils.photometry.trail_reaches_end`) cannot be measured by
@@ -626,6 +646,18 @@ class SaturatedStarPhotometry(_Photometry):
             kind = dict(frame['frame_kind'])
             kind['n_bleed_trail'] = int(np.sum(result['method']
                                                == 'bleed_trail'))
+            kind['n_psf_wings'] = int(np.sum(result['method']
+                                             == 'psf_filled'))
+            if kind['n_psf_wings']:
+                kind['psf_stars'] = frame['wings_frame']['psf_stars']
+                shift, shift_err, n = frame['wing_offsets'][-1]
+                kind['psf_wings_offset'] = {
+                    'value': shift, 'error': shift_err, 'n_stars': n,
+                    'unit': 'dex', 'note': (
+                        'median (wing fit - this table) over the brightest '
+                        'unsaturated targets, taken off the wing fits'
+                        if n >= 5 else 'fewer than 5 unsaturated targets: '
+                        'not applied')}
             bleed = frame.get('bleed_frame', {})
             for key in ('margin', 'radius', 'point_correction'):
                 if key in bleed:
@@ -726,6 +758,38 @@ class SaturatedStarPhotometry(_Photometry):
             method = method.astype('<U11')
             method[trail] = bleed['method'][trail]
             ood_score = np.where(trail, np.nan, ood_score)
+        wings = frame.pop('wing_targets')
+        if wings.any():
+            # The wing fits are put on the frame's scale through the
+            # brightest unsaturated targets, fitted the same way: a
+            # frame's empirical PSF is normalised to within a percent,
+            # and that percent would otherwise differ from frame to frame.
+            calib = unsat & ~wings & np.isfinite(log_counts)
+            calib[calib] = np.argsort(np.argsort(-log_counts[calib])) \
+                < _WING_CALIBRATION_STARS
+            both = wings | calib
+            fitted = self._psf_wings(frame)._measure(
+                image, mask, error, x[both], y[both], stamps[both],
+                frame['wings_frame'], missing[both])
+            on = wings[both]
+            fitted = self._filled(fitted, frame)
+            offset = fitted['log_counts'][~on] - log_counts[calib]
+            offset = offset[np.isfinite(offset)]
+            shift, shift_err = (float(np.median(offset)), 1.2533 * float(
+                np.std(offset)) / np.sqrt(len(offset))) \
+                if len(offset) >= 5 else (0.0, float('nan'))
+            frame.setdefault('wing_offsets', []).append(
+                (shift, shift_err, len(offset)))
+            fitted = {k: v[on] for k, v in fitted.items()}
+            log_counts[wings] = fitted['log_counts'] - shift
+            err[wings] = fitted['log_counts_err'] if len(offset) < 5 else \
+                np.hypot(fitted['log_counts_err'], shift_err)
+            flags[wings] = fitted['flags']
+            local_bkg = local_bkg.copy()
+            local_bkg[wings] = fitted['local_bkg']
+            method = method.astype('<U11')
+            method[wings] = fitted['method']
+            ood_score = np.where(wings, np.nan, ood_score)
         if self.local_bkg_estimator is not None:
             local_bkg = np.asarray(self.local_bkg_estimator(
                 image, x, y, mask=mask), dtype=float)
@@ -743,16 +807,19 @@ class SaturatedStarPhotometry(_Photometry):
         info, key = frame['info'], self.header_keys.corrected
         corrected = info.corrected
         source = f'header ({key})'
+        level = frame.get('frame_saturation', frame['saturation_level'])
+        # The pixels are read even when the header says: they tell a
+        # camera that clips before its full well (round plateaus, no
+        # trail) from one whose charge ran along the columns.
+        trails, found = (None, {'kind': None}) if level is None else \
+            bleed_trails(image, level, mask=mask)
         if corrected is None:
-            level = frame.get('frame_saturation',
-                              frame['saturation_level'])
-            trails, found = (None, {}) if level is None else bleed_trails(
-                image, level, mask=mask)
             corrected = None if trails is None else not trails
             source = ('measured: no saturation level' if level is None
                       else f'measured (bleed_trails: {found["n_regions"]} '
                       f'saturated regions, median elongation '
-                      f'{found["elongation"]:.2f})')
+                      f'{found["elongation"]:.2f}, flat tops '
+                      f'{found["flat_tops"]:.2f})')
         model_frames = self.model.training_frames
         route = 'network'
         if corrected is False and (
@@ -765,7 +832,8 @@ class SaturatedStarPhotometry(_Photometry):
             route = 'validated'
         bleed = route != 'network'
         kind = {'corrected': corrected, 'source': source,
-                'model_frames': model_frames, 'saturated_targets': route}
+                'model_frames': model_frames, 'saturated_targets': route,
+                'saturated_pixels': found['kind']}
         if route == 'validated':
             record = self.model.metadata.get('trail_validation')
             kind['rule'] = _VALIDATED_RULE + (
@@ -793,13 +861,30 @@ class SaturatedStarPhotometry(_Photometry):
 
         kind = self._frame_kind(image, mask, frame)
         level = frame.get('frame_saturation', frame['saturation_level'])
+        frame['wing_targets'] = np.zeros(len(stamps), dtype=bool)
         if kind['saturated_targets'] == 'network' or level is None:
-            return np.zeros(len(stamps), dtype=bool)
+            return frame['wing_targets']
         # A saturated pixel of the target's own: its charge ran along the
         # column, which only the trail sum recovers.
-        own = ((stamps >= level) & self._signal_mask()).any(axis=(1, 2))
+        saturated = stamps >= level
+        own = (saturated & self._signal_mask()).any(axis=(1, 2))
         if kind['saturated_targets'] == 'bleed-trail':
-            return own
+            if kind['saturated_pixels'] != 'clipped':
+                return own
+            # An ADC that clips before the full well: a round plateau
+            # held more charge than it reads and none ran along the
+            # column, so the trail sum misses it; its wings are intact.
+            # A star bright enough to reach the full well still bleeds.
+            # The stars just below the level too (those the hybrid
+            # leaves to the network): one star, one method, whether the
+            # seeing clipped a pixel of it or not.
+            near = (np.where(self._signal_mask()[None], stamps, -np.inf)
+                    .max(axis=(1, 2)) >= _HYBRID_PEAK * level)
+            wings = (own | near) & ~runs_along(
+                saturated.any(axis=2).sum(axis=1),
+                saturated.any(axis=1).sum(axis=1), height=stamps.shape[1])
+            frame['wing_targets'] = wings
+            return own & ~wings
         # Past the stamp's ends the network sees only part of the trail.
         beyond = own & trail_reaches_end(stamps, np.full(len(stamps),
                                                          level),
@@ -822,6 +907,40 @@ class SaturatedStarPhotometry(_Photometry):
         return BleedTrailPhotometry(header_keys=self.header_keys,
                                     fwhm=frame.get('frame_fwhm', self.fwhm),
                                     recentre=False)
+
+    @staticmethod
+    def _filled(fitted, frame):
+        """
+        Make the wing fit's filled aperture sums the measurement.
+
+        Their error: the fit's, in proportion to the light the fit
+        supplies, and the photon and read noise of the pixels that read
+        what they hold.
+        """
+        total, model = fitted['filled_sum'], fitted['filled_model']
+        gain = 1.0 if frame['gain'] is None else frame['gain']
+        read_noise = 0.0 if frame['read_noise'] is None else \
+            frame['read_noise']
+        area = np.pi * FILLED_RADIUS ** 2
+        with np.errstate(invalid='ignore', divide='ignore'):
+            measured = np.clip(total - model, 0.0, None)
+            noise = np.sqrt(measured / gain + area * (
+                np.clip(fitted['local_bkg'], 0.0, None) / gain
+                + (read_noise / gain) ** 2)) / total / np.log(10)
+            fitted = dict(fitted, log_counts=np.where(
+                total > 0, np.log10(total), np.nan))
+            fitted['log_counts_err'] = np.hypot(
+                noise, fitted['log_counts_err'] * model / total)
+        fitted['method'] = np.full(len(total), 'psf_filled')
+        return fitted
+
+    def _psf_wings(self, frame):
+        """Return the PSF-wing photometry of this frame."""
+        if 'wings_frame' not in frame:
+            frame['wings_frame'] = dict(frame, saturation_level=frame.get(
+                'frame_saturation', frame['saturation_level']))
+        return PSFWingPhotometry(header_keys=self.header_keys,
+                                 annulus=None)
 
     def _descriptors(self, image, mask, frame):
         """Return the frame's saturation level and FWHM (feature v3)."""
@@ -1041,19 +1160,25 @@ class PSFWingPhotometry(_Photometry):
     """
     PSF fitting of the unsaturated wings (photutils ``PSFPhotometry``).
 
-    Pixels at or above ``saturation_level`` and the columns of their
-    bleed trails within the fit box are masked, the position is held at
-    the target's, and only the flux is fitted. Parameters not listed are
-    as for `~satphotutils.photometry.SaturatedStarPhotometry`.
+    Pixels at or above ``saturation_level`` are masked, and where they
+    run along the columns (a bleed trail,
+    `~satphotutils.frames.runs_along`) the whole columns within
+    the fit box and one column either side (blooming); the position is
+    held at the target's, and only the flux is fitted. Parameters not
+    listed are as for `~satphotutils.photometry.SaturatedStarPhotometry`.
 
     Parameters
     ----------
-    psf_model : `astropy.modeling.Fittable2DModel`, optional
-        A photutils PSF model with ``x_0``, ``y_0`` and ``flux`` (e.g. an
-        ``ImagePSF`` from ``EPSFBuilder`` on unsaturated stars of the
-        frame). `None` fits each frame with a circular Gaussian PRF of
-        the frame's own FWHM (`~satphotutils.frames.frame_fwhm`), which
-        is what a series of frames of changing seeing needs.
+    psf_model : {'empirical', 'gaussian'} or model, optional
+        ``'empirical'`` (default) builds each frame's PSF from its own
+        isolated unsaturated stars (`~satphotutils.frames.frame_psf`,
+        photutils' ``EPSFBuilder``), which is what a series of frames of
+        changing seeing needs, and the only model whose wings are right
+        whatever the optics: the fit of a saturated star rests on its
+        wings. ``'gaussian'`` (or `None`) fits a circular Gaussian PRF of
+        the frame's FWHM (`~satphotutils.frames.frame_fwhm`), cheaper and
+        10-30% off in the wings of a Moffat-like PSF. Or a photutils PSF
+        model with ``x_0``, ``y_0`` and ``flux``, used on every frame.
 
     fit_shape : int, optional
         Size of the fit box (odd).
@@ -1067,8 +1192,13 @@ class PSFWingPhotometry(_Photometry):
         Pixels within this radius of the target are masked as well (the
         survey pipeline rewrites saturated cores).
 
-    annulus : tuple of float, optional
-        Local-background annulus.
+    annulus : tuple of float or `None`, optional
+        Local-background annulus; `None` subtracts the frame's sky (its
+        ``SKY`` keyword, else `~satphotutils.frames.frame_background`)
+        instead: a bright star's wings reach far past any annulus that
+        fits between its neighbours (with a beta-2.5 Moffat PSF the 7-10
+        px annulus takes 0.015-0.06 dex off a clipped star's flux), which
+        is what `~satphotutils.photometry.SaturatedStarPhotometry` uses.
 
     Examples
     --------
@@ -1087,26 +1217,36 @@ class PSFWingPhotometry(_Photometry):
 
     method = 'psf_wings'
 
-    def __init__(self, psf_model=None, *, fit_shape=15,
+    def __init__(self, psf_model='empirical', *, fit_shape=15,
                  saturation_level=None, core_radius=0.0,
                  annulus=(7.0, 10.0), **kwargs):
         super().__init__(saturation_level=saturation_level, **kwargs)
         if fit_shape % 2 == 0:
             msg = 'fit_shape must be odd'
             raise ValueError(msg)
+        if psf_model is None:
+            psf_model = 'gaussian'
+        if isinstance(psf_model, str) and psf_model not in ('empirical',
+                                                            'gaussian'):
+            msg = (f"psf_model must be 'empirical', 'gaussian' or a "
+                   f'photutils PSF model, got {psf_model!r}')
+            raise ValueError(msg)
         self.psf_model = psf_model
         self.fit_shape = int(fit_shape)
         self.core_radius = float(core_radius)
-        self.annulus = tuple(annulus)
+        self.annulus = None if annulus is None else tuple(annulus)
 
     def _config(self):
-        return super()._config() | {'fit_shape': self.fit_shape,
-                                    'core_radius': self.core_radius}
+        return super()._config() | {
+            'fit_shape': self.fit_shape, 'core_radius': self.core_radius,
+            'psf_model': self.psf_model if isinstance(self.psf_model, str)
+            else type(self.psf_model).__name__}
 
     def _measure(self, image, mask, error, x, y, stamps, frame,
                  missing):
         from photutils.background import LocalBackground
         from photutils.psf import PSFPhotometry
+        from scipy import ndimage
 
         level = frame['saturation_level']
         if level is None:
@@ -1118,8 +1258,8 @@ class PSFWingPhotometry(_Photometry):
         model = self._psf(image, mask, level, frame).copy()
         model.x_0.fixed = True
         model.y_0.fixed = True
-        bad = ~np.isfinite(image) | (image >= level)
-        # Mask the bleed columns of saturated pixels near each target.
+        saturated = image >= level
+        bad = ~np.isfinite(image) | saturated
         half = self.fit_shape // 2
         ny, nx = image.shape
         for xi, yi in zip(np.rint(x).astype(int), np.rint(y).astype(int),
@@ -1127,21 +1267,32 @@ class PSFWingPhotometry(_Photometry):
             y0, y1 = max(yi - half, 0), min(yi + half + 1, ny)
             x0, x1 = max(xi - half, 0), min(xi + half + 1, nx)
             box = bad[y0:y1, x0:x1]
-            cols = box.any(axis=0)
-            box[:, cols] = True
+            cols = saturated[y0:y1, x0:x1].any(axis=0)
+            # A trail's charge runs along its columns to wherever it
+            # stopped, and blooms into the next ones: they hold no PSF.
+            # A round plateau is only clipped: the pixels below it read
+            # what they hold.
+            if runs_along(saturated[y0:y1, x0:x1].any(axis=1).sum(),
+                          cols.sum(), height=y1 - y0):
+                box[:, ndimage.binary_dilation(cols)] = True
             if self.core_radius > 0:
                 yy, xx = np.mgrid[y0:y1, x0:x1]
                 box |= np.hypot(xx - xi, yy - yi) <= self.core_radius
         if mask is not None:
             bad |= mask
         init = QTable({'x': x, 'y': y})
+        sky = 0.0
+        if self.annulus is None:
+            # A bright star's wings reach far past any annulus that fits
+            # between neighbours: the frame's sky instead.
+            sky = frame['sky']
         phot = PSFPhotometry(model, self.fit_shape, aperture_radius=3,
-                             local_bkg_estimator=LocalBackground(
-                                 *self.annulus))
+                             local_bkg_estimator=None if self.annulus is None
+                             else LocalBackground(*self.annulus))
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', AstropyUserWarning)
-            res = phot(np.where(bad, 0.0, image), mask=bad, error=error,
-                       init_params=init)
+            res = phot(np.where(bad, 0.0, image - sky), mask=bad,
+                       error=error, init_params=init)
         flux = np.asarray(res['flux_fit'], dtype=float)
         with np.errstate(invalid='ignore', divide='ignore'):
             log_counts = np.where(flux > 0, np.log10(np.abs(flux)), np.nan)
@@ -1149,14 +1300,52 @@ class PSFWingPhotometry(_Photometry):
                 / np.log(10)
         flags = _from_psf_flags(np.asarray(res['flags'], dtype=np.int64))
         unity = (stamps == 1.0).sum(axis=(1, 2))
+        bkg = np.asarray(res['local_bkg'], dtype=float) + sky
         return {'log_counts': log_counts, 'log_counts_err': err,
-                'flags': flags, 'local_bkg': np.asarray(res['local_bkg']),
-                'n_unity': unity,
-                'method': np.full(len(x), 'psf_wings')}
+                'flags': flags, 'local_bkg': bkg, 'n_unity': unity,
+                'method': np.full(len(x), 'psf_wings'),
+                **dict(zip(('filled_sum', 'filled_model'),
+                           self._filled_sums(image, bad, model, flux, x, y,
+                                             bkg), strict=True))}
+
+    def _filled_sums(self, image, bad, model, flux, x, y, bkg):
+        """
+        Return sums within `FILLED_RADIUS`, masked pixels from the fit.
+
+        A star clipped in a pixel or two keeps nearly all its light in
+        pixels that read what they hold; only the clipped ones need the
+        fitted PSF, whose errors then weigh only as much as they hold.
+        Returns the sums and the part of them the fitted PSF supplied,
+        NaN where the fit failed.
+        """
+        radius = FILLED_RADIUS
+        size = 2 * int(np.ceil(radius)) + 3
+        ix, iy = np.rint(x).astype(int), np.rint(y).astype(int)
+        data, inside = cut_stamps(np.asarray(image, dtype=float), ix, iy,
+                                  (size, size), dtype=float)
+        masked, _ = cut_stamps(bad, ix, iy, (size, size), fill_value=True)
+        half = size // 2
+        yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
+        filled = np.empty_like(data)
+        for k in range(len(x)):
+            star = model.copy()
+            star.x_0, star.y_0 = x[k] - ix[k], y[k] - iy[k]
+            star.flux = flux[k] if np.isfinite(flux[k]) else 0.0
+            filled[k] = np.where(masked[k] | ~inside[k], star(xx, yy),
+                                 data[k] - bkg[k])
+        sums = aperture_sums(filled, radius, dx=x - ix, dy=y - iy).sum
+        model_only = np.where(masked | ~inside, filled, 0.0)
+        supplied = aperture_sums(model_only, radius, dx=x - ix,
+                                 dy=y - iy).sum
+        failed = ~(np.isfinite(flux) & (flux > 0))
+        return np.where(failed, np.nan, sums), \
+            np.where(failed, np.nan, supplied)
 
     def _psf(self, image, mask, level, frame):
-        if self.psf_model is not None:
+        if not isinstance(self.psf_model, str):
             return self.psf_model
+        if self.psf_model == 'empirical':
+            return self._empirical_psf(image, mask, level, frame)
         from photutils.psf import CircularGaussianPRF
 
         from satphotutils.frames import frame_fwhm
@@ -1173,6 +1362,23 @@ class PSFWingPhotometry(_Photometry):
                    'of that width; give psf_model=')
             raise SatphotutilsError(msg)
         return CircularGaussianPRF(fwhm=fwhm)
+
+    @staticmethod
+    def _empirical_psf(image, mask, level, frame):
+        from satphotutils.frames import frame_psf
+
+        # Built once per frame, not per chunk of targets.
+        if 'psf_image' not in frame:
+            psf, n = frame_psf(image, saturation=level, mask=mask)
+            frame['psf_image'], frame['psf_stars'] = psf, n
+        if frame['psf_image'] is None:
+            msg = (f"the frame's PSF could not be built: "
+                   f"{frame['psf_stars']} isolated unsaturated stars well "
+                   'above the noise, fewer than 5 (frame_psf); give '
+                   "psf_model='gaussian' (a Gaussian of the frame's FWHM) "
+                   'or a photutils PSF model')
+            raise SatphotutilsError(msg)
+        return frame['psf_image']
 
 
 # Units the network's counts can be in: the model learned ADU.

@@ -54,9 +54,41 @@ def test_bleed_trails_tells_the_frames_apart(correction):
     # Read along the rows, the same trails are across: no trails.
     if not correction:
         assert bleed_trails(frame.data.T, frame.meta['SATURATE'],
-                            read_axis=1)[0] is True
+                            read_axis=1)[1]['kind'] == 'trails'
         assert bleed_trails(frame.data, frame.meta['SATURATE'],
-                            read_axis=1)[0] is False
+                            read_axis=1)[1]['kind'] != 'trails'
+
+
+@pytest.mark.parametrize('correction', [True, False])
+def test_a_camera_that_clips_before_its_full_well_is_uncorrected(
+        correction):
+    # A 12-bit ADC at 4,000 e- on a 30,000 e- well: round, flat saturated
+    # cores and no trail on the uncorrected frame; the corrected one's
+    # cores are the survey's re-inserted, peaked profiles. Before the
+    # plateau test both read as corrected.
+    centre = SkyCoord(150, -40, unit='deg')
+    rng = np.random.default_rng(4)
+    scene = Scene(centre.directional_offset_by(
+        rng.uniform(0, 360, 8) * u.deg, rng.uniform(2, 12, 8) * u.arcmin),
+        np.linspace(10.0, 11.5, 8), np.ones(8))
+    detector = Detector(shape=(400, 400), gain=1.0, read_noise=5.0,
+                        bias=100.0, full_well=30000.0, adc_max=4095)
+    frame, _ = FrameSimulator(
+        camera=Camera('cmos', detector=detector), zeropoint=24.5,
+        pipeline=SurveyPipeline(correction=correction, misplace_rate=0.0,
+                                lost_rate=0.0, damage_fraction=0.0),
+        pointing=centre)(scene, mjd=59000.0, seed=3)
+    trails, details = bleed_trails(frame.data, frame.meta['SATURATE'])
+    assert details['n_regions'] >= 4
+    assert details['elongation'] < 2
+    if correction:
+        assert trails is False
+        assert details['kind'] == 'corrected'
+        assert details['flat_tops'] < 0.5
+    else:
+        assert trails is True
+        assert details['kind'] == 'clipped'
+        assert details['flat_tops'] > 0.9
 
 
 def test_bleed_trails_cannot_tell_without_saturated_stars():
@@ -66,5 +98,9 @@ def test_bleed_trails_cannot_tell_without_saturated_stars():
     assert details['n_regions'] == 0
     image[10:12, 10:12] = 6e4  # too small a region to have a shape
     assert bleed_trails(image, 6e4)[0] is None
-    image[20:23, 20:23] = 6e4  # a round core
-    assert bleed_trails(image, 6e4)[0] is False
+    image[20:23, 20:23] = 6e4 * np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]])
+    assert bleed_trails(image, 6e4)[0] is False  # a round, peaked core
+    image[20:23, 20:23] = 6e4  # a round plateau: clipped, uncorrected
+    trails, details = bleed_trails(image, 6e4)
+    assert trails is True
+    assert details['kind'] == 'clipped'

@@ -316,3 +316,41 @@ def test_no_given_positions_measure_nothing(rng):
                                positions=np.empty((0, 2))))
     assert np.isnan(frame_fwhm(image, saturation=6e4,
                                positions=[(1.0, 1.0), (99.0, 50.0)]))
+
+
+def test_a_flat_fielded_frame_shows_its_lowest_plateau():
+    # A 12-bit ADC clipping at 4,000 e- on a vignetted camera: each clipped
+    # pixel is divided by its flat, so no two plateaus share a value and
+    # the exact test found none (the level was then unknown).
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+
+    from satphotutils.simulation import (
+        Camera,
+        Detector,
+        ExposureConditions,
+        FrameSimulator,
+        Scene,
+        SurveyPipeline,
+    )
+
+    centre = SkyCoord(280, 20, unit='deg')
+    dx, dy = np.meshgrid(np.arange(-3, 4), np.arange(-3, 4))
+    scene = Scene(centre.spherical_offsets_by(dx.ravel() * 100 * u.arcsec,
+                                              dy.ravel() * 100 * u.arcsec),
+                  np.linspace(10.0, 14.0, 49), np.ones(49))
+    detector = Detector(shape=(500, 500), pixel_scale=1.8 * u.arcsec,
+                        gain=1.0, read_noise=5.0, bias=100.0,
+                        full_well=30000.0, adc_max=4095,
+                        corner_throughput=0.8)
+    frame, _ = FrameSimulator(
+        camera=Camera('cmos', detector=detector), pointing=centre,
+        pipeline=SurveyPipeline(correction=False, misplace_rate=0.0,
+                                lost_rate=0.0, damage_fraction=0.0))(
+        scene, seed=1, conditions=ExposureConditions(
+            mjd=59000.0, zeropoint=24.5, sky=120.0, fwhm=3.0, exptime=60.0))
+    data = np.asarray(frame.data)
+    centre_level = frame.meta['SATURATE']
+    assert np.count_nonzero(data == data.max()) < 5
+    level = saturation_level(data)
+    assert centre_level <= level < 1.05 * centre_level
