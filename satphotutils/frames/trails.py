@@ -19,6 +19,14 @@ _ELONGATION = 2.0
 # a pixel holds, while a corrected core is the survey's re-inserted
 # profile, peaked by a factor 1.5-100 on the frames measured.
 _FLAT_TOP = 0.02
+# A clipped core is round: a camera whose full well filled before its ADC
+# clipped spreads the charge into a short trail first (median elongation
+# 1.5-1.8 at g 9.6-11 on a 20,000 e- well), and its trail sum is right.
+_ROUND = 1.25
+# Plateaus this high may be the storage's (16-bit integers) rather than
+# the ADC's: an ASAS-SN-style corrected frame clipped on storage shows
+# round flat cores at 65535 too. Such frames keep their old verdict.
+_STORAGE_PLATEAU = 32000.0
 
 
 def bleed_trails(image, saturation, *, mask=None, read_axis=0):
@@ -41,7 +49,12 @@ def bleed_trails(image, saturation, *, mask=None, read_axis=0):
     the one value the ADC returns, where a corrected core is the survey's
     re-inserted profile, peaked. Such a frame is uncorrected as well
     (``kind`` ``'clipped'``): most regions' brightest pixel within 2% of
-    their median.
+    their median, the regions round (median elongation at most 1.25:
+    a camera whose well fills first grows short trails, elongation
+    1.5-2, and is called corrected as before), and the level below
+    32,000 (a plateau at 16-bit storage's 65535 may be a corrected
+    frame's restored core clipped on storage; no 16-bit clipping camera
+    is called clipped).
 
     Parameters
     ----------
@@ -110,7 +123,9 @@ def bleed_trails(image, saturation, *, mask=None, read_axis=0):
     elongation = float(np.median(along[big] / across[big]))
     flat_tops = float(np.mean(flat[big]))
     kind = 'trails' if elongation >= _ELONGATION else \
-        'clipped' if flat_tops > 0.5 else 'corrected'
+        'clipped' if (flat_tops > 0.5 and elongation <= _ROUND
+                      and float(saturation) < _STORAGE_PLATEAU) \
+        else 'corrected'
     return kind != 'corrected', {
         'n_regions': int(big.sum()), 'elongation': elongation,
         'flat_tops': flat_tops, 'kind': kind}

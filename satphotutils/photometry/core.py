@@ -772,7 +772,14 @@ class SaturatedStarPhotometry(_Photometry):
                 image, mask, error, x[both], y[both], stamps[both],
                 frame['wings_frame'], missing[both])
             on = wings[both]
-            fitted = self._filled(fitted, frame)
+            # The PSF's own error, measured: its fits of the unsaturated
+            # targets against the table's values.
+            residual = fitted['log_counts'][~on] - log_counts[calib]
+            residual = residual[np.isfinite(residual)]
+            psf_scatter = 1.4826 * float(np.median(np.abs(
+                residual - np.median(residual)))) if len(residual) >= 5 \
+                else float('nan')
+            fitted = self._filled(fitted, frame, psf_scatter)
             offset = fitted['log_counts'][~on] - log_counts[calib]
             offset = offset[np.isfinite(offset)]
             shift, shift_err = (float(np.median(offset)), 1.2533 * float(
@@ -834,6 +841,16 @@ class SaturatedStarPhotometry(_Photometry):
         kind = {'corrected': corrected, 'source': source,
                 'model_frames': model_frames, 'saturated_targets': route,
                 'saturated_pixels': found['kind']}
+        if found['kind'] == 'clipped':
+            # The plateaus the frame shows: a nominal keyword (the ADC's
+            # 4095 on a bias-subtracted frame at 3995) would leave every
+            # clipped pixel unmasked.
+            from satphotutils.frames import saturation_level
+
+            plateau = saturation_level(np.where(mask, np.nan, image)
+                                       if mask is not None else image)
+            kind['clip_level'] = float(level if plateau is None
+                                       else min(level, plateau))
         if route == 'validated':
             record = self.model.metadata.get('trail_validation')
             kind['rule'] = _VALIDATED_RULE + (
@@ -864,27 +881,14 @@ class SaturatedStarPhotometry(_Photometry):
         frame['wing_targets'] = np.zeros(len(stamps), dtype=bool)
         if kind['saturated_targets'] == 'network' or level is None:
             return frame['wing_targets']
+        if kind['saturated_targets'] == 'bleed-trail' and \
+                kind['saturated_pixels'] == 'clipped':
+            return self._clipped_targets(image, mask, stamps, frame, kind)
         # A saturated pixel of the target's own: its charge ran along the
         # column, which only the trail sum recovers.
-        saturated = stamps >= level
-        own = (saturated & self._signal_mask()).any(axis=(1, 2))
+        own = ((stamps >= level) & self._signal_mask()).any(axis=(1, 2))
         if kind['saturated_targets'] == 'bleed-trail':
-            if kind['saturated_pixels'] != 'clipped':
-                return own
-            # An ADC that clips before the full well: a round plateau
-            # held more charge than it reads and none ran along the
-            # column, so the trail sum misses it; its wings are intact.
-            # A star bright enough to reach the full well still bleeds.
-            # The stars just below the level too (those the hybrid
-            # leaves to the network): one star, one method, whether the
-            # seeing clipped a pixel of it or not.
-            near = (np.where(self._signal_mask()[None], stamps, -np.inf)
-                    .max(axis=(1, 2)) >= _HYBRID_PEAK * level)
-            wings = (own | near) & ~runs_along(
-                saturated.any(axis=2).sum(axis=1),
-                saturated.any(axis=1).sum(axis=1), height=stamps.shape[1])
-            frame['wing_targets'] = wings
-            return own & ~wings
+            return own
         # Past the stamp's ends the network sees only part of the trail.
         beyond = own & trail_reaches_end(stamps, np.full(len(stamps),
                                                          level),
@@ -908,37 +912,91 @@ class SaturatedStarPhotometry(_Photometry):
                                     fwhm=frame.get('frame_fwhm', self.fwhm),
                                     recentre=False)
 
+    def _clipped_targets(self, image, mask, stamps, frame, kind):
+        """
+        Return the trail targets of a clipping camera's frame.
+
+        An ADC that clips before the full well: a round plateau held more
+        charge than it reads and none ran along the column, so the trail
+        sum misses it; its wings are intact. A star bright enough to
+        reach the full well still bleeds, and goes to the trail sum. The
+        stars just below the level go to the wings too (those the hybrid
+        leaves to the network): one star, one method, whether the seeing
+        clipped a pixel of it or not. Sets ``frame['wing_targets']``.
+        """
+        level = kind['clip_level']
+        saturated = stamps >= level
+        own = (saturated & self._signal_mask()).any(axis=(1, 2))
+        trail = runs_along(saturated.any(axis=2).sum(axis=1),
+                           saturated.any(axis=1).sum(axis=1),
+                           height=stamps.shape[1])
+        wings = (own | (self._signal_peaks(stamps) >= _HYBRID_PEAK * level)) \
+            & ~trail
+        if wings.any() and self._wing_psf(image, mask, frame) is None:
+            # Too few stars for the frame's PSF: the trail sum, as for
+            # any uncorrected frame, and the meta says why.
+            kind['psf_wings'] = (
+                f"no empirical PSF ({frame['wings_frame']['psf_stars']} "
+                'isolated unsaturated stars, fewer than 5): the trail sum')
+            return own
+        frame['wing_targets'] = wings
+        return own & ~wings
+
+    def _signal_peaks(self, stamps):
+        """Return each stamp's brightest pixel within the signal circle."""
+        return np.where(self._signal_mask()[None], stamps,
+                        -np.inf).max(axis=(1, 2))
+
+    def _wing_psf(self, image, mask, frame):
+        """Return the frame's empirical PSF, `None` if it has none."""
+        from satphotutils.frames import frame_background
+
+        self._psf_wings(frame)
+        wings_frame = frame['wings_frame']
+        if 'background' not in wings_frame:
+            wings_frame['background'] = frame_background(image, mask=mask)
+        if 'psf_image' not in wings_frame:
+            PSFWingPhotometry._empirical_psf(
+                image, mask, wings_frame['saturation_level'], wings_frame,
+                required=False)
+        return wings_frame['psf_image']
+
     @staticmethod
-    def _filled(fitted, frame):
+    def _filled(fitted, frame, psf_scatter):
         """
         Make the wing fit's filled aperture sums the measurement.
 
-        Their error: the fit's, in proportion to the light the fit
-        supplies, and the photon and read noise of the pixels that read
-        what they hold.
+        Their error: the photon noise of the pixels that read what they
+        hold and the frame's pixel noise (its background scatter, which
+        holds the read noise whatever the units), and, in proportion to
+        the light the fit supplies, the fit's error and the PSF's own
+        (``psf_scatter``, dex: its fits of unsaturated stars against the
+        table; NaN, and then the fit's error twice, with too few).
         """
         total, model = fitted['filled_sum'], fitted['filled_model']
-        gain = 1.0 if frame['gain'] is None else frame['gain']
-        read_noise = 0.0 if frame['read_noise'] is None else \
-            frame['read_noise']
+        gain, _ = _noise_model(frame)
+        pixel_noise = frame['wings_frame']['background'][1]
         area = np.pi * FILLED_RADIUS ** 2
         with np.errstate(invalid='ignore', divide='ignore'):
             measured = np.clip(total - model, 0.0, None)
-            noise = np.sqrt(measured / gain + area * (
-                np.clip(fitted['local_bkg'], 0.0, None) / gain
-                + (read_noise / gain) ** 2)) / total / np.log(10)
+            noise = np.sqrt(measured / gain + area * pixel_noise ** 2) \
+                / total / np.log(10)
+            share = model / total
+            psf = psf_scatter if np.isfinite(psf_scatter) else \
+                fitted['log_counts_err']
             fitted = dict(fitted, log_counts=np.where(
                 total > 0, np.log10(total), np.nan))
-            fitted['log_counts_err'] = np.hypot(
-                noise, fitted['log_counts_err'] * model / total)
+            fitted['log_counts_err'] = np.sqrt(
+                noise ** 2 + (fitted['log_counts_err'] * share) ** 2
+                + (psf * share) ** 2)
         fitted['method'] = np.full(len(total), 'psf_filled')
         return fitted
 
     def _psf_wings(self, frame):
         """Return the PSF-wing photometry of this frame."""
         if 'wings_frame' not in frame:
-            frame['wings_frame'] = dict(frame, saturation_level=frame.get(
-                'frame_saturation', frame['saturation_level']))
+            frame['wings_frame'] = dict(
+                frame, saturation_level=frame['frame_kind']['clip_level'])
         return PSFWingPhotometry(header_keys=self.header_keys,
                                  annulus=None)
 
@@ -984,8 +1042,7 @@ class SaturatedStarPhotometry(_Photometry):
         unsat = np.isfinite(log_counts) & ((flags & _NOT_FOR_HYBRID) == 0)
         level = frame.get('frame_saturation', frame['saturation_level'])
         if level is not None:
-            peak = np.where(self._signal_mask()[None], stamps,
-                            -np.inf).max(axis=(1, 2))
+            peak = self._signal_peaks(stamps)
             unsat &= peak < _HYBRID_PEAK * level
             expected = _expected_peaks(peak, pred.local_bkg, log_counts,
                                        unsat, level)
@@ -1040,11 +1097,7 @@ class SaturatedStarPhotometry(_Photometry):
         if unsat.any():
             sums[unsat], area[unsat], _ = aperture_sums(
                 stamps[unsat], 2.0, dx=dx[unsat], dy=dy[unsat])
-        # Without the keywords counts are taken as electrons (gain 1, no
-        # read noise); the table's meta says so (frame.gain is None).
-        gain = 1.0 if frame['gain'] is None else frame['gain']
-        read_noise = 0.0 if frame['read_noise'] is None else \
-            frame['read_noise']
+        gain, read_noise = _noise_model(frame)
         use, log_counts, err, _ = frame_hybrid(
             log_counts, pred.log_counts_err, sums, area,
             pred.local_bkg, unsat, x, y, tolerance=self.hybrid_tolerance,
@@ -1364,14 +1417,14 @@ class PSFWingPhotometry(_Photometry):
         return CircularGaussianPRF(fwhm=fwhm)
 
     @staticmethod
-    def _empirical_psf(image, mask, level, frame):
+    def _empirical_psf(image, mask, level, frame, *, required=True):
         from satphotutils.frames import frame_psf
 
         # Built once per frame, not per chunk of targets.
         if 'psf_image' not in frame:
             psf, n = frame_psf(image, saturation=level, mask=mask)
             frame['psf_image'], frame['psf_stars'] = psf, n
-        if frame['psf_image'] is None:
+        if frame['psf_image'] is None and required:
             msg = (f"the frame's PSF could not be built: "
                    f"{frame['psf_stars']} isolated unsaturated stars well "
                    'above the noise, fewer than 5 (frame_psf); give '
@@ -1379,6 +1432,18 @@ class PSFWingPhotometry(_Photometry):
                    'or a photutils PSF model')
             raise SatphotutilsError(msg)
         return frame['psf_image']
+
+
+def _noise_model(frame):
+    """
+    Return the frame's gain and read noise for the noise of its sums.
+
+    Without the keywords counts are taken as electrons (gain 1, no read
+    noise); the table's meta says so (``frame.gain`` is `None`).
+    """
+    gain = 1.0 if frame['gain'] is None else frame['gain']
+    read_noise = 0.0 if frame['read_noise'] is None else frame['read_noise']
+    return gain, read_noise
 
 
 # Units the network's counts can be in: the model learned ADU.

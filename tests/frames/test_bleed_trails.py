@@ -100,7 +100,9 @@ def test_bleed_trails_cannot_tell_without_saturated_stars():
     assert bleed_trails(image, 6e4)[0] is None
     image[20:23, 20:23] = 6e4 * np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]])
     assert bleed_trails(image, 6e4)[0] is False  # a round, peaked core
-    image[20:23, 20:23] = 6e4  # a round plateau: clipped, uncorrected
-    trails, details = bleed_trails(image, 6e4)
+    image[20:23, 20:23] = 6e4  # a round plateau at 16-bit storage's top:
+    assert bleed_trails(image, 6e4)[0] is False  # perhaps a restored core
+    image[20:23, 20:23] = 4000.0  # a 12-bit ADC's: clipped, uncorrected
+    trails, details = bleed_trails(image, 4000.0)
     assert trails is True
     assert details['kind'] == 'clipped'

@@ -271,11 +271,8 @@ def test_square_stamps_and_models_give_what_they_gave(tmp_path):
         image += f / (2 * np.pi * sig**2) * np.exp(
             -((xx - xi)**2 + (yy - yi)**2) / (2 * sig**2))
     image = np.minimum(image + rng.normal(0, 17, image.shape), 6e4)
-    # Declared corrected: its clipped cores would otherwise read as a
-    # clipping camera's (session 15) and leave the network path this
-    # test pins.
     ccd = CCDData(image, unit='adu', meta=fits.Header(
-        {'SATURATE': 6e4, 'SKY': 300.0, 'REFGRID': True, 'SATCORR': True}))
+        {'SATURATE': 6e4, 'SKY': 300.0, 'REFGRID': True}))
     table = SaturatedStarPhotometry(fwhm=2.0)(
         ccd, positions=np.column_stack([x, y]))
     assert [float(v).hex() for v in np.asarray(table['log_counts'])] == \

