@@ -150,6 +150,20 @@ def test_photometry_command_routes_and_takes_trails(tmp_path):
                  '-o', str(tmp_path / 'x.ecsv')]) != 0
 
 
+def _night_frame(scene, detector, *, seed, zeropoint=24.5, sky=120.0,
+                 fwhm=3.0, exptime=60.0, camera='cmos', **pipeline):
+    """One simulated frame of a small telescope (no survey correction)."""
+    pipeline = {'correction': False, 'misplace_rate': 0.0,
+                'lost_rate': 0.0, 'damage_fraction': 0.0} | pipeline
+    return FrameSimulator(
+        camera=Camera(camera, detector=detector),
+        pointing=SkyCoord(280, 20, unit='deg'), zeropoint=zeropoint,
+        pipeline=SurveyPipeline(**pipeline))(
+        scene, seed=seed, conditions=ExposureConditions(
+            mjd=59000.0, zeropoint=zeropoint, sky=sky, fwhm=fwhm,
+            exptime=exptime))
+
+
 def _clipped_frame(header):
     # A 12-bit ADC at 4,000 e- on a 30,000 e- well, as on small
     # telescopes' CMOS cameras: the saturated cores are round plateaus
@@ -166,13 +180,7 @@ def _clipped_frame(header):
                         gain=1.0, read_noise=5.0, bias=100.0,
                         full_well=30000.0, adc_max=4095,
                         corner_throughput=1.0)
-    frame, truth = FrameSimulator(
-        camera=Camera('cmos', detector=detector), pointing=centre,
-        zeropoint=24.5, pipeline=SurveyPipeline(
-            correction=False, misplace_rate=0.0, lost_rate=0.0,
-            damage_fraction=0.0))(scene, seed=2, conditions=ExposureConditions(
-                mjd=59000.0, zeropoint=24.5, sky=120.0, fwhm=3.0,
-                exptime=60.0))
+    frame, truth = _night_frame(scene, detector, seed=2)
     assert len(truth) == len(g)
     if not header:
         del frame.meta['SATCORR']
@@ -242,13 +250,7 @@ def test_short_trails_of_a_filling_well_keep_the_trail_sum():
                         gain=1.0, read_noise=5.0, bias=100.0,
                         full_well=20000.0, adc_max=65535,
                         corner_throughput=1.0)
-    frame, truth = FrameSimulator(
-        camera=Camera('cmos', detector=detector), pointing=centre,
-        zeropoint=24.5, pipeline=SurveyPipeline(
-            correction=False, misplace_rate=0.0, lost_rate=0.0,
-            damage_fraction=0.0))(scene, seed=2, conditions=ExposureConditions(
-                mjd=59000.0, zeropoint=24.5, sky=120.0, fwhm=3.0,
-                exptime=60.0))
+    frame, truth = _night_frame(scene, detector, seed=2)
     table = SaturatedStarPhotometry()(frame, skycoord=scene.coord)
     kind = table.meta['frame_kind']
     assert kind['saturated_pixels'] != 'clipped'
@@ -268,14 +270,10 @@ def test_corrected_cores_clipped_on_storage_are_not_a_clipping_camera():
     rng = np.random.default_rng(1)
     g = np.r_[rng.uniform(7.5, 10.5, 12), rng.uniform(11, 14.5, 40)]
     scene = _grid_scene(centre, g, 350 * u.arcsec, ncol=8)
-    frame, _ = FrameSimulator(
-        camera=Camera(detector=Detector(shape=(400, 400),
-                                        pixel_scale=8 * u.arcsec)),
-        pointing=centre, zeropoint=25.5, pipeline=SurveyPipeline(
-            misplace_rate=0.0, lost_rate=0.0, damage_fraction=0.0,
-            clip_storage=True))(scene, seed=1, conditions=ExposureConditions(
-                mjd=59000.0, zeropoint=25.5, sky=300.0, fwhm=2.0,
-                exptime=90.0))
+    frame, _ = _night_frame(
+        scene, Detector(shape=(400, 400), pixel_scale=8 * u.arcsec), seed=1,
+        zeropoint=25.5, sky=300.0, fwhm=2.0, exptime=90.0, camera='bi',
+        correction=True, clip_storage=True)
     del frame.meta['SATCORR']
     data = np.asarray(frame.data)
     assert np.count_nonzero(data == 65535) >= 5  # the storage's plateaus
@@ -293,16 +291,10 @@ def test_too_few_stars_for_a_psf_fall_back_to_the_trail_sum():
     keep = np.r_[1:6, 10:13]  # five clipped stars and three faint ones
     few = Scene(scene.coord[keep], np.asarray(truth['g'])[keep],
                 np.ones(len(keep)))
-    frame, truth = FrameSimulator(
-        camera=Camera('cmos', detector=Detector(
-            shape=(600, 600), pixel_scale=1.8 * u.arcsec, gain=1.0,
-            read_noise=5.0, bias=100.0, full_well=30000.0, adc_max=4095,
-            corner_throughput=1.0)),
-        pointing=SkyCoord(280, 20, unit='deg'), zeropoint=24.5,
-        pipeline=SurveyPipeline(correction=False, misplace_rate=0.0,
-                                lost_rate=0.0, damage_fraction=0.0))(
-        few, seed=2, conditions=ExposureConditions(
-            mjd=59000.0, zeropoint=24.5, sky=120.0, fwhm=3.0, exptime=60.0))
+    frame, truth = _night_frame(few, Detector(
+        shape=(600, 600), pixel_scale=1.8 * u.arcsec, gain=1.0,
+        read_noise=5.0, bias=100.0, full_well=30000.0, adc_max=4095,
+        corner_throughput=1.0), seed=2)
     table = SaturatedStarPhotometry(fwhm=3.0)(frame, skycoord=few.coord)
     kind = table.meta['frame_kind']
     assert kind['saturated_pixels'] == 'clipped'
