@@ -958,7 +958,7 @@ class SaturatedStarPhotometry(_Photometry):
         if 'psf_image' not in wings_frame:
             PSFWingPhotometry._empirical_psf(
                 image, mask, wings_frame['saturation_level'], wings_frame,
-                required=False)
+                required=False, background=wings_frame['background'])
         return wings_frame['psf_image']
 
     @staticmethod
@@ -1417,12 +1417,14 @@ class PSFWingPhotometry(_Photometry):
         return CircularGaussianPRF(fwhm=fwhm)
 
     @staticmethod
-    def _empirical_psf(image, mask, level, frame, *, required=True):
+    def _empirical_psf(image, mask, level, frame, *, required=True,
+                       background=None):
         from satphotutils.frames import frame_psf
 
         # Built once per frame, not per chunk of targets.
         if 'psf_image' not in frame:
-            psf, n = frame_psf(image, saturation=level, mask=mask)
+            psf, n = frame_psf(image, saturation=level, mask=mask,
+                               background=background)
             frame['psf_image'], frame['psf_stars'] = psf, n
         if frame['psf_image'] is None and required:
             msg = (f"the frame's PSF could not be built: "
