@@ -659,7 +659,8 @@ class SaturatedStarPhotometry(_Photometry):
                         if n >= 5 else 'fewer than 5 unsaturated targets: '
                         'not applied')}
             bleed = frame.get('bleed_frame', {})
-            for key in ('margin', 'radius', 'point_correction'):
+            for key in ('margin', 'radius', 'point_correction',
+                        'aperture_correction'):
                 if key in bleed:
                     kind[f'bleed_trail_{key}'] = bleed[key]
             kind.update(frame.get('trail_counts', {}))

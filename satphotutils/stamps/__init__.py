@@ -11,8 +11,9 @@ from satphotutils.utils._lazy import lazy_namespace
 # Public names and their modules, imported on first use.
 __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
     'apertures': [
-        'ApertureSums', 'aperture_sums', 'center_sums', 'circle_index',
-        'circle_mask', 'clipped_medians', 'stamp_aperture_photometry'],
+        'ApertureSums', 'PixelPhaseCorrection', 'aperture_sums',
+        'center_sums', 'circle_index', 'circle_mask', 'clipped_medians',
+        'stamp_aperture_photometry'],
     'builder': [
         'BuildReport', 'StampBuilder'],
     'calibrate': [

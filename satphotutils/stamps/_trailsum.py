@@ -18,6 +18,18 @@ from satphotutils.utils.flags import SATPHOT_FLAGS
 __all__ = []
 
 _MIN_BACKGROUND_PIXELS = 10
+# Stars for a frame's aperture corrections: fewer, none is measured; the
+# pixel-phase terms need more; beyond the most, the brightest are enough.
+_MIN_CORRECTION_STARS = 5
+_MIN_PHASE_STARS = 20
+_MAX_CORRECTION_STARS = 200
+_MAX_TOTAL_STARS = 100
+# Calibration stars nearest in pixel phase that scale a star measured
+# beside another star's trail.
+_PHASE_NEIGHBOURS = 25
+# A core at least this fraction of the widest core's width is a star of
+# about its brightness, not one riding on its trail.
+_COMPARABLE_CORES = 0.7
 
 #: ``BleedTrailPhotometry``'s defaults, for callers below the photometry
 #: (a test holds the two together).
@@ -135,9 +147,12 @@ def _owners(labels, n_labels, x, y, region):
 
     ``x``, ``y`` are all the stars (targets first), ``region`` the region
     of each. Of the stars in a region, those on its wide rows are its
-    cores (see `_cores`); the region is divided between its cores
-    (`_divide`). A star in no region owns its own pixel; one on
-    another star's trail owns nothing (its light is in the trail).
+    cores (see `_cores`); those whose columns the first core's trail
+    covers ride on it (`_off_the_trail`); the region is divided between
+    the others (`_divide`). A star in no region owns its own pixel; one
+    on another star's trail owns nothing (its light is in the trail,
+    and is taken off the owner's sum once measured by its wings,
+    `_beside_trail`).
 
     Returns the owner image, the region's stars by region label and
     whether each star is a core.
@@ -155,6 +170,8 @@ def _owners(labels, n_labels, x, y, region):
         stars = np.array(stars)
         cores = stars if len(stars) == 1 else _cores(
             mine, sy.start, sx.start, x[stars], y[stars], stars)
+        if len(cores) > 1:
+            cores = _off_the_trail(mine, sy.start, sx.start, x, y, cores)
         if len(cores) > 1:
             yy, xx, which, cores = _divide(mine, sy.start, sx.start, x, y,
                                            cores)
@@ -203,6 +220,39 @@ def _cores(mine, row0, col0, x, y, stars):
         if not inside:
             accepted.append(c)
     return stars[np.array(accepted)]
+
+
+def _off_the_trail(mine, row0, col0, x, y, cores):
+    """
+    Keep the first core and the cores its trail does not carry.
+
+    A star whose saturated core is narrower than 70% of the first
+    (widest) core's and whose column lies within the trail's median
+    width and 2 px of the first core's column sits on that trail, a
+    fainter star on a brighter one's: its charge joined the trail's, and
+    no division of the pixels by distance can find it (the nearest-core
+    rule gave a g = 10.5 star beside a g = 5.5 star's trail half of that
+    trail, 4 mag too much, and left the bright star 1.7 mag faint). It
+    is measured by its wings beside the trail instead, and taken off the
+    first core's sum (`_riders`). Stars of about the same width keep
+    the division (`_divide`: two symmetric trails meeting).
+    """
+    profile = mine.sum(axis=1)
+    reach = float(np.median(profile[profile > 0])) + 2.0
+    rows = np.clip(np.rint(y[cores]).astype(int) - row0, 0, len(profile) - 1)
+    width = mine[rows].sum(axis=1)
+    columns = np.flatnonzero(mine.any(axis=0))
+    # The first core's column: the middle of the region's columns on its
+    # widest rows.
+    wide = np.flatnonzero(profile >= 0.8 * profile.max())
+    centre = col0 + np.median(np.flatnonzero(mine[wide].any(axis=0))) \
+        if len(columns) else x[cores[0]]
+    widest = max(width[0], profile.max())
+    keep = [cores[0]] + [c for c, w in zip(cores[1:], width[1:],
+                                           strict=True)
+                         if abs(x[c] - centre) > reach
+                         or w >= _COMPARABLE_CORES * widest]
+    return np.array(keep)
 
 
 def _divide(mine, row0, col0, x, y, cores):
@@ -372,12 +422,14 @@ def _circle_sums(planes, error, x, y, radius, *, sky):
 
 def _trail_sums(image, mask, error, x, y, catalog, *, level, trail_level,
                 margin, radius, gap, width, match_radius, sky, gain,
-                read_noise):
+                read_noise, total_radius=None):
     """
     Flux, its error, the local background and the flags per target.
 
-    Also returns the aperture correction of the unsaturated targets and
-    the number of stars it was measured on.
+    Also returns the unsaturated targets' aperture correction (the
+    `~satphotutils.stamps.apertures.PixelPhaseCorrection`'s ``to_dict``,
+    or value 1 and no stars) and the correction from the margin to
+    ``total_radius`` (`_total_correction`; `None` without a radius).
     """
     n = len(x)
     bad = ~np.isfinite(image)
@@ -422,17 +474,21 @@ def _trail_sums(image, mask, error, x, y, catalog, *, level, trail_level,
         var[k] = pix_var + bkg_var
 
     # The others: exact small apertures, put on the scale of the trail
-    # apertures by the frame's aperture correction.
+    # apertures by the frame's aperture correction at each star's pixel
+    # phase.
     point = np.flatnonzero(placed & ~trail)
-    correction, n_cal = 1.0, 0
+    correction = {'value': 1.0, 'n_stars': 0}
+    alone = np.empty(0, dtype=int)
+    planes = None
     if point.size:
         planes = _Planes(image, bad)
         f, v, b, b_var, area, has_bad = _circle_sums(
             planes, error, x[point], y[point], radius, sky=sky)
-        correction, n_cal = _aperture_correction(
+        phase, alone = _aperture_correction(
             planes, x[point], y[point], f, b_var, owner, point,
             radius=radius, margin=margin, sky=sky)
-        if n_cal == 0 and radius != margin:
+        alone = point[alone]
+        if phase is None and radius != margin:
             # No correction to be had: the wide aperture itself, on the
             # trails' scale.
             f, v, b, b_var, area, has_bad = _circle_sums(
@@ -440,11 +496,21 @@ def _trail_sums(image, mask, error, x, y, catalog, *, level, trail_level,
         if error is None:
             v = ((np.abs(f) + area * np.maximum(b, 0.0)) / gain
                  + area * (read_noise / gain) ** 2)
-        flux[point] = f * correction
-        var[point] = (v + b_var) * correction ** 2
+        scale = 1.0
+        if phase is not None:
+            scale = phase(x[point] - np.rint(x[point]),
+                          y[point] - np.rint(y[point]))
+            correction = phase.to_dict()
+        flux[point] = f * scale
+        var[point] = (v + b_var) * scale ** 2
         bkg[point] = b
         flags[point[has_bad]] |= SATPHOT_FLAGS.TRAIL_MASKED
-    return flux, np.sqrt(var), bkg, flags, correction, n_cal
+        _riders(planes, labels, owner, error, all_x, all_y, region, core,
+                alone, flux, var, bkg, trail, margin=margin, radius=radius,
+                sky=sky, gain=gain, read_noise=read_noise)
+    total = _total_correction(planes, x[alone], y[alone], owner, alone,
+                              margin=margin, total=total_radius, sky=sky)
+    return flux, np.sqrt(var), bkg, flags, correction, total
 
 
 def _aperture_correction(planes, x, y, small, small_bkg_var, owner, index,
@@ -454,36 +520,227 @@ def _aperture_correction(planes, x, y, small, small_bkg_var, owner, index,
 
     Measured on the targets that are bright (small-aperture flux 50 times
     its background error), unsaturated and alone within the margin (no
-    other star's pixel): the median ratio and their number; 1 and 0 with
-    fewer than 5 of them.
+    other star's pixel), as a function of where each falls in its pixel
+    (`~satphotutils.stamps.apertures.PixelPhaseCorrection`: on an
+    undersampled frame the small aperture's share of the light changes
+    by a few per cent across a pixel). Returns the correction (`None`
+    with fewer than 5 stars) and the stars it was measured on (indices
+    into ``x``).
+    """
+    from satphotutils.stamps.apertures import PixelPhaseCorrection
+
+    alone = _alone(planes, x, y, small, small_bkg_var, owner, index,
+                   reach=int(np.ceil(margin)) + 1)
+    if len(alone) < _MIN_CORRECTION_STARS:
+        return None, alone
+    big, _, _, _, _, has_bad = _circle_sums(
+        planes, None, x[alone], y[alone], margin, sky=sky)
+    alone = alone[~has_bad]
+    if len(alone) < _MIN_CORRECTION_STARS:
+        return None, alone
+    phase = PixelPhaseCorrection.fit(
+        x[alone] - np.rint(x[alone]), y[alone] - np.rint(y[alone]),
+        big[~has_bad] / small[alone], min_stars=_MIN_PHASE_STARS)
+    return phase, alone
+
+
+def _alone(planes, x, y, small, small_bkg_var, owner, index, *, reach,
+           limit=_MAX_CORRECTION_STARS):
+    """
+    Return the bright targets no other star's pixel comes near.
+
+    Bright: small-aperture flux 50 times its background error; near:
+    within ``reach`` pixels (a square). The brightest first, at most
+    ``limit``; a few hundred are plenty for a correction.
     """
     ny, nx = planes.bad.shape
     ix = np.rint(x).astype(np.int64)
     iy = np.rint(y).astype(np.int64)
-    reach = int(np.ceil(margin)) + 1
     inner = (ix >= reach) & (ix < nx - reach) & (iy >= reach) \
         & (iy < ny - reach)
     bright = inner & (small > 50 * np.sqrt(small_bkg_var)) & (small > 0)
     candidates = np.flatnonzero(bright)
-    # The brightest first; a few hundred are plenty for a median.
-    candidates = candidates[np.argsort(-small[candidates])][:400]
+    candidates = candidates[np.argsort(-small[candidates])][:4 * limit]
     alone = []
     for c in candidates:
         box = owner[iy[c] - reach:iy[c] + reach + 1,
                     ix[c] - reach:ix[c] + reach + 1]
         if np.all((box == 0) | (box == index[c] + 1)):
             alone.append(c)
-        if len(alone) >= 100:
+        if len(alone) >= limit:
             break
-    if len(alone) < 5:
-        return 1.0, 0
-    alone = np.array(alone)
-    big, _, _, _, _, has_bad = _circle_sums(
-        planes, None, x[alone], y[alone], margin, sky=sky)
-    ratio = big[~has_bad] / small[alone][~has_bad]
-    if ratio.size < 5:
-        return 1.0, 0
-    return float(np.median(ratio)), int(ratio.size)
+    return np.array(alone, dtype=int)
+
+
+def _riders(planes, labels, owner, error, all_x, all_y, region, core,
+            alone, flux, var, bkg, trail, **kwargs):
+    """
+    Measure the stars on other stars' trails; take them off the trails.
+
+    Every star (targets and catalogue stars) in a saturated region that
+    is not one of its cores is measured by its wings (`_beside_trail`);
+    the targets' values replace their small-aperture sums (which hold
+    the trail), and each star's flux is taken off the sum of the core
+    whose pixels it lies on, whose aperture held it. Needs the frame's
+    calibration stars (``alone``; 5 or more), else nothing changes.
+    Updates ``flux``, ``var`` and ``bkg`` in place.
+    """
+    n = len(flux)
+    finite = np.isfinite(all_x) & np.isfinite(all_y)
+    riders = np.flatnonzero(finite & (region > 0) & ~core)
+    if not riders.size or len(alone) < _MIN_CORRECTION_STARS:
+        return
+    f, v, b = _beside_trail(planes, labels > 0, error, all_x[riders],
+                            all_y[riders], all_x[alone], all_y[alone],
+                            **kwargs)
+    mine = riders < n
+    flux[riders[mine]], var[riders[mine]], bkg[riders[mine]] = \
+        f[mine], v[mine], b[mine]
+    ny, nx = owner.shape
+    iy = np.clip(np.rint(all_y[riders]).astype(np.int64), 0, ny - 1)
+    ix = np.clip(np.rint(all_x[riders]).astype(np.int64), 0, nx - 1)
+    host = owner[iy, ix] - 1
+    for k in np.flatnonzero((host >= 0) & (host < n) & np.isfinite(f)):
+        if trail[host[k]]:
+            flux[host[k]] -= f[k]
+            var[host[k]] += v[k]
+
+
+def _beside_trail(planes, trails, error, x, y, cal_x, cal_y, *, margin,
+                  radius, sky, gain, read_noise):
+    """
+    Measure stars that lie on another star's bleed trail by their wings.
+
+    A star on a trail has no trail of its own: its charge joined the
+    other star's. What of its light falls outside the trail's columns
+    (and one pixel either side, where blooming spills) is its own; the
+    sum of those pixels within ``margin`` is scaled by the share the same
+    pixels hold on the frame's bright isolated stars (``cal_x``,
+    ``cal_y``) that fall at the nearest pixel phases, so that it is on
+    the margin's scale as every other sum. The background is the clipped
+    median of an annulus with the trails left out.
+
+    Returns the flux, its variance (the pixels used, from ``error`` or
+    Poisson and read noise, the background's and the share's errors) and
+    the background.
+    """
+    from satphotutils.stamps.cutout import cut_stamps
+
+    reach = int(np.ceil(margin))
+    size = 2 * reach + 1
+    yy, xx = np.mgrid[-reach:reach + 1, -reach:reach + 1]
+    circle = np.hypot(yy, xx) <= margin
+    blocked = ndimage.binary_dilation(trails, structure=np.ones((1, 3),
+                                                                dtype=bool))
+    clean = np.where(blocked, np.nan, planes.clean)
+    ix = np.rint(x).astype(np.int64)
+    iy = np.rint(y).astype(np.int64)
+    bkg, b_std, n_b = _ring_background(clean, ix, iy, radius + 5.0,
+                                       radius + 8.0)
+    few = ~(n_b >= _MIN_BACKGROUND_PIXELS)
+    bkg[few], b_std[few], n_b[few] = sky, 0.0, 1
+    stamps, inside = cut_stamps(planes.clean, x, y, size, dtype=float)
+    masks, _ = cut_stamps(blocked, x, y, size, dtype=bool, fill_value=True)
+    use = circle[None] & ~masks & inside & np.isfinite(stamps)
+    own = np.where(use, stamps - bkg[:, None, None], 0.0).sum(axis=(1, 2))
+    n_pix = use.sum(axis=(1, 2))
+    if error is None:
+        pix_var = ((np.abs(own) + n_pix * np.maximum(bkg, 0.0)) / gain
+                   + n_pix * (read_noise / gain) ** 2)
+    else:
+        err, _ = cut_stamps(np.asarray(error, dtype=float), x, y, size,
+                            dtype=float)
+        pix_var = np.where(use, err ** 2, 0.0).sum(axis=(1, 2))
+    pix_var = pix_var + (n_pix * b_std) ** 2 * np.pi / 2 / np.maximum(n_b,
+                                                                      1)
+    # The calibration stars, background subtracted as their small
+    # apertures were (the annulus about each).
+    cal_b, _, _ = _ring_background(planes.clean, np.rint(cal_x).astype(
+        np.int64), np.rint(cal_y).astype(np.int64), radius + 5.0,
+        radius + 8.0)
+    cal, cal_in = cut_stamps(planes.clean, cal_x, cal_y, size, dtype=float)
+    cal = np.where(cal_in & np.isfinite(cal), cal - cal_b[:, None, None],
+                   0.0)
+    whole = np.where(circle[None], cal, 0.0).sum(axis=(1, 2))
+    phase = np.column_stack([x - ix, y - iy])
+    cal_phase = np.column_stack([cal_x - np.rint(cal_x),
+                                 cal_y - np.rint(cal_y)])
+    n_near = min(len(cal_x), _PHASE_NEIGHBOURS)
+    flux = np.full(len(x), np.nan)
+    var = np.full(len(x), np.nan)
+    for k in range(len(x)):
+        if n_pix[k] == 0:
+            continue
+        d = np.abs(cal_phase - phase[k])
+        d = np.minimum(d, 1 - d)
+        near = np.argsort(np.hypot(d[:, 0], d[:, 1]), kind='stable')[:n_near]
+        part = np.where(use[k], cal[near], 0.0).sum(axis=(1, 2))
+        with np.errstate(invalid='ignore', divide='ignore'):
+            share = part / whole[near]
+        share = share[np.isfinite(share) & (share > 0)]
+        if share.size < _MIN_CORRECTION_STARS:
+            continue
+        s_med = float(np.median(share))
+        s_err = 1.2533 * 1.4826 * float(np.median(np.abs(
+            share - s_med))) / np.sqrt(share.size)
+        flux[k] = own[k] / s_med
+        var[k] = pix_var[k] / s_med ** 2 + (flux[k] * s_err / s_med) ** 2
+    return flux, var, bkg
+
+
+def _total_correction(planes, x, y, owner, index, *, margin, total, sky):
+    """
+    Measure the light beyond the margin on bright isolated stars.
+
+    The median ratio of each star's sum within ``total`` to its sum
+    within ``margin``, both less the background of the annulus beyond
+    ``total`` (one background for the whole curve of growth). ``x``,
+    ``y`` are the stars `_aperture_correction` used (brightest first),
+    of which those alone within the wide aperture and its annulus count.
+    A ratio below 1 (light cannot be negative) is taken as 1. Returns
+    `None` without ``total``, else a dictionary with the ratio, its error
+    and the number of stars (ratio 1 with fewer than 5).
+    """
+    if total is None:
+        return None
+    out = {'radius': float(total), 'value': 1.0, 'error': float('nan'),
+           'n_stars': 0}
+    if len(x) == 0 or total <= margin:
+        return out
+    reach = int(np.ceil(total + 8.0)) + 1
+    ny, nx = planes.bad.shape
+    ix = np.rint(x).astype(np.int64)
+    iy = np.rint(y).astype(np.int64)
+    keep = []
+    for k in range(len(x)):
+        if not (reach <= ix[k] < nx - reach and reach <= iy[k] < ny - reach):
+            continue
+        box = owner[iy[k] - reach:iy[k] + reach + 1,
+                    ix[k] - reach:ix[k] + reach + 1]
+        if np.all((box == 0) | (box == index[k] + 1)):
+            keep.append(k)
+    keep = np.array(keep, dtype=int)[:_MAX_TOTAL_STARS]
+    if len(keep) < _MIN_CORRECTION_STARS:
+        out['n_stars'] = len(keep)
+        return out
+    wide, _, b_wide, _, _, bad_wide = _circle_sums(
+        planes, None, x[keep], y[keep], total, sky=sky)
+    mid, _, b_mid, _, area_mid, bad_mid = _circle_sums(
+        planes, None, x[keep], y[keep], margin, sky=sky)
+    # The margin's sum less the wide aperture's background.
+    mid = mid + (b_mid - b_wide) * area_mid
+    with np.errstate(invalid='ignore', divide='ignore'):
+        ratio = wide / mid
+    ok = ~bad_wide & ~bad_mid & (mid > 0) & np.isfinite(ratio)
+    ratio = ratio[ok]
+    out['n_stars'] = int(ratio.size)
+    if ratio.size < _MIN_CORRECTION_STARS:
+        return out
+    value = float(np.median(ratio))
+    out['value'] = max(value, 1.0)
+    out['error'] = float(1.2533 * 1.4826 * np.median(np.abs(ratio - value))
+                         / np.sqrt(ratio.size))
+    return out
 
 
 def _one_trail(image, bad, saturated, error, owner, objects, k, *, margin,

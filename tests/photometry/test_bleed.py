@@ -222,35 +222,147 @@ def test_sky_catalogue_needs_a_wcs():
         phot(_trail_image(), positions=[[60, 240]])
 
 
-def test_unsaturated_targets_are_put_on_the_wide_aperture_scale():
-    from photutils.aperture import CircularAperture, aperture_photometry
-
+def _moffat_field(seed=7, fwhm=2.0):
     from satphotutils.simulation import MoffatPSF, render_stars
 
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(seed)
     n = 36
     gx, gy = np.meshgrid(np.arange(6), np.arange(6))
     x = 30.0 + 45.0 * gx.ravel() + rng.uniform(-0.5, 0.5, n)
     y = 30.0 + 45.0 * gy.ravel() + rng.uniform(-0.5, 0.5, n)
     flux = rng.uniform(2e4, 2e5, n)
     image = SKY + render_stars((290, 290), x, y, flux,
-                               MoffatPSF(fwhm=2.0, beta=2.5))
-    phot = BleedTrailPhotometry(fwhm=2.0, saturation_level=1e9)
+                               MoffatPSF(fwhm=fwhm, beta=2.5))
+    return image, x, y, flux
+
+
+def _moffat_enclosed(radius, fwhm=2.0, beta=2.5):
+    alpha = fwhm / (2 * np.sqrt(2 ** (1 / beta) - 1))
+    return 1 - (1 + (radius / alpha) ** 2) ** (1 - beta)
+
+
+def test_unsaturated_targets_are_put_on_the_wide_aperture_scale():
+    from photutils.aperture import CircularAperture, aperture_photometry
+
+    image, x, y, flux = _moffat_field()
+    n = len(x)
+    phot = BleedTrailPhotometry(fwhm=2.0, saturation_level=1e9,
+                                aperture_correction=0.0)
     table = phot(image, positions=np.column_stack([x, y]))
     assert table.meta['point_correction']['n_stars'] == n
+    assert len(table.meta['point_correction']['phase_terms']) == 3
     assert table.meta['radius'] == pytest.approx(1.8)
-    # The small apertures, corrected, give the wide (3 FWHM) sums: on
-    # average exactly; star by star to the small aperture's dependence
-    # on where in its pixel the star falls.
+    # The small apertures, corrected at each star's pixel phase, give
+    # the wide (3 FWHM) sums: on average to 0.2%, and star by star to
+    # 0.5% (the phase alone moves a 1.8-px aperture's share by 2%).
     wide = aperture_photometry(image, CircularAperture(
         np.column_stack([x, y]), r=6.0))['aperture_sum'] \
         - SKY * np.pi * 36.0
     ratio = table['flux'].value / wide
     assert np.median(ratio) == pytest.approx(1.0, abs=2e-3)
-    # (up to 2% for a 1.8-px radius about a 2-px FWHM star).
-    assert_allclose(ratio, 1.0, atol=0.02)
+    assert_allclose(ratio, 1.0, atol=5e-3)
     # Which hold all but the Moffat wings beyond 6 px (closed form).
-    alpha = 2.0 / (2 * np.sqrt(2 ** (1 / 2.5) - 1))
-    enclosed = 1 - (1 + (6.0 / alpha) ** 2) ** (1 - 2.5)
     assert np.median(table['flux'].value / flux) == pytest.approx(
-        enclosed, abs=2.5e-3)
+        _moffat_enclosed(6.0), abs=2.5e-3)
+
+
+def test_the_pixel_phase_correction_removes_the_phase_scatter():
+    # Without it (one median ratio for every star) a 1.5-px aperture on
+    # a FWHM-1.7 px Moffat scatters by its share's change across a pixel.
+    from photutils.aperture import CircularAperture, aperture_photometry
+
+    fwhm = 1.7
+    image, x, y, _ = _moffat_field(seed=3, fwhm=fwhm)
+    phot = BleedTrailPhotometry(fwhm=fwhm, saturation_level=1e9,
+                                aperture_correction=0.0)
+    table = phot(image, positions=np.column_stack([x, y]))
+    pos = np.column_stack([x, y])
+    small_r, wide_r = 0.9 * fwhm, phot.margin_fwhm * fwhm
+    small = aperture_photometry(image, CircularAperture(
+        pos, r=small_r))['aperture_sum'] - SKY * np.pi * small_r ** 2
+    wide = aperture_photometry(image, CircularAperture(
+        pos, r=wide_r))['aperture_sum'] - SKY * np.pi * wide_r ** 2
+    constant = small * np.median(wide / small) / wide
+    assert np.std(constant) > 0.004
+    assert np.std(table['flux'].value / wide) < 0.35 * np.std(constant)
+
+
+def test_the_measured_aperture_correction_gives_the_total_light():
+    image, x, y, flux = _moffat_field()
+    table = BleedTrailPhotometry(fwhm=2.0, saturation_level=1e9)(
+        image, positions=np.column_stack([x, y]))
+    meta = table.meta['aperture_correction']
+    assert meta['n_stars'] >= 5
+    assert meta['radius'] == pytest.approx(8.0)
+    # What lies between 3 and 4 FWHM of a Moffat of index 2.5 (closed
+    # form), and the stars then hold all but the wings beyond 4 FWHM.
+    assert meta['value'] == pytest.approx(2.5 * np.log10(
+        _moffat_enclosed(8.0) / _moffat_enclosed(6.0)), abs=1e-3)
+    assert np.median(table['flux'].value / flux) == pytest.approx(
+        _moffat_enclosed(8.0), abs=2.5e-3)
+    # Given as a number, it is that number.
+    fixed = BleedTrailPhotometry(fwhm=2.0, saturation_level=1e9,
+                                 aperture_correction=0.1)(
+        image, positions=np.column_stack([x, y]))
+    assert fixed.meta['aperture_correction']['value'] == 0.1
+    assert fixed.meta['aperture_correction']['source'] == 'argument'
+
+
+def test_too_few_isolated_stars_leave_the_total_light_unmeasured():
+    image, x, y, _ = _moffat_field()
+    # Four stars: none of the corrections can be measured, and the meta
+    # says so.
+    table = BleedTrailPhotometry(fwhm=2.0, saturation_level=1e9)(
+        image, positions=np.column_stack([x[:4], y[:4]]))
+    meta = table.meta['aperture_correction']
+    assert meta['value'] == 0.0
+    assert meta['n_stars'] < 5
+    assert 'not measured' in meta['source']
+
+
+@pytest.mark.parametrize('value', ['auto', 'total', None])
+def test_aperture_correction_is_measured_or_a_number(value):
+    with pytest.raises((ValueError, TypeError), match='aperture_correction'):
+        BleedTrailPhotometry(aperture_correction=value)
+
+
+def test_fainter_stars_on_a_bright_trail_leave_it_to_its_star():
+    # Review of the benchmark's crowded frames: three g = 10.5-11.2
+    # stars within 2.6 px of a g = 5.5 star's column, on its trail. The
+    # nearest-core division gave two of them half the trail each (4 mag
+    # too bright) and left the bright star 1.7 mag faint; the trail is
+    # the bright star's, and the others are measured by their wings
+    # beside it and taken off its sum.
+    from satphotutils.simulation import (
+        Camera,
+        Detector,
+        FrameSimulator,
+        Scene,
+        SurveyPipeline,
+    )
+
+    centre = SkyCoord(150, -40, unit='deg')
+    camera = Camera(detector=Detector(shape=(600, 400), full_well=80000.0,
+                                      corner_throughput=1.0))
+    simulate = FrameSimulator(camera=camera, pointing=centre,
+                              pipeline=SurveyPipeline(correction=False))
+    wcs = simulate(Scene(centre, [15.0], [1.0]), mjd=59000.0,
+                   seed=1)[0].wcs
+    rng = np.random.default_rng(3)
+    calib = np.column_stack([rng.uniform(40, 160, 20),
+                             rng.uniform(40, 560, 20)])
+    pixels = np.vstack([[[200.0, 300.0], [202.3, 360.2], [198.2, 224.6],
+                         [202.6, 269.7]], calib])
+    g = np.r_[5.5, 10.8, 11.2, 10.5, rng.uniform(12.0, 13.0, 20)]
+    coords = wcs.pixel_to_world(pixels[:, 0], pixels[:, 1])
+    frame, truth = simulate(Scene(coords, g, np.ones(len(g))),
+                            mjd=59000.0, seed=2)
+    table = BleedTrailPhotometry(fwhm=frame.meta['FWHM'])(
+        frame, skycoord=coords)
+    error = (table['mag'] - truth['mag']).value
+    assert np.all(table['flags'][:4] & SATPHOT_FLAGS.TRAIL_MERGED)
+    assert abs(error[0]) < 0.02
+    # Their wings beside a 5-column trail hold a few per cent of their
+    # light: measured to a few tenths of a magnitude, not to 4 mag.
+    assert np.all(np.abs(error[1:4]) < 0.6)
+    assert np.all(np.isfinite(table['flux_err'][:4]))

@@ -226,3 +226,48 @@ def test_clipped_medians_are_astropys_sigma_clipped_medians(seed):
         _, theirs, _ = sigma_clipped_stats(values, axis=1, sigma=3.0)
     np.testing.assert_array_equal(clipped_medians(values),
                                   np.ma.filled(theirs, np.nan))
+
+
+def test_pixel_phase_correction_recovers_its_terms():
+    from satphotutils.stamps.apertures import PixelPhaseCorrection
+
+    rng = np.random.default_rng(3)
+    dx, dy = rng.uniform(-0.5, 0.5, (2, 300))
+    truth = np.array([0.55, -0.012, -0.008, 0.003])
+    log_ratio = (truth[0] + truth[1] * np.cos(2 * np.pi * dx)
+                 + truth[2] * np.cos(2 * np.pi * dy)
+                 + truth[3] * np.cos(2 * np.pi * dx) * np.cos(2 * np.pi * dy))
+    noisy = log_ratio + rng.normal(0, 0.002, 300)
+    # Ten stars with a neighbour's light in the wide aperture: clipped.
+    noisy[:10] += 0.2
+    phase = PixelPhaseCorrection.fit(dx, dy, np.exp(noisy))
+    assert_allclose(phase.coefficients, truth, atol=7e-4)
+    assert phase.n_stars == 290
+    assert phase.scatter == pytest.approx(0.002, rel=0.2)
+    assert_allclose(np.log(phase(dx, dy)), log_ratio, atol=1e-3)
+    # Periodic: a whole pixel further on, the same correction.
+    assert_allclose(phase(dx + 1, dy - 1), phase(dx, dy))
+
+
+def test_pixel_phase_correction_falls_back_to_the_median():
+    from satphotutils.stamps.apertures import PixelPhaseCorrection
+
+    rng = np.random.default_rng(4)
+    ratio = rng.normal(1.7, 0.01, 40)
+    # Stars on a half-pixel grid: every one at the same phase, the terms
+    # cannot be told apart (once a fit with coefficients of 3e5).
+    grid = PixelPhaseCorrection.fit(np.full(40, 0.5), np.full(40, -0.5),
+                                    ratio)
+    assert grid.coefficients.size == 1
+    assert grid.median == pytest.approx(np.median(ratio))
+    # Too few stars for the terms.
+    few = PixelPhaseCorrection.fit(rng.uniform(-0.5, 0.5, 10),
+                                   rng.uniform(-0.5, 0.5, 10), ratio[:10])
+    assert few.coefficients.size == 1
+    assert few.n_stars == 10
+    # Nothing usable.
+    assert PixelPhaseCorrection.fit([0.1], [0.2], [-1.0]) is None
+    with pytest.raises(ValueError, match='same length'):
+        PixelPhaseCorrection.fit([0.1, 0.2], [0.2], [1.0])
+    with pytest.raises(ValueError, match='coefficients'):
+        PixelPhaseCorrection([1, 2, 3, 4, 5])
