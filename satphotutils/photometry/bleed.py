@@ -439,24 +439,27 @@ class BleedTrailPhotometry(_Photometry):
             read_noise=read_noise, total_radius=total if measured else None)
         frame['point_correction'] = correction
         if measured:
-            value = 2.5 * np.log10(wings['value'])
+            scale = wings['factor']
             frame['aperture_correction'] = {
-                'value': value,
+                'value': 2.5 * np.log10(wings['value']),
                 'error': 1.0857 * wings['error'] / wings['value'],
                 'unit': 'mag', 'radius': wings['radius'],
                 'n_stars': wings['n_stars'], 'source': (
                     'measured: the light beyond the margin out to the '
-                    'radius, median over the bright isolated targets'
-                    if wings['n_stars'] >= 5 else
+                    'radius, median over the bright isolated targets (a '
+                    "trail's aperture, which reaches further, gets what "
+                    'lies beyond its own reach on the same curve of '
+                    'growth)' if wings['n_stars'] >= 5 else
                     'not measured: fewer than 5 bright isolated '
                     'unsaturated targets (none applied)')}
         else:
-            value = self.aperture_correction
+            scale = 10 ** (0.4 * self.aperture_correction)
             frame['aperture_correction'] = {
-                'value': value, 'error': 0.0, 'unit': 'mag',
-                'radius': None, 'n_stars': 0, 'source': 'argument'}
-        flux *= 10 ** (0.4 * value)
-        ferr *= 10 ** (0.4 * value)
+                'value': self.aperture_correction, 'error': 0.0,
+                'unit': 'mag', 'radius': None, 'n_stars': 0,
+                'source': 'argument'}
+        flux *= scale
+        ferr *= scale
         with np.errstate(invalid='ignore', divide='ignore'):
             log_counts = np.where(flux > 0, np.log10(np.abs(flux)), np.nan)
             err = ferr / np.abs(flux) / np.log(10)

@@ -30,6 +30,11 @@ Pure numerical functions: no I/O, no frame handling.
 
 import numpy as np
 
+from satphotutils.stamps.apertures import (
+    PixelPhaseCorrection,
+    phase_terms_matter,
+)
+
 __all__ = []
 
 # Systematic floor (dex) of a calibrated aperture value: sub-pixel
@@ -199,8 +204,14 @@ def _offset_surface(x, y, diff, sel):
     """
     Fit a quadratic surface in x, y to ``diff[sel]`` by least squares.
 
-    With fewer than 60 stars, a constant (their median). Returns the
-    surface at every target and the standard error of its mean level.
+    With the pixel-phase terms of
+    `~satphotutils.stamps.PixelPhaseCorrection` when the stars spread
+    over their pixels and the terms pass an F test at 1% (on a FWHM-2.4
+    px frame they take the hybrid's scatter from 0.0050 to 0.0044 dex,
+    1.03 times the 2-px aperture's with its offset from the truth).
+    With fewer than 60
+    stars, a constant (their median). Returns the surface at every
+    target and the standard error of its mean level.
     """
     n = int(sel.sum())
     if n < 60:
@@ -214,6 +225,21 @@ def _offset_surface(x, y, diff, sel):
     u, v = (x - cx) / scale, (y - cy) / scale
     design = np.column_stack([np.ones_like(u), u, v, u * u, u * v, v * v])
     coef, *_ = np.linalg.lstsq(design[sel], diff[sel], rcond=None)
+    # And where each star falls in its pixel, if the stars say so (an F
+    # test at 1%): a small aperture's share of an undersampled star
+    # changes by a few per cent across a pixel, of a well-sampled one
+    # not at all, and terms fitted to noise only add it.
+    _, spread = PixelPhaseCorrection.terms(x[sel] - np.rint(x[sel]),
+                                           y[sel] - np.rint(y[sel]))
+    if spread:
+        phased = np.column_stack([design, PixelPhaseCorrection.terms(
+            x - np.rint(x), y - np.rint(y))[0][:, 1:]])
+        coef_p, *_ = np.linalg.lstsq(phased[sel], diff[sel], rcond=None)
+        if phase_terms_matter(
+                np.sum((diff[sel] - design[sel] @ coef) ** 2),
+                np.sum((diff[sel] - phased[sel] @ coef_p) ** 2), n,
+                phased.shape[1]):
+            design, coef = phased, coef_p
     surface = design @ coef
     # Faint neighbours only ever add light to the aperture: the mean of
     # the agreeing stars leans their way, their median much less.

@@ -586,9 +586,11 @@ class PixelPhaseCorrection:
     centrally symmetric PSF allows: ``1``, ``cos 2 pi dx``,
     ``cos 2 pi dy``, ``cos 2 pi dx cos 2 pi dy`` (``dx``, ``dy`` the
     offsets from the pixel's centre). With fewer than ``min_stars``
-    stars, or stars that do not spread over their pixels (the terms'
+    stars, stars that do not spread over their pixels (the terms'
     design has a condition number above 30; about 2-3 for stars at
-    random phases), only the constant (their median) is fitted.
+    random phases), or terms that do not pass an F test at 1%
+    (`phase_terms_matter`: a well-sampled star's share hardly changes
+    across a pixel), only the constant (their median) is fitted.
 
     Use `fit` to measure one; an instance applies it with ``__call__``.
 
@@ -676,11 +678,10 @@ class PixelPhaseCorrection:
         if not good.any():
             return None
         dx, dy, value = dx[good], dy[good], np.log(ratio[good])
-        design = _phase_terms(dx, dy, 4)
         # The phases must be spread over the pixel for the terms to be
         # told apart (stars placed on a grid all fall at one phase).
-        if value.size < max(int(min_stars), 4) or \
-                np.linalg.cond(design) > _MAX_PHASE_CONDITION:
+        design, spread = cls.terms(dx, dy)
+        if value.size < max(int(min_stars), 4) or not spread:
             return cls([np.median(value)], n_stars=value.size,
                        scatter=_robust_std(value - np.median(value)))
         keep = np.ones(value.size, dtype=bool)
@@ -692,6 +693,14 @@ class PixelPhaseCorrection:
             if new.sum() < 4 or np.array_equal(new, keep):
                 break
             keep = new
+        kept = value[keep]
+        if not phase_terms_matter(np.sum((kept - kept.mean()) ** 2),
+                                  np.sum(resid[keep] ** 2), kept.size,
+                                  design.shape[1]):
+            # A well-sampled star's share does not change across a pixel:
+            # terms fitted to noise would only add it.
+            return cls([np.median(value)], n_stars=value.size,
+                       scatter=_robust_std(value - np.median(value)))
         return cls(coef, n_stars=int(keep.sum()), scatter=scatter)
 
     def __call__(self, dx, dy):
@@ -706,6 +715,23 @@ class PixelPhaseCorrection:
         terms = _phase_terms(dx.ravel(), dy.ravel(), self.coefficients.size)
         return np.exp(terms @ self.coefficients).reshape(dx.shape)
 
+    @staticmethod
+    def terms(dx, dy):
+        """
+        Return the correction's terms at offsets ``dx``, ``dy``.
+
+        The columns ``1``, ``cos 2 pi dx``, ``cos 2 pi dy`` and
+        ``cos 2 pi dx cos 2 pi dy``, shape (N, 4), and whether the
+        offsets spread over the pixel enough for the last three to be
+        told apart (the condition number of the terms at most 30); for
+        other fits that need the same terms beside their own.
+        """
+        design = _phase_terms(np.ravel(np.asarray(dx, dtype=float)),
+                              np.ravel(np.asarray(dy, dtype=float)), 4)
+        spread = len(design) >= 4 and \
+            np.linalg.cond(design) <= _MAX_PHASE_CONDITION
+        return design, bool(spread)
+
     @property
     def median(self):
         """The correction averaged over pixel phases (the constant term)."""
@@ -716,6 +742,32 @@ class PixelPhaseCorrection:
         return {'value': self.median,
                 'phase_terms': self.coefficients[1:].tolist(),
                 'n_stars': self.n_stars, 'scatter': self.scatter}
+
+
+def phase_terms_matter(rss, rss_phase, n, n_parameters, *, level=0.01):
+    """
+    Say whether the pixel-phase terms improve a least-squares fit.
+
+    An F test of the three terms of `PixelPhaseCorrection` added to a
+    fit: ``rss`` and ``rss_phase`` are the residual sums of squares
+    without and with them, ``n`` the points, ``n_parameters`` the fit's
+    parameters with them. True when the improvement is significant at
+    ``level``.
+
+    Examples
+    --------
+    >>> from satphotutils.stamps.apertures import phase_terms_matter
+    >>> phase_terms_matter(2.0, 1.0, 100, 4), phase_terms_matter(
+    ...     1.02, 1.0, 100, 4)
+    (True, False)
+    """
+    from scipy.stats import f as f_distribution
+
+    dof = n - n_parameters
+    if dof <= 0 or not rss_phase > 0:
+        return False
+    statistic = (rss - rss_phase) / 3.0 / (rss_phase / dof)
+    return bool(statistic > f_distribution.ppf(1.0 - level, 3, dof))
 
 
 def _robust_std(values):

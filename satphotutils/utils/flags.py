@@ -140,6 +140,13 @@ _DEFINITIONS = (
                    'masked or non-finite pixels in the aperture or next to '
                    "the target's saturated region: charge there is not "
                    'counted (BleedTrailPhotometry)'),
+    FlagDefinition(68719476736, 'trail_wings',
+                   "the target lies on a brighter star's bleed trail, "
+                   'where its charge joined the trail: measured by its '
+                   "wings beside the trail's columns (a few per cent of "
+                   'its light, so to tenths of a magnitude) and taken off '
+                   "that star's sum; with no_signal, too close to that "
+                   "star's core to be told from it (BleedTrailPhotometry)"),
 )
 
 
