@@ -13,7 +13,7 @@ __getattr__, __dir__, __all__ = lazy_namespace(__name__, {
     'apertures': [
         'ApertureSums', 'PixelPhaseCorrection', 'aperture_sums',
         'center_sums', 'circle_index', 'circle_mask', 'clipped_medians',
-        'stamp_aperture_photometry'],
+        'phase_terms_matter', 'stamp_aperture_photometry'],
     'builder': [
         'BuildReport', 'StampBuilder'],
     'calibrate': [

@@ -36,7 +36,7 @@ from astropy.utils.exceptions import AstropyUserWarning
 
 __all__ = ['ApertureSums', 'PixelPhaseCorrection', 'aperture_sums',
            'center_sums', 'circle_index', 'circle_mask', 'clipped_medians',
-           'stamp_aperture_photometry']
+           'phase_terms_matter', 'stamp_aperture_photometry']
 
 # Nodes per axis of the exact-overlap weight table over offsets -0.5..0.5:
 # 1/40 px apart (see the accuracy figures in `aperture_sums`).
