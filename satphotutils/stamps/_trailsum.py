@@ -533,7 +533,7 @@ def _aperture_correction(planes, x, y, small, small_bkg_var, owner, index,
     """
     from satphotutils.stamps.apertures import PixelPhaseCorrection
 
-    alone = _alone(planes, x, y, small, small_bkg_var, owner, index,
+    alone = _alone(x, y, small, small_bkg_var, owner, index,
                    reach=int(np.ceil(margin)) + 1)
     if len(alone) < _MIN_CORRECTION_STARS:
         return None, alone
@@ -548,7 +548,7 @@ def _aperture_correction(planes, x, y, small, small_bkg_var, owner, index,
     return phase, alone
 
 
-def _alone(planes, x, y, small, small_bkg_var, owner, index, *, reach,
+def _alone(x, y, small, small_bkg_var, owner, index, *, reach,
            limit=_MAX_CORRECTION_STARS):
     """
     Return the bright targets no other star's pixel comes near.
@@ -557,23 +557,31 @@ def _alone(planes, x, y, small, small_bkg_var, owner, index, *, reach,
     within ``reach`` pixels (a square). The brightest first, at most
     ``limit``; a few hundred are plenty for a correction.
     """
-    ny, nx = planes.bad.shape
-    ix = np.rint(x).astype(np.int64)
-    iy = np.rint(y).astype(np.int64)
-    inner = (ix >= reach) & (ix < nx - reach) & (iy >= reach) \
-        & (iy < ny - reach)
-    bright = inner & (small > 50 * np.sqrt(small_bkg_var)) & (small > 0)
+    bright = (small > 50 * np.sqrt(small_bkg_var)) & (small > 0)
     candidates = np.flatnonzero(bright)
     candidates = candidates[np.argsort(-small[candidates])][:4 * limit]
     alone = []
     for c in candidates:
-        box = owner[iy[c] - reach:iy[c] + reach + 1,
-                    ix[c] - reach:ix[c] + reach + 1]
-        if np.all((box == 0) | (box == index[c] + 1)):
+        if _no_other_star(owner, x[c], y[c], index[c], reach):
             alone.append(c)
         if len(alone) >= limit:
             break
     return np.array(alone, dtype=int)
+
+
+def _no_other_star(owner, x, y, own, reach):
+    """
+    Say whether no other star's pixel lies near a position.
+
+    Near: within ``reach`` pixels (a square, on the frame) of the pixel
+    nearest ``x``, ``y``; ``own`` is the star's own index.
+    """
+    ny, nx = owner.shape
+    ix, iy = int(np.rint(x)), int(np.rint(y))
+    if not (reach <= ix < nx - reach and reach <= iy < ny - reach):
+        return False
+    box = owner[iy - reach:iy + reach + 1, ix - reach:ix + reach + 1]
+    return bool(np.all((box == 0) | (box == own + 1)))
 
 
 def _riders(planes, labels, owner, error, all_x, all_y, region, core,
@@ -612,9 +620,11 @@ def _riders(planes, labels, owner, error, all_x, all_y, region, core,
         near[j] = np.hypot(all_x[riders[j]] - all_x[h],
                            all_y[riders[j]] - all_y[h]) \
             < half + kwargs['margin']
+    # The calibration stars' backgrounds are those of their small
+    # apertures, measured already.
     f, v, b = _beside_trail(planes, labels > 0, error, all_x[riders],
                             all_y[riders], all_x[alone], all_y[alone],
-                            **kwargs)
+                            bkg[alone].copy(), **kwargs)
     f[near] = np.nan
     v[near] = np.nan
     mine = riders < n
@@ -627,8 +637,8 @@ def _riders(planes, labels, owner, error, all_x, all_y, region, core,
             var[host[k]] += v[k]
 
 
-def _beside_trail(planes, trails, error, x, y, cal_x, cal_y, *, margin,
-                  radius, sky, gain, read_noise):
+def _beside_trail(planes, trails, error, x, y, cal_x, cal_y, cal_b, *,
+                  margin, radius, sky, gain, read_noise):
     """
     Measure stars that lie on another star's bleed trail by their wings.
 
@@ -637,7 +647,8 @@ def _beside_trail(planes, trails, error, x, y, cal_x, cal_y, *, margin,
     (and one pixel either side, where blooming spills) is its own; the
     sum of those pixels within ``margin`` is scaled by the share the same
     pixels hold on the frame's bright isolated stars (``cal_x``,
-    ``cal_y``) that fall at the nearest pixel phases, so that it is on
+    ``cal_y``, their backgrounds ``cal_b``) that fall at the nearest
+    pixel phases, so that it is on
     the margin's scale as every other sum. The background is the clipped
     median of an annulus with the trails left out.
 
@@ -674,11 +685,8 @@ def _beside_trail(planes, trails, error, x, y, cal_x, cal_y, *, margin,
         pix_var = np.where(use, err ** 2, 0.0).sum(axis=(1, 2))
     pix_var = pix_var + (n_pix * b_std) ** 2 * np.pi / 2 / np.maximum(n_b,
                                                                       1)
-    # The calibration stars, background subtracted as their small
-    # apertures were (the annulus about each).
-    cal_b, _, _ = _ring_background(planes.clean, np.rint(cal_x).astype(
-        np.int64), np.rint(cal_y).astype(np.int64), radius + 5.0,
-        radius + 8.0)
+    # The calibration stars, less the backgrounds of their small
+    # apertures (the annulus about each).
     cal, cal_in = cut_stamps(planes.clean, cal_x, cal_y, size, dtype=float)
     cal = np.where(cal_in & np.isfinite(cal), cal - cal_b[:, None, None],
                    0.0)
@@ -738,18 +746,8 @@ def _total_correction(planes, x, y, owner, index, *, margin, total, sky):
     if len(x) == 0 or total <= margin:
         return out
     reach = int(np.ceil(total + 8.0)) + 1
-    ny, nx = planes.bad.shape
-    ix = np.rint(x).astype(np.int64)
-    iy = np.rint(y).astype(np.int64)
-    keep = []
-    for k in range(len(x)):
-        if not (reach <= ix[k] < nx - reach and reach <= iy[k] < ny - reach):
-            continue
-        box = owner[iy[k] - reach:iy[k] + reach + 1,
-                    ix[k] - reach:ix[k] + reach + 1]
-        if np.all((box == 0) | (box == index[k] + 1)):
-            keep.append(k)
-    keep = np.array(keep, dtype=int)[:_MAX_TOTAL_STARS]
+    keep = np.array([k for k in range(len(x)) if _no_other_star(
+        owner, x[k], y[k], index[k], reach)], dtype=int)[:_MAX_TOTAL_STARS]
     if len(keep) < _MIN_CORRECTION_STARS:
         out['n_stars'] = len(keep)
         return out
