@@ -40,7 +40,10 @@ def register(subparsers, formatter_class):
     train.add_argument('--epochs', type=_count, help='maximum epochs')
     train.add_argument('--seeds', type=_count,
                        help='networks trained from different seeds')
-    train.add_argument('--batch-size', type=_count, help='minibatch size')
+    train.add_argument('--batch-size', type=_count,
+                       help='minibatch size (default preset: the largest '
+                       'power of two from 16 to 256 that gives at least '
+                       '500 steps per epoch)')
     train.add_argument('--lr', type=number_option(above=0),
                        help='(peak) learning rate')
     train.add_argument('--seed', type=_seed, help='base random seed')
@@ -173,6 +176,10 @@ def _train(args):
         print(f"started from {init['source']} (created {init['created']}, "
               f"sha256 {init['sha256'][:12]})")
     print(f'wrote {args.output}: {model!r}')
+    training = model.metadata['training']
+    print(f"  minibatch size {training['batch_size']}"
+          + (' (chosen for the table: --batch-size sets it)'
+             if training['config']['batch_size'] is None else ''))
     for group, stats in val.items():
         print(f"  validation {group}: dispersion {stats['dispersion']:.4f} "
               f"mag, median {stats['median']:+.4f} mag, "

@@ -28,6 +28,8 @@ def test_train_predict_evaluate(stamp_file, tmp_path, capsys):
     assert meta['architecture']['members'] == 2
     assert meta['training']['config']['epochs'] == 2
     assert meta['training']['command'].startswith('satphot')
+    assert meta['training']['batch_size'] == 128
+    assert 'minibatch size 128\n' in capsys.readouterr().out
 
     out = tmp_path / 'pred.fits'
     assert main(['predict', str(stamp_file), '--model', str(model_dir),
