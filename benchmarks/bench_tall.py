@@ -121,8 +121,8 @@ def tall_network(ctx):
     for name, style in styles.items():
         ax.plot(mid, [_lc(test, diffs[name], lo, hi)
                       for lo, hi in itertools.pairwise(edges)], style,
-                label=f'{name}' + (f' (batch {batches[name]})'
-                                   if name in batches else ''))
+                label=name + (f' (batch {batches[name]})'
+                              if name == 'network' else ''))
     ax.plot(mid, [_lc(test, aps[best_r], lo, hi)
                   for lo, hi in itertools.pairwise(edges)], 'v:',
             label=f'{best_r:g}-px aperture')
