@@ -235,10 +235,17 @@ def test_features_config_records_the_shape():
 
 # -- square stamps: bit-identical to before -----------------------------------
 
+def _unhex(values):
+    return np.array([float.fromhex(v) for v in values])
+
+
 def test_square_stamps_and_models_give_what_they_gave(tmp_path):
     # The outputs of main at 097db21, before tall stamps (the same code
     # run there): the bundled model, the features and the photometry of
-    # a synthetic frame, to the last bit.
+    # a synthetic frame, to a few float32 ulps: the last bits differ
+    # between CPUs (numpy's and torch's SIMD kernels; an AVX-512 machine
+    # differs from the one the reference was taken on by ~1e-9), a change
+    # of behaviour by orders of magnitude more.
     reference = json.loads((DATA / 'square_reference.json').read_text())
     rng = np.random.default_rng(23)
     yy, xx = np.mgrid[-10:11, -10:11]
@@ -254,13 +261,13 @@ def test_square_stamps_and_models_give_what_they_gave(tmp_path):
     model = SaturatedStarModel.default()
     pred = model(stamps, sky=200.0, dx=dx, dy=dy, saturation=6e4, fwhm=2.0,
                  ensemble=True, reflections=True)
-    assert [float(v).hex() for v in pred.log_counts] == reference['pred']
-    assert [float(v).hex() for v in pred.log_counts_err] == \
-        reference['err']
+    assert_allclose(pred.log_counts, _unhex(reference['pred']), rtol=1e-6)
+    assert_allclose(pred.log_counts_err, _unhex(reference['err']),
+                    rtol=1e-6)
     feat = StampFeatures()(stamps, sky=np.full(12, 200.0), dx=dx, dy=dy,
                            saturation=6e4, fwhm=2.0)
-    assert float(np.sum(feat.features.astype(np.float64))).hex() == \
-        reference['feat_sum']
+    assert_allclose(np.sum(feat.features.astype(np.float64)),
+                    float.fromhex(reference['feat_sum']), rtol=1e-6)
     rng = np.random.default_rng(5)
     yy, xx = np.mgrid[:160, :160]
     x = rng.uniform(20, 140, 25)
@@ -275,8 +282,8 @@ def test_square_stamps_and_models_give_what_they_gave(tmp_path):
         {'SATURATE': 6e4, 'SKY': 300.0, 'REFGRID': True}))
     table = SaturatedStarPhotometry(fwhm=2.0)(
         ccd, positions=np.column_stack([x, y]))
-    assert [float(v).hex() for v in np.asarray(table['log_counts'])] == \
-        reference['phot']
+    assert_allclose(np.asarray(table['log_counts']),
+                    _unhex(reference['phot']), rtol=1e-6)
     assert list(table['method']) == reference['method']
     assert list(table['flags']) == reference['flags']
     assert list(table['n_saturated']) == reference['nsat']
