@@ -47,6 +47,12 @@ def register(subparsers, formatter_class):
     train.add_argument('--lr', type=number_option(above=0),
                        help='(peak) learning rate')
     train.add_argument('--seed', type=_seed, help='base random seed')
+    train.add_argument('--fwhm-jitter', type=number_option(minimum=0,
+                                                            maximum=1),
+                       metavar='SIGMA', dest='fwhm_jitter',
+                       help='scatter (natural log) of the training jitter '
+                       "of the frames' FWHM input (default 0.03; the "
+                       'bundled model was trained with 0.1)')
     train.add_argument('--depth', type=_count, help='hidden layers')
     train.add_argument('--width', type=_count,
                        help='width of the hidden layers')
@@ -155,7 +161,8 @@ def _train(args):
                f'architecture is that of the init model {args.init}')
         raise SatphotutilsError(msg)
     changes = {name: getattr(args, name) for name in
-               ('epochs', 'seeds', 'batch_size', 'lr', 'seed', *shape)
+               ('epochs', 'seeds', 'batch_size', 'lr', 'seed',
+                'fwhm_jitter', *shape)
                if getattr(args, name) is not None}
     preset = args.preset or ('default' if args.init is None else 'finetune')
     config = dataclasses.replace(PRESETS[preset], **changes)

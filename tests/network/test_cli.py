@@ -23,8 +23,10 @@ def test_train_predict_evaluate(stamp_file, tmp_path, capsys):
     model_dir = tmp_path / 'model'
     assert main(['train', str(stamp_file), '-o', str(model_dir),
                  '--epochs', '2', '--seeds', '2', '--batch-size', '128',
-                 '--lr', '0.002', '--seed', '3']) == 0
+                 '--lr', '0.002', '--seed', '3',
+                 '--fwhm-jitter', '0.05']) == 0
     meta = json.loads((model_dir / 'model.json').read_text())
+    assert meta['training']['config']['fwhm_jitter'] == 0.05
     assert meta['architecture']['members'] == 2
     assert meta['training']['config']['epochs'] == 2
     assert meta['training']['command'].startswith('satphot')
@@ -76,6 +78,10 @@ def test_predict_with_the_bundled_model(stamp_file, tmp_path):
 
 
 def test_errors_are_reported(stamp_file, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(['train', str(stamp_file), '-o', str(tmp_path / 'm'),
+              '--fwhm-jitter', '-0.1'])
+    assert '--fwhm-jitter' in capsys.readouterr().err
     assert main(['predict', str(stamp_file), '--model', str(tmp_path),
                  '-o', str(tmp_path / 'x.fits')]) == 1
     assert 'not a satphotutils model directory' in capsys.readouterr().err

@@ -190,6 +190,35 @@ def test_default_batch_follows_the_table(small_stamps, tmp_path):
     assert again.metadata['training']['batch_size'] == 16
 
 
+def test_fwhm_jitter_is_the_configured_scatter(small_stamps, tmp_path):
+    # Issue #23: a 10% jitter of the FWHM input kept a raw camera's
+    # network from following the seeing; the default is now 3%, set by
+    # TrainingConfig.fwhm_jitter (satphot train --fwhm-jitter).
+    assert TrainingConfig().fwhm_jitter == 0.03
+    for bad in (-0.01, 1.5, True, 'x', None):
+        with pytest.raises(ValueError, match='fwhm_jitter'):
+            TrainingConfig(fwhm_jitter=bad)
+    table = small_stamps
+    measured = np.asarray(table['fwhm'], dtype=float)
+    spread = {}
+    for jitter in (0.0, 0.03, 0.1):
+        trainer = Trainer(TrainingConfig(fwhm_jitter=jitter, seed=4))
+        data, _, features = trainer._load(table)
+        names = list(features.names)
+        # The fwhm scalar is (FWHM - 2 px) / 1 px.
+        seen = data.features[:, names.index('fwhm')].astype(float) + 2.0
+        inside = (measured > 1.0) & (measured < 7.0)
+        spread[jitter] = np.std(np.log(seen[inside] / measured[inside]))
+    assert spread[0.0] < 1e-6
+    assert_allclose(spread[0.03], 0.03, rtol=0.1)
+    assert_allclose(spread[0.1], 0.1, rtol=0.1)
+    model = Trainer(TrainingConfig(epochs=1, fwhm_jitter=0.05))(
+        small_stamps, tmp_path / 'm')
+    again = SaturatedStarModel.read(tmp_path / 'm')
+    assert model.metadata['training']['config']['fwhm_jitter'] == 0.05
+    assert again.metadata['training']['config']['fwhm_jitter'] == 0.05
+
+
 @pytest.mark.slow
 def test_the_default_batch_trains_tall_stamps_of_a_raw_camera(tmp_path):
     # Issue #23: a user's 24,000 tall stamps of a raw camera with the
@@ -219,20 +248,28 @@ def test_the_default_batch_trains_tall_stamps_of_a_raw_camera(tmp_path):
 
     train, test = simulate(6000, 1, 4, 1), simulate(200, 2, 12, 3)
     g = np.asarray(test['g'])
-    sat = (g >= 7.5) & (g < 11.5)
     label = np.asarray(test['log_counts'])
 
-    def scatter(log_counts):
+    def scatter(log_counts, lo, hi):
+        sel = (g >= lo) & (g < hi)
         _, disp, _ = lightcurve_dispersion(
-            np.asarray(test['star_id'])[sat], np.asarray(test['epoch'])[sat],
-            -2.5 * (log_counts - label)[sat])
+            np.asarray(test['star_id'])[sel], np.asarray(test['epoch'])[sel],
+            -2.5 * (log_counts - label)[sel])
         return np.nanmedian(disp)
 
-    result = {}
-    for name, batch in (('auto', None), ('256', 256)):
-        model = Trainer(TrainingConfig(epochs=15, batch_size=batch))(
-            train, tmp_path / name)
-        x = features_of(test, model.features)
-        result[name] = scatter(model.predict_prepared(x).log_counts)
-    # Measured: 0.0071 against 0.0111 mag.
-    assert result['auto'] < 0.75 * result['256'], result
+    sat, unsat = {}, {}
+    for name, options in (('auto', {}), ('256', {'batch_size': 256}),
+                          ('jitter 0.1', {'fwhm_jitter': 0.1})):
+        model = Trainer(TrainingConfig(epochs=15, **options))(
+            train, tmp_path / name.replace(' ', '_'))
+        pred = model.predict_prepared(features_of(test, model.features))
+        sat[name] = scatter(pred.log_counts, 7.5, 11.5)
+        unsat[name] = scatter(pred.log_counts, 12.0, 14.5)
+    assert sat['auto'] < 0.75 * sat['256'], sat
+    # The former 10% jitter of the FWHM input kept the network from
+    # following the seeing: unsaturated light curves 0.030 against the
+    # default's 0.015 mag in the tall_network benchmark, 0.018 against
+    # 0.012 on a second table (three seeds each). Saturated ones gained
+    # less and not on every table (0.0072 -> 0.0053 there, 0.0058 ->
+    # 0.0053 on the second, 0.0063 -> 0.0069 on this one).
+    assert unsat['auto'] < 0.8 * unsat['jitter 0.1'], unsat
