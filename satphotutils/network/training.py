@@ -196,6 +196,8 @@ class TrainingConfig:
                 msg = f'invalid training option {name}={getattr(self, name)!r}'
                 raise ValueError(msg)
         self.fractions = tuple(self.fractions)
+        # numpy float32 passes the check but not json.dumps.
+        self.fwhm_jitter = float(self.fwhm_jitter)
         if self.batch_size is not None:
             # numpy integers pass the check but not json.dumps.
             self.batch_size = int(self.batch_size)

@@ -195,9 +195,12 @@ def test_fwhm_jitter_is_the_configured_scatter(small_stamps, tmp_path):
     # network from following the seeing; the default is now 3%, set by
     # TrainingConfig.fwhm_jitter (satphot train --fwhm-jitter).
     assert TrainingConfig().fwhm_jitter == 0.03
-    for bad in (-0.01, 1.5, True, 'x', None):
+    for bad in (-0.01, 1.5, True, 'x', None, np.nan):
         with pytest.raises(ValueError, match='fwhm_jitter'):
             TrainingConfig(fwhm_jitter=bad)
+    numpy_float = TrainingConfig(fwhm_jitter=np.float32(0.05))
+    assert type(numpy_float.fwhm_jitter) is float
+    json.dumps(numpy_float.to_dict())
     table = small_stamps
     measured = np.asarray(table['fwhm'], dtype=float)
     spread = {}
