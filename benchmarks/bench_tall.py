@@ -159,7 +159,8 @@ def tall_network(ctx):
     for name, style in styles.items():
         ax.plot(mid, [_lc(test, diffs[name], lo, hi)
                       for lo, hi in itertools.pairwise(edges)], style,
-                label=name + (f' (batch {batches[name]})'
+                label=name + (f' (batch {batches[name]}, FWHM jitter '
+                              f'{runs[name].fwhm_jitter:g})'
                               if name == 'network' else ''))
     ax.plot(mid, [_lc(test, aps[best_r], lo, hi)
                   for lo, hi in itertools.pairwise(edges)], 'v:',
