@@ -635,16 +635,27 @@ class SaturatedStarModel:
         Returns
         -------
         prefers : `~numpy.ndarray` of bool
-            The target's bin has a smaller ``error`` (the quadrature sum
-            of bias and scatter against the labels) for the trail sum
-            than for the network. False outside the bins and for a model
+            In the target's bin the trail sum repeated better from image
+            to image of a star (``repeat``) with a median offset from the
+            labels within the record's ``bias_tolerance``; in a bin
+            without ``repeat`` (and in a version-1 record) it had the
+            smaller ``error`` (the quadrature sum of bias and scatter
+            against the labels). False outside the bins and for a model
             without the record.
         """
         where = self.saturation_coordinate(x, log_counts)
         prefers = np.zeros(where.shape, dtype=bool)
         record = self.metadata.get('trail_validation') or {}
+        tolerance = record.get('bias_tolerance')
         for entry in record.get('bins', []):
-            if entry['bleed_trail']['error'] < entry['network']['error']:
+            trail, net = entry['bleed_trail'], entry['network']
+            if trail.get('repeat') is not None and \
+                    net.get('repeat') is not None:
+                better = trail['repeat'] < net['repeat'] and \
+                    abs(trail['bias']) <= tolerance
+            else:
+                better = trail['error'] < net['error']
+            if better:
                 prefers |= (where >= entry['lo']) & (where < entry['hi'])
         return prefers
 
@@ -1069,7 +1080,7 @@ def _check_meta(meta, path, features, *, v1=False):
 
 
 #: ``metadata['trail_validation']`` versions this satphotutils reads.
-_TRAIL_VALIDATION_VERSIONS = (1,)
+_TRAIL_VALIDATION_VERSIONS = (1, 2)
 _TRAIL_METHODS = ('network', 'bleed_trail')
 
 
@@ -1107,6 +1118,16 @@ def _check_trail_validation(meta, fail):
                     fail(f'{where}.{name}.{part}',
                          'a finite number' if part == 'bias'
                          else 'a finite number >= 0', value)
+            if version >= 2:
+                value = figures.get('repeat')
+                if value is not None and not (_is_number(value)
+                                              and value >= 0):
+                    fail(f'{where}.{name}.repeat',
+                         'a finite number >= 0 or null', value)
+    if version >= 2 and not (_is_number(record.get('bias_tolerance'))
+                             and record['bias_tolerance'] >= 0):
+        fail('trail_validation.bias_tolerance', 'a finite number >= 0',
+             record.get('bias_tolerance'))
 
 
 # -- feature version 1 --------------------------------------------------------

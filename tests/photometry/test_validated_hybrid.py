@@ -164,8 +164,53 @@ def test_trail_reaches_end_and_the_stamp_trail_sum():
     assert flags[1] & SATPHOT_FLAGS.TRAIL_EDGE
 
 
+def test_prefers_trail_sum_by_repeatability_within_the_bias_tolerance():
+    # Version 2: a trail sum that scatters more against the labels (its
+    # level carries the neighbours and wing light only a frame corrects)
+    # but repeats better from image to image, with a small median
+    # offset, is chosen; a large offset (charge the camera lost) is not;
+    # a bin without repeats falls back to the error.
+    def entry(lo, trail_bias, trail_repeat, net_repeat=0.005):
+        return {'lo': lo, 'hi': lo + 0.5, 'n': 50,
+                'network': {'bias': 0.0, 'scatter': 0.015, 'error': 0.015,
+                            'repeat': net_repeat},
+                'bleed_trail': {'bias': trail_bias, 'scatter': 0.06,
+                                'error': float(np.hypot(trail_bias, 0.06)),
+                                'repeat': trail_repeat}}
+
+    model = SaturatedStarModel.default()
+    model.metadata = dict(model.metadata, trail_validation={
+        'version': 2, 'bias_tolerance': 0.03, 'bins': [
+            entry(1.0, -0.01, 0.002), entry(1.5, 0.12, 0.002),
+            entry(2.0, 0.0, 0.008), entry(2.5, 0.0, None)]})
+
+    class Headroom:
+        log_headroom = np.full(4, 4.0)
+
+    prefers = model.prefers_trail_sum(Headroom(), [5.2, 5.7, 6.2, 6.7])
+    assert prefers.tolist() == [True, False, False, False]
+
+
+def test_the_repeat_is_the_scatter_about_each_stars_median():
+    from satphotutils.network.training import _repeat
+
+    rng = np.random.default_rng(3)
+    star = np.repeat(np.arange(400), 6)
+    # Per-star constants of 0.1 mag do not count, the 0.01 noise does.
+    diff = rng.normal(0, 0.1, 400)[star] + rng.normal(0, 0.01, star.size)
+    assert _repeat(diff, star, min_rows=10) == pytest.approx(0.01, rel=0.1)
+    assert _repeat(diff[::6], star[::6], min_rows=10) is None
+
+
 @pytest.mark.parametrize(('change', 'field'), [
-    ({'version': 2}, 'trail_validation.version'),
+    ({'version': 3}, 'trail_validation.version'),
+    ({'version': 2}, 'trail_validation.bias_tolerance'),
+    ({'version': 2, 'bias_tolerance': 0.03, 'bins': [
+        {'lo': 0.5, 'hi': 1.0,
+         'network': {'bias': 0.0, 'scatter': 0.0, 'error': 0.0,
+                     'repeat': -1.0},
+         'bleed_trail': {'bias': 0.0, 'scatter': 0.0, 'error': 0.0}}]},
+     'trail_validation.bins[0].network.repeat'),
     ({'bins': 'x'}, 'trail_validation.bins'),
     ({'bins': [{'lo': 1.0, 'hi': 0.5}]}, 'trail_validation.bins[0].lo/hi'),
     ({'bins': [{'lo': 0.5, 'hi': 1.0,
