@@ -827,6 +827,12 @@ def _one_trail(image, bad, saturated, error, owner, objects, k, *, margin,
     bx1 = min(x1 + 2 * reach + side + 1, nx)
     box = (slice(by0, by1), slice(bx0, bx1))
     own_seed = owner[box] == k + 1
+    if not own_seed.any():
+        # The region was divided and none of it fell to this target
+        # (another star's core took all of it): nothing to sum; a
+        # flagged NaN, not an exception that loses the frame's rows.
+        return (np.nan, np.nan, np.nan, np.nan, 0.0,
+                flags | SATPHOT_FLAGS.TRAIL_MERGED)
     other_seed = (owner[box] != 0) & ~own_seed
     d_own = ndimage.distance_transform_edt(~own_seed)
     weight = d_own <= margin

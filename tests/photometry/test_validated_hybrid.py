@@ -243,3 +243,27 @@ def test_training_measures_trails_with_bleed_trail_photometry_defaults():
     defaults = inspect.signature(BleedTrailPhotometry).parameters
     assert {k: defaults[k].default for k in TRAIL_DEFAULTS} == \
         TRAIL_DEFAULTS
+
+
+def test_a_trail_target_that_owns_no_pixel_is_flagged_not_fatal():
+    # A raw camera's frame (10% blooming, camera B of the session-19
+    # check) raised IndexError in the trail sum: a target matched to a
+    # saturated region whose division gave it no pixel. Now a NaN flux
+    # flagged trail_merged, and the frame's other rows survive.
+    from scipy import ndimage
+
+    from satphotutils.stamps._trailsum import _one_trail
+    from satphotutils.utils.flags import SATPHOT_FLAGS
+
+    image = np.full((60, 30), 100.0)
+    image[20:40, 15] = 6e4
+    saturated = image >= 6e4
+    labels, _ = ndimage.label(saturated)
+    owner = np.where(saturated, 2, 0)  # all of it to star 1, not star 0
+    objects = ndimage.find_objects(labels)[0]
+    flux, _, _, _, area, flags = _one_trail(
+        image, np.zeros_like(saturated), saturated, None, owner, objects,
+        0, margin=5.0, gap=2, width=6, sky=100.0)
+    assert np.isnan(flux)
+    assert area == 0.0
+    assert flags & SATPHOT_FLAGS.TRAIL_MERGED
