@@ -141,11 +141,12 @@ def tall_network(ctx):
                 default, fwhm_jitter=0.0)}
     # Each test frame's FWHM off by a further 5% (log-normal): a
     # measurement the training did not make.
-    frames = np.unique(np.asarray(test['mjd']), return_inverse=True)
+    exposures, exposure = np.unique(np.asarray(test['mjd']),
+                                    return_inverse=True)
     off = test.copy(copy_data=False)
     off['fwhm'] = np.asarray(test['fwhm']) * np.exp(
-        np.random.default_rng(5).normal(0.0, 0.05, len(frames[0])))[
-        frames[1]]
+        np.random.default_rng(5).normal(0.0, 0.05, len(exposures)))[
+        exposure]
     diffs, seconds, batches = {}, {}, {}
     for name, config in runs.items():
         out = work / name.replace(', ', '_').replace(' ', '')
