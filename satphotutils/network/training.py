@@ -562,6 +562,10 @@ class Trainer:
 
         model = SaturatedStarModel(
             features, members, input_mean=mean, input_std=std, metadata={})
+        # Its guard is fitted last, from the trained members: the
+        # evaluations before it must not tell the user the model has none
+        # (fit_guard says so itself if it cannot fit one).
+        model._said_unguarded = True
         label = columns['label']
         model.metadata.update({
             'training_frames': _training_frames(columns, usable),

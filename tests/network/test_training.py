@@ -1,4 +1,5 @@
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -220,6 +221,28 @@ def test_fwhm_jitter_is_the_configured_scatter(small_stamps, tmp_path):
     again = SaturatedStarModel.read(tmp_path / 'm')
     assert model.metadata['training']['config']['fwhm_jitter'] == 0.05
     assert again.metadata['training']['config']['fwhm_jitter'] == 0.05
+
+
+def test_training_does_not_say_its_model_is_unguarded(small_stamps,
+                                                     tmp_path, caplog):
+    # Training evaluated the model (calibration, validation figures)
+    # before fitting its guard, and each run logged "the model has no
+    # out-of-distribution guard ... fit one with satphot guard" although
+    # the model it wrote had one.
+    with caplog.at_level(logging.WARNING):
+        model = Trainer(TrainingConfig(epochs=1, seeds=1))(
+            small_stamps, tmp_path / 'm')
+    assert model.guard is not None
+    assert 'no out-of-distribution guard' not in caplog.text
+    # A model read without one still says so once, when it predicts.
+    bare = SaturatedStarModel.read(tmp_path / 'm')
+    bare.guard = None
+    t = small_stamps[:20]
+    with caplog.at_level(logging.WARNING):
+        bare(np.asarray(t['stamp']), sky=t['sky'], dx=t['dx'], dy=t['dy'],
+             saturation=t['saturation'], fwhm=t['fwhm'],
+             camera=camera_codes(t))
+    assert caplog.text.count('no out-of-distribution guard') == 1
 
 
 @pytest.mark.slow
