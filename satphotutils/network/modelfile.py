@@ -937,9 +937,10 @@ class SaturatedStarModel:
         """
         Return the bundled default model.
 
-        It was trained on simulated ASAS-SN-like data from g = 3 to 15;
-        the command that reproduces it is in its ``metadata['training']``
-        and in the documentation.
+        It was trained on simulated stamps from g = 3 to 15 of cameras
+        drawn from `~satphotutils.simulation.CameraFamily` and of the
+        simulator's ASAS-SN-like camera; the command that reproduces it
+        is in its ``metadata['training']`` and in the documentation.
 
         Parameters
         ----------
