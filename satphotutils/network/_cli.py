@@ -36,10 +36,16 @@ def register(subparsers, formatter_class):
                              "Kochanek's recipe (Adam, lr 1e-4, batch 128, "
                              "MSE, 150 epochs, 24 seeds); 'finetune': lr "
                              '3e-3 one-cycle, batch 32, 15 epochs, 80/20 '
-                             'train/validation split'))
+                             'train/validation split, a soup of 4 copies '
+                             'per member'))
     train.add_argument('--epochs', type=_count, help='maximum epochs')
     train.add_argument('--seeds', type=_count,
                        help='networks trained from different seeds')
+    train.add_argument('--soup', type=_count, metavar='N',
+                       help='with --init: train N copies of each init '
+                       'member (their own minibatch orders) and average '
+                       "their weights into one network (default 4, the "
+                       "'finetune' preset; 1: no averaging)")
     train.add_argument('--batch-size', type=_count,
                        help='minibatch size (default preset: the largest '
                        'power of two from 16 to 256 that gives at least '
@@ -51,8 +57,8 @@ def register(subparsers, formatter_class):
                                                             maximum=1),
                        metavar='SIGMA', dest='fwhm_jitter',
                        help='scatter (natural log) of the training jitter '
-                       "of the frames' FWHM input (default 0.03; the "
-                       'bundled model was trained with 0.1)')
+                       "of the frames' FWHM input (default 0.03, as the "
+                       'bundled model was trained)')
     train.add_argument('--depth', type=_count, help='hidden layers')
     train.add_argument('--width', type=_count,
                        help='width of the hidden layers')
@@ -161,7 +167,7 @@ def _train(args):
                f'architecture is that of the init model {args.init}')
         raise SatphotutilsError(msg)
     changes = {name: getattr(args, name) for name in
-               ('epochs', 'seeds', 'batch_size', 'lr', 'seed',
+               ('epochs', 'seeds', 'soup', 'batch_size', 'lr', 'seed',
                 'fwhm_jitter', *shape)
                if getattr(args, name) is not None}
     preset = args.preset or ('default' if args.init is None else 'finetune')

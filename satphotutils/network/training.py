@@ -127,13 +127,24 @@ class TrainingConfig:
         0.0072 mag with 0 / 0.03 / 0.1, unsaturated 0.013 / 0.015 /
         0.030; with each test frame's FWHM off by a further 5%, 0.0076 /
         0.0065 / 0.0074 and 0.024 / 0.022 / 0.032. The bundled model
-        was trained with 0.1.
+        was trained with 0.03.
     fractions : tuple of float
         Star-grouped train/test/validation fractions (see
         `~satphotutils.network.split_by_star`). A test fraction of 0
         leaves no test set (``metadata['test']`` is then empty); the
         validation set gets at least one star whenever its fraction is
         positive and there are two stars or more.
+    soup : int or None
+        Fine-tuning only: copies of each init member trained (each with
+        its own minibatch order and reflections) and averaged, weight by
+        weight, into one network: a "model soup" (Wortsman et al. 2022,
+        ICML, arXiv:2203.05482). Copies of one starting point stay in its
+        basin, so their average is a network as good as the ensemble of
+        the copies at the cost of one; it averages away what a few
+        hundred stamps teach by chance. 1 trains the member itself;
+        `None` chooses from the training split: ``AUTO_SOUP`` copies
+        below ``AUTO_SOUP_MAX_TRAIN`` training stamps, else 1 (the
+        ``'finetune'`` preset; see `Trainer`).
 
     Examples
     --------
@@ -163,6 +174,7 @@ class TrainingConfig:
     max_unity: int = 4
     fwhm_jitter: float = 0.03
     fractions: tuple = (0.6, 0.2, 0.2)
+    soup: int | None = 1
 
     def __post_init__(self):
         checks = {
@@ -179,6 +191,9 @@ class TrainingConfig:
             and np.isfinite(self.huber_delta),
             'seeds': self.seeds is None or (
                 isinstance(self.seeds, int) and self.seeds >= 1),
+            'soup': self.soup is None or (
+                isinstance(self.soup, (int, np.integer))
+                and not isinstance(self.soup, bool) and self.soup >= 1),
             'optimizer': self.optimizer in ('adamw', 'adam'),
             'schedule': self.schedule in ('onecycle', 'constant'),
             'loss': self.loss in ('huber', 'mse'),
@@ -201,6 +216,31 @@ class TrainingConfig:
         if self.batch_size is not None:
             # numpy integers pass the check but not json.dumps.
             self.batch_size = int(self.batch_size)
+        if self.soup is not None:
+            self.soup = int(self.soup)
+
+    def soup_for(self, n_train):
+        """
+        Return the copies per member averaged for ``n_train`` stamps.
+
+        ``soup`` when set; otherwise ``AUTO_SOUP`` (4) below
+        ``AUTO_SOUP_MAX_TRAIN`` (1,500) training stamps and 1 from there
+        on: on the ``finetune`` benchmark's camera the soup of four made
+        300 stamps' light curves 24% better than one copy (eight draws),
+        1,000 stamps' 4% (four draws), and 3,000 and 10,000 stamps' 4%
+        and 10% worse, where the longer runs carry the copies further
+        apart than their average can follow.
+
+        Examples
+        --------
+        >>> from satphotutils.network import TrainingConfig
+        >>> config = TrainingConfig(soup=None)
+        >>> [config.soup_for(n) for n in (240, 800, 2400)]
+        [4, 4, 1]
+        """
+        if self.soup is not None:
+            return self.soup
+        return AUTO_SOUP if n_train < AUTO_SOUP_MAX_TRAIN else 1
 
     def to_dict(self):
         """Return the options as a dict."""
@@ -257,6 +297,11 @@ class TrainingConfig:
 AUTO_STEPS_PER_EPOCH = 500
 MIN_AUTO_BATCH = 16
 MAX_AUTO_BATCH = 256
+#: ``TrainingConfig(soup=None)``: copies per member averaged, and the
+#: training split from which one copy is trained instead
+#: (`TrainingConfig.soup_for`).
+AUTO_SOUP = 4
+AUTO_SOUP_MAX_TRAIN = 1500
 
 #: Named configurations. ``'paper'`` is Winecki & Kochanek's recipe
 #: (Adam, lr 1e-4, batch 128, MSE, 150 epochs, best of 24 seeds);
@@ -272,7 +317,7 @@ PRESETS = {
     # Why these: see Trainer's Notes.
     'finetune': TrainingConfig(epochs=15, batch_size=32, lr=3e-3,
                                seeds=None, patience=15,
-                               fractions=(0.8, 0.0, 0.2)),
+                               fractions=(0.8, 0.0, 0.2), soup=None),
 }
 
 # Columns read besides the features: labels, groups, and what says
@@ -410,6 +455,20 @@ class Trainer:
     - ``fractions`` (0.8, 0.0, 0.2): no test split, so that every
       labelled star of a small set trains or validates (evaluate on
       stars of your own); ``seeds`` `None`: every init member.
+    - ``soup`` `None`: below 1,500 training stamps each init member is
+      fine-tuned four times (its own minibatch order and reflections
+      each time) and the four are averaged weight by weight into one
+      network, which is kept unless the init member does better on the
+      validation stars (`TrainingConfig.soup_for`). What a hundred
+      stars teach by chance differs from copy to copy and averages
+      away; what the camera teaches does not. On the ``finetune``
+      benchmark's camera, 300 stamps (median of eight draws of 100
+      stars) gave saturated light curves of 0.0148 mag with the soup
+      against 0.0195 with one copy, which was worse than the untouched
+      default (0.0161); on a soft V camera 0.0216 against 0.0232, on a
+      camera saturating at its full well 0.0141 against 0.0137. The
+      model keeps the init model's size and speed; the training takes
+      four times as long.
 
     Examples
     --------
@@ -435,6 +494,11 @@ class Trainer:
         if self.init is not None:
             config, features = self._adopt_init(config, model_factory,
                                                 features)
+        elif config.soup is not None and config.soup > 1:
+            msg = (f'soup={config.soup} needs init: networks trained from '
+                   'different random weights cannot be averaged; use '
+                   'soup=1, or seeds for an ensemble')
+            raise ValueError(msg)
         elif config.seeds is None:
             config = dataclasses.replace(config, seeds=1)
         self.config = config
@@ -545,17 +609,33 @@ class Trainer:
         ckpt = out / 'checkpoints'
         ckpt.mkdir(parents=True, exist_ok=True)
 
-        members, losses, resumed, initial = [], [], {}, []
+        members, losses, resumed, initial, copies = [], [], {}, [], []
+        n_copies = cfg.soup_for(len(train)) if self.init is not None else 1
         for k in range(cfg.seeds):
-            net, best, after, history = self._train_one(
-                k, x, columns['target'], train, valid, mean, std, features,
-                device, ckpt, key, resume, start=starts[k])
-            members.append(net.cpu())
-            losses.append(best)
-            if after:
-                resumed[str(k)] = after
+            nets, bests = [], []
+            for c in range(n_copies):
+                net, best, after, history = self._train_one(
+                    k, x, columns['target'], train, valid, mean, std,
+                    features, device, ckpt, key, resume, start=starts[k],
+                    replica=c)
+                nets.append(net.cpu())
+                bests.append(best)
+                if after:
+                    resumed[_member_name(k, c)] = after
             if starts[k] is not None:
                 initial.append(history[0]['val_loss'])
+            net, best = nets[0], bests[0]
+            if n_copies > 1:
+                net = _soup(nets)
+                best = _validation_loss(net, x, columns['target'], valid,
+                                        mean, std, cfg, device)
+                if best > initial[-1]:
+                    # As for an epoch: the init member is kept unless the
+                    # average does better on the validation stars.
+                    net, best = copy.deepcopy(starts[k]).cpu(), initial[-1]
+                copies.append([float(v) for v in bests])
+            members.append(net)
+            losses.append(best)
         order = np.argsort(losses)
         members = [members[i] for i in order]
         log.info('validation losses: %s', sorted(losses))
@@ -598,6 +678,8 @@ class Trainer:
                                    ('test', test))},
             'config': cfg.to_dict(),
             'batch_size': cfg.batch_size_for(len(train)),
+            # Copies averaged per member (1: none).
+            'soup': n_copies,
             'validation_loss': [float(v) for v in sorted(losses)],
             # Seeds continued from a checkpoint: the epoch they resumed
             # after.
@@ -615,6 +697,10 @@ class Trainer:
                 # The init members' loss on this validation set, before
                 # any step: what fine-tuning improved on.
                 'validation_loss': [float(v) for v in initial]}
+        if copies:
+            # Per init member, in init order: each copy's best validation
+            # loss before averaging.
+            model.metadata['training']['soup_validation_loss'] = copies
         model.write(out, overwrite=True)
         return model
 
@@ -677,12 +763,13 @@ class Trainer:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def _train_one(self, k, x, target, train, valid, mean, std, features,
-                   device, ckpt, key, resume, *, start=None):
+                   device, ckpt, key, resume, *, start=None, replica=0):
         import torch
-        from torch.nn import functional as F
 
         cfg = self.config
-        seed = cfg.seed * 1000 + k
+        # Copy 0 of a soup is the member alone: its seeds and checkpoints
+        # are those of a run without one.
+        seed = cfg.seed * 1000 + k + 1_000_003 * replica
         torch.manual_seed(seed)
         net = self.model_factory(features) if start is None else \
             copy.deepcopy(start)
@@ -705,7 +792,7 @@ class Trainer:
                 pct_start=0.15)
         state = {'epoch': 0, 'best': np.inf, 'bad': 0, 'key': key,
                  'history': []}
-        paths = _ckpt_paths(ckpt, k)
+        paths = _ckpt_paths(ckpt, _member_name(k, replica))
         resumed_after = 0
         if resume and paths['state'].exists():
             saved = json.loads(paths['state'].read_text())
@@ -713,8 +800,8 @@ class Trainer:
                 _load_checkpoint(net, opt, sched, paths, device)
                 state = saved
                 resumed_after = state['epoch']
-                log.info('seed %d: resuming after epoch %d', k,
-                         state['epoch'])
+                log.info('seed %s: resuming after epoch %d',
+                         _member_name(k, replica), state['epoch'])
         mean_t = torch.from_numpy(mean).to(device)
         std_t = torch.from_numpy(std).to(device)
         x_t = torch.from_numpy(x)
@@ -737,35 +824,22 @@ class Trainer:
             return (xb - mean_t) / std_t
 
         def loss_fn(mu, log_sigma, y):
-            if cfg.loss == 'huber':
-                mean_loss = F.huber_loss(mu, y, delta=cfg.huber_delta) \
-                    / cfg.huber_delta
-            else:
-                mean_loss = F.mse_loss(mu, y)
-            resid = (y - mu.detach()) / torch.exp(log_sigma)
-            nll = (log_sigma + 0.5 * resid**2).mean()
-            return mean_loss, nll
+            return _losses(mu, log_sigma, y, cfg)
 
         def validate():
-            net.eval()
-            total, n = 0.0, 0
-            with torch.inference_mode():
-                for s in range(0, len(valid), 65536):
-                    idx = valid[s:s + 65536]
-                    mu, log_sigma = net(prepare(idx))
-                    mean_loss, _ = loss_fn(mu, log_sigma,
-                                           y_t[idx].to(device))
-                    total += float(mean_loss) * len(idx)
-                    n += len(idx)
+            val = _validation_loss(net, x, target, valid, mean, std, cfg,
+                                   device)
             net.train()
-            return total / n
+            return val
 
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=cfg.epochs, initial=state['epoch'],
-                       desc=f'seed {k + 1}/{cfg.seeds}', unit='epoch')
+                       desc=f'seed {k + 1}/{cfg.seeds}' + (
+                           f' copy {replica + 1}' if replica else ''),
+                       unit='epoch')
         if start is not None and not state['history']:
             # Epoch 0 is the init model itself: fine-tuning keeps it
             # unless an epoch does better on the validation stars.
@@ -776,7 +850,8 @@ class Trainer:
         net.train()
         while state['epoch'] < cfg.epochs and state['bad'] < cfg.patience:
             epoch = state['epoch']
-            rng = np.random.default_rng([cfg.seed, k, epoch])
+            rng = np.random.default_rng(
+                [cfg.seed, k, epoch] + ([replica] if replica else []))
             order = train[rng.permutation(len(train))]
             t0 = time.perf_counter()
             for s in range(0, len(order), batch_size):
@@ -810,6 +885,66 @@ class Trainer:
 
 def _build(config, features):
     return registry.build(config, features=features)
+
+
+def _member_name(k, replica):
+    """Name of member ``k``'s copy (checkpoints, resume records)."""
+    return str(k) if replica == 0 else f'{k}.{replica}'
+
+
+def _losses(mu, log_sigma, y, cfg):
+    """Return the mean head's loss and the width head's likelihood."""
+    import torch
+    from torch.nn import functional as F
+
+    if cfg.loss == 'huber':
+        mean_loss = F.huber_loss(mu, y, delta=cfg.huber_delta) \
+            / cfg.huber_delta
+    else:
+        mean_loss = F.mse_loss(mu, y)
+    resid = (y - mu.detach()) / torch.exp(log_sigma)
+    nll = (log_sigma + 0.5 * resid**2).mean()
+    return mean_loss, nll
+
+
+def _validation_loss(net, x, target, valid, mean, std, cfg, device):
+    """Return the mean head's loss on rows ``valid`` (no augmentation)."""
+    import torch
+
+    mean_t = torch.from_numpy(mean).to(device)
+    std_t = torch.from_numpy(std).to(device)
+    net = net.to(device)
+    net.eval()
+    total, n = 0.0, 0
+    with torch.inference_mode():
+        for s in range(0, len(valid), 65536):
+            idx = valid[s:s + 65536]
+            xb = (torch.from_numpy(x[idx]).to(device) - mean_t) / std_t
+            mu, log_sigma = net(xb)
+            mean_loss, _ = _losses(
+                mu, log_sigma, torch.from_numpy(target[idx]).to(device), cfg)
+            total += float(mean_loss) * len(idx)
+            n += len(idx)
+    return total / n
+
+
+def _soup(nets):
+    """
+    Return a network whose weights are the mean of those of ``nets``.
+
+    All are copies of one architecture fine-tuned from one start; the
+    first gives the structure.
+    """
+    import torch
+
+    out = copy.deepcopy(nets[0])
+    states = [net.state_dict() for net in nets]
+    with torch.no_grad():
+        out.load_state_dict({
+            name: (torch.stack([st[name].float() for st in states]).mean(0)
+                   .to(value.dtype) if value.is_floating_point() else value)
+            for name, value in states[0].items()})
+    return out
 
 
 def _read_init(init):

@@ -192,6 +192,8 @@ def test_300_stamps_train_from_the_cli_in_seconds(stamps_300, tmp_path,
     used = meta['training']['stars_used']
     assert used['test'] == 0
     assert used['train'] + used['validation'] == 100
+    # A few hundred stamps: a soup of copies per member.
+    assert meta['training']['soup'] == 4
     # Every uncertainty scale says where it came from.
     for mode in ('single', 'ensemble'):
         for group in ('saturated', 'unsaturated'):
@@ -296,3 +298,70 @@ def test_scratch_training_with_tiny_validation_does_not_invent_scales(
         for group, entry in groups.items():
             assert entry['source'] == 'none'
             assert model.metadata['uncertainty_scale'][mode][group] == 1.0
+
+
+def test_the_soup_is_the_mean_of_its_copies_weights():
+    import torch
+
+    from satphotutils.network import StampMLP
+    from satphotutils.network.training import _soup
+
+    torch.manual_seed(3)
+    nets = [StampMLP(6, width=5, depth=2) for _ in range(3)]
+    soup = _soup(nets)
+    for name, value in soup.state_dict().items():
+        expected = np.mean([n.state_dict()[name].numpy() for n in nets],
+                           axis=0)
+        assert_allclose(value.numpy(), expected, rtol=1e-6, atol=1e-7,
+                        err_msg=name)
+    # The copies themselves are left as they were.
+    assert not np.allclose(nets[0].state_dict()['body.0.weight'].numpy(),
+                           soup.state_dict()['body.0.weight'].numpy())
+
+
+def test_soup_needs_a_model_to_start_from():
+    with pytest.raises(ValueError, match='soup=2 needs init'):
+        Trainer(TrainingConfig(soup=2))
+    for bad in (0, True, 1.5):
+        with pytest.raises(ValueError, match='soup'):
+            TrainingConfig(soup=bad)
+    assert PRESETS['finetune'].soup is None
+    assert TrainingConfig(soup=None).soup_for(240) > 1
+
+
+def test_fine_tuning_averages_copies_of_each_member(shifted, tmp_path):
+    train, held = shifted
+    # A model that is off on this camera, so that every copy moves.
+    init = SaturatedStarModel.read(V1_MODEL)
+    config = dataclasses.replace(PRESETS['finetune'], epochs=3, soup=3)
+    out = tmp_path / 'm'
+    model = Trainer(config, init=init)(train, out)
+    # One network per init member, whatever the soup.
+    assert len(model.networks) == len(init.networks)
+    training = model.metadata['training']
+    copies = training['soup_validation_loss']
+    assert np.shape(copies) == (len(init.networks), 3)
+    # The copies differ (their own minibatches), and no member is worse
+    # on the validation stars than the init member it started from.
+    assert all(len(set(c)) == 3 for c in copies)
+    assert max(training['validation_loss']) <= max(
+        training['init']['validation_loss']) + 1e-9
+    # The weights are those of no single copy: the average moved them.
+    for net in model.networks:
+        assert not any(np.allclose(
+            net.state_dict()['body.0.weight'].numpy(),
+            start.state_dict()['body.0.weight'].numpy())
+            for start in init.networks)
+    # Every copy checkpoints on its own, so a rerun resumes all of them.
+    names = sorted(p.name for p in (out / 'checkpoints').glob('seed*.json'))
+    assert names == sorted(f'seed{k}{"" if c == 0 else f".{c}"}.json'
+                           for k in range(len(init.networks))
+                           for c in range(3))
+    again = Trainer(config, init=init)(train, out, overwrite=True)
+    assert set(again.metadata['training']['resumed_after_epoch']) == {
+        f'{k}{"" if c == 0 else f".{c}"}'
+        for k in range(len(init.networks)) for c in range(3)}
+    assert_allclose(_predict(again, held, ensemble=True).log_counts,
+                    _predict(model, held, ensemble=True).log_counts,
+                    rtol=0, atol=1e-6)
+
