@@ -9,16 +9,28 @@ from benchmarks import Metric, Result, benchmark
 from satphotutils.simulation import StampSimulator
 
 
-class SoftPSFSimulator(StampSimulator):
-    """A `StampSimulator` with a wider, softer PSF than the survey's."""
+class _SeeingSimulator(StampSimulator):
+    """
+    A `StampSimulator` whose exposures have another camera's seeing.
+
+    The FWHM is drawn normal (``fwhm``: mean, standard deviation, and
+    the clip range), Moffat beta uniform in ``beta``, and the sky is
+    ``sky_factor`` times the survey's.
+    """
+
+    def __init__(self, *, fwhm, beta, sky_factor=1.0, **options):
+        super().__init__(**options)
+        self.fwhm, self.beta, self.sky_factor = fwhm, beta, sky_factor
 
     def _conditions(self, rng, mjd, draw=None):
         # The simulator has no public hook for the conditions draw (yet):
         # this overrides its private one.
         cond = super()._conditions(rng, mjd, draw)
+        mean, sd, lo, hi = self.fwhm
         return dataclasses.replace(
-            cond, fwhm=float(np.clip(rng.normal(2.6, 0.25), 2.0, 3.4)),
-            beta=float(rng.uniform(3.5, 4.5)))
+            cond, fwhm=float(np.clip(rng.normal(mean, sd), lo, hi)),
+            beta=float(rng.uniform(*self.beta)),
+            sky=self.sky_factor * cond.sky)
 
 
 def held_out_simulator(**options):
@@ -39,27 +51,9 @@ def held_out_simulator(**options):
     # The pipeline's charge per clipped pixel, 15% above the truth.
     scale = 1.15 * detector.full_well_counts / detector.saturation_counts
     pipeline = SurveyPipeline(bleed_flux_scale=scale, resample_order=3)
-    return SoftPSFSimulator(camera=camera, pipeline=pipeline, **options)
-
-
-class _WidePSFSimulator(StampSimulator):
-    """A `StampSimulator` with a wide, nearly Gaussian PSF."""
-
-    def _conditions(self, rng, mjd, draw=None):
-        cond = super()._conditions(rng, mjd, draw)
-        return dataclasses.replace(
-            cond, fwhm=float(np.clip(rng.normal(3.0, 0.3), 2.3, 3.8)),
-            beta=float(rng.uniform(5.5, 6.5)))
-
-
-class _SoftVSimulator(StampSimulator):
-    """A `StampSimulator` of a soft V camera under a bright sky."""
-
-    def _conditions(self, rng, mjd, draw=None):
-        cond = super()._conditions(rng, mjd, draw)
-        return dataclasses.replace(
-            cond, fwhm=float(np.clip(rng.normal(2.2, 0.3), 1.6, 3.0)),
-            beta=float(rng.uniform(2.0, 3.0)), sky=3 * cond.sky)
+    return _SeeingSimulator(camera=camera, pipeline=pipeline,
+                            fwhm=(2.6, 0.25, 2.0, 3.4), beta=(3.5, 4.5),
+                            **options)
 
 
 def full_well_simulator(**options):
@@ -80,7 +74,9 @@ def full_well_simulator(**options):
                     zeropoint_offset=-1.0)
     pipeline = SurveyPipeline(fwhm_factor=1.3, resample_order=0,
                               misplace_rate=0.1)
-    return _WidePSFSimulator(camera=camera, pipeline=pipeline, **options)
+    return _SeeingSimulator(camera=camera, pipeline=pipeline,
+                            fwhm=(3.0, 0.3, 2.3, 3.8), beta=(5.5, 6.5),
+                            **options)
 
 
 def soft_v_simulator(**options):
@@ -101,7 +97,9 @@ def soft_v_simulator(**options):
                     zeropoint_offset=-0.5)
     pipeline = SurveyPipeline(fwhm_factor=1.2, misplace_rate=0.08,
                               lost_rate=0.05)
-    return _SoftVSimulator(camera=camera, pipeline=pipeline, **options)
+    return _SeeingSimulator(camera=camera, pipeline=pipeline,
+                            fwhm=(2.2, 0.3, 1.6, 3.0), beta=(2.0, 3.0),
+                            sky_factor=3.0, **options)
 
 
 # The benchmark's camera, and two more at 300 stamps only.

@@ -166,6 +166,11 @@ def _train(args):
         msg = (f'--{shape[0]} cannot be combined with --init: the '
                f'architecture is that of the init model {args.init}')
         raise SatphotutilsError(msg)
+    if args.init is None and args.soup is not None and args.soup > 1:
+        msg = (f'--soup {args.soup} needs --init: networks trained from '
+               'random weights cannot be averaged (use --seeds for an '
+               'ensemble)')
+        raise SatphotutilsError(msg)
     changes = {name: getattr(args, name) for name in
                ('epochs', 'seeds', 'soup', 'batch_size', 'lr', 'seed',
                 'fwhm_jitter', *shape)
@@ -190,6 +195,9 @@ def _train(args):
               f"sha256 {init['sha256'][:12]})")
     print(f'wrote {args.output}: {model!r}')
     training = model.metadata['training']
+    if training.get('soup', 1) > 1:
+        print(f"  each member the average of {training['soup']} fine-tuned "
+              'copies (--soup sets how many)')
     print(f"  minibatch size {training['batch_size']}"
           + (' (chosen for the table: --batch-size sets it)'
              if training['config']['batch_size'] is None else ''))

@@ -194,6 +194,7 @@ def test_300_stamps_train_from_the_cli_in_seconds(stamps_300, tmp_path,
     assert used['train'] + used['validation'] == 100
     # A few hundred stamps: a soup of copies per member.
     assert meta['training']['soup'] == 4
+    assert 'average of 4 fine-tuned copies' in printed
     # Every uncertainty scale says where it came from.
     for mode in ('single', 'ensemble'):
         for group in ('saturated', 'unsaturated'):
@@ -210,6 +211,14 @@ def test_cli_refuses_architecture_options_with_init(stamps_300, tmp_path,
     err = capsys.readouterr().err
     assert '--width' in err
     assert '--init' in err
+
+
+def test_cli_refuses_a_soup_without_init(stamps_300, tmp_path, capsys):
+    assert main(['train', str(stamps_300), '-o', str(tmp_path / 'x'),
+                 '--soup', '3']) == 1
+    err = capsys.readouterr().err
+    assert '--soup 3 needs --init' in err
+    assert not (tmp_path / 'x').exists()
 
 
 def test_incompatible_feature_version_is_refused(tmp_path):
