@@ -37,15 +37,16 @@ def register(subparsers, formatter_class):
                              "MSE, 150 epochs, 24 seeds); 'finetune': lr "
                              '3e-3 one-cycle, batch 32, 15 epochs, 80/20 '
                              'train/validation split, a soup of 4 copies '
-                             'per member'))
+                             'per member below 1,500 training stamps'))
     train.add_argument('--epochs', type=_count, help='maximum epochs')
     train.add_argument('--seeds', type=_count,
                        help='networks trained from different seeds')
     train.add_argument('--soup', type=_count, metavar='N',
                        help='with --init: train N copies of each init '
                        'member (their own minibatch orders) and average '
-                       "their weights into one network (default 4, the "
-                       "'finetune' preset; 1: no averaging)")
+                       "their weights into one network (the 'finetune' "
+                       'preset: 4 below 1,500 training stamps, else 1; '
+                       '1: no averaging)')
     train.add_argument('--batch-size', type=_count,
                        help='minibatch size (default preset: the largest '
                        'power of two from 16 to 256 that gives at least '
@@ -196,8 +197,11 @@ def _train(args):
     print(f'wrote {args.output}: {model!r}')
     training = model.metadata['training']
     if training.get('soup', 1) > 1:
-        print(f"  each member the average of {training['soup']} fine-tuned "
-              'copies (--soup sets how many)')
+        kept = training['soup_kept']
+        print(f"  {sum(kept)} of {len(kept)} member(s) the average of "
+              f"{training['soup']} fine-tuned copies (--soup sets how many)"
+              + ('; the others kept the init weights, which did better on '
+                 'the validation stars' if not all(kept) else ''))
     print(f"  minibatch size {training['batch_size']}"
           + (' (chosen for the table: --batch-size sets it)'
              if training['config']['batch_size'] is None else ''))

@@ -420,6 +420,10 @@ class Trainer:
         If ``init`` cannot be read, or ``features``, ``model_factory`` or
         ``config.seeds`` conflict with it.
 
+    ValueError
+        If ``config.soup`` asks for copies without ``init``, or names an
+        unknown preset or architecture.
+
     Notes
     -----
     With ``init``, member *k* starts from the init model's member *k*
@@ -610,6 +614,7 @@ class Trainer:
         ckpt.mkdir(parents=True, exist_ok=True)
 
         members, losses, resumed, initial, copies = [], [], {}, [], []
+        souped = []
         n_copies = cfg.soup_for(len(train)) if self.init is not None else 1
         for k in range(cfg.seeds):
             nets, bests = [], []
@@ -629,11 +634,15 @@ class Trainer:
                 net = _soup(nets)
                 best = _validation_loss(net, x, columns['target'], valid,
                                         mean, std, cfg, device)
-                if best > initial[-1]:
-                    # As for an epoch: the init member is kept unless the
-                    # average does better on the validation stars.
+                net = net.cpu()
+                # As for an epoch: the init member is kept unless the
+                # average does better on the validation stars (a NaN
+                # loss never does).
+                kept = best <= initial[-1]
+                if not kept:
                     net, best = copy.deepcopy(starts[k]).cpu(), initial[-1]
                 copies.append([float(v) for v in bests])
+                souped.append(bool(kept))
             members.append(net)
             losses.append(best)
         order = np.argsort(losses)
@@ -699,8 +708,10 @@ class Trainer:
                 'validation_loss': [float(v) for v in initial]}
         if copies:
             # Per init member, in init order: each copy's best validation
-            # loss before averaging.
+            # loss before averaging, and whether the average was kept
+            # (else the init member was).
             model.metadata['training']['soup_validation_loss'] = copies
+            model.metadata['training']['soup_kept'] = souped
         model.write(out, overwrite=True)
         return model
 
@@ -755,7 +766,11 @@ class Trainer:
             raise SatphotutilsError(msg) from exc
 
     def _run_key(self, stamps, n_rows, features, mean):
-        text = json.dumps({'config': self.config.to_dict(),
+        # The soup does not change how any one copy trains: its copies'
+        # checkpoints stay valid whatever the number of copies.
+        config = self.config.to_dict()
+        config.pop('soup')
+        text = json.dumps({'config': config,
                            'features': features.to_dict(), 'rows': n_rows,
                            'mean': float(np.sum(mean)),
                            'init': (self.init_record or {}).get('sha256')},
