@@ -411,4 +411,3 @@ def test_a_soup_worse_than_the_init_keeps_the_init(shifted, tmp_path,
     assert_allclose(_predict(model, held, ensemble=True).log_counts,
                     _predict(init, held, ensemble=True).log_counts,
                     rtol=0, atol=1e-6)
-
