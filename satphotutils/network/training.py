@@ -1381,6 +1381,7 @@ def _trail_validation(model, data, columns, rows, stamps, *,
     keeps the network.
     """
     from satphotutils.stamps._trailsum import (
+        FALLBACK_MARGIN,
         TRAIL_DEFAULTS,
         stamp_trail_sums,
         trail_reaches_end,
@@ -1418,7 +1419,8 @@ def _trail_validation(model, data, columns, rows, stamps, *,
     # photometry (which sits above the network).
     trail[own], flags[own] = stamp_trail_sums(
         stamp[own], sky=np.asarray(table['sky'], float)[own],
-        saturation=level[own], margin=d['margin_fwhm'] * fwhm,
+        saturation=level[own],
+        margin=FALLBACK_MARGIN * d['margin_fwhm'] * fwhm,
         radius=d['radius_fwhm'] * fwhm,
         level_fraction=d['level_fraction'],
         trail_fraction=d['trail_fraction'], gap=d['background_gap'],

@@ -29,10 +29,20 @@ _GROWTH_RADII = 6
 # Calibration stars nearest in pixel phase that scale a star measured
 # beside another star's trail.
 _PHASE_NEIGHBOURS = 25
+# In margins (the default's: 2 FWHM), the circle of a star measured by
+# its wings beside another star's trail, and the distance from the
+# host's core within which it is not measured (the pixels beside a trail
+# are few: a circle of 2 FWHM measured a g = 11 star beside a g = 7
+# trail 0.19 mag off, one of 3 FWHM 0.01); and the margin where no
+# aperture correction puts back the wings a narrow margin leaves out
+# (frames with fewer than 5 bright isolated stars, and stamps): both 3
+# FWHM, the former default margin.
+WINGS_MARGIN = 1.5
+FALLBACK_MARGIN = 1.5
 
 #: ``BleedTrailPhotometry``'s defaults, for callers below the photometry
 #: (a test holds the two together).
-TRAIL_DEFAULTS = {'margin_fwhm': 3.0, 'radius_fwhm': 0.9,
+TRAIL_DEFAULTS = {'margin_fwhm': 2.0, 'radius_fwhm': 0.9,
                   'level_fraction': 0.9, 'trail_fraction': 0.25,
                   'background_gap': 2, 'background_width': 6,
                   'match_radius': 2.0}
@@ -140,18 +150,21 @@ def _region_of(labels, x, y, radius):
     return found[np.arange(len(x)), first]
 
 
-def _owners(labels, n_labels, x, y, region):
+def _owners(labels, n_labels, x, y, region, high, match_radius):
     """
     Give every star's pixels its index + 1 (other regions: -label).
 
     ``x``, ``y`` are all the stars (targets first), ``region`` the region
-    of each. Of the stars in a region, those on its wide rows are its
-    cores (see `_cores`); those whose columns the first core's trail
-    covers ride on it (`_off_the_trail`); the region is divided between
-    the others (`_divide`). A star in no region owns its own pixel; one
-    on another star's trail owns nothing (its light is in the trail,
-    and is taken off the owner's sum once measured by its wings,
-    `_beside_trail`).
+    of each, ``high`` the pixels at the saturation level. A region whose
+    stars have full-well cores of their own, apart at that level (trails
+    that touch only through their wings), is first cut between those
+    cores (`_split_at_full_well`). Of the stars in a region (or part),
+    those on its wide rows are its cores (see `_cores`); those whose
+    columns the first core's trail covers ride on it (`_off_the_trail`);
+    the region is divided between the others (`_divide`). A star in no
+    region owns its own pixel; one on another star's trail owns nothing
+    (its light is in the trail, and is taken off the owner's sum once
+    measured by its wings, `_beside_trail`).
 
     Returns the owner image, the region's stars by region label and
     whether each star is a core.
@@ -165,25 +178,166 @@ def _owners(labels, n_labels, x, y, region):
     core = np.zeros(len(x), dtype=bool)
     for r, stars in members.items():
         sy, sx = objects[r - 1]
-        mine = labels[sy, sx] == r
-        stars = np.array(stars)
-        cores = stars if len(stars) == 1 else _cores(
-            mine, sy.start, sx.start, x[stars], y[stars], stars)
-        if len(cores) > 1:
-            cores = _off_the_trail(mine, sy.start, sx.start, x, y, cores)
-        if len(cores) > 1:
-            yy, xx, which, cores = _divide(mine, sy.start, sx.start, x, y,
-                                           cores)
-            owner[yy, xx] = which + 1
-        else:
-            owner[sy, sx][mine] = cores[0] + 1
-        core[cores] = True
+        region_pixels = labels[sy, sx] == r
+        parts = [(region_pixels, np.array(stars))] if len(stars) == 1 \
+            else _split_at_full_well(region_pixels, high[sy, sx], sy.start,
+                                     sx.start, x, y, np.array(stars),
+                                     match_radius)
+        for mine, stars in parts:
+            cores = stars if len(stars) == 1 else _cores(
+                mine, sy.start, sx.start, x[stars], y[stars], stars)
+            if len(cores) > 1:
+                cores = _off_the_trail(mine, sy.start, sx.start, x, y,
+                                       cores)
+            if len(cores) > 1:
+                yy, xx, which, cores = _divide(mine, sy.start, sx.start, x,
+                                               y, cores)
+                owner[yy, xx] = which + 1
+            else:
+                owner[sy, sx][mine] = cores[0] + 1
+            core[cores] = True
     alone = np.flatnonzero((region == 0) & np.isfinite(x) & np.isfinite(y))
     ix = np.rint(x[alone]).astype(np.int64)
     iy = np.rint(y[alone]).astype(np.int64)
     inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
     owner[iy[inside], ix[inside]] = alone[inside] + 1
     return owner, members, core
+
+
+def _split_at_full_well(mine, high, row0, col0, x, y, stars, match_radius):
+    """
+    Cut a region between its stars' separate full-well cores.
+
+    A region is followed down to a fraction of the saturation level, so
+    the wings of a star beside a bright star's trail join the two even
+    where their charge did not: at the full well, each star's own
+    saturated pixels (its core and the trail its charge ran into) are
+    apart. Each such piece holding a star (within ``match_radius``) is a
+    part of its own; every other pixel of the region (the wings, and
+    full-well pieces holding no star: bits of a trail broken by the
+    noise) goes to the nearest of those pieces. Measured: with the
+    region divided by the distance to each star instead, a g = 9 star
+    6 px beside a g = 5 star's 500-row trail took the trail's rows
+    nearer to it than to the bright star (4.9 mag too bright).
+
+    Returns a list of (pixels, stars) pairs; one pair, the region whole,
+    when at most one piece holds a star.
+    """
+    pieces, n_pieces = ndimage.label(high & mine)
+    piece = _region_of(pieces, x[stars] - col0, y[stars] - row0,
+                       match_radius)
+    held = np.unique(piece[piece > 0])
+    if len(held) <= 1:
+        return [(mine, stars)]
+    # Pieces in one column (their median columns within 3 px, as
+    # `_divide` takes two stars) share the column's charge however it
+    # broke at the level (a trail's end on a resampled frame reads below
+    # it): they are one part, which `_divide` cuts between their trails.
+    # The pieces' columns, not their stars': a faint star on one trail
+    # would chain another trail's piece in (review).
+    rows, cols = np.nonzero(pieces)
+    column = np.atleast_1d(ndimage.median(cols, pieces[rows, cols], held))
+    part_of = np.zeros(n_pieces + 1, dtype=np.int64)
+    part_of[held] = held
+    for a in range(len(held)):
+        for b in range(a):
+            if abs(column[a] - column[b]) < 3:
+                part_of[part_of == part_of[held[a]]] = part_of[held[b]]
+    parts = np.unique(part_of[held])
+    if len(parts) <= 1:
+        return [(mine, stars)]
+    # Column runs of the region (along the read direction), and the part
+    # of each run whose pieces, where it has any, are all of one part.
+    runs, n_runs = ndimage.label(mine, structure=[[0, 1, 0], [0, 1, 0],
+                                                  [0, 1, 0]])
+
+    def run_parts(grouped):
+        on = (grouped > 0) & (runs > 0)
+        lo = np.full(n_runs + 1, np.iinfo(np.int64).max)
+        hi = np.full(n_runs + 1, -1)
+        np.minimum.at(lo, runs[on], grouped[on])
+        np.maximum.at(hi, runs[on], grouped[on])
+        return np.where((lo == hi) & (hi > 0), hi, 0), on
+
+    # A full-well piece holding no star is a piece of a trail that broke
+    # (its level dipped: noise, a masked pixel, a resampling): it is the
+    # part's whose pieces share its columns' runs (review: by the
+    # distance to each core, a trail cut below a bright star went to the
+    # fainter star beside it, 2 mag too bright).
+    for _ in range(3):
+        grouped = part_of[pieces]
+        orphan = (pieces > 0) & (grouped == 0)
+        if not orphan.any():
+            break
+        run_part, _ = run_parts(grouped)
+        votes = run_part[runs[orphan]]
+        labs = pieces[orphan]
+        changed = False
+        for lab in np.unique(labs[votes > 0]):
+            vals = votes[(labs == lab) & (votes > 0)]
+            part_of[lab] = np.bincount(vals).argmax()
+            changed = True
+        if not changed:
+            break
+    grouped = part_of[pieces]
+    distance = np.full(mine.shape, np.inf)
+    nearest = np.zeros(mine.shape, dtype=np.int64)
+    for i, p in enumerate(parts):
+        d = ndimage.distance_transform_edt(grouped != p)
+        closer = d < distance
+        distance[closer], nearest[closer] = d[closer], i
+    # Along a column the charge ran: a run whose pieces are all of one
+    # part is that part's (a trail whose level dips is not cut by the
+    # straight-line distance to another star's core); a run holding the
+    # pieces of two parts is divided as two trails in one column are
+    # (`_divide`: each star's trail reaching as far beyond it as on its
+    # other side). Other pixels go to the nearest part.
+    run_part, on = run_parts(grouped)
+    rows = np.broadcast_to(np.arange(mine.shape[0])[:, None], mine.shape)
+    loose = (grouped == 0) & (runs > 0)
+    nearest = np.where(loose & (run_part[runs] > 0),
+                       np.searchsorted(parts, run_part[runs]), nearest)
+    star_part = np.zeros(len(stars), dtype=np.int64)
+    star_part[piece > 0] = part_of[piece[piece > 0]]
+    for r in np.unique(runs[on & (run_part[runs] == 0)]):
+        in_run = runs == r
+        cells = np.unique(grouped[in_run & on])
+        if len(cells) != 2:
+            continue
+        col = int(np.flatnonzero(in_run.any(axis=0))[0])
+        run_rows = np.flatnonzero(in_run[:, col])
+        top, bottom = run_rows[0], run_rows[-1]
+        mids = []
+        for p in cells:
+            # The part's star nearest the run's column.
+            mine_stars = np.flatnonzero(star_part == p)
+            if not mine_stars.size:
+                break
+            k = mine_stars[np.argmin(np.abs(x[stars[mine_stars]] - col0
+                                            - col))]
+            mids.append(y[stars[k]] - row0)
+        if len(mids) != 2:
+            continue
+        (ya, pa), (yb, pb) = sorted(zip(mids, cells, strict=True))
+        p_rows = rows[in_run & (grouped == pa)]
+        q_rows = rows[in_run & (grouped == pb)]
+        if not (p_rows.size and q_rows.size) or p_rows.max() >= q_rows.min():
+            continue
+        end = 0.5 * ((2 * ya - top) + (2 * yb - bottom))
+        end = min(max(end, p_rows.max()), q_rows.min())
+        cut = in_run & (grouped == 0)
+        nearest = np.where(cut & (rows <= end), np.searchsorted(parts, pa),
+                           np.where(cut, np.searchsorted(parts, pb),
+                                    nearest))
+    # A star on none of the pieces (on the wings) is in the part nearest
+    # to it.
+    ny, nx = mine.shape
+    iy = np.clip(np.rint(y[stars]).astype(np.int64) - row0, 0, ny - 1)
+    ix = np.clip(np.rint(x[stars]).astype(np.int64) - col0, 0, nx - 1)
+    which = np.where(piece > 0, np.searchsorted(parts, part_of[piece]),
+                     nearest[iy, ix])
+    return [(mine & (nearest == i), stars[which == i])
+            for i in range(len(parts))]
 
 
 def _cores(mine, row0, col0, x, y, stars):
@@ -422,7 +576,7 @@ def _circle_sums(planes, error, x, y, radius, *, sky):
 
 def _trail_sums(image, mask, error, x, y, catalog, *, level, trail_level,
                 margin, radius, gap, width, match_radius, sky, gain,
-                read_noise, total_radius=None):
+                read_noise, total_radius=None, wings_margin=None):
     """
     Flux, its error, the local background and the flags per target.
 
@@ -436,20 +590,25 @@ def _trail_sums(image, mask, error, x, y, catalog, *, level, trail_level,
     if mask is not None:
         bad |= mask
     with np.errstate(invalid='ignore'):
-        saturated = (image >= level) & ~bad
+        high = (image >= level) & ~bad
         followed = _bridge((image >= trail_level) & ~bad, bad)
     # Hysteresis: the regions above the trail level that hold a
     # saturated pixel.
     labels, n_labels = ndimage.label(followed)
     keep = np.zeros(n_labels + 1, dtype=bool)
-    keep[np.unique(labels[saturated])] = True
+    keep[np.unique(labels[high])] = True
     keep[0] = False
     labels = np.where(keep[labels], labels, 0)
     saturated = labels > 0
     all_x = np.concatenate([x, catalog[:, 0]])
     all_y = np.concatenate([y, catalog[:, 1]])
     region = _region_of(labels, all_x, all_y, match_radius)
-    owner, members, core = _owners(labels, n_labels, all_x, all_y, region)
+    owner, members, core = _owners(labels, n_labels, all_x, all_y, region,
+                                   _bridge(high, bad), match_radius)
+    if wings_margin is None:
+        wings_margin = WINGS_MARGIN * margin
+    if total_radius is not None:
+        wings_margin = min(wings_margin, total_radius)
     objects = ndimage.find_objects(labels, max_label=n_labels)
 
     flux = np.full(n, np.nan)
@@ -506,14 +665,16 @@ def _trail_sums(image, mask, error, x, y, catalog, *, level, trail_level,
         bkg[point] = b
         flags[point[has_bad]] |= SATPHOT_FLAGS.TRAIL_MASKED
         _riders(planes, labels, owner, error, all_x, all_y, region, core,
-                alone, flux, var, bkg, flags, trail, margin=margin,
+                alone, flux, var, bkg, flags, trail, margin=wings_margin,
+                host_margin=margin,
                 radius=radius,
                 sky=sky, gain=gain, read_noise=read_noise)
     total = _total_correction(planes, x[alone], y[alone], owner, alone,
                               margin=margin, total=total_radius, sky=sky)
     if total is not None:
+        wings = (flags & SATPHOT_FLAGS.TRAIL_WINGS) != 0
         total['factor'] = _total_factors(total, labels, x, y, region[:n],
-                                         trail, margin)
+                                         trail, wings, margin, wings_margin)
     return flux, np.sqrt(var), bkg, flags, correction, total
 
 
@@ -585,7 +746,7 @@ def _no_other_star(owner, x, y, own, reach):
 
 
 def _riders(planes, labels, owner, error, all_x, all_y, region, core,
-            alone, flux, var, bkg, flags, trail, **kwargs):
+            alone, flux, var, bkg, flags, trail, *, host_margin, **kwargs):
     """
     Measure the stars on other stars' trails; take them off the trails.
 
@@ -595,9 +756,13 @@ def _riders(planes, labels, owner, error, all_x, all_y, region, core,
     the trail), and each star's flux is taken off the sum of the core
     whose pixels it lies on, whose aperture held it. Needs the frame's
     calibration stars (``alone``; 5 or more), else nothing changes. A
-    star within a margin of its host's core is not measured (NaN): its
-    wings there are the host's. Updates ``flux``, ``var``, ``bkg`` and
-    ``flags`` (``trail_wings``) in place.
+    star within ``margin`` (the wings' margin, also their circle's
+    radius) of its host's core is not measured (NaN): its wings there
+    are the host's. Updates ``flux``, ``var``, ``bkg`` and ``flags``
+    (``trail_wings``) in place. What is taken off the host is the share
+    of each star's light within ``host_margin`` (the host's aperture
+    reaches that far about the trail the star lies on), measured on the
+    calibration stars.
     """
     n = len(flux)
     finite = np.isfinite(all_x) & np.isfinite(all_y)
@@ -631,10 +796,32 @@ def _riders(planes, labels, owner, error, all_x, all_y, region, core,
     flux[riders[mine]], var[riders[mine]], bkg[riders[mine]] = \
         f[mine], v[mine], b[mine]
     flags[riders[mine]] |= SATPHOT_FLAGS.TRAIL_WINGS
+    held = _held_within(planes, all_x[alone], all_y[alone], host_margin,
+                        kwargs['margin'], sky=kwargs['sky'])
     for k in np.flatnonzero((host >= 0) & (host < n) & np.isfinite(f)):
         if trail[host[k]]:
-            flux[host[k]] -= f[k]
-            var[host[k]] += v[k]
+            flux[host[k]] -= held * f[k]
+            var[host[k]] += held ** 2 * v[k]
+
+
+def _held_within(planes, x, y, inner, outer, *, sky):
+    """
+    Return the median share within ``inner`` of the light in ``outer``.
+
+    Both sums are on the background of the annulus beyond ``outer``; 1
+    if ``inner`` is not smaller, or with fewer than 5 stars.
+    """
+    if not inner < outer:
+        return 1.0
+    wide, _, b_wide, _, _, _ = _circle_sums(planes, None, x, y, outer,
+                                            sky=sky)
+    small, _, b_small, _, area, _ = _circle_sums(planes, None, x, y, inner,
+                                                 sky=sky)
+    small = small + (b_small - b_wide) * area
+    ok = (wide > 0) & (small > 0)
+    if ok.sum() < _MIN_CORRECTION_STARS:
+        return 1.0
+    return float(np.median(small[ok] / wide[ok]))
 
 
 def _beside_trail(planes, trails, error, x, y, cal_x, cal_y, cal_b, *,
@@ -783,7 +970,8 @@ def _total_correction(planes, x, y, owner, index, *, margin, total, sky):
     return out
 
 
-def _total_factors(total, labels, x, y, region, trail, margin):
+def _total_factors(total, labels, x, y, region, trail, wings, margin,
+                   wings_margin):
     """
     Return each target's factor to its total light (1 without a curve).
 
@@ -791,12 +979,15 @@ def _total_factors(total, labels, x, y, region, trail, margin):
     margin beyond the saturated core's half-width, where the curve of
     growth has already gained part of what lies beyond the margin
     (review: a point source's correction put isolated saturated stars
-    0.5-1.3% too bright).
+    0.5-1.3% too bright); a star measured by its wings (``wings``) is on
+    the scale of its circle, ``wings_margin``.
     """
     factors = np.ones(len(x))
     if total is None or 'growth' not in total:
         return factors
     factors[:] = total['value']
+    factors[wings] = total['value'] / np.interp(
+        wings_margin, total['radii'], total['growth'])
     ny = labels.shape[0]
     for k in np.flatnonzero(trail):
         iy = int(np.clip(np.rint(y[k]), 0, ny - 1))
