@@ -467,6 +467,7 @@ def intercalibration_model(ctx):
     axes[2].set_xlabel('(ratio - 1) x GLS mean of the realised signal')
     axes[2].set_ylabel('V-g offset error (mag)')
     axes[2].legend(fontsize=8)
+    axes[2].xaxis.set_major_locator(plt.MaxNLocator(5))
     fig.suptitle(f'{len(ratios)} injected light curves: DRW, V 1.3x g, '
                  '10% outliers')
     fig.tight_layout()
