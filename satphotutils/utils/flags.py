@@ -134,8 +134,9 @@ _DEFINITIONS = (
     FlagDefinition(17179869184, 'trail_merged',
                    "the target's saturated region also holds another "
                    'target or catalogue star (merged trails, or a star on '
-                   'the trail); it was divided, each pixel to the nearest '
-                   'star, so the split may be off (BleedTrailPhotometry)'),
+                   'the trail; it was divided, so the split may be off), '
+                   "or its sum holds another saturated star's core or "
+                   'trail that neither list names (BleedTrailPhotometry)'),
     FlagDefinition(34359738368, 'trail_masked',
                    'masked or non-finite pixels in the aperture or next to '
                    "the target's saturated region: charge there is not "

@@ -342,11 +342,14 @@ def test_aperture_correction_is_measured_or_a_number(value):
         BleedTrailPhotometry(aperture_correction=value)
 
 
-def _trail_field(pixels, g, seed=3, *, alter=None):
+def _trail_field(pixels, g, seed=3, *, alter=None, unlisted=0, **options):
     """
     A raw 600 x 400 frame: the given stars and 20 isolated g 12-13.
 
-    ``alter(frame)`` may change the frame before it is measured.
+    ``alter(frame)`` may change the frame before it is measured; the
+    last ``unlisted`` of the given stars are not targets (the table and
+    errors are those of the others and the g 12-13 stars); ``options``
+    go to `BleedTrailPhotometry`.
     """
     from satphotutils.simulation import (
         Camera,
@@ -373,9 +376,11 @@ def _trail_field(pixels, g, seed=3, *, alter=None):
                             mjd=59000.0, seed=2)
     if alter is not None:
         alter(frame)
-    table = BleedTrailPhotometry(fwhm=frame.meta['FWHM'])(
-        frame, skycoord=coords)
-    return table, (table['mag'] - truth['mag']).value
+    listed = np.ones(len(g), dtype=bool)
+    listed[len(pixels) - 20 - unlisted:len(pixels) - 20] = False
+    table = BleedTrailPhotometry(fwhm=frame.meta['FWHM'], **options)(
+        frame, skycoord=coords[listed])
+    return table, (table['mag'] - truth['mag'][listed]).value
 
 
 def test_fainter_stars_on_a_bright_trail_leave_it_to_its_star():
@@ -452,6 +457,55 @@ def test_a_broken_trail_stays_with_its_star(extra, alter):
                            alter=alter)
     assert abs(error[0]) < 0.01, error[:3]
     assert abs(error[1]) < 0.1, error[:3]
+
+
+@pytest.mark.parametrize(('dx', 'g'), [(5.3, 7.0), (5.3, 8.0), (6.0, 7.5),
+                                       (7.5, 7.0)])
+def test_a_saturated_star_no_list_names_is_flagged(dx, g):
+    # Review: a saturated star beside a listed one, in neither the
+    # targets nor the catalogue, whose full-well pixels join the listed
+    # star's region (apart at the full well, or side by side and joined
+    # in a few rows): its charge is in the listed star's sum, 0.1-0.75
+    # mag too bright, and nothing said so.
+    table, error = _trail_field([[200.0, 300.0], [200.0 + dx, 340.5]],
+                                [7.0, g], unlisted=1)
+    assert error[0] < -0.05
+    assert table['flags'][0] & SATPHOT_FLAGS.TRAIL_MERGED
+
+
+def test_a_circle_reaching_a_trail_is_flagged():
+    # Review: an unsaturated star whose small circle clips the edge
+    # column of a bright star's trail (it lies beside the trail, not on
+    # it) held that column's charge, 0.3-1.5 mag too bright, flagged
+    # only recentre_rejected (a 3-px circle, as a 0.9 FWHM radius is in
+    # 3.3 px seeing).
+    table, error = _trail_field([[200.0, 300.0], [204.6, 340.4]],
+                                [6.0, 12.5], radius=3.0)
+    assert error[1] < -0.1
+    assert table['flags'][1] & SATPHOT_FLAGS.TRAIL_MERGED
+    # The frame's isolated g 12-13 stars are not.
+    assert not np.any(np.asarray(table['flags'])[2:]
+                      & SATPHOT_FLAGS.TRAIL_MERGED)
+
+
+def _low_column(frame):
+    # The trail's central column saturates at 86% of the level (full
+    # wells differ from column to column): below the 90% the trail is
+    # followed at, so the full-well trail has a gap all along.
+    level = frame.meta['SATURATE']
+    column = frame.data[:, 200]
+    column[column > 0.9 * level] = 0.86 * level
+
+
+@pytest.mark.parametrize('alter', [None, _dip, _masked, _low_column])
+def test_one_star_s_trail_is_not_taken_for_two(alter):
+    # The flag of the test above on none of one star's trails, broken or
+    # not (with the full-well pixels alone, a column saturating lower
+    # made two trails of one).
+    table, error = _trail_field([[200.0, 300.0]], [6.0], alter=alter)
+    if alter is not _low_column:  # (whose cap removes charge)
+        assert abs(error[0]) < 0.01
+    assert not table['flags'][0] & SATPHOT_FLAGS.TRAIL_MERGED
 
 
 def test_stars_near_a_core_and_comparable_pairs_keep_their_rules():

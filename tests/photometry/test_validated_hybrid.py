@@ -261,9 +261,10 @@ def test_a_trail_target_that_owns_no_pixel_is_flagged_not_fatal():
     labels, _ = ndimage.label(saturated)
     owner = np.where(saturated, 2, 0)  # all of it to star 1, not star 0
     objects = ndimage.find_objects(labels)[0]
+    own = ndimage.find_objects(owner, max_label=2)[0]  # star 0's: None
     flux, _, _, _, area, flags = _one_trail(
         image, np.zeros_like(saturated), saturated, None, owner, objects,
-        0, margin=5.0, gap=2, width=6, sky=100.0)
+        own, 0, margin=5.0, gap=2, width=6, sky=100.0)
     assert np.isnan(flux)
     assert area == 0.0
     assert flags & SATPHOT_FLAGS.TRAIL_MERGED
