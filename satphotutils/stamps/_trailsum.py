@@ -202,6 +202,12 @@ def _owners(labels, n_labels, x, y, region, high, match_radius, *,
             else:
                 owner[sy, sx][mine] = cores[0] + 1
             core[cores] = True
+        if len(stars) == 1 and _off_the_core(high[sy, sx] & region_pixels,
+                                             y[stars[0]] - sy.start):
+            # A star on a trail whose own star no list names: the sum
+            # is that star's (review: a g = 13 star on a g = 6 star's
+            # trail took it all, 5.7 mag too bright, unflagged).
+            unnamed[stars] = True
         if bright is None:
             continue
         foreign = _unnamed_pieces(region_pixels, bright[sy, sx], sy.start,
@@ -215,6 +221,24 @@ def _owners(labels, n_labels, x, y, region, high, match_radius, *,
     inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
     owner[iy[inside], ix[inside]] = alone[inside] + 1
     return owner, members, core, unnamed
+
+
+def _off_the_core(full, row):
+    """
+    Say whether ``row`` is away from the core of a region's charge.
+
+    ``full`` are the region's full-well pixels; its core is where they
+    are widest (rows at least 80% of the widest row's width), centred on
+    the star whose charge it is. A star farther from that centre than
+    half the core's rows and 3 px more did not make the region: it lies
+    on another star's trail.
+    """
+    width = full.sum(axis=1)
+    if not width.any():
+        return False
+    core = np.flatnonzero(width >= 0.8 * width.max())
+    centre = 0.5 * (core[0] + core[-1])
+    return bool(abs(row - centre) > 0.5 * (core[-1] - core[0]) + 3)
 
 
 def _unnamed_pieces(mine, bright, row0, col0, x, y, match_radius):

@@ -136,7 +136,8 @@ _DEFINITIONS = (
                    'target or catalogue star (merged trails, or a star on '
                    'the trail; it was divided, so the split may be off), '
                    "or its sum holds another saturated star's core or "
-                   'trail that neither list names (BleedTrailPhotometry)'),
+                   'trail that neither list names, or its small circle '
+                   "reaches another star's trail (BleedTrailPhotometry)"),
     FlagDefinition(34359738368, 'trail_masked',
                    'masked or non-finite pixels in the aperture or next to '
                    "the target's saturated region: charge there is not "

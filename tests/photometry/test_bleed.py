@@ -473,6 +473,17 @@ def test_a_saturated_star_no_list_names_is_flagged(dx, g):
     assert table['flags'][0] & SATPHOT_FLAGS.TRAIL_MERGED
 
 
+@pytest.mark.parametrize('rows', [25.0, 60.0])
+def test_a_star_alone_on_an_unnamed_star_s_trail_is_flagged(rows):
+    # Review: a target on the trail of a saturated star no list names is
+    # the region's only star, and its sum is the whole trail (a g = 13
+    # star 5.7 mag too bright, no flag).
+    table, error = _trail_field([[200.8, 300.0 + rows], [200.0, 300.0]],
+                                [13.0, 6.0], unlisted=1)
+    assert error[0] < -1
+    assert table['flags'][0] & SATPHOT_FLAGS.TRAIL_MERGED
+
+
 def test_a_circle_reaching_a_trail_is_flagged():
     # Review: an unsaturated star whose small circle clips the edge
     # column of a bright star's trail (it lies beside the trail, not on
