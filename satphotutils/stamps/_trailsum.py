@@ -298,10 +298,12 @@ def _side_by_side(full):
         return np.zeros(full.shape, dtype=bool)
     wide = np.bincount(runs.ravel(), minlength=n_runs + 1) >= 2
     wide[0] = False
-    per_row = np.zeros(full.shape[0], dtype=np.int64)
-    rows = ndimage.find_objects(runs)
-    for lab in np.flatnonzero(wide):
-        per_row[rows[lab - 1][0].start] += 1
+    # Each run lies in one row.
+    row_of = np.zeros(n_runs + 1, dtype=np.int64)
+    rr, cc = np.nonzero(runs)
+    row_of[runs[rr, cc]] = rr
+    per_row = np.bincount(row_of[np.flatnonzero(wide)],
+                          minlength=full.shape[0])
     double = per_row >= 2
     if double.sum() < 3:
         return np.zeros(full.shape, dtype=bool)
