@@ -150,13 +150,13 @@ def _region_of(labels, x, y, radius):
     return found[np.arange(len(x)), first]
 
 
-def _owners(labels, n_labels, x, y, region, high, match_radius, *,
-            bright=None):
+def _owners(labels, n_labels, x, y, region, high, bright, match_radius):
     """
     Give every star's pixels its index + 1 (other regions: -label).
 
     ``x``, ``y`` are all the stars (targets first), ``region`` the region
-    of each, ``high`` the pixels at the saturation level. A region whose
+    of each, ``high`` the pixels at the saturation level, ``bright``
+    those well above the wings. A region whose
     stars have full-well cores of their own, apart at that level (trails
     that touch only through their wings), is first cut between those
     cores (`_split_at_full_well`). Of the stars in a region (or part),
@@ -170,9 +170,8 @@ def _owners(labels, n_labels, x, y, region, high, match_radius, *,
     Returns the owner image, the region's stars by region label, whether
     each star is a core and whether its pixels hold another star's
     saturated charge that no star names (`_unnamed_pieces` of the
-    pixels ``bright``, well above the wings: a saturated star in neither
-    the targets nor the catalogue, whose charge its sum holds; all
-    False without ``bright``).
+    pixels ``bright``: a saturated star in neither the targets nor the
+    catalogue, whose charge its sum holds).
     """
     owner = -labels.astype(np.int64)
     ny, nx = labels.shape
@@ -208,8 +207,6 @@ def _owners(labels, n_labels, x, y, region, high, match_radius, *,
             # is that star's (review: a g = 13 star on a g = 6 star's
             # trail took it all, 5.7 mag too bright, unflagged).
             unnamed[stars] = True
-        if bright is None:
-            continue
         foreign = _unnamed_pieces(region_pixels, bright[sy, sx], sy.start,
                                   sx.start, x[stars], y[stars], match_radius)
         if foreign.any():
@@ -714,8 +711,8 @@ def _trail_sums(image, mask, error, x, y, catalog, *, level, trail_level,
         bright = _bridge((image >= np.sqrt(level * trail_level)) & ~bad,
                          bad)
     owner, members, core, unnamed = _owners(
-        labels, n_labels, all_x, all_y, region, _bridge(high, bad),
-        match_radius, bright=bright)
+        labels, n_labels, all_x, all_y, region, _bridge(high, bad), bright,
+        match_radius)
     if wings_margin is None:
         wings_margin = WINGS_MARGIN * margin
     if total_radius is not None:
@@ -929,6 +926,7 @@ def _reaches(saturated, x, y, radius):
 
     A pixel counts if its centre is within ``radius`` + 0.5.
     """
+    from satphotutils.stamps.apertures import center_sums
     from satphotutils.stamps.cutout import cut_stamps
 
     reach = int(np.ceil(radius + 0.5))
@@ -936,11 +934,8 @@ def _reaches(saturated, x, y, radius):
     iy = np.rint(y).astype(np.int64)
     near, _ = cut_stamps(saturated, ix, iy, 2 * reach + 1, dtype=bool,
                          fill_value=False)
-    yy, xx = np.mgrid[-reach:reach + 1, -reach:reach + 1]
-    inside = ((xx[None] - (x - ix)[:, None, None]) ** 2
-              + (yy[None] - (y - iy)[:, None, None]) ** 2) \
-        <= (radius + 0.5) ** 2
-    return (near & inside).any(axis=(1, 2))
+    return center_sums(near.astype(np.float64), radius + 0.5, dx=x - ix,
+                       dy=y - iy) > 0
 
 
 def _held_within(planes, x, y, inner, outer, *, sky):
